@@ -1,0 +1,1014 @@
+//! Form definitions: the JSON shape of a form, parsing it, and the structural checks that
+//! make a form safe to validate records against.
+//!
+//! Field types reuse XLSForm's vocabulary (DESIGN.md §4) so that ODK users recognise them.
+//! Forms arrive from outside (HQ publishes them, boats receive them by sync), so parsing is
+//! strict: unknown keys are refused rather than ignored, because a mistyped `"minLength"`
+//! silently ignored would let bad records through on every boat.
+
+use std::collections::HashSet;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// Forms larger than this are refused before parsing; the biggest realistic form (long
+/// species or port lists) is far smaller, and the cap bounds the work a hostile form can cause.
+pub const MAX_FORM_BYTES: usize = 4 * 1024 * 1024;
+
+/// Compiled regexes are capped so that a hostile pattern cannot exhaust memory.
+pub(crate) const REGEX_SIZE_LIMIT: usize = 1 << 20;
+
+/// A form: a versioned list of fields plus cross-field checks.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Form {
+    pub id: String,
+    pub version: u32,
+    pub title: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    pub fields: Vec<Field>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<Check>,
+}
+
+/// One question of a form. A `repeat` holds child fields in `fields`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Field {
+    pub name: String,
+    pub label: String,
+    #[serde(rename = "type")]
+    pub field_type: FieldType,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub required: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub constraint: Option<Constraint>,
+    /// Choices of a `select_one` / `select_multiple`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub choices: Vec<Choice>,
+    /// Children of a `repeat`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fields: Vec<Field>,
+    /// On `text` and `image`: the value is a list of that type.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub multiple: bool,
+    /// XLSForm-style display hints; `multiline` on text marks long free text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub appearance: Option<String>,
+    /// On a field inside a repeat: no two items of the repeat may share a value.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub unique: bool,
+}
+
+// serde's skip_serializing_if needs a function taking a reference.
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// The XLSForm type vocabulary; serialized names are exactly XLSForm's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum FieldType {
+    #[serde(rename = "text")]
+    Text,
+    #[serde(rename = "integer")]
+    Integer,
+    #[serde(rename = "decimal")]
+    Decimal,
+    #[serde(rename = "select_one")]
+    SelectOne,
+    #[serde(rename = "select_multiple")]
+    SelectMultiple,
+    #[serde(rename = "geopoint")]
+    Geopoint,
+    #[serde(rename = "date")]
+    Date,
+    #[serde(rename = "dateTime")]
+    DateTime,
+    #[serde(rename = "image")]
+    Image,
+    #[serde(rename = "note")]
+    Note,
+    #[serde(rename = "boolean")]
+    Boolean,
+    #[serde(rename = "repeat")]
+    Repeat,
+}
+
+impl FieldType {
+    /// The name used in form JSON (XLSForm's).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FieldType::Text => "text",
+            FieldType::Integer => "integer",
+            FieldType::Decimal => "decimal",
+            FieldType::SelectOne => "select_one",
+            FieldType::SelectMultiple => "select_multiple",
+            FieldType::Geopoint => "geopoint",
+            FieldType::Date => "date",
+            FieldType::DateTime => "dateTime",
+            FieldType::Image => "image",
+            FieldType::Note => "note",
+            FieldType::Boolean => "boolean",
+            FieldType::Repeat => "repeat",
+        }
+    }
+
+    fn is_select(self) -> bool {
+        matches!(self, FieldType::SelectOne | FieldType::SelectMultiple)
+    }
+}
+
+impl fmt::Display for FieldType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Limits on a field's value. Which keys apply depends on the field type; `Form::parse`
+/// refuses keys that would be silently ignored.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Constraint {
+    /// integer / decimal
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<f64>,
+    /// text, counted in characters
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_length: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_length: Option<usize>,
+    /// text; must match the whole value
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub regex: Option<String>,
+    /// repeat, select_multiple, and `multiple` text/image
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_items: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_items: Option<usize>,
+    /// Shown instead of the generated sentence when the constraint fails.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// One option of a select field: `value` is stored, `label` is shown.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Choice {
+    pub value: String,
+    pub label: String,
+}
+
+/// A rule spanning several top-level fields.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "rule", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Check {
+    /// The number of items of list field `count` must be <= integer field `limit`,
+    /// when both are present.
+    CountAtMost {
+        count: String,
+        limit: String,
+        #[serde(default)]
+        message: String,
+    },
+    /// List field `field` must be empty or absent unless boolean field `when` is true.
+    EmptyUnless {
+        field: String,
+        when: String,
+        #[serde(default)]
+        message: String,
+    },
+}
+
+/// Why a form was refused. Paths name fields as `parent.child` (no indices: these are
+/// positions in the form, not in a record).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FormError {
+    #[error("form is larger than {max} bytes")]
+    TooLarge { max: usize },
+    #[error("form is not valid form JSON: {0}")]
+    Json(String),
+    #[error("form id {id:?} is invalid: it must be non-empty and use only a-z, 0-9 and '-'")]
+    InvalidId { id: String },
+    #[error("form {id:?} has version 0: versions start at 1")]
+    InvalidVersion { id: String },
+    #[error("field name {name:?} at {path:?} is invalid: it must match [a-z][a-z0-9_]*")]
+    InvalidFieldName { path: String, name: String },
+    #[error("field {path:?} is defined more than once")]
+    DuplicateField { path: String },
+    #[error("select field {path:?} has no choices")]
+    NoChoices { path: String },
+    #[error("select field {path:?} has a choice with an empty value")]
+    EmptyChoiceValue { path: String },
+    #[error("select field {path:?} has the choice value {value:?} more than once")]
+    DuplicateChoice { path: String, value: String },
+    #[error("field {path:?} is of type {field_type} and cannot have choices")]
+    UnexpectedChoices { path: String, field_type: FieldType },
+    #[error("repeat {path:?} has no child fields")]
+    EmptyRepeat { path: String },
+    #[error("field {path:?} is of type {field_type} and cannot have child fields")]
+    UnexpectedChildren { path: String, field_type: FieldType },
+    #[error("field {path:?} has an invalid regex: {message}")]
+    InvalidRegex { path: String, message: String },
+    #[error("field {path:?}: constraint {lower} is greater than {upper}")]
+    MinGreaterThanMax {
+        path: String,
+        lower: &'static str,
+        upper: &'static str,
+    },
+    #[error("field {path:?}: constraint {key} must be a finite number")]
+    NonFiniteBound { path: String, key: &'static str },
+    #[error("field {path:?}: {attribute} does not apply to a {field_type} field")]
+    NotApplicable {
+        path: String,
+        attribute: &'static str,
+        field_type: FieldType,
+    },
+    #[error("field {path:?} is marked unique but is not inside a repeat")]
+    UniqueOutsideRepeat { path: String },
+    #[error("check {rule} refers to {field:?}, which is not a top-level field of the form")]
+    CheckUnknownField { rule: &'static str, field: String },
+    #[error("check {rule} refers to {field:?}, which must be {expected}")]
+    CheckFieldType {
+        rule: &'static str,
+        field: String,
+        expected: &'static str,
+    },
+    #[error("form {id:?} version {version} is already registered")]
+    DuplicateVersion { id: String, version: u32 },
+}
+
+impl Form {
+    /// Parses a form from JSON and runs the structural checks of [`Form::check`].
+    pub fn parse(json: &str) -> Result<Form, FormError> {
+        if json.len() > MAX_FORM_BYTES {
+            return Err(FormError::TooLarge {
+                max: MAX_FORM_BYTES,
+            });
+        }
+        let form: Form = serde_json::from_str(json).map_err(|e| FormError::Json(e.to_string()))?;
+        form.check()?;
+        Ok(form)
+    }
+
+    /// The structural checks; `parse` runs them, and so does the registry for forms built
+    /// in code, so validation can rely on them.
+    pub fn check(&self) -> Result<(), FormError> {
+        if self.id.is_empty()
+            || !self
+                .id
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        {
+            return Err(FormError::InvalidId {
+                id: self.id.clone(),
+            });
+        }
+        if self.version == 0 {
+            return Err(FormError::InvalidVersion {
+                id: self.id.clone(),
+            });
+        }
+        check_fields(&self.fields, "", false)?;
+        for check in &self.checks {
+            self.check_check(check)?;
+        }
+        Ok(())
+    }
+
+    /// The top-level field called `name`.
+    pub fn field(&self, name: &str) -> Option<&Field> {
+        self.fields.iter().find(|f| f.name == name)
+    }
+
+    fn check_check(&self, check: &Check) -> Result<(), FormError> {
+        let rule = check.rule();
+        let lookup = |name: &str| {
+            self.field(name)
+                .ok_or_else(|| FormError::CheckUnknownField {
+                    rule,
+                    field: name.to_string(),
+                })
+        };
+        let (list, other, other_type, expected) = match check {
+            Check::CountAtMost { count, limit, .. } => {
+                (count, limit, FieldType::Integer, "an integer field")
+            }
+            Check::EmptyUnless { field, when, .. } => {
+                (field, when, FieldType::Boolean, "a boolean field")
+            }
+        };
+        if !lookup(list)?.is_list() {
+            return Err(FormError::CheckFieldType {
+                rule,
+                field: list.clone(),
+                expected: "a repeat or a list field",
+            });
+        }
+        if lookup(other)?.field_type != other_type {
+            return Err(FormError::CheckFieldType {
+                rule,
+                field: other.clone(),
+                expected,
+            });
+        }
+        Ok(())
+    }
+}
+
+impl Check {
+    /// The rule name as written in form JSON.
+    pub fn rule(&self) -> &'static str {
+        match self {
+            Check::CountAtMost { .. } => "count_at_most",
+            Check::EmptyUnless { .. } => "empty_unless",
+        }
+    }
+}
+
+impl Field {
+    /// A field with every optional attribute at its default, for forms built in code.
+    pub fn new(name: impl Into<String>, label: impl Into<String>, field_type: FieldType) -> Self {
+        Field {
+            name: name.into(),
+            label: label.into(),
+            field_type,
+            required: false,
+            hint: None,
+            constraint: None,
+            choices: Vec::new(),
+            fields: Vec::new(),
+            multiple: false,
+            appearance: None,
+            unique: false,
+        }
+    }
+
+    /// Long free text: edited as a document (merged per character) rather than a scalar.
+    pub fn is_long_text(&self) -> bool {
+        self.field_type == FieldType::Text
+            && !self.multiple
+            && self
+                .appearance
+                .as_deref()
+                .is_some_and(|a| a.split_whitespace().any(|a| a == "multiline"))
+    }
+
+    /// Whether the value is a JSON array: repeats, select_multiple, and `multiple` fields.
+    pub fn is_list(&self) -> bool {
+        match self.field_type {
+            FieldType::Repeat | FieldType::SelectMultiple => true,
+            FieldType::Text | FieldType::Image => self.multiple,
+            _ => false,
+        }
+    }
+
+    /// The child field called `name` of a repeat.
+    pub fn child(&self, name: &str) -> Option<&Field> {
+        self.fields.iter().find(|f| f.name == name)
+    }
+
+    /// The label, or the name when the form gives an empty label.
+    pub(crate) fn display_name(&self) -> &str {
+        if self.label.trim().is_empty() {
+            &self.name
+        } else {
+            &self.label
+        }
+    }
+}
+
+pub(crate) fn compile_regex(pattern: &str) -> Result<regex::Regex, regex::Error> {
+    // Anchored with \A and \z so that the pattern must match the whole value, whatever
+    // flags the pattern sets inside its own group.
+    regex::RegexBuilder::new(&format!(r"\A(?:{pattern})\z"))
+        .size_limit(REGEX_SIZE_LIMIT)
+        .dfa_size_limit(REGEX_SIZE_LIMIT)
+        .build()
+}
+
+fn valid_field_name(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    bytes.next().is_some_and(|b| b.is_ascii_lowercase())
+        && bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+}
+
+fn check_fields(fields: &[Field], parent: &str, in_repeat: bool) -> Result<(), FormError> {
+    let mut seen = HashSet::new();
+    for field in fields {
+        let path = if parent.is_empty() {
+            field.name.clone()
+        } else {
+            format!("{parent}.{}", field.name)
+        };
+        if !valid_field_name(&field.name) {
+            return Err(FormError::InvalidFieldName {
+                path,
+                name: field.name.clone(),
+            });
+        }
+        if !seen.insert(field.name.as_str()) {
+            return Err(FormError::DuplicateField { path });
+        }
+        check_field(field, &path, in_repeat)?;
+    }
+    Ok(())
+}
+
+fn check_field(field: &Field, path: &str, in_repeat: bool) -> Result<(), FormError> {
+    let ty = field.field_type;
+    let not_applicable = |attribute| FormError::NotApplicable {
+        path: path.to_string(),
+        attribute,
+        field_type: ty,
+    };
+
+    if ty.is_select() {
+        if field.choices.is_empty() {
+            return Err(FormError::NoChoices {
+                path: path.to_string(),
+            });
+        }
+        let mut values = HashSet::new();
+        for choice in &field.choices {
+            if choice.value.is_empty() {
+                return Err(FormError::EmptyChoiceValue {
+                    path: path.to_string(),
+                });
+            }
+            if !values.insert(choice.value.as_str()) {
+                return Err(FormError::DuplicateChoice {
+                    path: path.to_string(),
+                    value: choice.value.clone(),
+                });
+            }
+        }
+    } else if !field.choices.is_empty() {
+        return Err(FormError::UnexpectedChoices {
+            path: path.to_string(),
+            field_type: ty,
+        });
+    }
+
+    if ty == FieldType::Repeat {
+        if field.fields.is_empty() {
+            return Err(FormError::EmptyRepeat {
+                path: path.to_string(),
+            });
+        }
+        check_fields(&field.fields, path, true)?;
+    } else if !field.fields.is_empty() {
+        return Err(FormError::UnexpectedChildren {
+            path: path.to_string(),
+            field_type: ty,
+        });
+    }
+
+    if field.multiple && !matches!(ty, FieldType::Text | FieldType::Image) {
+        return Err(not_applicable("multiple"));
+    }
+    if field.unique {
+        if !in_repeat {
+            return Err(FormError::UniqueOutsideRepeat {
+                path: path.to_string(),
+            });
+        }
+        // Uniqueness compares single values; notes have none and lists have no obvious
+        // notion of "the same".
+        if ty == FieldType::Note || field.is_list() {
+            return Err(not_applicable("unique"));
+        }
+    }
+    // A required note could never be satisfied: notes must not hold a value.
+    if ty == FieldType::Note && field.required {
+        return Err(not_applicable("required"));
+    }
+
+    if let Some(c) = &field.constraint {
+        check_constraint(c, field, path)?;
+    }
+    Ok(())
+}
+
+fn check_constraint(c: &Constraint, field: &Field, path: &str) -> Result<(), FormError> {
+    let ty = field.field_type;
+    let not_applicable = |attribute| FormError::NotApplicable {
+        path: path.to_string(),
+        attribute,
+        field_type: ty,
+    };
+    let numeric = matches!(ty, FieldType::Integer | FieldType::Decimal);
+    let text = ty == FieldType::Text;
+    let list = field.is_list();
+
+    if !numeric {
+        if c.min.is_some() {
+            return Err(not_applicable("constraint min"));
+        }
+        if c.max.is_some() {
+            return Err(not_applicable("constraint max"));
+        }
+    }
+    if !text {
+        if c.min_length.is_some() {
+            return Err(not_applicable("constraint min_length"));
+        }
+        if c.max_length.is_some() {
+            return Err(not_applicable("constraint max_length"));
+        }
+        if c.regex.is_some() {
+            return Err(not_applicable("constraint regex"));
+        }
+    }
+    if !list {
+        if c.min_items.is_some() {
+            return Err(not_applicable("constraint min_items"));
+        }
+        if c.max_items.is_some() {
+            return Err(not_applicable("constraint max_items"));
+        }
+    }
+
+    for (key, bound) in [("min", c.min), ("max", c.max)] {
+        if bound.is_some_and(|b| !b.is_finite()) {
+            return Err(FormError::NonFiniteBound {
+                path: path.to_string(),
+                key,
+            });
+        }
+    }
+    let order = |lower, upper| FormError::MinGreaterThanMax {
+        path: path.to_string(),
+        lower,
+        upper,
+    };
+    if let (Some(lo), Some(hi)) = (c.min, c.max) {
+        if lo > hi {
+            return Err(order("min", "max"));
+        }
+    }
+    if let (Some(lo), Some(hi)) = (c.min_length, c.max_length) {
+        if lo > hi {
+            return Err(order("min_length", "max_length"));
+        }
+    }
+    if let (Some(lo), Some(hi)) = (c.min_items, c.max_items) {
+        if lo > hi {
+            return Err(order("min_items", "max_items"));
+        }
+    }
+    if let Some(pattern) = &c.regex {
+        compile_regex(pattern).map_err(|e| FormError::InvalidRegex {
+            path: path.to_string(),
+            message: e.to_string(),
+        })?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn base() -> serde_json::Value {
+        json!({
+            "id": "test-form",
+            "version": 1,
+            "title": "Test",
+            "fields": [
+                {"name": "name", "label": "Name", "type": "text", "required": true},
+                {"name": "count", "label": "Count", "type": "integer"},
+                {"name": "flag", "label": "Flag", "type": "boolean"},
+                {"name": "kind", "label": "Kind", "type": "select_one",
+                 "choices": [{"value": "a", "label": "A"}, {"value": "b", "label": "B"}]},
+                {"name": "items", "label": "Items", "type": "repeat", "fields": [
+                    {"name": "tag", "label": "Tag", "type": "text", "unique": true}
+                ]}
+            ]
+        })
+    }
+
+    fn parse(v: &serde_json::Value) -> Result<Form, FormError> {
+        Form::parse(&v.to_string())
+    }
+
+    fn with_field(field: serde_json::Value) -> serde_json::Value {
+        let mut v = base();
+        v["fields"].as_array_mut().unwrap().push(field);
+        v
+    }
+
+    #[test]
+    fn parses_a_good_form() {
+        let form = parse(&base()).unwrap();
+        assert_eq!(form.id, "test-form");
+        assert_eq!(form.fields.len(), 5);
+        assert_eq!(form.field("kind").unwrap().field_type, FieldType::SelectOne);
+        assert!(
+            form.field("tag").is_none(),
+            "field() looks at the top level only"
+        );
+        assert!(form.field("items").unwrap().child("tag").unwrap().unique);
+    }
+
+    #[test]
+    fn field_type_names_are_xlsform_names() {
+        let all = [
+            FieldType::Text,
+            FieldType::Integer,
+            FieldType::Decimal,
+            FieldType::SelectOne,
+            FieldType::SelectMultiple,
+            FieldType::Geopoint,
+            FieldType::Date,
+            FieldType::DateTime,
+            FieldType::Image,
+            FieldType::Note,
+            FieldType::Boolean,
+            FieldType::Repeat,
+        ];
+        let names: Vec<String> = all
+            .iter()
+            .map(|t| {
+                serde_json::to_value(t)
+                    .unwrap()
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "text",
+                "integer",
+                "decimal",
+                "select_one",
+                "select_multiple",
+                "geopoint",
+                "date",
+                "dateTime",
+                "image",
+                "note",
+                "boolean",
+                "repeat"
+            ]
+        );
+        for (t, n) in all.iter().zip(&names) {
+            assert_eq!(t.as_str(), n);
+            assert_eq!(serde_json::from_value::<FieldType>(json!(n)).unwrap(), *t);
+        }
+        assert!(serde_json::from_value::<FieldType>(json!("datetime")).is_err());
+    }
+
+    #[test]
+    fn serialization_round_trips() {
+        let form = parse(&base()).unwrap();
+        let text = serde_json::to_string(&form).unwrap();
+        assert_eq!(Form::parse(&text).unwrap(), form);
+        // Defaults are left out so published forms stay small.
+        assert!(!text.contains("\"hint\""));
+    }
+
+    #[test]
+    fn refuses_malformed_json_and_unknown_keys() {
+        assert!(matches!(Form::parse("{"), Err(FormError::Json(_))));
+        assert!(matches!(Form::parse(""), Err(FormError::Json(_))));
+        let mut v = base();
+        v["fields"][1]["constraint"] = json!({"minimum": 3});
+        assert!(matches!(parse(&v), Err(FormError::Json(_))));
+        let mut v = base();
+        v["colour"] = json!("blue");
+        assert!(matches!(parse(&v), Err(FormError::Json(_))));
+        let mut v = base();
+        v["fields"][0]["type"] = json!("string");
+        assert!(matches!(parse(&v), Err(FormError::Json(_))));
+    }
+
+    #[test]
+    fn refuses_oversized_input() {
+        let big = " ".repeat(MAX_FORM_BYTES + 1);
+        assert!(matches!(Form::parse(&big), Err(FormError::TooLarge { .. })));
+    }
+
+    #[test]
+    fn refuses_bad_ids() {
+        for id in ["", "Boarding", "boarding report", "a_b", "é"] {
+            let mut v = base();
+            v["id"] = json!(id);
+            assert_eq!(
+                parse(&v),
+                Err(FormError::InvalidId { id: id.to_string() }),
+                "{id:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn refuses_version_zero() {
+        let mut v = base();
+        v["version"] = json!(0);
+        assert!(matches!(parse(&v), Err(FormError::InvalidVersion { .. })));
+        v["version"] = json!(-1);
+        assert!(matches!(parse(&v), Err(FormError::Json(_))));
+    }
+
+    #[test]
+    fn refuses_bad_field_names() {
+        for name in ["", "Name", "1st", "_x", "a-b", "a b"] {
+            let v = with_field(json!({"name": name, "label": "X", "type": "text"}));
+            assert!(
+                matches!(parse(&v), Err(FormError::InvalidFieldName { .. })),
+                "{name:?}"
+            );
+        }
+        let mut v = base();
+        v["fields"][4]["fields"][0]["name"] = json!("Tag");
+        assert_eq!(
+            parse(&v),
+            Err(FormError::InvalidFieldName {
+                path: "items.Tag".into(),
+                name: "Tag".into()
+            })
+        );
+    }
+
+    #[test]
+    fn refuses_duplicate_field_names_per_level() {
+        let v = with_field(json!({"name": "count", "label": "Again", "type": "decimal"}));
+        assert_eq!(
+            parse(&v),
+            Err(FormError::DuplicateField {
+                path: "count".into()
+            })
+        );
+        let mut v = base();
+        v["fields"][4]["fields"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"name": "tag", "label": "T", "type": "text"}));
+        assert_eq!(
+            parse(&v),
+            Err(FormError::DuplicateField {
+                path: "items.tag".into()
+            })
+        );
+        // The same name at different levels is fine.
+        let mut v = base();
+        v["fields"][4]["fields"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"name": "name", "label": "Name", "type": "text"}));
+        assert!(parse(&v).is_ok());
+    }
+
+    #[test]
+    fn refuses_select_without_choices_or_with_duplicates() {
+        let v = with_field(json!({"name": "s", "label": "S", "type": "select_multiple"}));
+        assert_eq!(parse(&v), Err(FormError::NoChoices { path: "s".into() }));
+        let v = with_field(json!({"name": "s", "label": "S", "type": "select_one",
+            "choices": [{"value": "x", "label": "X"}, {"value": "x", "label": "X2"}]}));
+        assert_eq!(
+            parse(&v),
+            Err(FormError::DuplicateChoice {
+                path: "s".into(),
+                value: "x".into()
+            })
+        );
+        let v = with_field(json!({"name": "s", "label": "S", "type": "select_one",
+            "choices": [{"value": "", "label": "None"}]}));
+        assert_eq!(
+            parse(&v),
+            Err(FormError::EmptyChoiceValue { path: "s".into() })
+        );
+    }
+
+    #[test]
+    fn refuses_choices_on_non_select() {
+        let v = with_field(json!({"name": "t", "label": "T", "type": "text",
+            "choices": [{"value": "x", "label": "X"}]}));
+        assert_eq!(
+            parse(&v),
+            Err(FormError::UnexpectedChoices {
+                path: "t".into(),
+                field_type: FieldType::Text
+            })
+        );
+    }
+
+    #[test]
+    fn refuses_empty_repeat_and_children_elsewhere() {
+        let v = with_field(json!({"name": "r", "label": "R", "type": "repeat"}));
+        assert_eq!(parse(&v), Err(FormError::EmptyRepeat { path: "r".into() }));
+        let v = with_field(json!({"name": "t", "label": "T", "type": "text",
+            "fields": [{"name": "x", "label": "X", "type": "text"}]}));
+        assert_eq!(
+            parse(&v),
+            Err(FormError::UnexpectedChildren {
+                path: "t".into(),
+                field_type: FieldType::Text
+            })
+        );
+    }
+
+    #[test]
+    fn refuses_bad_regex() {
+        let v = with_field(json!({"name": "t", "label": "T", "type": "text",
+            "constraint": {"regex": "(unclosed"}}));
+        assert!(matches!(parse(&v), Err(FormError::InvalidRegex { path, .. }) if path == "t"));
+        // Too big once compiled: refused rather than allowed to eat memory.
+        let v = with_field(json!({"name": "t", "label": "T", "type": "text",
+            "constraint": {"regex": "(\\w{100}){100}"}}));
+        assert!(matches!(parse(&v), Err(FormError::InvalidRegex { .. })));
+    }
+
+    #[test]
+    fn refuses_min_greater_than_max() {
+        let cases = [
+            (
+                json!({"type": "integer", "constraint": {"min": 5, "max": 1}}),
+                "min",
+            ),
+            (
+                json!({"type": "text", "constraint": {"min_length": 5, "max_length": 1}}),
+                "min_length",
+            ),
+            (
+                json!({"type": "repeat", "fields": [{"name": "x", "label": "X", "type": "text"}],
+                   "constraint": {"min_items": 3, "max_items": 2}}),
+                "min_items",
+            ),
+        ];
+        for (mut field, lower) in cases {
+            field["name"] = json!("f");
+            field["label"] = json!("F");
+            assert!(
+                matches!(parse(&with_field(field)), Err(FormError::MinGreaterThanMax { lower: l, .. }) if l == lower),
+                "{lower}"
+            );
+        }
+        let ok = with_field(json!({"name": "f", "label": "F", "type": "decimal",
+            "constraint": {"min": 1.5, "max": 1.5}}));
+        assert!(parse(&ok).is_ok());
+    }
+
+    #[test]
+    fn refuses_multiple_outside_text_and_image() {
+        let v = with_field(json!({"name": "n", "label": "N", "type": "integer", "multiple": true}));
+        assert_eq!(
+            parse(&v),
+            Err(FormError::NotApplicable {
+                path: "n".into(),
+                attribute: "multiple",
+                field_type: FieldType::Integer
+            })
+        );
+        for ty in ["text", "image"] {
+            let v = with_field(json!({"name": "n", "label": "N", "type": ty, "multiple": true}));
+            assert!(parse(&v).is_ok(), "{ty}");
+        }
+    }
+
+    #[test]
+    fn refuses_unique_outside_repeat() {
+        let v = with_field(json!({"name": "u", "label": "U", "type": "text", "unique": true}));
+        assert_eq!(
+            parse(&v),
+            Err(FormError::UniqueOutsideRepeat { path: "u".into() })
+        );
+    }
+
+    #[test]
+    fn refuses_constraints_that_would_be_ignored() {
+        let cases = [
+            json!({"type": "text", "constraint": {"min": 1}}),
+            json!({"type": "integer", "constraint": {"regex": "1"}}),
+            json!({"type": "integer", "constraint": {"max_length": 3}}),
+            json!({"type": "text", "constraint": {"max_items": 3}}),
+            json!({"type": "date", "constraint": {"max": 3}}),
+        ];
+        for mut field in cases {
+            field["name"] = json!("f");
+            field["label"] = json!("F");
+            assert!(
+                matches!(
+                    parse(&with_field(field.clone())),
+                    Err(FormError::NotApplicable { .. })
+                ),
+                "{field}"
+            );
+        }
+        let v = with_field(json!({"name": "n", "label": "N", "type": "note", "required": true}));
+        assert!(matches!(
+            parse(&v),
+            Err(FormError::NotApplicable {
+                attribute: "required",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn refuses_non_finite_bounds_in_code_built_forms() {
+        let mut form = parse(&base()).unwrap();
+        form.fields[1].constraint = Some(Constraint {
+            max: Some(f64::NAN),
+            ..Constraint::default()
+        });
+        assert!(matches!(
+            form.check(),
+            Err(FormError::NonFiniteBound { key: "max", .. })
+        ));
+    }
+
+    #[test]
+    fn checks_must_reference_fields_of_the_right_type() {
+        let mut v = base();
+        v["checks"] = json!([{"rule": "count_at_most", "count": "items", "limit": "count", "message": "m"},
+                             {"rule": "empty_unless", "field": "items", "when": "flag", "message": "m"}]);
+        let form = parse(&v).unwrap();
+        assert_eq!(form.checks.len(), 2);
+        assert_eq!(form.checks[0].rule(), "count_at_most");
+
+        let bad = [
+            (
+                json!({"rule": "count_at_most", "count": "nope", "limit": "count", "message": "m"}),
+                "unknown",
+            ),
+            (
+                json!({"rule": "count_at_most", "count": "items", "limit": "nope", "message": "m"}),
+                "unknown",
+            ),
+            (
+                json!({"rule": "count_at_most", "count": "name", "limit": "count", "message": "m"}),
+                "type",
+            ),
+            (
+                json!({"rule": "count_at_most", "count": "items", "limit": "flag", "message": "m"}),
+                "type",
+            ),
+            (
+                json!({"rule": "empty_unless", "field": "items", "when": "count", "message": "m"}),
+                "type",
+            ),
+            (
+                json!({"rule": "empty_unless", "field": "kind", "when": "flag", "message": "m"}),
+                "type",
+            ),
+            // Only top-level fields count.
+            (
+                json!({"rule": "empty_unless", "field": "tag", "when": "flag", "message": "m"}),
+                "unknown",
+            ),
+        ];
+        for (check, why) in bad {
+            let mut v = base();
+            v["checks"] = json!([check.clone()]);
+            let err = parse(&v).unwrap_err();
+            match why {
+                "unknown" => assert!(
+                    matches!(err, FormError::CheckUnknownField { .. }),
+                    "{check}"
+                ),
+                _ => assert!(matches!(err, FormError::CheckFieldType { .. }), "{check}"),
+            }
+        }
+        let mut v = base();
+        v["checks"] = json!([{"rule": "never_more", "field": "items"}]);
+        assert!(matches!(parse(&v), Err(FormError::Json(_))));
+        v["checks"] =
+            json!([{"rule": "empty_unless", "field": "items", "when": "flag", "extra": 1}]);
+        assert!(matches!(parse(&v), Err(FormError::Json(_))));
+    }
+
+    #[test]
+    fn long_text_is_multiline_single_text() {
+        let mut f = Field::new("findings", "Findings", FieldType::Text);
+        assert!(!f.is_long_text());
+        f.appearance = Some("multiline".into());
+        assert!(f.is_long_text());
+        f.appearance = Some("multiline w4".into());
+        assert!(f.is_long_text());
+        f.multiple = true;
+        assert!(!f.is_long_text());
+        f.multiple = false;
+        f.appearance = None;
+        assert!(!f.is_long_text());
+        f.appearance = Some("multiline".into());
+        f.field_type = FieldType::Note;
+        assert!(!f.is_long_text());
+    }
+
+    #[test]
+    fn error_messages_name_the_field() {
+        let mut v = base();
+        v["fields"][4]["fields"][0]["name"] = json!("Tag");
+        let msg = parse(&v).unwrap_err().to_string();
+        assert!(msg.contains("items.Tag"), "{msg}");
+    }
+}

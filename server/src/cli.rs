@@ -1,0 +1,344 @@
+//! The command line (DESIGN.md §9): `serve`, `record create|list|show`, `export`.
+//!
+//! Commands other than `serve` open the data directory themselves. sled allows
+//! one process per directory, so while `tideline serve` runs on it they stop
+//! with a clear message (pointing at the HTTP API instead) and touch nothing.
+
+use crate::config::{Overrides, Settings};
+use crate::export::{repeat_tables, Exporter, Format};
+use crate::startup::{open_records, Application, SharedRecords};
+use anyhow::{bail, Context};
+use clap::{Args, Parser, Subcommand};
+use serde_json::{Map, Value as Json};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use tideline_sync::records::DEFAULT_LIMIT;
+use tideline_sync::{Filter, StoreError};
+
+#[derive(Parser)]
+#[command(name = "tideline", version, about = "Offline-first boarding reports that sync when a link appears")]
+pub struct Cli {
+    #[command(flatten)]
+    global: GlobalArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args, Clone)]
+struct GlobalArgs {
+    /// TOML configuration file (see deploy/tideline.example.toml).
+    #[arg(long, global = true, env = "TIDELINE_CONFIG")]
+    config: Option<PathBuf>,
+    /// Data directory [default: ./tideline-data].
+    #[arg(long = "data", global = true, env = "TIDELINE_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// This instance's station code [default: LOCAL].
+    #[arg(long, global = true, env = "TIDELINE_STATION")]
+    station: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the HTTP server on the data directory.
+    Serve {
+        /// Address to listen on [default: 127.0.0.1:8080].
+        #[arg(long, env = "TIDELINE_LISTEN")]
+        listen: Option<String>,
+        /// URL of the upstream instance.
+        #[arg(long, env = "TIDELINE_UPSTREAM")]
+        upstream: Option<String>,
+        /// Largest accepted request body in bytes [default: 1048576].
+        #[arg(long, env = "TIDELINE_MAX_BODY_BYTES")]
+        max_body_bytes: Option<usize>,
+        /// Storage page cache in MiB [default: 32].
+        #[arg(long, env = "TIDELINE_CACHE_MB")]
+        cache_mb: Option<u64>,
+    },
+    /// Create, list and show records.
+    #[command(subcommand)]
+    Record(RecordCommand),
+    /// Export records as JSON lines, CSV or GeoJSON.
+    Export {
+        #[arg(long)]
+        format: String,
+        /// Write here instead of standard output. For CSV, each repeat's table
+        /// is written beside it as FILE-stem.<repeat>.csv.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[arg(long)]
+        form: Option<String>,
+        #[arg(long = "filter-station")]
+        filter_station: Option<String>,
+        #[arg(long)]
+        status: Option<String>,
+        /// CSV to standard output: a repeat's table (crew, seizures) instead of the records.
+        #[arg(long)]
+        table: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum RecordCommand {
+    /// Create a draft record from a JSON object of fields.
+    Create {
+        #[arg(long)]
+        form: String,
+        /// File with the fields as a JSON object, or - for standard input.
+        #[arg(long)]
+        json: String,
+    },
+    /// List records, newest first.
+    List {
+        #[arg(long)]
+        form: Option<String>,
+        #[arg(long = "filter-station")]
+        filter_station: Option<String>,
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long, default_value_t = DEFAULT_LIMIT)]
+        limit: usize,
+        #[arg(long, default_value_t = 0)]
+        offset: usize,
+        /// Print the records as JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print one record's view as JSON.
+    Show { id: String },
+}
+
+/// Parse arguments, run, and turn errors into a message and exit status.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let is_serve = matches!(cli.command, Command::Serve { .. });
+    init_tracing(if is_serve { "info" } else { "warn" });
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing(default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let mut over = Overrides {
+        config: cli.global.config,
+        data_dir: cli.global.data_dir,
+        station: cli.global.station,
+        ..Default::default()
+    };
+    match cli.command {
+        Command::Serve {
+            listen,
+            upstream,
+            max_body_bytes,
+            cache_mb,
+        } => {
+            over.listen = listen;
+            over.upstream = upstream;
+            over.max_body_bytes = max_body_bytes;
+            over.cache_mb = cache_mb;
+            serve(Settings::resolve(&over)?)
+        }
+        Command::Record(cmd) => {
+            let settings = Settings::resolve(&over)?;
+            let records = open_offline(&settings)?;
+            record(cmd, &records)
+        }
+        Command::Export {
+            format,
+            out,
+            form,
+            filter_station,
+            status,
+            table,
+        } => {
+            let settings = Settings::resolve(&over)?;
+            let format: Format = format.parse().map_err(anyhow::Error::msg)?;
+            let filter = filter(form, filter_station, status)?;
+            let records = open_offline(&settings)?;
+            export(&records, format, &filter, out.as_deref(), table.as_deref())
+        }
+    }
+}
+
+fn serve(settings: Settings) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let app = Application::build(&settings)?;
+        tracing::info!(
+            data_dir = %settings.data_dir.display(),
+            station = %settings.station,
+            "tideline serving"
+        );
+        // Scripts and tests read the bound address from this line (useful with port 0).
+        println!("listening on http://{}", app.addr());
+        std::io::stdout().flush().ok();
+        app.run_until_stopped().await?;
+        Ok(())
+    })
+}
+
+fn open_offline(settings: &Settings) -> anyhow::Result<SharedRecords> {
+    open_records(settings).map_err(|e| match e.downcast_ref::<StoreError>() {
+        Some(StoreError::InUse(dir)) => anyhow::anyhow!(
+            "{} is in use by a running `tideline serve`; stop it first, or use its HTTP API \
+             (for example: curl http://127.0.0.1:8080/api/v1/records). Nothing was changed.",
+            dir.display()
+        ),
+        _ => e,
+    })
+}
+
+fn filter(
+    form: Option<String>,
+    station: Option<String>,
+    status: Option<String>,
+) -> anyhow::Result<Filter> {
+    Ok(Filter {
+        form,
+        station,
+        status: status.map(|s| s.parse()).transpose()?,
+    })
+}
+
+fn record(cmd: RecordCommand, records: &SharedRecords) -> anyhow::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    match cmd {
+        RecordCommand::Create { form, json } => {
+            let text = if json == "-" {
+                let mut s = String::new();
+                std::io::stdin().read_to_string(&mut s)?;
+                s
+            } else {
+                std::fs::read_to_string(&json).with_context(|| format!("cannot read {json}"))?
+            };
+            let fields: Map<String, Json> = serde_json::from_str(&text)
+                .with_context(|| format!("{json} is not a JSON object of fields"))?;
+            let view = records.create(&form, &fields).map_err(explain)?;
+            writeln!(stdout, "{}", pretty(view.get()))?;
+        }
+        RecordCommand::List {
+            form,
+            filter_station,
+            status,
+            limit,
+            offset,
+            json,
+        } => {
+            let page = records.list(&filter(form, filter_station, status)?, limit, offset)?;
+            if json {
+                let views: Vec<Json> = page
+                    .records
+                    .iter()
+                    .map(|r| serde_json::from_str(r.get()))
+                    .collect::<Result<_, _>>()?;
+                writeln!(
+                    stdout,
+                    "{}",
+                    serde_json::to_string_pretty(&serde_json::json!({"records": views, "total": page.total}))?
+                )?;
+            } else {
+                writeln!(
+                    stdout,
+                    "{:<36}  {:<16}  {:<9}  {:<8}  {:<20}  VESSEL",
+                    "ID", "FORM", "STATUS", "STATION", "CREATED"
+                )?;
+                for r in &page.records {
+                    let v: Json = serde_json::from_str(r.get())?;
+                    let s = |k: &str| v[k].as_str().unwrap_or("").to_string();
+                    writeln!(
+                        stdout,
+                        "{:<36}  {:<16}  {:<9}  {:<8}  {:<20}  {}",
+                        s("id"),
+                        s("form"),
+                        s("status"),
+                        s("station"),
+                        s("created_at").chars().take(19).collect::<String>(),
+                        v["fields"]["vessel_name"].as_str().unwrap_or("")
+                    )?;
+                }
+                writeln!(stdout, "{} of {} record(s)", page.records.len(), page.total)?;
+            }
+        }
+        RecordCommand::Show { id } => {
+            let id = id
+                .parse()
+                .map_err(|_| anyhow::anyhow!("{id:?} is not a valid record id (a UUID)"))?;
+            let view = records.get(&id).map_err(explain)?;
+            writeln!(stdout, "{}", pretty(view.get()))?;
+        }
+    }
+    Ok(())
+}
+
+/// Validation failures carry every violation; print them, one per line.
+fn explain(e: tideline_sync::RecordsError) -> anyhow::Error {
+    use tideline_sync::RecordsError::{Incomplete, Invalid};
+    match &e {
+        Invalid(v) | Incomplete { violations: v, .. } => {
+            let lines: Vec<String> = v
+                .iter()
+                .map(|v| format!("  {}: {}", v.path, v.message))
+                .collect();
+            anyhow::anyhow!("{e}; nothing was saved:\n{}", lines.join("\n"))
+        }
+        _ => e.into(),
+    }
+}
+
+fn pretty(raw: &str) -> String {
+    serde_json::from_str::<Json>(raw)
+        .and_then(|v| serde_json::to_string_pretty(&v))
+        .unwrap_or_else(|_| raw.to_string())
+}
+
+fn export(
+    records: &SharedRecords,
+    format: Format,
+    filter: &Filter,
+    out: Option<&Path>,
+    table: Option<&str>,
+) -> anyhow::Result<()> {
+    if table.is_some() && (format != Format::Csv || out.is_some()) {
+        bail!("--table is for CSV to standard output; with --out every table is written");
+    }
+    let form = filter.form.as_deref();
+    let write_table = |path: Option<&Path>, table: Option<&str>| -> anyhow::Result<()> {
+        let sink: Box<dyn Write> = match path {
+            Some(p) => Box::new(std::io::BufWriter::new(
+                std::fs::File::create(p).with_context(|| format!("cannot create {}", p.display()))?,
+            )),
+            None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+        };
+        let mut exporter = Exporter::new(sink, format, records.forms(), form, table)?;
+        records.for_each(filter, |view| -> anyhow::Result<()> {
+            exporter.record(view.get())?;
+            Ok(())
+        })?;
+        exporter.finish()?;
+        Ok(())
+    };
+    write_table(out, table)?;
+    if let (Format::Csv, Some(main)) = (format, out) {
+        for repeat in repeat_tables(records.forms(), form) {
+            let path = main.with_extension(format!("{repeat}.csv"));
+            write_table(Some(&path), Some(&repeat))?;
+            eprintln!("wrote {}", path.display());
+        }
+    }
+    Ok(())
+}

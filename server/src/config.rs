@@ -1,0 +1,194 @@
+//! Settings of an instance, from three layers: a TOML file, then environment
+//! variables (`TIDELINE_…`), then command-line flags, each overriding the one
+//! before. Values are checked here, at the edge, so the rest of the program
+//! only sees a valid [`Settings`].
+
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+pub const DEFAULT_DATA_DIR: &str = "./tideline-data";
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+pub const DEFAULT_STATION: &str = "LOCAL";
+/// 1 MiB: a large boarding report is ~10 KiB of JSON, so this leaves room for
+/// long narratives while keeping a hostile body from eating memory.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
+pub const DEFAULT_CACHE_MB: u64 = 32;
+
+/// The TOML file, every key optional (see deploy/tideline.example.toml).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub data_dir: Option<PathBuf>,
+    pub listen: Option<String>,
+    pub station: Option<String>,
+    pub upstream: Option<String>,
+    pub max_body_bytes: Option<usize>,
+    pub cache_mb: Option<u64>,
+}
+
+/// Values given on the command line or through the environment (clap merges
+/// those two, flags first).
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub config: Option<PathBuf>,
+    pub data_dir: Option<PathBuf>,
+    pub listen: Option<String>,
+    pub station: Option<String>,
+    pub upstream: Option<String>,
+    pub max_body_bytes: Option<usize>,
+    pub cache_mb: Option<u64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    pub station: String,
+    pub upstream: Option<String>,
+    pub max_body_bytes: usize,
+    pub cache_bytes: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path} is not valid: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("listen address {0:?} is not an address like 127.0.0.1:8080")]
+    Listen(String),
+    #[error("station code {0:?} must be 1-32 characters of A-Z, 0-9 and '-'")]
+    Station(String),
+    #[error("upstream {0:?} must be an http:// or https:// URL")]
+    Upstream(String),
+    #[error("max_body_bytes must be between 1024 and 268435456")]
+    BodyLimit,
+}
+
+impl FileConfig {
+    pub fn load(path: &Path) -> Result<FileConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })
+    }
+}
+
+impl Settings {
+    /// Resolve flags and environment over the file (if any) over the defaults.
+    pub fn resolve(over: &Overrides) -> Result<Settings, ConfigError> {
+        let file = match &over.config {
+            Some(path) => FileConfig::load(path)?,
+            None => FileConfig::default(),
+        };
+        Settings::merge(over.clone(), file)
+    }
+
+    pub fn merge(over: Overrides, file: FileConfig) -> Result<Settings, ConfigError> {
+        let listen = over
+            .listen
+            .or(file.listen)
+            .unwrap_or_else(|| DEFAULT_LISTEN.to_string());
+        let listen: SocketAddr = listen.parse().map_err(|_| ConfigError::Listen(listen))?;
+        let station = over
+            .station
+            .or(file.station)
+            .unwrap_or_else(|| DEFAULT_STATION.to_string());
+        let station_ok = !station.is_empty()
+            && station.len() <= 32
+            && station
+                .chars()
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '-');
+        if !station_ok {
+            return Err(ConfigError::Station(station));
+        }
+        let upstream = over.upstream.or(file.upstream);
+        if let Some(u) = &upstream {
+            if !(u.starts_with("http://") || u.starts_with("https://")) {
+                return Err(ConfigError::Upstream(u.clone()));
+            }
+        }
+        let max_body_bytes = over
+            .max_body_bytes
+            .or(file.max_body_bytes)
+            .unwrap_or(DEFAULT_MAX_BODY_BYTES);
+        if !(1024..=256 * 1024 * 1024).contains(&max_body_bytes) {
+            return Err(ConfigError::BodyLimit);
+        }
+        Ok(Settings {
+            data_dir: over
+                .data_dir
+                .or(file.data_dir)
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
+            listen,
+            station,
+            upstream,
+            max_body_bytes,
+            cache_bytes: over.cache_mb.or(file.cache_mb).unwrap_or(DEFAULT_CACHE_MB) * 1024 * 1024,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(toml_text: &str) -> FileConfig {
+        toml::from_str(toml_text).unwrap()
+    }
+
+    #[test]
+    fn defaults_apply_when_nothing_is_set() {
+        let s = Settings::merge(Overrides::default(), FileConfig::default()).unwrap();
+        assert_eq!(s.data_dir, PathBuf::from(DEFAULT_DATA_DIR));
+        assert_eq!(s.listen.to_string(), DEFAULT_LISTEN);
+        assert_eq!(s.station, DEFAULT_STATION);
+        assert_eq!(s.max_body_bytes, DEFAULT_MAX_BODY_BYTES);
+    }
+
+    #[test]
+    fn flags_override_the_file() {
+        let f = file("station = \"BB-01\"\nlisten = \"0.0.0.0:9000\"\ndata_dir = \"/srv/t\"");
+        let over = Overrides {
+            station: Some("LC-02".into()),
+            ..Default::default()
+        };
+        let s = Settings::merge(over, f).unwrap();
+        assert_eq!(s.station, "LC-02");
+        assert_eq!(s.listen.to_string(), "0.0.0.0:9000");
+        assert_eq!(s.data_dir, PathBuf::from("/srv/t"));
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_a_reason() {
+        assert!(toml::from_str::<FileConfig>("colour = \"blue\"").is_err());
+        let bad = |over: Overrides| Settings::merge(over, FileConfig::default()).unwrap_err();
+        assert!(matches!(
+            bad(Overrides { listen: Some("nowhere".into()), ..Default::default() }),
+            ConfigError::Listen(_)
+        ));
+        assert!(matches!(
+            bad(Overrides { station: Some("bb 01".into()), ..Default::default() }),
+            ConfigError::Station(_)
+        ));
+        assert!(matches!(
+            bad(Overrides { upstream: Some("ftp://x".into()), ..Default::default() }),
+            ConfigError::Upstream(_)
+        ));
+    }
+
+    #[test]
+    fn the_example_config_parses() {
+        let text = include_str!("../../deploy/tideline.example.toml");
+        let f: FileConfig = toml::from_str(text).unwrap();
+        Settings::merge(Overrides::default(), f).unwrap();
+    }
+}

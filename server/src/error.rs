@@ -1,0 +1,167 @@
+//! The one API error type. Every handler returns [`ApiError`]; this module alone
+//! decides HTTP status codes and the JSON error body
+//! `{"error": <machine code>, "message": <human sentence>, "details": ...}`.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use serde_json::{json, Value as Json};
+use std::fmt;
+use tideline_sync::{RecordsError, StoreError};
+
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    details: Json,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            details: Json::Null,
+        }
+    }
+
+    pub fn with_details(mut self, details: Json) -> Self {
+        self.details = details;
+        self
+    }
+
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, message)
+    }
+
+    pub fn not_found(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, code, message)
+    }
+
+    pub fn unprocessable(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
+    }
+
+    pub fn too_large(limit: usize) -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            format!("The request body is larger than the limit of {limit} bytes."),
+        )
+        .with_details(json!({ "limit_bytes": limit }))
+    }
+
+    pub fn unsupported_media_type() -> Self {
+        Self::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "Send the body as JSON with Content-Type: application/json.",
+        )
+    }
+
+    /// A failure that is ours, not the caller's: logged in full, reported without internals.
+    pub fn internal(cause: impl fmt::Display) -> Self {
+        tracing::error!(error = %cause, "request failed");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "Something went wrong on this instance; the error has been logged.",
+        )
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.code, self.message)
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.status
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        HttpResponse::build(self.status).json(json!({
+            "error": self.code,
+            "message": self.message,
+            "details": self.details,
+        }))
+    }
+}
+
+impl From<RecordsError> for ApiError {
+    fn from(e: RecordsError) -> Self {
+        match e {
+            RecordsError::UnknownForm(form) => {
+                ApiError::unprocessable("unknown_form", format!("There is no form called {form:?}."))
+                    .with_details(json!([{ "path": "form", "message": "unknown form" }]))
+            }
+            RecordsError::UnknownFormVersion { .. } => {
+                ApiError::unprocessable("unknown_form_version", e.to_string())
+            }
+            RecordsError::NotFound(id) => {
+                ApiError::not_found("not_found", format!("No record with id {id}."))
+            }
+            RecordsError::Invalid(violations) => ApiError::unprocessable(
+                "invalid_fields",
+                format!(
+                    "{} field(s) have invalid values; nothing was saved.",
+                    violations.len()
+                ),
+            )
+            .with_details(json!(violations)),
+            RecordsError::Incomplete { status, violations } => ApiError::unprocessable(
+                "incomplete",
+                format!(
+                    "The record cannot be {status} until every problem is fixed ({} left); nothing was saved.",
+                    violations.len()
+                ),
+            )
+            .with_details(json!(violations)),
+            RecordsError::Transition { from, to } => ApiError::new(
+                StatusCode::CONFLICT,
+                "invalid_transition",
+                format!("A {from} record cannot be moved to {to}."),
+            )
+            .with_details(json!([{ "path": "status", "message": "transition not allowed" }])),
+            RecordsError::Store(StoreError::InUse(_)) | RecordsError::Store(_) => {
+                ApiError::internal(e)
+            }
+            RecordsError::Document(_) => ApiError::internal(e),
+        }
+    }
+}
+
+impl From<actix_web::error::BlockingError> for ApiError {
+    fn from(e: actix_web::error::BlockingError) -> Self {
+        ApiError::internal(e)
+    }
+}
+
+/// Map actix's JSON extractor failures onto the API's error body.
+pub fn json_error(err: actix_web::error::JsonPayloadError, limit: usize) -> ApiError {
+    use actix_web::error::JsonPayloadError as E;
+    match err {
+        E::Overflow { .. } | E::OverflowKnownLength { .. } => ApiError::too_large(limit),
+        E::ContentType => ApiError::unsupported_media_type(),
+        E::Deserialize(e) if e.is_data() => ApiError::bad_request(
+            "invalid_request",
+            format!("The request body does not have the expected shape: {e}."),
+        ),
+        E::Deserialize(e) => {
+            ApiError::bad_request("malformed_json", format!("The request body is not valid JSON: {e}."))
+        }
+        other => ApiError::bad_request("bad_body", format!("The request body could not be read: {other}.")),
+    }
+}
+
+/// Map query-string failures onto the API's error body.
+pub fn query_error(err: actix_web::error::QueryPayloadError) -> ApiError {
+    ApiError::bad_request("invalid_query", format!("The query string is not valid: {err}."))
+}

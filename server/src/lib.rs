@@ -1,0 +1,16 @@
+//! The `tideline` program: HTTP API (actix-web), command-line interface,
+//! configuration and export formats. This is the only crate that knows HTTP
+//! status codes, JSON DTOs or terminal output; records, storage and sync live in
+//! `tideline-sync`, forms and validation in `tideline-schemas`.
+
+#![forbid(unsafe_code)]
+
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod export;
+pub mod routes;
+pub mod startup;
+
+pub use config::Settings;
+pub use startup::Application;

@@ -1,0 +1,39 @@
+//! HTTP routes of DESIGN.md §9. Handlers parse input into domain types at the
+//! edge, run the (blocking, fsyncing) record service on the blocking pool, and
+//! return JSON or an [`ApiError`](crate::error::ApiError).
+
+mod export;
+mod forms;
+mod health;
+mod records;
+
+use crate::error::ApiError;
+use actix_web::web;
+use tideline_schemas::RecordId;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/healthz", web::get().to(health::healthz))
+        .service(
+            web::scope("/api/v1")
+                .route("/forms", web::get().to(forms::list))
+                .route("/forms/{id}", web::get().to(forms::get))
+                .route("/records", web::post().to(records::create))
+                .route("/records", web::get().to(records::list))
+                .route("/records/{id}", web::get().to(records::get))
+                .route("/records/{id}", web::patch().to(records::patch))
+                .route("/records/{id}/automerge", web::get().to(records::automerge))
+                .route("/export", web::get().to(export::export)),
+        )
+        .default_service(web::to(not_found));
+}
+
+async fn not_found() -> Result<actix_web::HttpResponse, ApiError> {
+    Err(ApiError::not_found("no_route", "There is nothing at this address."))
+}
+
+/// Parse a record id from the path, refusing anything that is not a UUID.
+pub(crate) fn record_id(raw: &str) -> Result<RecordId, ApiError> {
+    raw.parse().map_err(|_| {
+        ApiError::bad_request("invalid_id", format!("{raw:?} is not a valid record id (a UUID)."))
+    })
+}

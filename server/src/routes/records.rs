@@ -1,0 +1,142 @@
+//! Creating, reading, editing and listing records.
+
+use super::record_id;
+use crate::error::ApiError;
+use crate::startup::AppState;
+use actix_web::http::header;
+use actix_web::{web, HttpResponse};
+use serde::Deserialize;
+use serde_json::{json, Map, Value as Json};
+use tideline_sync::records::{DEFAULT_LIMIT, MAX_LIMIT};
+use tideline_sync::{Filter, Patch, Status};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateBody {
+    form: String,
+    #[serde(default)]
+    fields: Map<String, Json>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PatchBody {
+    fields: Option<Map<String, Json>>,
+    status: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    form: Option<String>,
+    station: Option<String>,
+    status: Option<String>,
+    limit: Option<usize>,
+    offset: Option<usize>,
+}
+
+pub(crate) fn parse_status(raw: &str) -> Result<Status, ApiError> {
+    raw.parse().map_err(|_| {
+        ApiError::unprocessable(
+            "invalid_status",
+            format!("{raw:?} is not a status; use draft, submitted, reviewed or closed."),
+        )
+        .with_details(json!([{ "path": "status", "message": "unknown status" }]))
+    })
+}
+
+pub(crate) fn filter_of(
+    form: Option<String>,
+    station: Option<String>,
+    status: Option<&str>,
+) -> Result<Filter, ApiError> {
+    Ok(Filter {
+        form,
+        station,
+        status: status.map(parse_status).transpose()?,
+    })
+}
+
+pub async fn create(
+    state: web::Data<AppState>,
+    body: web::Json<CreateBody>,
+) -> Result<HttpResponse, ApiError> {
+    let CreateBody { form, fields } = body.into_inner();
+    let records = state.records.clone();
+    let view = web::block(move || records.create(&form, &fields)).await??;
+    let id = serde_json::from_str::<Json>(view.get())
+        .ok()
+        .and_then(|v| v["id"].as_str().map(str::to_string))
+        .unwrap_or_default();
+    Ok(HttpResponse::Created()
+        .insert_header((header::LOCATION, format!("/api/v1/records/{id}")))
+        .json(view))
+}
+
+pub async fn list(
+    state: web::Data<AppState>,
+    query: web::Query<ListQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let q = query.into_inner();
+    let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
+    if limit == 0 || limit > MAX_LIMIT {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            format!("limit must be between 1 and {MAX_LIMIT}."),
+        ));
+    }
+    let offset = q.offset.unwrap_or(0);
+    let filter = filter_of(q.form, q.station, q.status.as_deref())?;
+    let records = state.records.clone();
+    let page = web::block(move || records.list(&filter, limit, offset)).await??;
+    Ok(HttpResponse::Ok().json(json!({
+        "records": page.records,
+        "total": page.total,
+        "limit": limit,
+        "offset": offset,
+    })))
+}
+
+pub async fn get(
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = record_id(&id)?;
+    let records = state.records.clone();
+    let view = web::block(move || records.get(&id)).await??;
+    Ok(HttpResponse::Ok().json(view))
+}
+
+pub async fn patch(
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+    body: web::Json<PatchBody>,
+) -> Result<HttpResponse, ApiError> {
+    let id = record_id(&id)?;
+    let PatchBody { fields, status } = body.into_inner();
+    if fields.is_none() && status.is_none() {
+        return Err(ApiError::bad_request(
+            "empty_patch",
+            "Send \"fields\" and/or \"status\" to change.",
+        ));
+    }
+    let patch = Patch {
+        fields,
+        status: status.as_deref().map(parse_status).transpose()?,
+    };
+    let records = state.records.clone();
+    let view = web::block(move || records.patch(&id, &patch)).await??;
+    Ok(HttpResponse::Ok().json(view))
+}
+
+pub async fn automerge(
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = record_id(&id)?;
+    let records = state.records.clone();
+    let bytes = web::block(move || records.automerge_bytes(&id)).await??;
+    Ok(HttpResponse::Ok()
+        .content_type("application/octet-stream")
+        .body(bytes))
+}

@@ -1,0 +1,94 @@
+//! Building and running the HTTP server: [`Application::build`] opens the store,
+//! binds the listener (port 0 picks a free port, which tests rely on) and
+//! exposes the bound port before serving.
+
+use crate::config::Settings;
+use crate::error::{json_error, query_error};
+use crate::routes;
+use actix_web::dev::Server;
+use actix_web::{web, App, HttpServer};
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use tideline_schemas::FormRegistry;
+use tideline_sync::{DocStore, Records, SledStore};
+
+/// The record service as the server holds it; any [`DocStore`] fits behind it.
+pub type SharedRecords = Arc<Records<Arc<dyn DocStore>>>;
+
+/// Everything a handler may need, shared by all workers.
+pub struct AppState {
+    pub records: SharedRecords,
+    pub max_body_bytes: usize,
+}
+
+pub struct Application {
+    server: Server,
+    addr: SocketAddr,
+}
+
+/// Open the record service on the sled store in `settings.data_dir`.
+pub fn open_records(settings: &Settings) -> anyhow::Result<SharedRecords> {
+    let store = SledStore::open_with_cache(&settings.data_dir, settings.cache_bytes)?;
+    let store: Arc<dyn DocStore> = Arc::new(store);
+    Ok(Arc::new(Records::open(
+        store,
+        FormRegistry::builtin(),
+        &settings.station,
+    )?))
+}
+
+impl Application {
+    pub fn build(settings: &Settings) -> anyhow::Result<Application> {
+        let records = open_records(settings)?;
+        Application::with_records(settings, records)
+    }
+
+    /// Serve an already-open record service (tests use this with their own store).
+    pub fn with_records(settings: &Settings, records: SharedRecords) -> anyhow::Result<Application> {
+        let listener = TcpListener::bind(settings.listen)
+            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.listen))?;
+        let addr = listener.local_addr()?;
+        let state = web::Data::new(AppState {
+            records,
+            max_body_bytes: settings.max_body_bytes,
+        });
+        let limit = settings.max_body_bytes;
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(state.clone())
+                .app_data(
+                    web::JsonConfig::default()
+                        .limit(limit)
+                        .error_handler(move |e, _| json_error(e, limit).into()),
+                )
+                .app_data(web::PayloadConfig::new(limit))
+                .app_data(web::QueryConfig::default().error_handler(|e, _| query_error(e).into()))
+                .wrap(tracing_actix())
+                .configure(routes::configure)
+        })
+        .listen(listener)?
+        .run();
+        Ok(Application { server, addr })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn handle(&self) -> actix_web::dev::ServerHandle {
+        self.server.handle()
+    }
+
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}
+
+/// Request logging: method, path and status only, never bodies.
+fn tracing_actix() -> actix_web::middleware::Logger {
+    actix_web::middleware::Logger::new("%r %s %Dms").log_target("tideline::http")
+}

@@ -1,0 +1,15 @@
+//! Tideline's record layer: record documents (Automerge), their storage behind
+//! the [`store::DocStore`] trait, the change feed, and the record service used by
+//! the server and the CLI.
+//!
+//! Nothing here knows HTTP; everything here is usable offline on a boat.
+
+#![forbid(unsafe_code)]
+
+pub mod record;
+pub mod records;
+pub mod store;
+
+pub use record::{RecordDoc, RecordMeta, Status};
+pub use records::{Filter, Identity, Page, Patch, RecordView, Records, RecordsError};
+pub use store::{DocStore, MemoryStore, SledStore, StoreError};

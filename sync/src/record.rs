@@ -1,0 +1,703 @@
+//! One record = one Automerge document, with the layout of DESIGN.md §3.
+//!
+//! [`RecordDoc`] is the only code that knows how a record's JSON maps onto
+//! Automerge objects. Writes are diffs, not overwrites: a field is only written
+//! when its value changes, lists are updated around their common prefix and
+//! suffix, and long free text (`appearance: multiline`) is Automerge Text updated
+//! by splicing, so two people editing the narrative both keep their words.
+//!
+//! ```
+//! use automerge::ActorId;
+//! use serde_json::json;
+//! use tideline_schemas::{FormRegistry, RecordId};
+//! use tideline_sync::record::{RecordDoc, RecordMeta};
+//!
+//! let forms = FormRegistry::builtin();
+//! let form = forms.latest("vessel-sighting").unwrap();
+//! let meta = RecordMeta::new(RecordId::new(), form, "BB-01", "device-1");
+//! let fields = json!({"vessel_name": "Sea Breeze", "description": "Heading north"});
+//! let mut boat = RecordDoc::create(ActorId::from([1u8; 16]), &meta, form,
+//!     fields.as_object().unwrap(), 0).unwrap();
+//!
+//! // Headquarters edits a copy while the boat keeps editing its own.
+//! let mut hq = boat.fork(ActorId::from([2u8; 16]));
+//! hq.update_fields(form, json!({"vessel_name": "Sea Breeze II"}).as_object().unwrap()).unwrap();
+//! boat.update_fields(form, json!({"description": "Heading north, fast"}).as_object().unwrap()).unwrap();
+//! boat.merge(&mut hq).unwrap();
+//!
+//! let fields = boat.fields();
+//! assert_eq!(fields["vessel_name"], "Sea Breeze II");
+//! assert_eq!(fields["description"], "Heading north, fast");
+//! assert!(boat.conflicts().is_empty());
+//! ```
+
+use automerge::ObjId as ExId;
+use automerge::transaction::{CommitOptions, Transactable};
+use automerge::{
+    ActorId, AutoCommit, AutomergeError, ChangeHash, ObjType, Prop, ReadDoc, ScalarValue, Value,
+    ROOT,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value as Json};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+use tideline_schemas::{Field, FieldType, Form, RecordId};
+
+/// Where a record is in its review workflow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Draft,
+    Submitted,
+    Reviewed,
+    Closed,
+}
+
+impl Status {
+    pub const ALL: [Status; 4] = [
+        Status::Draft,
+        Status::Submitted,
+        Status::Reviewed,
+        Status::Closed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Draft => "draft",
+            Status::Submitted => "submitted",
+            Status::Reviewed => "reviewed",
+            Status::Closed => "closed",
+        }
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("unknown status {0:?}: expected draft, submitted, reviewed or closed")]
+pub struct UnknownStatus(pub String);
+
+impl FromStr for Status {
+    type Err = UnknownStatus;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Status::ALL
+            .into_iter()
+            .find(|st| st.as_str() == s)
+            .ok_or_else(|| UnknownStatus(s.to_string()))
+    }
+}
+
+/// The immutable facts about a record, written once at creation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordMeta {
+    pub id: RecordId,
+    pub form: String,
+    pub form_version: u32,
+    pub station: String,
+    pub created_by: String,
+    pub created_at: String,
+}
+
+impl RecordMeta {
+    /// Meta for a record created now.
+    pub fn new(id: RecordId, form: &Form, station: &str, device: &str) -> Self {
+        RecordMeta {
+            id,
+            form: form.id.clone(),
+            form_version: form.version,
+            station: station.to_string(),
+            created_by: device.to_string(),
+            created_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DocError {
+    #[error("the document could not be decoded: {0}")]
+    Decode(String),
+    #[error("the document does not have the record layout: {0}")]
+    Layout(String),
+    #[error("automerge: {0}")]
+    Automerge(#[from] AutomergeError),
+}
+
+/// One concurrent value of a conflicted field and the actor that wrote it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConflictValue {
+    pub value: Json,
+    pub author: String,
+}
+
+/// The typed face of a record's Automerge document.
+pub struct RecordDoc {
+    doc: AutoCommit,
+}
+
+/// What is known about the field a JSON value belongs to, so that nested values
+/// can be written with the right Automerge type.
+#[derive(Clone, Copy)]
+enum Ctx<'a> {
+    None,
+    Field(&'a Field),
+    Item(&'a Field),
+}
+
+impl<'a> Ctx<'a> {
+    fn long_text(self) -> bool {
+        matches!(self, Ctx::Field(f) if f.is_long_text())
+    }
+    fn decimal(self) -> bool {
+        matches!(self, Ctx::Field(f) if f.field_type == FieldType::Decimal)
+    }
+    fn element(self) -> Ctx<'a> {
+        match self {
+            Ctx::Field(f) if f.field_type == FieldType::Repeat => Ctx::Item(f),
+            _ => Ctx::None,
+        }
+    }
+    fn child(self, key: &str) -> Ctx<'a> {
+        match self {
+            Ctx::Item(f) => f.fields.iter().find(|c| c.name == key).map_or(Ctx::None, Ctx::Field),
+            _ => Ctx::None,
+        }
+    }
+}
+
+fn form_ctx<'a>(form: &'a Form, key: &str) -> Ctx<'a> {
+    form.field(key).map_or(Ctx::None, Ctx::Field)
+}
+
+/// Where a new value goes.
+#[derive(Clone, Copy)]
+enum Slot<'a> {
+    Key(&'a str),
+    Put(usize),
+    Insert(usize),
+}
+
+impl RecordDoc {
+    /// A new record document written by `actor`, committed at `time` (seconds).
+    pub fn create(
+        actor: ActorId,
+        meta: &RecordMeta,
+        form: &Form,
+        fields: &Map<String, Json>,
+        time: i64,
+    ) -> Result<Self, DocError> {
+        let mut doc = AutoCommit::new().with_actor(actor);
+        let m = doc.put_object(ROOT, "meta", ObjType::Map)?;
+        doc.put(&m, "id", meta.id.to_string())?;
+        doc.put(&m, "form", meta.form.as_str())?;
+        doc.put(&m, "form_version", meta.form_version as i64)?;
+        doc.put(&m, "station", meta.station.as_str())?;
+        doc.put(&m, "created_by", meta.created_by.as_str())?;
+        doc.put(&m, "created_at", meta.created_at.as_str())?;
+        let f = doc.put_object(ROOT, "fields", ObjType::Map)?;
+        for (k, v) in fields {
+            if !v.is_null() {
+                write_new(&mut doc, &f, Slot::Key(k), v, form_ctx(form, k))?;
+            }
+        }
+        doc.put_object(ROOT, "attachments", ObjType::List)?;
+        doc.put(ROOT, "status", Status::Draft.as_str())?;
+        doc.put_object(ROOT, "review", ObjType::List)?;
+        let mut rec = RecordDoc { doc };
+        rec.commit("create", time);
+        Ok(rec)
+    }
+
+    /// Load a stored document (snapshot followed by incremental chunks) and make
+    /// `actor` its author for further edits; `AutoCommit::load` would otherwise
+    /// pick a random actor and every restart would look like a new device.
+    pub fn load(snapshot: &[u8], chunks: &[Vec<u8>], actor: ActorId) -> Result<Self, DocError> {
+        let mut doc = AutoCommit::load(snapshot).map_err(|e| DocError::Decode(e.to_string()))?;
+        for chunk in chunks {
+            doc.load_incremental(chunk)
+                .map_err(|e| DocError::Decode(e.to_string()))?;
+        }
+        doc.set_actor(actor);
+        let rec = RecordDoc { doc };
+        rec.fields_obj()?;
+        Ok(rec)
+    }
+
+    /// A second, independent copy written by another actor (tests, tools).
+    pub fn fork(&mut self, actor: ActorId) -> RecordDoc {
+        RecordDoc {
+            doc: self.doc.fork().with_actor(actor),
+        }
+    }
+
+    /// Merge another copy of the same record into this one.
+    pub fn merge(&mut self, other: &mut RecordDoc) -> Result<(), DocError> {
+        self.doc.merge(&mut other.doc)?;
+        Ok(())
+    }
+
+    /// Apply a partial update of `fields`: keys present are set (null removes
+    /// the field), keys absent are left alone. Nothing is written for values
+    /// that are already equal, so a no-op patch makes no change.
+    pub fn update_fields(&mut self, form: &Form, patch: &Map<String, Json>) -> Result<(), DocError> {
+        let f = self.fields_obj()?;
+        for (k, v) in patch {
+            update(&mut self.doc, &f, Slot::Key(k), v, form_ctx(form, k))?;
+        }
+        Ok(())
+    }
+
+    /// Write `value` at a path inside `fields` (`outcome`, `crew[0].name`) even
+    /// when it equals the current winner: a fresh write is what resolves a conflict.
+    pub fn resolve(&mut self, form: &Form, path: &str, value: &Json) -> Result<(), DocError> {
+        let steps = parse_path(path).ok_or_else(|| DocError::Layout(format!("bad path {path:?}")))?;
+        let mut obj = self.fields_obj()?;
+        let mut ctx = Ctx::None;
+        for (i, step) in steps.iter().enumerate() {
+            ctx = match (step, ctx, i) {
+                (PathStep::Key(k), _, 0) => form_ctx(form, k),
+                (PathStep::Key(k), c, _) => c.child(k),
+                (PathStep::Index(_), c, _) => c.element(),
+            };
+            let prop: Prop = match step {
+                PathStep::Key(k) => Prop::Map(k.clone()),
+                PathStep::Index(n) => Prop::Seq(*n),
+            };
+            if i + 1 == steps.len() {
+                let slot = match step {
+                    PathStep::Key(k) => Slot::Key(k),
+                    PathStep::Index(n) => Slot::Put(*n),
+                };
+                return write_new(&mut self.doc, &obj, slot, value, ctx);
+            }
+            obj = match self.doc.get(&obj, prop)? {
+                Some((Value::Object(_), id)) => id,
+                _ => return Err(DocError::Layout(format!("no object at {path:?}"))),
+            };
+        }
+        Err(DocError::Layout("empty path".into()))
+    }
+
+    pub fn set_status(&mut self, status: Status) -> Result<(), DocError> {
+        if self.status() != Some(status) {
+            self.doc.put(ROOT, "status", status.as_str())?;
+        }
+        Ok(())
+    }
+
+    /// Commit pending operations as one change; returns None when nothing changed.
+    pub fn commit(&mut self, message: &str, time: i64) -> Option<ChangeHash> {
+        self.doc.commit_with(
+            CommitOptions::default()
+                .with_message(message.to_string())
+                .with_time(time),
+        )
+    }
+
+    pub fn heads(&mut self) -> Vec<ChangeHash> {
+        self.doc.get_heads()
+    }
+
+    /// The whole document, compacted.
+    pub fn save(&mut self) -> Vec<u8> {
+        self.doc.save()
+    }
+
+    /// The changes made since `heads`, as an incremental chunk.
+    pub fn save_after(&mut self, heads: &[ChangeHash]) -> Vec<u8> {
+        self.doc.save_after(heads)
+    }
+
+    pub fn automerge(&mut self) -> &mut AutoCommit {
+        &mut self.doc
+    }
+
+    pub fn meta(&self) -> Result<RecordMeta, DocError> {
+        let m = match self.doc.get(ROOT, "meta")? {
+            Some((Value::Object(ObjType::Map), id)) => id,
+            _ => return Err(DocError::Layout("no meta map".into())),
+        };
+        let text = |key: &str| -> Result<String, DocError> {
+            match self.doc.get(&m, key)? {
+                Some((Value::Scalar(s), _)) => match s.as_ref() {
+                    ScalarValue::Str(s) => Ok(s.to_string()),
+                    other => Ok(other.to_string()),
+                },
+                _ => Err(DocError::Layout(format!("meta.{key} missing"))),
+            }
+        };
+        let id = text("id")?
+            .parse::<RecordId>()
+            .map_err(|e| DocError::Layout(e.to_string()))?;
+        let form_version = match self.doc.get(&m, "form_version")? {
+            Some((Value::Scalar(s), _)) => match s.as_ref() {
+                ScalarValue::Int(n) => u32::try_from(*n).ok(),
+                ScalarValue::Uint(n) => u32::try_from(*n).ok(),
+                _ => None,
+            },
+            _ => None,
+        }
+        .ok_or_else(|| DocError::Layout("meta.form_version missing".into()))?;
+        Ok(RecordMeta {
+            id,
+            form: text("form")?,
+            form_version,
+            station: text("station")?,
+            created_by: text("created_by")?,
+            created_at: text("created_at")?,
+        })
+    }
+
+    /// The current status, or None if the stored value is not a known status.
+    pub fn status(&self) -> Option<Status> {
+        match self.doc.get(ROOT, "status").ok()?? {
+            (Value::Scalar(s), _) => match s.as_ref() {
+                ScalarValue::Str(s) => s.parse().ok(),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
+    /// The current field values as JSON (winners where values conflict).
+    pub fn fields(&self) -> Map<String, Json> {
+        match self.fields_obj() {
+            Ok(obj) => match read_obj(&self.doc, &obj, ObjType::Map) {
+                Json::Object(m) => m,
+                _ => Map::new(),
+            },
+            Err(_) => Map::new(),
+        }
+    }
+
+    pub fn attachments(&self) -> Json {
+        self.root_json("attachments")
+    }
+
+    pub fn review(&self) -> Json {
+        self.root_json("review")
+    }
+
+    fn root_json(&self, key: &str) -> Json {
+        match self.doc.get(ROOT, key) {
+            Ok(Some((v, id))) => value_json(&self.doc, v, &id),
+            _ => Json::Array(vec![]),
+        }
+    }
+
+    /// Every path inside `fields` where concurrent writes left several values,
+    /// with each value and the actor (hex) that wrote it. Empty when there are none.
+    pub fn conflicts(&self) -> BTreeMap<String, Vec<ConflictValue>> {
+        let mut out = BTreeMap::new();
+        if let Ok(obj) = self.fields_obj() {
+            collect_conflicts(&self.doc, &obj, ObjType::Map, "", &mut out);
+        }
+        out
+    }
+
+    /// Time (seconds) of the newest change in the document.
+    pub fn updated_at(&mut self) -> Option<i64> {
+        let heads = self.doc.get_heads();
+        heads
+            .iter()
+            .filter_map(|h| self.doc.get_change_meta_by_hash(h).map(|m| m.timestamp))
+            .max()
+    }
+
+    fn fields_obj(&self) -> Result<ExId, DocError> {
+        match self.doc.get(ROOT, "fields")? {
+            Some((Value::Object(ObjType::Map), id)) => Ok(id),
+            _ => Err(DocError::Layout("no fields map".into())),
+        }
+    }
+}
+
+enum PathStep {
+    Key(String),
+    Index(usize),
+}
+
+/// `crew[0].name` -> [Key(crew), Index(0), Key(name)].
+fn parse_path(path: &str) -> Option<Vec<PathStep>> {
+    let mut steps = Vec::new();
+    for part in path.split('.') {
+        let (name, mut rest) = match part.find('[') {
+            Some(i) => (&part[..i], &part[i..]),
+            None => (part, ""),
+        };
+        if name.is_empty() {
+            return None;
+        }
+        steps.push(PathStep::Key(name.to_string()));
+        while let Some(stripped) = rest.strip_prefix('[') {
+            let end = stripped.find(']')?;
+            steps.push(PathStep::Index(stripped[..end].parse().ok()?));
+            rest = &stripped[end + 1..];
+        }
+        if !rest.is_empty() {
+            return None;
+        }
+    }
+    (!steps.is_empty()).then_some(steps)
+}
+
+fn scalar_of(v: &Json, ctx: Ctx<'_>) -> ScalarValue {
+    match v {
+        Json::Null => ScalarValue::Null,
+        Json::Bool(b) => ScalarValue::Boolean(*b),
+        Json::Number(n) if ctx.decimal() => ScalarValue::F64(n.as_f64().unwrap_or(0.0)),
+        Json::Number(n) => match n.as_i64() {
+            Some(i) => ScalarValue::Int(i),
+            None => ScalarValue::F64(n.as_f64().unwrap_or(0.0)),
+        },
+        Json::String(s) => ScalarValue::Str(s.as_str().into()),
+        // Objects and arrays never reach here: callers create objects for them.
+        Json::Array(_) | Json::Object(_) => ScalarValue::Null,
+    }
+}
+
+fn scalar_json(s: &ScalarValue) -> Json {
+    match s {
+        ScalarValue::Str(s) => Json::String(s.to_string()),
+        ScalarValue::Int(i) => Json::from(*i),
+        ScalarValue::Uint(u) => Json::from(*u),
+        ScalarValue::F64(f) => serde_json::Number::from_f64(*f).map_or(Json::Null, Json::Number),
+        ScalarValue::Boolean(b) => Json::Bool(*b),
+        ScalarValue::Counter(c) => Json::from(i64::from(c)),
+        ScalarValue::Timestamp(t) => Json::from(*t),
+        ScalarValue::Bytes(_) | ScalarValue::Unknown { .. } | ScalarValue::Null => Json::Null,
+    }
+}
+
+fn scalar_eq(s: &ScalarValue, v: &Json, ctx: Ctx<'_>) -> bool {
+    match (s, v) {
+        (ScalarValue::F64(a), Json::Number(n)) => n.as_f64() == Some(*a),
+        (ScalarValue::Int(_), Json::Number(_)) if ctx.decimal() => false,
+        (ScalarValue::Int(a), Json::Number(n)) => n.as_i64() == Some(*a),
+        _ => scalar_json(s) == *v,
+    }
+}
+
+fn value_json(doc: &AutoCommit, v: Value<'_>, id: &ExId) -> Json {
+    match v {
+        Value::Object(t) => read_obj(doc, id, t),
+        Value::Scalar(s) => scalar_json(&s),
+    }
+}
+
+fn read_obj(doc: &AutoCommit, obj: &ExId, t: ObjType) -> Json {
+    match t {
+        ObjType::Text => Json::String(doc.text(obj).unwrap_or_default()),
+        ObjType::Map | ObjType::Table => {
+            let mut m = Map::new();
+            for key in doc.keys(obj) {
+                if let Ok(Some((v, id))) = doc.get(obj, key.as_str()) {
+                    m.insert(key, value_json(doc, v, &id));
+                }
+            }
+            Json::Object(m)
+        }
+        ObjType::List => {
+            let len = doc.length(obj);
+            Json::Array(
+                (0..len)
+                    .map(|i| match doc.get(obj, i) {
+                        Ok(Some((v, id))) => value_json(doc, v, &id),
+                        _ => Json::Null,
+                    })
+                    .collect(),
+            )
+        }
+    }
+}
+
+fn actor_of(id: &ExId) -> String {
+    match id {
+        ExId::Id(_, actor, _) => actor.to_hex_string(),
+        ExId::Root => String::new(),
+    }
+}
+
+fn collect_conflicts(
+    doc: &AutoCommit,
+    obj: &ExId,
+    t: ObjType,
+    prefix: &str,
+    out: &mut BTreeMap<String, Vec<ConflictValue>>,
+) {
+    let props: Vec<(String, Prop)> = match t {
+        ObjType::Map | ObjType::Table => doc
+            .keys(obj)
+            .map(|k| {
+                let path = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                (path, Prop::Map(k))
+            })
+            .collect(),
+        ObjType::List => (0..doc.length(obj))
+            .map(|i| (format!("{prefix}[{i}]"), Prop::Seq(i)))
+            .collect(),
+        ObjType::Text => return,
+    };
+    for (path, prop) in props {
+        let Ok(all) = doc.get_all(obj, prop) else {
+            continue;
+        };
+        if all.len() > 1 {
+            let values = all
+                .iter()
+                .map(|(v, id)| ConflictValue {
+                    value: value_json(doc, v.clone(), id),
+                    author: actor_of(id),
+                })
+                .collect();
+            out.insert(path.clone(), values);
+        }
+        // Look inside the winner only: conflicts inside a losing object are not
+        // what anyone sees, and resolving the outer conflict discards them.
+        if let Some((Value::Object(ct), id)) = all.last() {
+            collect_conflicts(doc, id, *ct, &path, out);
+        }
+    }
+}
+
+fn write_new(
+    doc: &mut AutoCommit,
+    obj: &ExId,
+    slot: Slot<'_>,
+    v: &Json,
+    ctx: Ctx<'_>,
+) -> Result<(), DocError> {
+    let obj_type = match v {
+        Json::String(_) if ctx.long_text() => Some(ObjType::Text),
+        Json::Object(_) => Some(ObjType::Map),
+        Json::Array(_) => Some(ObjType::List),
+        _ => None,
+    };
+    let Some(obj_type) = obj_type else {
+        let s = scalar_of(v, ctx);
+        match slot {
+            Slot::Key(k) if v.is_null() => {
+                if doc.get(obj, k)?.is_some() {
+                    doc.delete(obj, k)?;
+                }
+            }
+            Slot::Key(k) => doc.put(obj, k, s)?,
+            Slot::Put(i) => doc.put(obj, i, s)?,
+            Slot::Insert(i) => doc.insert(obj, i, s)?,
+        }
+        return Ok(());
+    };
+    let child = match slot {
+        Slot::Key(k) => doc.put_object(obj, k, obj_type)?,
+        Slot::Put(i) => doc.put_object(obj, i, obj_type)?,
+        Slot::Insert(i) => doc.insert_object(obj, i, obj_type)?,
+    };
+    match v {
+        Json::String(s) => doc.splice_text(&child, 0, 0, s)?,
+        Json::Object(m) => {
+            for (k, cv) in m {
+                if !cv.is_null() {
+                    write_new(doc, &child, Slot::Key(k), cv, ctx.child(k))?;
+                }
+            }
+        }
+        Json::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                write_new(doc, &child, Slot::Insert(i), item, ctx.element())?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+fn update(
+    doc: &mut AutoCommit,
+    obj: &ExId,
+    slot: Slot<'_>,
+    new: &Json,
+    ctx: Ctx<'_>,
+) -> Result<(), DocError> {
+    let prop: Prop = match slot {
+        Slot::Key(k) => Prop::Map(k.to_string()),
+        Slot::Put(i) | Slot::Insert(i) => Prop::Seq(i),
+    };
+    let current: Vec<(Value<'static>, ExId)> = doc
+        .get_all(obj, prop)?
+        .into_iter()
+        .map(|(v, id)| (v.into_owned(), id))
+        .collect();
+    // With concurrent values present, any write is a resolution: write afresh.
+    if current.len() == 1 {
+        let (cur, id) = &current[0];
+        match (cur, new) {
+            (Value::Object(ObjType::Text), Json::String(s)) if ctx.long_text() => {
+                doc.update_text(id, s)?;
+                return Ok(());
+            }
+            (Value::Object(ObjType::Map), Json::Object(m)) => {
+                let stale: Vec<String> = doc.keys(id).filter(|k| !m.contains_key(k)).collect();
+                for k in stale {
+                    doc.delete(id, k.as_str())?;
+                }
+                for (k, v) in m {
+                    update(doc, id, Slot::Key(k), v, ctx.child(k))?;
+                }
+                return Ok(());
+            }
+            (Value::Object(ObjType::List), Json::Array(items)) => {
+                return update_list(doc, id, items, ctx.element());
+            }
+            (Value::Scalar(s), v) if !v.is_array() && !v.is_object() && scalar_eq(s.as_ref(), v, ctx) => {
+                return Ok(());
+            }
+            _ => {}
+        }
+    }
+    if current.is_empty() && new.is_null() {
+        return Ok(());
+    }
+    write_new(doc, obj, slot, new, ctx)
+}
+
+/// Update a list around its common prefix and suffix, so that adding or removing
+/// one crew member touches only that item and concurrent edits of the others merge.
+fn update_list(doc: &mut AutoCommit, list: &ExId, new: &[Json], ctx: Ctx<'_>) -> Result<(), DocError> {
+    let old = match read_obj(doc, list, ObjType::List) {
+        Json::Array(a) => a,
+        _ => Vec::new(),
+    };
+    let prefix = old.iter().zip(new).take_while(|(a, b)| a == b).count();
+    let max_suffix = old.len().min(new.len()) - prefix;
+    let suffix = old
+        .iter()
+        .rev()
+        .zip(new.iter().rev())
+        .take(max_suffix)
+        .take_while(|(a, b)| a == b)
+        .count();
+    let old_mid = old.len() - prefix - suffix;
+    let new_mid = &new[prefix..new.len() - suffix];
+    let common = old_mid.min(new_mid.len());
+    for (j, item) in new_mid[..common].iter().enumerate() {
+        update(doc, list, Slot::Put(prefix + j), item, ctx)?;
+    }
+    for (j, item) in new_mid[common..].iter().enumerate() {
+        write_new(doc, list, Slot::Insert(prefix + common + j), item, ctx)?;
+    }
+    for _ in common..old_mid {
+        doc.delete(list, prefix + common)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,436 @@
+//! The record service: creating, editing, reading and listing records on one
+//! instance. It joins forms (validation), documents ([`RecordDoc`]) and storage
+//! ([`DocStore`]), and owns the rules of DESIGN.md §4: drafts may be incomplete but
+//! never ill-typed, and only complete, valid records leave the draft state.
+//!
+//! Every write loads the document, applies the edit, and stores the change as an
+//! incremental chunk together with a fresh JSON view and summary, in one durable
+//! store write. Reads and lists never load documents: they serve the cached views.
+
+use crate::record::{ConflictValue, DocError, RecordDoc, RecordMeta, Status};
+use crate::store::{DocStore, DocWrite, RecordWrite, StoreError, StoredDoc, Summary};
+use automerge::ActorId;
+use serde::Serialize;
+use serde_json::value::RawValue;
+use serde_json::{Map, Value as Json};
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Mutex;
+use tideline_schemas::{validate, Form, FormRegistry, RecordId, Violation};
+
+/// Compaction thresholds: a document's incremental chunks are folded into a new
+/// snapshot once there are more than [`MAX_CHUNKS`] of them or they outweigh the
+/// snapshot itself. Chunks make small edits cheap to write; the snapshot keeps
+/// loads fast and storage compact (a snapshot is far smaller than its changes).
+pub const MAX_CHUNKS: usize = 16;
+
+/// The largest page a list may ask for.
+pub const MAX_LIMIT: usize = 10_000;
+/// The page size when a list names none.
+pub const DEFAULT_LIMIT: usize = 50;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RecordsError {
+    #[error("there is no form called {0:?}")]
+    UnknownForm(String),
+    #[error("form {form} version {version} is not known on this instance")]
+    UnknownFormVersion { form: String, version: u32 },
+    #[error("record {0} not found")]
+    NotFound(RecordId),
+    #[error("the record has {} invalid field(s)", .0.len())]
+    Invalid(Vec<Violation>),
+    #[error("a record must be complete and valid to be {status}; {} problem(s) remain", .violations.len())]
+    Incomplete {
+        status: Status,
+        violations: Vec<Violation>,
+    },
+    #[error("a record cannot move from {from} to {to}")]
+    Transition { from: Status, to: Status },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Document(#[from] DocError),
+}
+
+/// Who this instance is: its device id and the Automerge actor derived from it.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    pub device_id: uuid::Uuid,
+    pub actor: ActorId,
+}
+
+const DEVICE_ID_KEY: &str = "device_id";
+
+impl Identity {
+    /// The instance's identity, created and stored durably on first use. The
+    /// actor bytes are the device id, so authorship in a document names the device.
+    pub fn load_or_create(store: &dyn DocStore) -> Result<Identity, StoreError> {
+        let device_id = match store.get_meta(DEVICE_ID_KEY)? {
+            Some(bytes) => uuid::Uuid::from_slice(&bytes)
+                .map_err(|_| StoreError::Corrupt("device id".into()))?,
+            None => {
+                let id = uuid::Uuid::new_v4();
+                store.put_meta(DEVICE_ID_KEY, id.as_bytes())?;
+                id
+            }
+        };
+        Ok(Identity {
+            device_id,
+            actor: ActorId::from(*device_id.as_bytes()),
+        })
+    }
+}
+
+/// The JSON view of a record (DESIGN.md §9).
+#[derive(Debug, Serialize)]
+pub struct RecordView {
+    pub id: RecordId,
+    pub form: String,
+    pub form_version: u32,
+    pub station: String,
+    pub status: String,
+    pub fields: Map<String, Json>,
+    pub attachments: Json,
+    pub review: Json,
+    pub conflicts: BTreeMap<String, Vec<ConflictValue>>,
+    pub validation: Vec<Violation>,
+    pub created_by: String,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// Which records a list or export covers.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    pub form: Option<String>,
+    pub station: Option<String>,
+    pub status: Option<Status>,
+}
+
+impl Filter {
+    fn matches(&self, s: &Summary) -> bool {
+        self.form.as_ref().is_none_or(|f| *f == s.form)
+            && self.station.as_ref().is_none_or(|st| *st == s.station)
+            && self.status.is_none_or(|st| st.as_str() == s.status)
+    }
+}
+
+/// One page of a list: cached views, newest first, and how many records match.
+pub struct Page {
+    pub records: Vec<Box<RawValue>>,
+    pub total: usize,
+}
+
+/// An edit of a record: fields to set (null clears) and/or a new status.
+#[derive(Debug, Clone, Default)]
+pub struct Patch {
+    pub fields: Option<Map<String, Json>>,
+    pub status: Option<Status>,
+}
+
+pub struct Records<S: DocStore> {
+    store: S,
+    forms: FormRegistry,
+    identity: Identity,
+    station: String,
+    /// Edits are load-modify-store; one writer at a time keeps them from losing
+    /// each other's changes.
+    write_lock: Mutex<()>,
+}
+
+fn now_secs() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+fn rfc3339(secs: i64) -> String {
+    chrono::DateTime::from_timestamp(secs, 0)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// Whether a record may move between two statuses. Forward through review, or
+/// one step back (a supervisor returning a report for correction, or reopening).
+pub fn transition_allowed(from: Status, to: Status) -> bool {
+    use Status::*;
+    from == to
+        || matches!(
+            (from, to),
+            (Draft, Submitted)
+                | (Submitted, Draft)
+                | (Submitted, Reviewed)
+                | (Reviewed, Submitted)
+                | (Reviewed, Closed)
+                | (Closed, Reviewed)
+        )
+}
+
+impl<S: DocStore> Records<S> {
+    pub fn open(store: S, forms: FormRegistry, station: &str) -> Result<Self, StoreError> {
+        let identity = Identity::load_or_create(&store)?;
+        Ok(Records {
+            store,
+            forms,
+            identity,
+            station: station.to_string(),
+            write_lock: Mutex::new(()),
+        })
+    }
+
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    pub fn forms(&self) -> &FormRegistry {
+        &self.forms
+    }
+
+    pub fn identity(&self) -> &Identity {
+        &self.identity
+    }
+
+    pub fn station(&self) -> &str {
+        &self.station
+    }
+
+    /// Create a draft record of the latest version of `form_id`. Refuses type and
+    /// constraint errors; missing required fields are only reported in the view.
+    pub fn create(
+        &self,
+        form_id: &str,
+        fields: &Map<String, Json>,
+    ) -> Result<Box<RawValue>, RecordsError> {
+        let form = self
+            .forms
+            .latest(form_id)
+            .ok_or_else(|| RecordsError::UnknownForm(form_id.to_string()))?;
+        let blocking: Vec<Violation> = validate(form, fields)
+            .into_iter()
+            .filter(Violation::blocks_draft)
+            .collect();
+        if !blocking.is_empty() {
+            return Err(RecordsError::Invalid(blocking));
+        }
+        let meta = RecordMeta::new(
+            RecordId::new(),
+            form,
+            &self.station,
+            &self.identity.device_id.to_string(),
+        );
+        let mut doc = RecordDoc::create(
+            self.identity.actor.clone(),
+            &meta,
+            form,
+            fields,
+            now_secs(),
+        )?;
+        let snapshot = doc.save();
+        let _guard = self.lock();
+        self.store_doc(&mut doc, Some(form), DocWrite::Replace(snapshot))
+    }
+
+    /// Apply an edit. Refuses type and constraint errors the edit would introduce,
+    /// transitions the workflow does not allow, and leaving the draft state (or
+    /// editing a record that has left it) unless the result is complete and valid.
+    pub fn patch(&self, id: &RecordId, patch: &Patch) -> Result<Box<RawValue>, RecordsError> {
+        let _guard = self.lock();
+        let stored = self.store.load(id)?.ok_or(RecordsError::NotFound(*id))?;
+        let mut doc = self.load_doc(&stored)?;
+        let meta = doc.meta()?;
+        let form = self.forms.get(&meta.form, meta.form_version).ok_or_else(|| {
+            RecordsError::UnknownFormVersion {
+                form: meta.form.clone(),
+                version: meta.form_version,
+            }
+        })?;
+        let from = doc.status().unwrap_or(Status::Draft);
+        let to = patch.status.unwrap_or(from);
+        if !transition_allowed(from, to) {
+            return Err(RecordsError::Transition { from, to });
+        }
+
+        let before = doc.fields();
+        let mut after = before.clone();
+        if let Some(fields) = &patch.fields {
+            for (k, v) in fields {
+                if v.is_null() {
+                    after.remove(k);
+                } else {
+                    after.insert(k.clone(), v.clone());
+                }
+            }
+        }
+        let violations = validate(form, &after);
+        // Records that arrived by sync may already be invalid; an edit is refused
+        // only for the problems it introduces, so people can fix one thing at a time.
+        let known: HashSet<(String, String)> = validate(form, &before)
+            .into_iter()
+            .map(|v| (v.path, v.message))
+            .collect();
+        let introduced: Vec<Violation> = violations
+            .iter()
+            .filter(|v| v.blocks_draft() && !known.contains(&(v.path.clone(), v.message.clone())))
+            .cloned()
+            .collect();
+        if !introduced.is_empty() {
+            return Err(RecordsError::Invalid(introduced));
+        }
+        let changes_fields = after != before;
+        if to != Status::Draft && (to != from || changes_fields) && !violations.is_empty() {
+            return Err(RecordsError::Incomplete {
+                status: to,
+                violations,
+            });
+        }
+
+        let heads = doc.heads();
+        if let Some(fields) = &patch.fields {
+            doc.update_fields(form, fields)?;
+        }
+        doc.set_status(to)?;
+        if doc.commit("edit", now_secs()).is_none() {
+            // Nothing changed: acknowledge without a write or a feed entry.
+            return self.view_of(id);
+        }
+        let chunk = doc.save_after(&heads);
+        let write = if stored.chunks.len() >= MAX_CHUNKS
+            || stored.chunk_bytes() + chunk.len() > stored.snapshot.len()
+        {
+            DocWrite::Replace(doc.save())
+        } else {
+            DocWrite::Append(chunk)
+        };
+        self.store_doc(&mut doc, Some(form), write)
+    }
+
+    /// The cached JSON view of one record.
+    pub fn get(&self, id: &RecordId) -> Result<Box<RawValue>, RecordsError> {
+        self.view_of(id)
+    }
+
+    /// The record's whole Automerge document, compacted into one file.
+    pub fn automerge_bytes(&self, id: &RecordId) -> Result<Vec<u8>, RecordsError> {
+        let stored = self.store.load(id)?.ok_or(RecordsError::NotFound(*id))?;
+        Ok(self.load_doc(&stored)?.save())
+    }
+
+    /// A page of records matching `filter`, newest first.
+    pub fn list(
+        &self,
+        filter: &Filter,
+        limit: usize,
+        offset: usize,
+    ) -> Result<Page, RecordsError> {
+        let limit = limit.min(MAX_LIMIT);
+        let mut total = 0usize;
+        let mut ids = Vec::new();
+        self.store.scan_summaries(&mut |id, summary| {
+            if filter.matches(&summary) {
+                if total >= offset && ids.len() < limit {
+                    ids.push(id);
+                }
+                total += 1;
+            }
+            true
+        })?;
+        let records = ids
+            .iter()
+            .map(|id| self.view_of(id))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Page { records, total })
+    }
+
+    /// Visit every matching record's view, newest first, without holding them all.
+    pub fn for_each<E: From<RecordsError>>(
+        &self,
+        filter: &Filter,
+        mut visit: impl FnMut(Box<RawValue>) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let mut ids = Vec::new();
+        self.store
+            .scan_summaries(&mut |id, summary| {
+                if filter.matches(&summary) {
+                    ids.push(id);
+                }
+                true
+            })
+            .map_err(RecordsError::from)?;
+        for id in ids {
+            visit(self.view_of(&id)?)?;
+        }
+        Ok(())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.write_lock.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn load_doc(&self, stored: &StoredDoc) -> Result<RecordDoc, RecordsError> {
+        Ok(RecordDoc::load(
+            &stored.snapshot,
+            &stored.chunks,
+            self.identity.actor.clone(),
+        )?)
+    }
+
+    fn view_of(&self, id: &RecordId) -> Result<Box<RawValue>, RecordsError> {
+        let bytes = self.store.view(id)?.ok_or(RecordsError::NotFound(*id))?;
+        let text = String::from_utf8(bytes).map_err(|_| StoreError::Corrupt("view".into()))?;
+        RawValue::from_string(text)
+            .map_err(|e| RecordsError::Store(StoreError::Corrupt(format!("view: {e}"))))
+    }
+
+    fn store_doc(
+        &self,
+        doc: &mut RecordDoc,
+        form: Option<&Form>,
+        write: DocWrite,
+    ) -> Result<Box<RawValue>, RecordsError> {
+        let view = build_view(doc, form)?;
+        let summary = Summary {
+            form: view.form.clone(),
+            station: view.station.clone(),
+            status: view.status.clone(),
+        };
+        let json = serde_json::to_string(&view).map_err(|e| StoreError::Io(e.to_string()))?;
+        self.store.write(RecordWrite {
+            id: view.id,
+            doc: write,
+            view: json.clone().into_bytes(),
+            summary,
+        })?;
+        RawValue::from_string(json).map_err(|e| RecordsError::Store(StoreError::Io(e.to_string())))
+    }
+}
+
+/// Build a record's view. Without its form (a version this instance has not
+/// received) the record is still shown, flagged as unvalidated.
+pub fn build_view(doc: &mut RecordDoc, form: Option<&Form>) -> Result<RecordView, DocError> {
+    let meta = doc.meta()?;
+    let fields = doc.fields();
+    let validation = match form {
+        Some(form) => validate(form, &fields),
+        None => vec![Violation {
+            path: String::new(),
+            kind: tideline_schemas::ViolationKind::Unknown,
+            message: format!(
+                "Form {} version {} is not known here; the record was not validated.",
+                meta.form, meta.form_version
+            ),
+        }],
+    };
+    let updated_at = doc.updated_at().map(rfc3339).unwrap_or_else(|| meta.created_at.clone());
+    Ok(RecordView {
+        id: meta.id,
+        form: meta.form,
+        form_version: meta.form_version,
+        station: meta.station,
+        status: doc.status().unwrap_or(Status::Draft).as_str().to_string(),
+        fields,
+        attachments: doc.attachments(),
+        review: doc.review(),
+        conflicts: doc.conflicts(),
+        validation,
+        created_by: meta.created_by,
+        created_at: meta.created_at,
+        updated_at,
+    })
+}

@@ -1,0 +1,152 @@
+//! Durable storage of record documents behind the [`DocStore`] trait.
+//!
+//! A store keeps, per record, the Automerge document (a compacted snapshot plus
+//! incremental chunks appended since), a cached JSON view, a small summary used
+//! for filtering lists without loading documents, and the change feed: a local
+//! monotonic sequence number pointing at the record's latest write. One
+//! [`RecordWrite`] commits all of these atomically and is durable when `write`
+//! returns.
+//!
+//! Two implementations share one conformance suite: [`SledStore`] on disk and
+//! [`MemoryStore`] for tests and tools.
+
+mod memory;
+mod sled;
+#[cfg(test)]
+mod suite;
+
+pub use self::memory::MemoryStore;
+pub use self::sled::SledStore;
+
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+use tideline_schemas::RecordId;
+
+/// Position in a store's change feed. Strictly increasing per store; gaps are allowed.
+pub type Seq = u64;
+
+/// The stored form of one record's document: load the snapshot, then apply the
+/// chunks in order. Concatenated, the bytes are also a valid Automerge file.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoredDoc {
+    pub snapshot: Vec<u8>,
+    pub chunks: Vec<Vec<u8>>,
+}
+
+impl StoredDoc {
+    /// Bytes held in chunks; compaction is decided from this.
+    pub fn chunk_bytes(&self) -> usize {
+        self.chunks.iter().map(Vec::len).sum()
+    }
+}
+
+/// How a write changes the stored document.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DocWrite {
+    /// Append one incremental chunk (the changes made since the stored state).
+    Append(Vec<u8>),
+    /// Replace snapshot and chunks with one compacted snapshot.
+    Replace(Vec<u8>),
+}
+
+/// The few fields lists are filtered by, kept beside each record so that a
+/// list never has to load documents.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Summary {
+    pub form: String,
+    pub station: String,
+    pub status: String,
+}
+
+/// One atomic, durable update of a record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordWrite {
+    pub id: RecordId,
+    pub doc: DocWrite,
+    /// The record's JSON view after this write.
+    pub view: Vec<u8>,
+    pub summary: Summary,
+}
+
+/// One entry of the change feed: the record's latest write has this seq.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FeedEntry {
+    pub seq: Seq,
+    pub id: RecordId,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("the data directory {0} is in use by another running tideline process")]
+    InUse(PathBuf),
+    #[error("could not open the data directory {path}: {message}")]
+    Open { path: PathBuf, message: String },
+    #[error("storage I/O failed: {0}")]
+    Io(String),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+/// Storage for record documents and their change feed.
+///
+/// Invariants every implementation keeps (checked by the shared suite):
+/// - `write` is atomic: after a crash either all of a write is visible or none.
+/// - `write` is durable on return; nothing is acknowledged earlier.
+/// - Each record appears in the feed exactly once, at the seq of its latest write,
+///   and seqs only grow.
+pub trait DocStore: Send + Sync + 'static {
+    /// Commit a write atomically and durably; returns the record's new seq.
+    fn write(&self, write: RecordWrite) -> Result<Seq, StoreError>;
+    /// The stored document of a record.
+    fn load(&self, id: &RecordId) -> Result<Option<StoredDoc>, StoreError>;
+    /// The cached JSON view of a record.
+    fn view(&self, id: &RecordId) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Visit summaries newest record first (ids are time-ordered UUIDv7) until `visit` returns false.
+    fn scan_summaries(
+        &self,
+        visit: &mut dyn FnMut(RecordId, Summary) -> bool,
+    ) -> Result<(), StoreError>;
+    /// Feed entries with seq greater than `after`, oldest first, at most `limit`.
+    fn changes_since(&self, after: Seq, limit: usize) -> Result<Vec<FeedEntry>, StoreError>;
+    /// The highest seq written so far (0 for an empty store).
+    fn last_seq(&self) -> Result<Seq, StoreError>;
+    /// Number of records stored.
+    fn count(&self) -> Result<usize, StoreError>;
+    /// Instance metadata (identity, format version).
+    fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Set instance metadata durably.
+    fn put_meta(&self, key: &str, value: &[u8]) -> Result<(), StoreError>;
+}
+
+impl<S: DocStore + ?Sized> DocStore for std::sync::Arc<S> {
+    fn write(&self, write: RecordWrite) -> Result<Seq, StoreError> {
+        (**self).write(write)
+    }
+    fn load(&self, id: &RecordId) -> Result<Option<StoredDoc>, StoreError> {
+        (**self).load(id)
+    }
+    fn view(&self, id: &RecordId) -> Result<Option<Vec<u8>>, StoreError> {
+        (**self).view(id)
+    }
+    fn scan_summaries(
+        &self,
+        visit: &mut dyn FnMut(RecordId, Summary) -> bool,
+    ) -> Result<(), StoreError> {
+        (**self).scan_summaries(visit)
+    }
+    fn changes_since(&self, after: Seq, limit: usize) -> Result<Vec<FeedEntry>, StoreError> {
+        (**self).changes_since(after, limit)
+    }
+    fn last_seq(&self) -> Result<Seq, StoreError> {
+        (**self).last_seq()
+    }
+    fn count(&self) -> Result<usize, StoreError> {
+        (**self).count()
+    }
+    fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        (**self).get_meta(key)
+    }
+    fn put_meta(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        (**self).put_meta(key, value)
+    }
+}

@@ -1,0 +1,294 @@
+//! The on-disk [`DocStore`]: one sled database per data directory.
+//!
+//! Everything about a record lives in one sled tree under one-byte key prefixes,
+//! so that a write is a single `apply_batch`, which sled applies atomically:
+//!
+//! ```text
+//! d<id>        compacted Automerge snapshot
+//! c<id><n:u32> incremental chunk n (big-endian, so chunks scan in order)
+//! v<id>        cached JSON view
+//! s<id>        summary (postcard)
+//! f<seq:u64>   change feed: seq -> id
+//! i<id>        the record's current seq (so a rewrite removes its old feed entry)
+//! ```
+//!
+//! Durability: sled 0.34.7's `flush` ends in `sync_file_range`, which survives a
+//! process crash but not a power cut, and sled writes oversized pages to files
+//! under `blobs/` without syncing them. After every flush this store therefore
+//! fsyncs the database file and any blob file it has not synced yet.
+
+use super::{DocStore, DocWrite, FeedEntry, RecordWrite, Seq, StoreError, StoredDoc, Summary};
+use std::collections::HashSet;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use tideline_schemas::RecordId;
+
+const DOC: u8 = b'd';
+const CHUNK: u8 = b'c';
+const VIEW: u8 = b'v';
+const SUMMARY: u8 = b's';
+const FEED: u8 = b'f';
+const SEQ_OF: u8 = b'i';
+
+/// Default page cache: sled's own default (1 GiB) is far more than a boat laptop
+/// can spare, and documents are read rarely enough that a small cache suffices.
+pub const DEFAULT_CACHE_BYTES: u64 = 32 * 1024 * 1024;
+
+pub struct SledStore {
+    db: sled::Db,
+    records: sled::Tree,
+    meta: sled::Tree,
+    path: PathBuf,
+    db_file: File,
+    /// Serialises writers: seq allocation, chunk numbering and the old feed entry
+    /// are read outside sled's batch and must not race.
+    writer: Mutex<WriterState>,
+}
+
+struct WriterState {
+    last_seq: Seq,
+    synced_blobs: HashSet<std::ffi::OsString>,
+}
+
+fn key(prefix: u8, id: &RecordId) -> [u8; 17] {
+    let mut k = [0u8; 17];
+    k[0] = prefix;
+    k[1..].copy_from_slice(id.as_bytes());
+    k
+}
+
+fn chunk_key(id: &RecordId, n: u32) -> [u8; 21] {
+    let mut k = [0u8; 21];
+    k[..17].copy_from_slice(&key(CHUNK, id));
+    k[17..].copy_from_slice(&n.to_be_bytes());
+    k
+}
+
+fn feed_key(seq: Seq) -> [u8; 9] {
+    let mut k = [0u8; 9];
+    k[0] = FEED;
+    k[1..].copy_from_slice(&seq.to_be_bytes());
+    k
+}
+
+fn io(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Io(e.to_string())
+}
+
+fn id_from(bytes: &[u8]) -> Result<RecordId, StoreError> {
+    let arr: [u8; 16] = bytes
+        .try_into()
+        .map_err(|_| StoreError::Corrupt(format!("record id of {} bytes", bytes.len())))?;
+    Ok(RecordId::from_bytes(arr))
+}
+
+fn seq_from(bytes: &[u8]) -> Result<Seq, StoreError> {
+    let arr: [u8; 8] = bytes
+        .try_into()
+        .map_err(|_| StoreError::Corrupt(format!("seq of {} bytes", bytes.len())))?;
+    Ok(Seq::from_be_bytes(arr))
+}
+
+impl SledStore {
+    /// Open (or create) the store in `dir`. Fails with [`StoreError::InUse`] when
+    /// another process holds it; never deletes or rewrites an existing store.
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        Self::open_with_cache(dir, DEFAULT_CACHE_BYTES)
+    }
+
+    pub fn open_with_cache(dir: &Path, cache_bytes: u64) -> Result<Self, StoreError> {
+        let open_err = |message: String| StoreError::Open {
+            path: dir.to_path_buf(),
+            message,
+        };
+        std::fs::create_dir_all(dir).map_err(|e| open_err(e.to_string()))?;
+        // sled reports a held lock only as a generic I/O error; check first so the
+        // user hears "in use" rather than a lock errno.
+        if let Ok(f) = File::open(dir.join("db")) {
+            if f.try_lock().is_err() {
+                return Err(StoreError::InUse(dir.to_path_buf()));
+            }
+        }
+        let db = sled::Config::new()
+            .path(dir)
+            .cache_capacity(cache_bytes)
+            .open()
+            .map_err(|e| {
+                let message = e.to_string();
+                if message.contains("could not acquire lock") {
+                    StoreError::InUse(dir.to_path_buf())
+                } else {
+                    open_err(message)
+                }
+            })?;
+        let records = db.open_tree("records").map_err(|e| open_err(e.to_string()))?;
+        let meta = db.open_tree("meta").map_err(|e| open_err(e.to_string()))?;
+        let db_file = File::open(dir.join("db")).map_err(|e| open_err(e.to_string()))?;
+        // Make the directory entries of a new store durable too.
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| open_err(e.to_string()))?;
+        let last_seq = match records.scan_prefix([FEED]).next_back() {
+            Some(Ok((k, _))) => seq_from(&k[1..])?,
+            Some(Err(e)) => return Err(open_err(e.to_string())),
+            None => 0,
+        };
+        Ok(SledStore {
+            db,
+            records,
+            meta,
+            path: dir.to_path_buf(),
+            db_file,
+            writer: Mutex::new(WriterState {
+                last_seq,
+                synced_blobs: HashSet::new(),
+            }),
+        })
+    }
+
+    /// Flush sled, then fsync what `flush` leaves exposed to a power cut.
+    fn make_durable(&self, state: &mut WriterState) -> Result<(), StoreError> {
+        self.db.flush().map_err(io)?;
+        self.db_file.sync_data().map_err(io)?;
+        let blobs = self.path.join("blobs");
+        if let Ok(entries) = std::fs::read_dir(&blobs) {
+            let mut synced_any = false;
+            for entry in entries.flatten() {
+                let name = entry.file_name();
+                if state.synced_blobs.contains(&name) {
+                    continue;
+                }
+                // A blob sled removed meanwhile needs no syncing.
+                if let Ok(f) = File::open(entry.path()) {
+                    f.sync_all().map_err(io)?;
+                }
+                state.synced_blobs.insert(name);
+                synced_any = true;
+            }
+            if synced_any {
+                File::open(&blobs).and_then(|d| d.sync_all()).map_err(io)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, WriterState> {
+        // A panic while holding the lock leaves no half-applied batch behind
+        // (apply_batch is atomic), so the state is still usable.
+        self.writer.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl DocStore for SledStore {
+    fn write(&self, w: RecordWrite) -> Result<Seq, StoreError> {
+        let mut state = self.lock();
+        let seq = state.last_seq + 1;
+        let mut batch = sled::Batch::default();
+
+        if let Some(old) = self.records.get(key(SEQ_OF, &w.id)).map_err(io)? {
+            batch.remove(&feed_key(seq_from(&old)?)[..]);
+        }
+        let chunk_prefix = key(CHUNK, &w.id);
+        match w.doc {
+            DocWrite::Append(chunk) => {
+                let next = match self.records.scan_prefix(chunk_prefix).next_back() {
+                    Some(kv) => {
+                        let (k, _) = kv.map_err(io)?;
+                        let n: [u8; 4] = k[17..]
+                            .try_into()
+                            .map_err(|_| StoreError::Corrupt("chunk key".into()))?;
+                        u32::from_be_bytes(n) + 1
+                    }
+                    None => 0,
+                };
+                batch.insert(&chunk_key(&w.id, next)[..], chunk);
+            }
+            DocWrite::Replace(snapshot) => {
+                for kv in self.records.scan_prefix(chunk_prefix) {
+                    let (k, _) = kv.map_err(io)?;
+                    batch.remove(k);
+                }
+                batch.insert(&key(DOC, &w.id)[..], snapshot);
+            }
+        }
+        let summary = postcard::to_stdvec(&w.summary).map_err(io)?;
+        batch.insert(&key(VIEW, &w.id)[..], w.view);
+        batch.insert(&key(SUMMARY, &w.id)[..], summary);
+        batch.insert(&feed_key(seq)[..], &w.id.as_bytes()[..]);
+        batch.insert(&key(SEQ_OF, &w.id)[..], &seq.to_be_bytes()[..]);
+
+        self.records.apply_batch(batch).map_err(io)?;
+        // The batch is visible now, so its seq is spent even if the flush fails.
+        state.last_seq = seq;
+        self.make_durable(&mut state)?;
+        Ok(seq)
+    }
+
+    fn load(&self, id: &RecordId) -> Result<Option<StoredDoc>, StoreError> {
+        let Some(snapshot) = self.records.get(key(DOC, id)).map_err(io)? else {
+            return Ok(None);
+        };
+        let chunks = self
+            .records
+            .scan_prefix(key(CHUNK, id))
+            .values()
+            .map(|v| v.map(|v| v.to_vec()).map_err(io))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Some(StoredDoc {
+            snapshot: snapshot.to_vec(),
+            chunks,
+        }))
+    }
+
+    fn view(&self, id: &RecordId) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.records.get(key(VIEW, id)).map_err(io)?.map(|v| v.to_vec()))
+    }
+
+    fn scan_summaries(
+        &self,
+        visit: &mut dyn FnMut(RecordId, Summary) -> bool,
+    ) -> Result<(), StoreError> {
+        for kv in self.records.scan_prefix([SUMMARY]).rev() {
+            let (k, v) = kv.map_err(io)?;
+            let summary: Summary = postcard::from_bytes(&v)
+                .map_err(|e| StoreError::Corrupt(format!("summary: {e}")))?;
+            if !visit(id_from(&k[1..])?, summary) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    fn changes_since(&self, after: Seq, limit: usize) -> Result<Vec<FeedEntry>, StoreError> {
+        let start = feed_key(after.saturating_add(1));
+        let end = feed_key(Seq::MAX);
+        let mut out = Vec::new();
+        for kv in self.records.range(start..=end).take(limit) {
+            let (k, v) = kv.map_err(io)?;
+            out.push(FeedEntry {
+                seq: seq_from(&k[1..])?,
+                id: id_from(&v)?,
+            });
+        }
+        Ok(out)
+    }
+
+    fn last_seq(&self) -> Result<Seq, StoreError> {
+        Ok(self.lock().last_seq)
+    }
+
+    fn count(&self) -> Result<usize, StoreError> {
+        Ok(self.records.scan_prefix([SEQ_OF]).count())
+    }
+
+    fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.meta.get(key).map_err(io)?.map(|v| v.to_vec()))
+    }
+
+    fn put_meta(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        let mut state = self.lock();
+        self.meta.insert(key, value).map_err(io)?;
+        self.make_durable(&mut state)
+    }
+}
