@@ -17,7 +17,11 @@ use tideline_sync::records::DEFAULT_LIMIT;
 use tideline_sync::{Filter, StoreError};
 
 #[derive(Parser)]
-#[command(name = "tideline", version, about = "Offline-first boarding reports that sync when a link appears")]
+#[command(
+    name = "tideline",
+    version,
+    about = "Offline-first boarding reports that sync when a link appears"
+)]
 pub struct Cli {
     #[command(flatten)]
     global: GlobalArgs,
@@ -249,7 +253,9 @@ fn record(cmd: RecordCommand, records: &SharedRecords) -> anyhow::Result<()> {
                 writeln!(
                     stdout,
                     "{}",
-                    serde_json::to_string_pretty(&serde_json::json!({"records": views, "total": page.total}))?
+                    serde_json::to_string_pretty(
+                        &serde_json::json!({"records": views, "total": page.total})
+                    )?
                 )?;
             } else {
                 writeln!(
@@ -320,7 +326,8 @@ fn export(
     let write_table = |path: Option<&Path>, table: Option<&str>| -> anyhow::Result<()> {
         let sink: Box<dyn Write> = match path {
             Some(p) => Box::new(std::io::BufWriter::new(
-                std::fs::File::create(p).with_context(|| format!("cannot create {}", p.display()))?,
+                std::fs::File::create(p)
+                    .with_context(|| format!("cannot create {}", p.display()))?,
             )),
             None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
         };

@@ -172,15 +172,24 @@ mod tests {
         assert!(toml::from_str::<FileConfig>("colour = \"blue\"").is_err());
         let bad = |over: Overrides| Settings::merge(over, FileConfig::default()).unwrap_err();
         assert!(matches!(
-            bad(Overrides { listen: Some("nowhere".into()), ..Default::default() }),
+            bad(Overrides {
+                listen: Some("nowhere".into()),
+                ..Default::default()
+            }),
             ConfigError::Listen(_)
         ));
         assert!(matches!(
-            bad(Overrides { station: Some("bb 01".into()), ..Default::default() }),
+            bad(Overrides {
+                station: Some("bb 01".into()),
+                ..Default::default()
+            }),
             ConfigError::Station(_)
         ));
         assert!(matches!(
-            bad(Overrides { upstream: Some("ftp://x".into()), ..Default::default() }),
+            bad(Overrides {
+                upstream: Some("ftp://x".into()),
+                ..Default::default()
+            }),
             ConfigError::Upstream(_)
         ));
     }

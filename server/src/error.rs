@@ -154,14 +154,21 @@ pub fn json_error(err: actix_web::error::JsonPayloadError, limit: usize) -> ApiE
             "invalid_request",
             format!("The request body does not have the expected shape: {e}."),
         ),
-        E::Deserialize(e) => {
-            ApiError::bad_request("malformed_json", format!("The request body is not valid JSON: {e}."))
-        }
-        other => ApiError::bad_request("bad_body", format!("The request body could not be read: {other}.")),
+        E::Deserialize(e) => ApiError::bad_request(
+            "malformed_json",
+            format!("The request body is not valid JSON: {e}."),
+        ),
+        other => ApiError::bad_request(
+            "bad_body",
+            format!("The request body could not be read: {other}."),
+        ),
     }
 }
 
 /// Map query-string failures onto the API's error body.
 pub fn query_error(err: actix_web::error::QueryPayloadError) -> ApiError {
-    ApiError::bad_request("invalid_query", format!("The query string is not valid: {err}."))
+    ApiError::bad_request(
+        "invalid_query",
+        format!("The query string is not valid: {err}."),
+    )
 }

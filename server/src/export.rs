@@ -90,8 +90,12 @@ impl Column<'_> {
         match self {
             Column::Meta(m) => plain(&view[*m]),
             Column::Value(f) => plain(values.get(&f.name).unwrap_or(&Json::Null)),
-            Column::Lat(f) => values.get(&f.name).map_or(String::new(), |p| plain(&p["lat"])),
-            Column::Lon(f) => values.get(&f.name).map_or(String::new(), |p| plain(&p["lon"])),
+            Column::Lat(f) => values
+                .get(&f.name)
+                .map_or(String::new(), |p| plain(&p["lat"])),
+            Column::Lon(f) => values
+                .get(&f.name)
+                .map_or(String::new(), |p| plain(&p["lon"])),
             Column::Count(f) => values
                 .get(&f.name)
                 .and_then(Json::as_array)
@@ -110,7 +114,10 @@ fn plain(v: &Json) -> String {
 }
 
 /// Columns for a list of fields, in form order, each name once.
-fn columns_for<'a>(fields: impl Iterator<Item = &'a Field>, seen: &mut Vec<String>) -> Vec<Column<'a>> {
+fn columns_for<'a>(
+    fields: impl Iterator<Item = &'a Field>,
+    seen: &mut Vec<String>,
+) -> Vec<Column<'a>> {
     let mut out = Vec::new();
     for f in fields {
         if f.field_type == FieldType::Note || seen.contains(&f.name) {
@@ -202,7 +209,8 @@ impl<'a, W: Write> Exporter<'a, W> {
                 } else {
                     self.out.write_all(b",\n")?;
                 }
-                serde_json::to_writer(&mut self.out, &feature(&view)).map_err(std::io::Error::other)?;
+                serde_json::to_writer(&mut self.out, &feature(&view))
+                    .map_err(std::io::Error::other)?;
             }
             Format::Csv => {
                 let view: Json = serde_json::from_str(raw_view).map_err(std::io::Error::other)?;
@@ -276,13 +284,14 @@ impl<'a, W: Write> Exporter<'a, W> {
         self.out.flush()?;
         Ok(self.out)
     }
-
 }
 
 fn write_csv_row<W: Write>(out: &mut W, row: &[String]) -> Result<(), ExportError> {
     let mut w = csv::WriterBuilder::new().from_writer(Vec::new());
     w.write_record(row)?;
-    let bytes = w.into_inner().map_err(|e| std::io::Error::other(e.to_string()))?;
+    let bytes = w
+        .into_inner()
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
     out.write_all(&bytes)?;
     Ok(())
 }
@@ -292,9 +301,10 @@ fn feature(view: &Json) -> Json {
     let geometry = fields
         .and_then(|f| f.get("position"))
         .and_then(|p| Some((p["lon"].as_f64()?, p["lat"].as_f64()?)))
-        .map_or(Json::Null, |(lon, lat)| {
-            json!({"type": "Point", "coordinates": [lon, lat]})
-        });
+        .map_or(
+            Json::Null,
+            |(lon, lat)| json!({"type": "Point", "coordinates": [lon, lat]}),
+        );
     let mut properties = Map::new();
     for key in META_COLUMNS {
         properties.insert(key.to_string(), view[key].clone());

@@ -44,7 +44,10 @@ impl Application {
     }
 
     /// Serve an already-open record service (tests use this with their own store).
-    pub fn with_records(settings: &Settings, records: SharedRecords) -> anyhow::Result<Application> {
+    pub fn with_records(
+        settings: &Settings,
+        records: SharedRecords,
+    ) -> anyhow::Result<Application> {
         let listener = TcpListener::bind(settings.listen)
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.listen))?;
         let addr = listener.local_addr()?;

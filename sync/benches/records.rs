@@ -1,1 +1,367 @@
-fn main(){}
+//! Benchmarks of the record service on a real sled store (docs/PERFORMANCE.md).
+//!
+//! Every write path here goes through `SledStore::write`, so it includes the
+//! sled flush and the fsync of the database file: that is the latency an officer
+//! pressing Save sees. `fsync_floor` measures the disk alone, to tell whether a
+//! write target is reachable on this machine at all.
+//!
+//! Run with `cargo bench -p tideline-sync --bench records`; the document size
+//! figures are printed once on standard error before the timings.
+
+#![forbid(unsafe_code)]
+
+use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion};
+use serde_json::{json, Map, Value as Json};
+use std::cell::OnceCell;
+use std::io::Write;
+use std::os::unix::fs::FileExt;
+use std::time::Duration;
+use tideline_schemas::{FormRegistry, RecordId};
+use tideline_sync::record::{RecordDoc, RecordMeta};
+use tideline_sync::{Filter, Patch, Records, SledStore};
+
+const STATION: &str = "BB-01";
+const FORM: &str = "boarding-report";
+const LARGE_STORE: usize = 10_000;
+
+/// A store in a temporary directory; the directory lives as long as the store.
+struct Fixture {
+    records: Records<SledStore>,
+    _dir: tempfile::TempDir,
+}
+
+fn open_fixture() -> Fixture {
+    let dir = tempfile::tempdir().expect("create a temporary directory");
+    let store = SledStore::open(dir.path()).expect("open the sled store");
+    let records =
+        Records::open(store, FormRegistry::builtin(), STATION).expect("open the record service");
+    Fixture { records, _dir: dir }
+}
+
+/// The findings narrative, exactly 600 characters: long free text is Automerge
+/// Text (one op per character), so its length drives document size and cost.
+fn findings(n: usize) -> String {
+    let base = format!(
+        "Boarding {n}: vessel hailed on channel 16 and stopped without resistance. \
+         Master produced registration papers and crew list; six persons identified. \
+         Search of the forward hold found two concealed compartments behind the fuel \
+         tanks, both opened in the presence of the master. Compartment one held \
+         packages wrapped in black plastic, field test positive for cocaine. \
+         Compartment two held a pistol and loose ammunition. Items photographed in \
+         place, bagged and tagged. Crew cooperative throughout; master detained and \
+         vessel escorted to port for a full search by customs. "
+    );
+    let mut text: String = base.chars().cycle().take(600).collect();
+    text.truncate(600);
+    text
+}
+
+/// A typical boarding report: 6 crew, 2 seizures with their own evidence tags,
+/// contraband found, 600 characters of findings, every required field valid.
+/// tests/src/bin/rss_bench.rs posts the same shape over HTTP.
+fn typical_report(n: usize) -> Map<String, Json> {
+    let roles = ["master", "crew", "crew", "crew", "crew", "passenger"];
+    let crew: Vec<Json> = roles
+        .iter()
+        .enumerate()
+        .map(|(i, role)| {
+            json!({
+                "name": format!("Crew Member {n}-{i}"),
+                "nationality": "Trinidad and Tobago",
+                "id_document": format!("passport TT{:07}", n * 10 + i),
+                "role": role,
+            })
+        })
+        .collect();
+    let report = json!({
+        "boarding_time": "2025-03-14T09:42:00-04:00",
+        "position": {"lat": 12.9843, "lon": -61.2872},
+        "vessel_name": format!("Sea Breeze {n}"),
+        "vessel_registration": format!("TT-FV-{n:05}"),
+        "flag_state": "TT",
+        "vessel_type": "go_fast",
+        "persons_on_board": 6,
+        "master_name": format!("Crew Member {n}-0"),
+        "reason": "suspected_trafficking",
+        "crew": crew,
+        "contraband_found": true,
+        "seizures": [
+            {
+                "item_type": "narcotics",
+                "description": "Packages in black plastic, forward hold compartment one",
+                "quantity": 24.5,
+                "unit": "kg",
+                "evidence_tag": format!("EV-{n:06}-1"),
+            },
+            {
+                "item_type": "firearms",
+                "description": "Pistol with loose ammunition, compartment two",
+                "quantity": 1,
+                "unit": "pcs",
+                "evidence_tag": format!("EV-{n:06}-2"),
+            }
+        ],
+        "arrests": 1,
+        "findings": findings(n),
+        "outcome": "escorted_to_port",
+        "officers": ["Sgt. A. Baptiste 4411", "PC R. Charles 5120"],
+    });
+    match report {
+        Json::Object(map) => map,
+        _ => unreachable!("the report literal is an object"),
+    }
+}
+
+fn record_id(view: &serde_json::value::RawValue) -> RecordId {
+    let v: Json = serde_json::from_str(view.get()).expect("a view is JSON");
+    v["id"]
+        .as_str()
+        .expect("a view has an id")
+        .parse()
+        .expect("the id is a record id")
+}
+
+/// Automerge size of a document holding only `fields` (plus meta), to see what
+/// each part of the record costs.
+fn doc_size(fields: &Map<String, Json>) -> usize {
+    let forms = FormRegistry::builtin();
+    let form = forms
+        .latest(FORM)
+        .expect("the boarding report form is built in");
+    let meta = RecordMeta::new(
+        RecordId::new(),
+        form,
+        STATION,
+        "00000000-0000-0000-0000-000000000000",
+    );
+    let mut doc = RecordDoc::create(automerge::ActorId::from([7u8; 16]), &meta, form, fields, 0)
+        .expect("create a document");
+    doc.save().len()
+}
+
+/// Print the saved document size against the JSON of the same record, once.
+fn report_sizes() {
+    let fx = open_fixture();
+    let fields = typical_report(1);
+    let view = fx.records.create(FORM, &fields).expect("create a record");
+    let id = record_id(&view);
+    let doc = fx
+        .records
+        .automerge_bytes(&id)
+        .expect("save the document")
+        .len();
+    let fields_json = serde_json::to_vec(&fields).expect("fields as JSON").len();
+    let view_json = view.get().len();
+    let stored = fx.records.store();
+    let stored_doc = tideline_sync::DocStore::load(stored, &id)
+        .expect("load")
+        .expect("the record is stored");
+
+    let mut err = std::io::stderr().lock();
+    let _ = writeln!(err, "== document size (typical boarding report) ==");
+    let _ = writeln!(err, "automerge_bytes (compacted save): {doc} B");
+    let _ = writeln!(
+        err,
+        "stored snapshot: {} B, chunks: {}",
+        stored_doc.snapshot.len(),
+        stored_doc.chunks.len()
+    );
+    let _ = writeln!(
+        err,
+        "fields JSON: {fields_json} B -> ratio {:.2}x",
+        doc as f64 / fields_json as f64
+    );
+    let _ = writeln!(
+        err,
+        "full view JSON: {view_json} B -> ratio {:.2}x",
+        doc as f64 / view_json as f64
+    );
+
+    // Breakdown: which fields weigh what in the saved document, as the growth
+    // over a document with no fields at all.
+    let empty = doc_size(&Map::new());
+    let _ = writeln!(err, "  empty document (meta + layout only): {empty} B");
+    for key in ["crew", "seizures", "findings", "officers"] {
+        let only: Map<String, Json> = fields
+            .iter()
+            .filter(|(k, _)| k.as_str() == key)
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let json_len = serde_json::to_vec(&only[key]).map(|v| v.len()).unwrap_or(0);
+        let _ = writeln!(
+            err,
+            "  + {key}: +{} B in the document (its JSON value: {json_len} B)",
+            doc_size(&only) - empty
+        );
+    }
+    let scalars: Map<String, Json> = fields
+        .iter()
+        .filter(|(_, v)| {
+            !v.is_array() && !(v.is_string() && v.as_str().is_some_and(|s| s.len() > 100))
+        })
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let scalar_json = serde_json::to_vec(&scalars).map(|v| v.len()).unwrap_or(0);
+    let _ = writeln!(
+        err,
+        "  + top-level scalars and position: +{} B (their JSON: {scalar_json} B)",
+        doc_size(&scalars) - empty
+    );
+
+    // History grows the document: the size after a day of small edits.
+    for i in 0..20 {
+        let patch = Patch {
+            fields: Some(
+                json!({"arrests": i % 3})
+                    .as_object()
+                    .cloned()
+                    .unwrap_or_default(),
+            ),
+            status: None,
+        };
+        fx.records.patch(&id, &patch).expect("patch");
+    }
+    let after = fx.records.automerge_bytes(&id).expect("save").len();
+    let _ = writeln!(
+        err,
+        "after 20 single-field patches: {after} B -> ratio {:.2}x of the fields JSON",
+        after as f64 / fields_json as f64
+    );
+    let _ = writeln!(err);
+}
+
+/// Write 4 KiB and fdatasync, in place and appending: the floor under any
+/// durable write. sled's flush appends to its log, which also commits the
+/// file size (a journal commit on ext4), so the append figure is the relevant one.
+fn fsync_floor(c: &mut Criterion) {
+    let dir = tempfile::tempdir().expect("create a temporary directory");
+    let block = [0xA5u8; 4096];
+    let mut group = c.benchmark_group("fsync_floor");
+    group
+        .sample_size(50)
+        .measurement_time(Duration::from_secs(5));
+
+    let file = std::fs::File::create(dir.path().join("overwrite")).expect("create a file");
+    file.write_all_at(&block, 0).expect("write");
+    file.sync_all().expect("sync");
+    group.bench_function("overwrite_4k", |b| {
+        b.iter(|| {
+            file.write_all_at(&block, 0).expect("write");
+            file.sync_data().expect("fdatasync");
+        })
+    });
+
+    let mut file = std::fs::File::create(dir.path().join("append")).expect("create a file");
+    group.bench_function("append_4k", |b| {
+        b.iter(|| {
+            file.write_all(&block).expect("write");
+            file.sync_data().expect("fdatasync");
+        })
+    });
+    group.finish();
+}
+
+fn create(c: &mut Criterion) {
+    let fx = open_fixture();
+    let fields = typical_report(1);
+    let mut group = c.benchmark_group("create");
+    group
+        .sample_size(50)
+        .measurement_time(Duration::from_secs(8));
+    group.bench_function("boarding_report", |b| {
+        b.iter(|| fx.records.create(FORM, black_box(&fields)).expect("create"))
+    });
+    group.finish();
+}
+
+fn patch_one_field(c: &mut Criterion) {
+    let fx = open_fixture();
+    let view = fx.records.create(FORM, &typical_report(1)).expect("create");
+    let id = record_id(&view);
+    // Alternate the value so every iteration commits a change and writes;
+    // compaction (every MAX_CHUNKS edits) is included in the average, as in use.
+    let patches: Vec<Patch> = [2, 3]
+        .into_iter()
+        .map(|n| Patch {
+            fields: json!({ "arrests": n }).as_object().cloned(),
+            status: None,
+        })
+        .collect();
+    let mut i = 0usize;
+    let mut group = c.benchmark_group("patch_one_field");
+    group
+        .sample_size(50)
+        .measurement_time(Duration::from_secs(8));
+    group.bench_function("arrests", |b| {
+        b.iter(|| {
+            i += 1;
+            fx.records.patch(&id, &patches[i % 2]).expect("patch")
+        })
+    });
+    group.finish();
+}
+
+/// A store holding 10,000 typical reports, built once and only if a bench
+/// that needs it is selected (an fsync per record makes this the slow part).
+fn large_store() -> (Fixture, Vec<RecordId>) {
+    let fx = open_fixture();
+    let start = std::time::Instant::now();
+    let ids: Vec<RecordId> = (0..LARGE_STORE)
+        .map(|n| record_id(&fx.records.create(FORM, &typical_report(n)).expect("create")))
+        .collect();
+    eprintln!(
+        "setup: created {LARGE_STORE} records in {:.1} s ({:.2} ms each)",
+        start.elapsed().as_secs_f64(),
+        start.elapsed().as_secs_f64() * 1000.0 / LARGE_STORE as f64
+    );
+    (fx, ids)
+}
+
+fn reads(c: &mut Criterion) {
+    let store: OnceCell<(Fixture, Vec<RecordId>)> = OnceCell::new();
+
+    let mut group = c.benchmark_group("get_view");
+    group.bench_function("one_of_10000", |b| {
+        let (fx, ids) = store.get_or_init(large_store);
+        // Spread reads over the store so the page cache is not always warm for
+        // the same leaf.
+        let mut n = 0usize;
+        b.iter_batched(
+            || {
+                n = (n + 7919) % ids.len();
+                ids[n]
+            },
+            |id| fx.records.get(&id).expect("get"),
+            BatchSize::SmallInput,
+        )
+    });
+    group.finish();
+
+    let mut group = c.benchmark_group("list_10000");
+    group
+        .sample_size(20)
+        .measurement_time(Duration::from_secs(10));
+    group.bench_function("limit_10000", |b| {
+        let (fx, _) = store.get_or_init(large_store);
+        b.iter(|| {
+            let page = fx
+                .records
+                .list(&Filter::default(), 10_000, 0)
+                .expect("list");
+            assert_eq!(page.records.len(), LARGE_STORE);
+            page
+        })
+    });
+    group.bench_function("default_page_50", |b| {
+        let (fx, _) = store.get_or_init(large_store);
+        b.iter(|| fx.records.list(&Filter::default(), 50, 0).expect("list"))
+    });
+    group.finish();
+}
+
+fn sizes(_: &mut Criterion) {
+    report_sizes();
+}
+
+criterion_group!(benches, sizes, fsync_floor, create, patch_one_field, reads);
+criterion_main!(benches);

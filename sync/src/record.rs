@@ -31,8 +31,8 @@
 //! assert!(boat.conflicts().is_empty());
 //! ```
 
-use automerge::ObjId as ExId;
 use automerge::transaction::{CommitOptions, Transactable};
+use automerge::ObjId as ExId;
 use automerge::{
     ActorId, AutoCommit, AutomergeError, ChangeHash, ObjType, Prop, ReadDoc, ScalarValue, Value,
     ROOT,
@@ -163,7 +163,11 @@ impl<'a> Ctx<'a> {
     }
     fn child(self, key: &str) -> Ctx<'a> {
         match self {
-            Ctx::Item(f) => f.fields.iter().find(|c| c.name == key).map_or(Ctx::None, Ctx::Field),
+            Ctx::Item(f) => f
+                .fields
+                .iter()
+                .find(|c| c.name == key)
+                .map_or(Ctx::None, Ctx::Field),
             _ => Ctx::None,
         }
     }
@@ -243,7 +247,11 @@ impl RecordDoc {
     /// Apply a partial update of `fields`: keys present are set (null removes
     /// the field), keys absent are left alone. Nothing is written for values
     /// that are already equal, so a no-op patch makes no change.
-    pub fn update_fields(&mut self, form: &Form, patch: &Map<String, Json>) -> Result<(), DocError> {
+    pub fn update_fields(
+        &mut self,
+        form: &Form,
+        patch: &Map<String, Json>,
+    ) -> Result<(), DocError> {
         let f = self.fields_obj()?;
         for (k, v) in patch {
             update(&mut self.doc, &f, Slot::Key(k), v, form_ctx(form, k))?;
@@ -254,7 +262,8 @@ impl RecordDoc {
     /// Write `value` at a path inside `fields` (`outcome`, `crew[0].name`) even
     /// when it equals the current winner: a fresh write is what resolves a conflict.
     pub fn resolve(&mut self, form: &Form, path: &str, value: &Json) -> Result<(), DocError> {
-        let steps = parse_path(path).ok_or_else(|| DocError::Layout(format!("bad path {path:?}")))?;
+        let steps =
+            parse_path(path).ok_or_else(|| DocError::Layout(format!("bad path {path:?}")))?;
         let mut obj = self.fields_obj()?;
         let mut ctx = Ctx::None;
         for (i, step) in steps.iter().enumerate() {
@@ -656,7 +665,9 @@ fn update(
             (Value::Object(ObjType::List), Json::Array(items)) => {
                 return update_list(doc, id, items, ctx.element());
             }
-            (Value::Scalar(s), v) if !v.is_array() && !v.is_object() && scalar_eq(s.as_ref(), v, ctx) => {
+            (Value::Scalar(s), v)
+                if !v.is_array() && !v.is_object() && scalar_eq(s.as_ref(), v, ctx) =>
+            {
                 return Ok(());
             }
             _ => {}
@@ -670,7 +681,12 @@ fn update(
 
 /// Update a list around its common prefix and suffix, so that adding or removing
 /// one crew member touches only that item and concurrent edits of the others merge.
-fn update_list(doc: &mut AutoCommit, list: &ExId, new: &[Json], ctx: Ctx<'_>) -> Result<(), DocError> {
+fn update_list(
+    doc: &mut AutoCommit,
+    list: &ExId,
+    new: &[Json],
+    ctx: Ctx<'_>,
+) -> Result<(), DocError> {
     let old = match read_obj(doc, list, ObjType::List) {
         Json::Array(a) => a,
         _ => Vec::new(),

@@ -215,13 +215,8 @@ impl<S: DocStore> Records<S> {
             &self.station,
             &self.identity.device_id.to_string(),
         );
-        let mut doc = RecordDoc::create(
-            self.identity.actor.clone(),
-            &meta,
-            form,
-            fields,
-            now_secs(),
-        )?;
+        let mut doc =
+            RecordDoc::create(self.identity.actor.clone(), &meta, form, fields, now_secs())?;
         let snapshot = doc.save();
         let _guard = self.lock();
         self.store_doc(&mut doc, Some(form), DocWrite::Replace(snapshot))
@@ -235,12 +230,13 @@ impl<S: DocStore> Records<S> {
         let stored = self.store.load(id)?.ok_or(RecordsError::NotFound(*id))?;
         let mut doc = self.load_doc(&stored)?;
         let meta = doc.meta()?;
-        let form = self.forms.get(&meta.form, meta.form_version).ok_or_else(|| {
-            RecordsError::UnknownFormVersion {
+        let form = self
+            .forms
+            .get(&meta.form, meta.form_version)
+            .ok_or_else(|| RecordsError::UnknownFormVersion {
                 form: meta.form.clone(),
                 version: meta.form_version,
-            }
-        })?;
+            })?;
         let from = doc.status().unwrap_or(Status::Draft);
         let to = patch.status.unwrap_or(from);
         if !transition_allowed(from, to) {
@@ -313,12 +309,7 @@ impl<S: DocStore> Records<S> {
     }
 
     /// A page of records matching `filter`, newest first.
-    pub fn list(
-        &self,
-        filter: &Filter,
-        limit: usize,
-        offset: usize,
-    ) -> Result<Page, RecordsError> {
+    pub fn list(&self, filter: &Filter, limit: usize, offset: usize) -> Result<Page, RecordsError> {
         let limit = limit.min(MAX_LIMIT);
         let mut total = 0usize;
         let mut ids = Vec::new();
@@ -417,7 +408,10 @@ pub fn build_view(doc: &mut RecordDoc, form: Option<&Form>) -> Result<RecordView
             ),
         }],
     };
-    let updated_at = doc.updated_at().map(rfc3339).unwrap_or_else(|| meta.created_at.clone());
+    let updated_at = doc
+        .updated_at()
+        .map(rfc3339)
+        .unwrap_or_else(|| meta.created_at.clone());
     Ok(RecordView {
         id: meta.id,
         form: meta.form,

@@ -28,7 +28,10 @@ pub async fn export(
         .parse()
         .map_err(|m: String| ApiError::bad_request("invalid_format", m))?;
     if q.table.is_some() && format != Format::Csv {
-        return Err(ApiError::bad_request("invalid_query", "table applies to CSV exports only."));
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            "table applies to CSV exports only.",
+        ));
     }
     let filter = filter_of(q.form.clone(), q.station, q.status.as_deref())?;
     let records = state.records.clone();
@@ -50,5 +53,7 @@ pub async fn export(
         exporter.finish().map_err(ApiError::internal)
     })
     .await??;
-    Ok(HttpResponse::Ok().content_type(format.content_type()).body(body))
+    Ok(HttpResponse::Ok()
+        .content_type(format.content_type())
+        .body(body))
 }

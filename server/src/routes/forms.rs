@@ -26,6 +26,10 @@ pub async fn get(
         Some(v) => forms.get(&id, v),
         None => forms.latest(&id),
     };
-    form.map(|f| HttpResponse::Ok().json(f))
-        .ok_or_else(|| ApiError::not_found("unknown_form", format!("There is no form called {:?}.", id.as_str())))
+    form.map(|f| HttpResponse::Ok().json(f)).ok_or_else(|| {
+        ApiError::not_found(
+            "unknown_form",
+            format!("There is no form called {:?}.", id.as_str()),
+        )
+    })
 }

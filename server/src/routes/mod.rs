@@ -28,12 +28,18 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 async fn not_found() -> Result<actix_web::HttpResponse, ApiError> {
-    Err(ApiError::not_found("no_route", "There is nothing at this address."))
+    Err(ApiError::not_found(
+        "no_route",
+        "There is nothing at this address.",
+    ))
 }
 
 /// Parse a record id from the path, refusing anything that is not a UUID.
 pub(crate) fn record_id(raw: &str) -> Result<RecordId, ApiError> {
     raw.parse().map_err(|_| {
-        ApiError::bad_request("invalid_id", format!("{raw:?} is not a valid record id (a UUID)."))
+        ApiError::bad_request(
+            "invalid_id",
+            format!("{raw:?} is not a valid record id (a UUID)."),
+        )
     })
 }

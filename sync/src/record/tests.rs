@@ -63,8 +63,10 @@ fn merge_keeps_edits_of_different_fields() {
     let (mut boat, forms) = new_doc(&report());
     let form = forms.latest("boarding-report").unwrap();
     let mut hq = boat.fork(actor(2));
-    boat.update_fields(form, &obj(json!({"vessel_registration": "BB-1234"}))).unwrap();
-    hq.update_fields(form, &obj(json!({"master_name": "A. Joseph"}))).unwrap();
+    boat.update_fields(form, &obj(json!({"vessel_registration": "BB-1234"})))
+        .unwrap();
+    hq.update_fields(form, &obj(json!({"master_name": "A. Joseph"})))
+        .unwrap();
     boat.merge(&mut hq).unwrap();
     hq.merge(&mut boat).unwrap();
     for doc in [&boat, &hq] {
@@ -80,12 +82,18 @@ fn same_scalar_edited_on_both_sides_is_a_listed_conflict() {
     let (mut boat, forms) = new_doc(&report());
     let form = forms.latest("boarding-report").unwrap();
     let mut hq = boat.fork(actor(2));
-    boat.update_fields(form, &obj(json!({"outcome": "warning_issued"}))).unwrap();
-    hq.update_fields(form, &obj(json!({"outcome": "detained"}))).unwrap();
+    boat.update_fields(form, &obj(json!({"outcome": "warning_issued"})))
+        .unwrap();
+    hq.update_fields(form, &obj(json!({"outcome": "detained"})))
+        .unwrap();
     boat.merge(&mut hq).unwrap();
     hq.merge(&mut boat).unwrap();
 
-    assert_eq!(boat.fields()["outcome"], hq.fields()["outcome"], "same winner everywhere");
+    assert_eq!(
+        boat.fields()["outcome"],
+        hq.fields()["outcome"],
+        "same winner everywhere"
+    );
     let conflicts = boat.conflicts();
     assert_eq!(conflicts, hq.conflicts());
     let values = &conflicts["outcome"];
@@ -120,12 +128,15 @@ fn conflicts_inside_repeats_are_named_by_path() {
     crew_boat[0]["name"] = json!("A. Josephs");
     let mut crew_hq = report()["crew"].clone();
     crew_hq[0]["name"] = json!("Andre Joseph");
-    boat.update_fields(form, &obj(json!({ "crew": crew_boat }))).unwrap();
-    hq.update_fields(form, &obj(json!({ "crew": crew_hq }))).unwrap();
+    boat.update_fields(form, &obj(json!({ "crew": crew_boat })))
+        .unwrap();
+    hq.update_fields(form, &obj(json!({ "crew": crew_hq })))
+        .unwrap();
     boat.merge(&mut hq).unwrap();
     let conflicts = boat.conflicts();
     assert_eq!(conflicts.keys().collect::<Vec<_>>(), vec!["crew[0].name"]);
-    boat.resolve(form, "crew[0].name", &json!("Andre Joseph")).unwrap();
+    boat.resolve(form, "crew[0].name", &json!("Andre Joseph"))
+        .unwrap();
     assert!(boat.conflicts().is_empty());
     assert_eq!(boat.fields()["crew"][0]["name"], "Andre Joseph");
 }
@@ -160,10 +171,12 @@ fn removing_one_crew_member_merges_with_an_edit_of_another() {
     let form = forms.latest("boarding-report").unwrap();
     let mut hq = boat.fork(actor(2));
     let crew = report()["crew"].as_array().unwrap().clone();
-    boat.update_fields(form, &obj(json!({ "crew": crew[1..].to_vec() }))).unwrap();
+    boat.update_fields(form, &obj(json!({ "crew": crew[1..].to_vec() })))
+        .unwrap();
     let mut edited = crew.clone();
     edited[2]["nationality"] = json!("LC");
-    hq.update_fields(form, &obj(json!({ "crew": edited }))).unwrap();
+    hq.update_fields(form, &obj(json!({ "crew": edited })))
+        .unwrap();
     boat.merge(&mut hq).unwrap();
     let merged = boat.fields()["crew"].clone();
     assert_eq!(
@@ -181,7 +194,8 @@ fn an_unchanged_patch_writes_nothing() {
     let form = forms.latest("boarding-report").unwrap();
     doc.update_fields(form, &report()).unwrap();
     assert!(doc.commit("edit", 0).is_none());
-    doc.update_fields(form, &obj(json!({"arrests": 0}))).unwrap();
+    doc.update_fields(form, &obj(json!({"arrests": 0})))
+        .unwrap();
     assert!(doc.commit("edit", 0).is_some());
 }
 
@@ -189,7 +203,8 @@ fn an_unchanged_patch_writes_nothing() {
 fn null_removes_a_field() {
     let (mut doc, forms) = new_doc(&report());
     let form = forms.latest("boarding-report").unwrap();
-    doc.update_fields(form, &obj(json!({"officers": null}))).unwrap();
+    doc.update_fields(form, &obj(json!({"officers": null})))
+        .unwrap();
     assert!(!doc.fields().contains_key("officers"));
 }
 
@@ -200,7 +215,9 @@ fn load_keeps_the_instance_actor() {
     let bytes = doc.save();
     let mut loaded = RecordDoc::load(&bytes, &[], actor(1)).unwrap();
     assert_eq!(loaded.automerge().get_actor(), &actor(1));
-    loaded.update_fields(form, &obj(json!({"arrests": 1}))).unwrap();
+    loaded
+        .update_fields(form, &obj(json!({"arrests": 1})))
+        .unwrap();
     loaded.commit("edit", 0);
     let actors: std::collections::HashSet<_> = loaded
         .automerge()
@@ -217,7 +234,8 @@ fn incremental_chunks_load_back() {
     let form = forms.latest("boarding-report").unwrap();
     let snapshot = doc.save();
     let heads = doc.heads();
-    doc.update_fields(form, &obj(json!({"arrests": 2}))).unwrap();
+    doc.update_fields(form, &obj(json!({"arrests": 2})))
+        .unwrap();
     doc.commit("edit", 0);
     let chunk = doc.save_after(&heads);
     let loaded = RecordDoc::load(&snapshot, &[chunk], actor(1)).unwrap();

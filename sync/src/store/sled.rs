@@ -122,7 +122,9 @@ impl SledStore {
                     open_err(message)
                 }
             })?;
-        let records = db.open_tree("records").map_err(|e| open_err(e.to_string()))?;
+        let records = db
+            .open_tree("records")
+            .map_err(|e| open_err(e.to_string()))?;
         let meta = db.open_tree("meta").map_err(|e| open_err(e.to_string()))?;
         let db_file = File::open(dir.join("db")).map_err(|e| open_err(e.to_string()))?;
         // Make the directory entries of a new store durable too.
@@ -242,7 +244,11 @@ impl DocStore for SledStore {
     }
 
     fn view(&self, id: &RecordId) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.records.get(key(VIEW, id)).map_err(io)?.map(|v| v.to_vec()))
+        Ok(self
+            .records
+            .get(key(VIEW, id))
+            .map_err(io)?
+            .map(|v| v.to_vec()))
     }
 
     fn scan_summaries(

@@ -20,7 +20,9 @@ pub(super) fn write(id: RecordId, doc: DocWrite, status: &str) -> RecordWrite {
 pub(super) fn write_then_read_back(store: &dyn DocStore) {
     let id = RecordId::new();
     assert_eq!(store.load(&id).unwrap(), None);
-    store.write(write(id, DocWrite::Replace(vec![1, 2, 3]), "draft")).unwrap();
+    store
+        .write(write(id, DocWrite::Replace(vec![1, 2, 3]), "draft"))
+        .unwrap();
     let doc = store.load(&id).unwrap().unwrap();
     assert_eq!(doc.snapshot, vec![1, 2, 3]);
     assert!(doc.chunks.is_empty());
@@ -31,26 +33,40 @@ pub(super) fn write_then_read_back(store: &dyn DocStore) {
 
 pub(super) fn chunks_append_in_order_and_compaction_clears_them(store: &dyn DocStore) {
     let id = RecordId::new();
-    store.write(write(id, DocWrite::Replace(vec![0]), "draft")).unwrap();
+    store
+        .write(write(id, DocWrite::Replace(vec![0]), "draft"))
+        .unwrap();
     for n in 1..=12u8 {
-        store.write(write(id, DocWrite::Append(vec![n]), "draft")).unwrap();
+        store
+            .write(write(id, DocWrite::Append(vec![n]), "draft"))
+            .unwrap();
     }
     let doc = store.load(&id).unwrap().unwrap();
     assert_eq!(doc.chunks, (1..=12u8).map(|n| vec![n]).collect::<Vec<_>>());
-    store.write(write(id, DocWrite::Replace(vec![9, 9]), "submitted")).unwrap();
+    store
+        .write(write(id, DocWrite::Replace(vec![9, 9]), "submitted"))
+        .unwrap();
     let doc = store.load(&id).unwrap().unwrap();
     assert_eq!(doc.snapshot, vec![9, 9]);
     assert!(doc.chunks.is_empty());
-    store.write(write(id, DocWrite::Append(vec![7]), "submitted")).unwrap();
+    store
+        .write(write(id, DocWrite::Append(vec![7]), "submitted"))
+        .unwrap();
     assert_eq!(store.load(&id).unwrap().unwrap().chunks, vec![vec![7]]);
 }
 
 pub(super) fn feed_has_each_record_once_at_its_latest_seq(store: &dyn DocStore) {
     let a = RecordId::new();
     let b = RecordId::new();
-    let s1 = store.write(write(a, DocWrite::Replace(vec![1]), "draft")).unwrap();
-    let s2 = store.write(write(b, DocWrite::Replace(vec![1]), "draft")).unwrap();
-    let s3 = store.write(write(a, DocWrite::Append(vec![2]), "draft")).unwrap();
+    let s1 = store
+        .write(write(a, DocWrite::Replace(vec![1]), "draft"))
+        .unwrap();
+    let s2 = store
+        .write(write(b, DocWrite::Replace(vec![1]), "draft"))
+        .unwrap();
+    let s3 = store
+        .write(write(a, DocWrite::Append(vec![2]), "draft"))
+        .unwrap();
     assert!(s1 < s2 && s2 < s3);
     assert_eq!(store.last_seq().unwrap(), s3);
     let feed = store.changes_since(0, 100).unwrap();
@@ -58,7 +74,10 @@ pub(super) fn feed_has_each_record_once_at_its_latest_seq(store: &dyn DocStore) 
         feed,
         vec![FeedEntry { seq: s2, id: b }, FeedEntry { seq: s3, id: a }]
     );
-    assert_eq!(store.changes_since(s2, 100).unwrap(), vec![FeedEntry { seq: s3, id: a }]);
+    assert_eq!(
+        store.changes_since(s2, 100).unwrap(),
+        vec![FeedEntry { seq: s3, id: a }]
+    );
     assert_eq!(store.changes_since(0, 1).unwrap().len(), 1);
     assert!(store.changes_since(s3, 100).unwrap().is_empty());
     assert_eq!(store.count().unwrap(), 2);
@@ -67,7 +86,9 @@ pub(super) fn feed_has_each_record_once_at_its_latest_seq(store: &dyn DocStore) 
 pub(super) fn summaries_scan_newest_first_and_stop_early(store: &dyn DocStore) {
     let ids: Vec<RecordId> = (0..5).map(|_| RecordId::new()).collect();
     for id in &ids {
-        store.write(write(*id, DocWrite::Replace(vec![1]), "draft")).unwrap();
+        store
+            .write(write(*id, DocWrite::Replace(vec![1]), "draft"))
+            .unwrap();
     }
     let mut seen = Vec::new();
     store
@@ -144,13 +165,19 @@ fn sled_keeps_everything_across_reopen() {
     let id = RecordId::new();
     let seq = {
         let store = SledStore::open(dir.path()).unwrap();
-        store.write(write(id, DocWrite::Replace(vec![5]), "draft")).unwrap();
-        store.write(write(id, DocWrite::Append(vec![6]), "draft")).unwrap()
+        store
+            .write(write(id, DocWrite::Replace(vec![5]), "draft"))
+            .unwrap();
+        store
+            .write(write(id, DocWrite::Append(vec![6]), "draft"))
+            .unwrap()
     };
     let store = SledStore::open(dir.path()).unwrap();
     assert_eq!(store.last_seq().unwrap(), seq);
     assert_eq!(store.load(&id).unwrap().unwrap().chunks, vec![vec![6]]);
-    let next = store.write(write(RecordId::new(), DocWrite::Replace(vec![1]), "draft")).unwrap();
+    let next = store
+        .write(write(RecordId::new(), DocWrite::Replace(vec![1]), "draft"))
+        .unwrap();
     assert!(next > seq, "seqs keep growing after a restart");
 }
 

@@ -1,0 +1,135 @@
+//! Test support: start the real application on port 0 over its own sled store.
+
+#![allow(dead_code)]
+
+use serde_json::{json, Value};
+use std::path::Path;
+use tideline_server::config::{FileConfig, Overrides, Settings};
+use tideline_server::startup::{open_records, Application, SharedRecords};
+
+pub struct TestApp {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub records: SharedRecords,
+    pub handle: actix_web::dev::ServerHandle,
+    pub _dir: tempfile::TempDir,
+}
+
+pub async fn spawn_app() -> TestApp {
+    let dir = tempfile::tempdir().expect("temp dir");
+    spawn_app_in(dir).await
+}
+
+pub fn settings(data: &Path) -> Settings {
+    Settings::merge(
+        Overrides {
+            data_dir: Some(data.to_path_buf()),
+            listen: Some("127.0.0.1:0".into()),
+            station: Some("BB-01".into()),
+            ..Default::default()
+        },
+        FileConfig::default(),
+    )
+    .expect("settings")
+}
+
+pub async fn spawn_app_in(dir: tempfile::TempDir) -> TestApp {
+    let settings = settings(dir.path());
+    let records = open_records(&settings).expect("open store");
+    let app = Application::with_records(&settings, records.clone()).expect("build app");
+    let base = format!("http://{}", app.addr());
+    let handle = app.handle();
+    tokio::spawn(app.run_until_stopped());
+    TestApp {
+        base,
+        client: reqwest::Client::new(),
+        records,
+        handle,
+        _dir: dir,
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client.get(self.url(path)).send().await.expect("GET")
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .expect("POST")
+    }
+
+    pub async fn patch_json(&self, path: &str, body: &Value) -> reqwest::Response {
+        self.client
+            .patch(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .expect("PATCH")
+    }
+
+    /// Create a record and return its view; panics unless the API answers 201.
+    pub async fn create(&self, fields: &Value) -> Value {
+        let resp = self
+            .post_json(
+                "/api/v1/records",
+                &json!({"form": "boarding-report", "fields": fields}),
+            )
+            .await;
+        let status = resp.status();
+        let body: Value = resp.json().await.expect("json");
+        assert_eq!(status, 201, "create failed: {body}");
+        body
+    }
+
+    /// Everything a user can see of the store, plus its feed position, to check
+    /// that a refused request changed nothing.
+    pub async fn snapshot(&self) -> (Value, u64) {
+        let all: Value = self
+            .get("/api/v1/records?limit=10000")
+            .await
+            .json()
+            .await
+            .expect("json");
+        let seq = {
+            use tideline_sync::DocStore;
+            self.records.store().last_seq().expect("seq")
+        };
+        (all, seq)
+    }
+}
+
+/// A complete, valid boarding report.
+pub fn report() -> Value {
+    json!({
+        "boarding_time": "2026-11-20T14:05:00-04:00",
+        "position": {"lat": 13.0969, "lon": -59.6145},
+        "vessel_name": "Sea Breeze",
+        "vessel_registration": "BB-1234",
+        "flag_state": "BB",
+        "vessel_type": "fishing",
+        "persons_on_board": 3,
+        "master_name": "A. Joseph",
+        "reason": "fisheries",
+        "crew": [
+            {"name": "A. Joseph", "nationality": "BB", "role": "master"},
+            {"name": "B. Charles", "role": "crew"}
+        ],
+        "contraband_found": true,
+        "seizures": [
+            {"item_type": "fish", "description": "Undersized lobster", "quantity": 12.5, "unit": "kg", "evidence_tag": "EV-001"}
+        ],
+        "arrests": 0,
+        "findings": "Catch inspected; undersized lobster seized.",
+        "outcome": "warning_issued",
+        "officers": ["PC Smith"]
+    })
+}
