@@ -1,0 +1,245 @@
+//! The command line as an operator uses it: the real binary on a data directory.
+
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+fn tideline(data: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tideline"));
+    cmd.arg("--data").arg(data).args(args);
+    cmd.env_remove("TIDELINE_STATION")
+        .env_remove("TIDELINE_CONFIG");
+    cmd
+}
+
+fn run(cmd: &mut Command) -> Output {
+    cmd.output().expect("run tideline")
+}
+
+fn ok_json(out: Output) -> Value {
+    assert!(
+        out.status.success(),
+        "tideline failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("JSON on stdout")
+}
+
+fn sighting() -> Value {
+    json!({"sighted_at": "2026-11-21T09:00:00Z", "position": {"lat": 12.5, "lon": -61.4}, "vessel_name": "Grey Ghost", "speed_knots": 22.5})
+}
+
+#[test]
+fn create_list_show_and_export() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let file = dir.path().join("sighting.json");
+    std::fs::write(&file, sighting().to_string()).unwrap();
+
+    let created = ok_json(run(tideline(
+        &data,
+        &["record", "create", "--form", "vessel-sighting", "--json"],
+    )
+    .arg(&file)));
+    assert_eq!(created["fields"], sighting());
+    let id = created["id"].as_str().unwrap().to_string();
+
+    // From standard input.
+    let mut child = tideline(
+        &data,
+        &[
+            "record",
+            "create",
+            "--form",
+            "vessel-sighting",
+            "--json",
+            "-",
+        ],
+    )
+    .stdin(Stdio::piped())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(
+            json!({"sighted_at": "2026-11-22T10:00:00Z", "position": {"lat": 13.0, "lon": -61.0}})
+                .to_string()
+                .as_bytes(),
+        )
+        .unwrap();
+    let second = ok_json(child.wait_with_output().unwrap());
+
+    let listed = run(&mut tideline(&data, &["record", "list"]));
+    assert!(listed.status.success());
+    let text = String::from_utf8(listed.stdout).unwrap();
+    assert!(text.contains(&id) && text.contains("Grey Ghost"), "{text}");
+    assert!(text.contains("2 of 2 record(s)"), "{text}");
+
+    let as_json = ok_json(run(&mut tideline(
+        &data,
+        &["record", "list", "--json", "--limit", "1"],
+    )));
+    assert_eq!(as_json["total"], 2);
+    assert_eq!(as_json["records"][0]["id"], second["id"], "newest first");
+
+    let shown = ok_json(run(&mut tideline(&data, &["record", "show", &id])));
+    assert_eq!(shown, created);
+
+    let geo = ok_json(run(&mut tideline(
+        &data,
+        &["export", "--format", "geojson"],
+    )));
+    assert_eq!(geo["features"].as_array().unwrap().len(), 2);
+
+    let out = dir.path().join("boardings.csv");
+    let status = run(tideline(&data, &["export", "--format", "csv", "--out"]).arg(&out));
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    let main = std::fs::read_to_string(&out).unwrap();
+    assert_eq!(main.lines().count(), 3, "header and two rows: {main}");
+    assert!(main.contains("Grey Ghost"));
+    for table in ["crew", "seizures"] {
+        let path = dir.path().join(format!("boardings.{table}.csv"));
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.starts_with("record_id,index,"), "{table}: {text}");
+    }
+}
+
+#[test]
+fn bad_input_fails_clearly_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let bad_json = dir.path().join("bad.json");
+    std::fs::write(&bad_json, "{\"sighted_at\": ").unwrap();
+    let out = run(tideline(
+        &data,
+        &["record", "create", "--form", "vessel-sighting", "--json"],
+    )
+    .arg(&bad_json));
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a JSON object"));
+
+    let invalid = dir.path().join("invalid.json");
+    std::fs::write(
+        &invalid,
+        json!({"position": {"lat": 99, "lon": 0}, "heading_deg": 400}).to_string(),
+    )
+    .unwrap();
+    let out = run(tideline(
+        &data,
+        &["record", "create", "--form", "vessel-sighting", "--json"],
+    )
+    .arg(&invalid));
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("position.lat") && err.contains("heading_deg"),
+        "{err}"
+    );
+
+    let out = run(&mut tideline(&data, &["record", "show", "not-an-id"]));
+    assert!(!out.status.success());
+    let out = run(&mut tideline(&data, &["export", "--format", "xml"]));
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("jsonl, csv or geojson"));
+
+    let listed = ok_json(run(&mut tideline(&data, &["record", "list", "--json"])));
+    assert_eq!(listed["total"], 0);
+}
+
+#[test]
+fn a_data_dir_in_use_is_refused_and_left_intact() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let file = dir.path().join("sighting.json");
+    std::fs::write(&file, sighting().to_string()).unwrap();
+    ok_json(run(tideline(
+        &data,
+        &["record", "create", "--form", "vessel-sighting", "--json"],
+    )
+    .arg(&file)));
+
+    let mut server = tideline(&data, &["serve", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = server.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let line = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("server started");
+    assert!(line.starts_with("listening on http://127.0.0.1:"), "{line}");
+
+    for args in [vec!["record", "list"], vec!["export", "--format", "jsonl"]] {
+        let out = run(&mut tideline(&data, &args));
+        assert!(!out.status.success(), "{args:?} must fail while serve runs");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("in use by a running `tideline serve`"),
+            "{err}"
+        );
+    }
+    let out = run(tideline(
+        &data,
+        &["record", "create", "--form", "vessel-sighting", "--json"],
+    )
+    .arg(&file));
+    assert!(!out.status.success());
+
+    server.kill().unwrap();
+    server.wait().unwrap();
+    let listed = ok_json(run(&mut tideline(&data, &["record", "list", "--json"])));
+    assert_eq!(
+        listed["total"], 1,
+        "the record made before is still there, and only it"
+    );
+}
+
+#[test]
+fn flags_override_environment_override_config_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let config = dir.path().join("tideline.toml");
+    std::fs::write(&config, "station = \"AA-01\"\n").unwrap();
+    let file = dir.path().join("sighting.json");
+    std::fs::write(&file, sighting().to_string()).unwrap();
+    let create = || {
+        let mut cmd = tideline(
+            &data,
+            &["record", "create", "--form", "vessel-sighting", "--json"],
+        );
+        cmd.arg(&file).arg("--config").arg(&config);
+        cmd
+    };
+    assert_eq!(ok_json(run(&mut create()))["station"], "AA-01");
+    assert_eq!(
+        ok_json(run(create().env("TIDELINE_STATION", "BB-02")))["station"],
+        "BB-02"
+    );
+    assert_eq!(
+        ok_json(run(create()
+            .env("TIDELINE_STATION", "BB-02")
+            .args(["--station", "CC-03"])))["station"],
+        "CC-03"
+    );
+    std::fs::write(&config, "station = \"AA-01\"\ncolour = \"blue\"\n").unwrap();
+    let out = run(&mut create());
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("colour"));
+}
