@@ -309,7 +309,7 @@ proptest! {
     ) {
         let (mut base, forms) = new_doc(&report());
         let form = forms.latest("boarding-report").unwrap().clone();
-        let mut copies = vec![base.fork(actor(1)), base.fork(actor(2)), base.fork(actor(3))];
+        let mut copies = [base.fork(actor(1)), base.fork(actor(2)), base.fork(actor(3))];
         for (who, e) in &edits {
             apply(&mut copies[*who], &form, e);
         }
