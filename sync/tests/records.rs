@@ -1,0 +1,158 @@
+//! The record service over both stores: compaction, the edit rules, identity.
+
+use serde_json::{json, Map, Value};
+use std::sync::Arc;
+use tideline_schemas::{FormRegistry, RecordId};
+use tideline_sync::records::MAX_CHUNKS;
+use tideline_sync::{DocStore, MemoryStore, Patch, Records, RecordsError, SledStore, Status};
+
+fn obj(v: Value) -> Map<String, Value> {
+    v.as_object().cloned().expect("object")
+}
+
+fn sighting() -> Map<String, Value> {
+    obj(
+        json!({"sighted_at": "2026-11-21T09:00:00Z", "position": {"lat": 12.5, "lon": -61.4}, "description": "Fast boat heading west."}),
+    )
+}
+
+fn id_of(view: &serde_json::value::RawValue) -> RecordId {
+    let v: Value = serde_json::from_str(view.get()).unwrap();
+    v["id"].as_str().unwrap().parse().unwrap()
+}
+
+fn fields_of(view: &serde_json::value::RawValue) -> Value {
+    let v: Value = serde_json::from_str(view.get()).unwrap();
+    v["fields"].clone()
+}
+
+fn each_store(test: impl Fn(Arc<dyn DocStore>)) {
+    test(Arc::new(MemoryStore::new()));
+    let dir = tempfile::tempdir().unwrap();
+    test(Arc::new(SledStore::open(dir.path()).unwrap()));
+}
+
+#[test]
+fn chunks_are_compacted_past_the_threshold_and_nothing_is_lost() {
+    each_store(|store| {
+        let records = Records::open(store.clone(), FormRegistry::builtin(), "BB-01").unwrap();
+        let id = id_of(&records.create("vessel-sighting", &sighting()).unwrap());
+        let mut max_chunks = 0;
+        let mut compactions = 0;
+        for n in 0..(3 * MAX_CHUNKS) {
+            let text = format!(
+                "Fast boat heading west. Update {n}.{}",
+                " More.".repeat(n % 3)
+            );
+            let patch = Patch {
+                fields: Some(obj(json!({"description": text, "speed_knots": n as f64}))),
+                status: None,
+            };
+            let before = store.load(&id).unwrap().unwrap().chunks.len();
+            records.patch(&id, &patch).unwrap();
+            let after = store.load(&id).unwrap().unwrap().chunks.len();
+            if after <= before {
+                compactions += 1;
+            }
+            max_chunks = max_chunks.max(after);
+            assert_eq!(fields_of(&records.get(&id).unwrap())["description"], text);
+        }
+        assert!(max_chunks <= MAX_CHUNKS, "chunks grew to {max_chunks}");
+        assert!(
+            compactions >= 1,
+            "no compaction in {} edits",
+            3 * MAX_CHUNKS
+        );
+        let bytes = records.automerge_bytes(&id).unwrap();
+        let doc = automerge::AutoCommit::load(&bytes).expect("compacted document loads");
+        let fields: Value = serde_json::to_value(automerge::AutoSerde::from(&doc)).unwrap();
+        assert_eq!(fields["fields"], fields_of(&records.get(&id).unwrap()));
+    });
+}
+
+#[test]
+fn invalid_edits_are_refused_and_write_nothing() {
+    each_store(|store| {
+        let records = Records::open(store.clone(), FormRegistry::builtin(), "BB-01").unwrap();
+        let id = id_of(&records.create("vessel-sighting", &sighting()).unwrap());
+        let seq = store.last_seq().unwrap();
+        let bad = Patch {
+            fields: Some(obj(json!({"heading_deg": 400}))),
+            status: None,
+        };
+        match records.patch(&id, &bad) {
+            Err(RecordsError::Invalid(v)) => assert_eq!(v[0].path, "heading_deg"),
+            Err(e) => panic!("expected Invalid, got {e}"),
+            Ok(_) => panic!("an out-of-range heading was accepted"),
+        }
+        assert_eq!(
+            store.last_seq().unwrap(),
+            seq,
+            "a refused edit writes nothing"
+        );
+
+        let ok = Patch {
+            fields: Some(obj(json!({"heading_deg": 270}))),
+            status: Some(Status::Submitted),
+        };
+        let view: Value = serde_json::from_str(records.patch(&id, &ok).unwrap().get()).unwrap();
+        assert_eq!(view["status"], "submitted");
+        assert_eq!(view["fields"]["heading_deg"], 270);
+    });
+}
+
+#[test]
+fn unknown_records_and_forms_are_errors() {
+    each_store(|store| {
+        let records = Records::open(store, FormRegistry::builtin(), "BB-01").unwrap();
+        assert!(matches!(
+            records.create("no-such-form", &Map::new()),
+            Err(RecordsError::UnknownForm(_))
+        ));
+        let nobody = RecordId::new();
+        assert!(matches!(
+            records.get(&nobody),
+            Err(RecordsError::NotFound(_))
+        ));
+        assert!(matches!(
+            records.patch(&nobody, &Patch::default()),
+            Err(RecordsError::NotFound(_))
+        ));
+    });
+}
+
+#[test]
+fn the_instance_keeps_one_identity_across_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let open = || {
+        Records::open(
+            SledStore::open(dir.path()).unwrap(),
+            FormRegistry::builtin(),
+            "BB-01",
+        )
+        .unwrap()
+    };
+    let (device, id) = {
+        let records = open();
+        let id = id_of(&records.create("vessel-sighting", &sighting()).unwrap());
+        (records.identity().device_id, id)
+    };
+    let records = open();
+    assert_eq!(records.identity().device_id, device);
+    let patch = Patch {
+        fields: Some(obj(json!({"vessel_name": "Grey Ghost"}))),
+        status: None,
+    };
+    records.patch(&id, &patch).unwrap();
+    let mut doc = automerge::AutoCommit::load(&records.automerge_bytes(&id).unwrap()).unwrap();
+    let actors: std::collections::HashSet<_> = doc
+        .get_changes(&[])
+        .iter()
+        .map(|c| c.actor_id().clone())
+        .collect();
+    assert_eq!(actors.len(), 1, "one device, one author, across restarts");
+    assert_eq!(
+        actors.into_iter().next().unwrap().to_bytes(),
+        device.as_bytes()
+    );
+}
