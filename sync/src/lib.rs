@@ -6,6 +6,8 @@
 
 #![forbid(unsafe_code)]
 
+pub mod plan;
+pub mod protocol;
 pub mod record;
 pub mod records;
 pub mod store;

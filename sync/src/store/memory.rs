@@ -1,8 +1,10 @@
 //! An in-memory [`DocStore`] with the same semantics as the sled one, for tests
 //! and for tools that need a scratch store.
 
-use super::{DocStore, DocWrite, FeedEntry, RecordWrite, Seq, StoreError, StoredDoc, Summary};
-use std::collections::{BTreeMap, HashMap};
+use super::{
+    Commit, DocStore, DocWrite, FeedEntry, Seq, StateWrite, StoreError, StoredDoc, Summary,
+};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Mutex;
 use tideline_schemas::RecordId;
 
@@ -20,6 +22,18 @@ struct Inner {
     seq_of: HashMap<RecordId, Seq>,
     last_seq: Seq,
     meta: HashMap<String, Vec<u8>>,
+    state: BTreeMap<Vec<u8>, Vec<u8>>,
+}
+
+impl Inner {
+    fn apply_state(&mut self, writes: Vec<StateWrite>) {
+        for w in writes {
+            match w.value {
+                Some(v) => self.state.insert(w.key, v),
+                None => self.state.remove(&w.key),
+            };
+        }
+    }
 }
 
 impl MemoryStore {
@@ -33,25 +47,57 @@ impl MemoryStore {
 }
 
 impl DocStore for MemoryStore {
-    fn write(&self, w: RecordWrite) -> Result<Seq, StoreError> {
+    fn commit(&self, commit: Commit) -> Result<Vec<Seq>, StoreError> {
         let mut inner = self.lock();
-        let seq = inner.last_seq + 1;
-        inner.last_seq = seq;
-        if let Some(old) = inner.seq_of.insert(w.id, seq) {
-            inner.feed.remove(&old);
+        let mut seen = HashSet::new();
+        if let Some(w) = commit.records.iter().find(|w| !seen.insert(w.id)) {
+            return Err(StoreError::DuplicateInCommit(w.id));
         }
-        inner.feed.insert(seq, w.id);
-        let doc = inner.docs.entry(w.id).or_default();
-        match w.doc {
-            DocWrite::Append(chunk) => doc.chunks.push(chunk),
-            DocWrite::Replace(snapshot) => {
-                doc.snapshot = snapshot;
-                doc.chunks.clear();
+        let mut seqs = Vec::with_capacity(commit.records.len());
+        for w in commit.records {
+            let seq = inner.last_seq + 1;
+            inner.last_seq = seq;
+            if let Some(old) = inner.seq_of.insert(w.id, seq) {
+                inner.feed.remove(&old);
             }
+            inner.feed.insert(seq, w.id);
+            let doc = inner.docs.entry(w.id).or_default();
+            match w.doc {
+                DocWrite::Append(chunk) => doc.chunks.push(chunk),
+                DocWrite::Replace(snapshot) => {
+                    doc.snapshot = snapshot;
+                    doc.chunks.clear();
+                }
+            }
+            inner.views.insert(w.id, w.view);
+            inner.summaries.insert(w.id, w.summary);
+            seqs.push(seq);
         }
-        inner.views.insert(w.id, w.view);
-        inner.summaries.insert(w.id, w.summary);
-        Ok(seq)
+        inner.apply_state(commit.state);
+        Ok(seqs)
+    }
+
+    fn summary(&self, id: &RecordId) -> Result<Option<Summary>, StoreError> {
+        Ok(self.lock().summaries.get(id).cloned())
+    }
+
+    fn get_state(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.lock().state.get(key).cloned())
+    }
+
+    fn scan_state(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+        Ok(self
+            .lock()
+            .state
+            .range(prefix.to_vec()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect())
+    }
+
+    fn put_state_lazy(&self, writes: Vec<StateWrite>) -> Result<(), StoreError> {
+        self.lock().apply_state(writes);
+        Ok(())
     }
 
     fn load(&self, id: &RecordId) -> Result<Option<StoredDoc>, StoreError> {

@@ -68,6 +68,22 @@ pub struct RecordWrite {
     pub summary: Summary,
 }
 
+/// A change to sync bookkeeping (checkpoints, acknowledged heads), stored beside
+/// the records so it commits atomically with them. `None` deletes the key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateWrite {
+    pub key: Vec<u8>,
+    pub value: Option<Vec<u8>>,
+}
+
+/// Record writes and state writes that commit together, atomically and durably.
+/// A record appears at most once in a commit.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Commit {
+    pub records: Vec<RecordWrite>,
+    pub state: Vec<StateWrite>,
+}
+
 /// One entry of the change feed: the record's latest write has this seq.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FeedEntry {
@@ -85,6 +101,8 @@ pub enum StoreError {
     Io(String),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    #[error("record {0} appears twice in one commit")]
+    DuplicateInCommit(RecordId),
 }
 
 /// Storage for record documents and their change feed.
@@ -95,8 +113,28 @@ pub enum StoreError {
 /// - Each record appears in the feed exactly once, at the seq of its latest write,
 ///   and seqs only grow.
 pub trait DocStore: Send + Sync + 'static {
-    /// Commit a write atomically and durably; returns the record's new seq.
-    fn write(&self, write: RecordWrite) -> Result<Seq, StoreError>;
+    /// Commit record and state writes atomically and durably; returns each
+    /// record's new seq, in order.
+    fn commit(&self, commit: Commit) -> Result<Vec<Seq>, StoreError>;
+    /// Commit one record write; returns its new seq.
+    fn write(&self, write: RecordWrite) -> Result<Seq, StoreError> {
+        let seqs = self.commit(Commit {
+            records: vec![write],
+            state: Vec::new(),
+        })?;
+        seqs.first()
+            .copied()
+            .ok_or_else(|| StoreError::Io("commit returned no seq".into()))
+    }
+    /// The summary of one record.
+    fn summary(&self, id: &RecordId) -> Result<Option<Summary>, StoreError>;
+    /// Sync bookkeeping by key.
+    fn get_state(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
+    /// All state entries whose key starts with `prefix`, in key order.
+    fn scan_state(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError>;
+    /// Apply state writes atomically but without waiting for durability: for
+    /// advisory state whose loss only costs a resend.
+    fn put_state_lazy(&self, writes: Vec<StateWrite>) -> Result<(), StoreError>;
     /// The stored document of a record.
     fn load(&self, id: &RecordId) -> Result<Option<StoredDoc>, StoreError>;
     /// The cached JSON view of a record.
@@ -119,8 +157,23 @@ pub trait DocStore: Send + Sync + 'static {
 }
 
 impl<S: DocStore + ?Sized> DocStore for std::sync::Arc<S> {
+    fn commit(&self, commit: Commit) -> Result<Vec<Seq>, StoreError> {
+        (**self).commit(commit)
+    }
     fn write(&self, write: RecordWrite) -> Result<Seq, StoreError> {
         (**self).write(write)
+    }
+    fn summary(&self, id: &RecordId) -> Result<Option<Summary>, StoreError> {
+        (**self).summary(id)
+    }
+    fn get_state(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        (**self).get_state(key)
+    }
+    fn scan_state(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+        (**self).scan_state(prefix)
+    }
+    fn put_state_lazy(&self, writes: Vec<StateWrite>) -> Result<(), StoreError> {
+        (**self).put_state_lazy(writes)
     }
     fn load(&self, id: &RecordId) -> Result<Option<StoredDoc>, StoreError> {
         (**self).load(id)

@@ -10,6 +10,7 @@
 //! s<id>        summary (postcard)
 //! f<seq:u64>   change feed: seq -> id
 //! i<id>        the record's current seq (so a rewrite removes its old feed entry)
+//! y<key>       sync bookkeeping (checkpoints, acknowledged heads)
 //! ```
 //!
 //! Durability: sled 0.34.7's `flush` ends in `sync_file_range`, which survives a
@@ -17,7 +18,9 @@
 //! under `blobs/` without syncing them. After every flush this store therefore
 //! fsyncs the database file and any blob file it has not synced yet.
 
-use super::{DocStore, DocWrite, FeedEntry, RecordWrite, Seq, StoreError, StoredDoc, Summary};
+use super::{
+    Commit, DocStore, DocWrite, FeedEntry, Seq, StateWrite, StoreError, StoredDoc, Summary,
+};
 use std::collections::HashSet;
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -30,6 +33,7 @@ const VIEW: u8 = b'v';
 const SUMMARY: u8 = b's';
 const FEED: u8 = b'f';
 const SEQ_OF: u8 = b'i';
+const STATE: u8 = b'y';
 
 /// Default page cache: sled's own default (1 GiB) is far more than a boat laptop
 /// can spare, and documents are read rarely enough that a small cache suffices.
@@ -70,6 +74,23 @@ fn feed_key(seq: Seq) -> [u8; 9] {
     k[0] = FEED;
     k[1..].copy_from_slice(&seq.to_be_bytes());
     k
+}
+
+fn state_key(key: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(key.len() + 1);
+    k.push(STATE);
+    k.extend_from_slice(key);
+    k
+}
+
+fn add_state(batch: &mut sled::Batch, writes: Vec<StateWrite>) {
+    for w in writes {
+        let key = state_key(&w.key);
+        match w.value {
+            Some(v) => batch.insert(key, v),
+            None => batch.remove(key),
+        }
+    }
 }
 
 fn io(e: impl std::fmt::Display) -> StoreError {
@@ -183,48 +204,90 @@ impl SledStore {
 }
 
 impl DocStore for SledStore {
-    fn write(&self, w: RecordWrite) -> Result<Seq, StoreError> {
+    fn commit(&self, commit: Commit) -> Result<Vec<Seq>, StoreError> {
         let mut state = self.lock();
-        let seq = state.last_seq + 1;
         let mut batch = sled::Batch::default();
-
-        if let Some(old) = self.records.get(key(SEQ_OF, &w.id)).map_err(io)? {
-            batch.remove(&feed_key(seq_from(&old)?)[..]);
-        }
-        let chunk_prefix = key(CHUNK, &w.id);
-        match w.doc {
-            DocWrite::Append(chunk) => {
-                let next = match self.records.scan_prefix(chunk_prefix).next_back() {
-                    Some(kv) => {
-                        let (k, _) = kv.map_err(io)?;
-                        let n: [u8; 4] = k[17..]
-                            .try_into()
-                            .map_err(|_| StoreError::Corrupt("chunk key".into()))?;
-                        u32::from_be_bytes(n) + 1
-                    }
-                    None => 0,
-                };
-                batch.insert(&chunk_key(&w.id, next)[..], chunk);
+        let mut seen = HashSet::new();
+        let mut seqs = Vec::with_capacity(commit.records.len());
+        let mut seq = state.last_seq;
+        for w in commit.records {
+            if !seen.insert(w.id) {
+                return Err(StoreError::DuplicateInCommit(w.id));
             }
-            DocWrite::Replace(snapshot) => {
-                for kv in self.records.scan_prefix(chunk_prefix) {
-                    let (k, _) = kv.map_err(io)?;
-                    batch.remove(k);
+            seq += 1;
+            if let Some(old) = self.records.get(key(SEQ_OF, &w.id)).map_err(io)? {
+                batch.remove(&feed_key(seq_from(&old)?)[..]);
+            }
+            let chunk_prefix = key(CHUNK, &w.id);
+            match w.doc {
+                DocWrite::Append(chunk) => {
+                    let next = match self.records.scan_prefix(chunk_prefix).next_back() {
+                        Some(kv) => {
+                            let (k, _) = kv.map_err(io)?;
+                            let n: [u8; 4] = k[17..]
+                                .try_into()
+                                .map_err(|_| StoreError::Corrupt("chunk key".into()))?;
+                            u32::from_be_bytes(n) + 1
+                        }
+                        None => 0,
+                    };
+                    batch.insert(&chunk_key(&w.id, next)[..], chunk);
                 }
-                batch.insert(&key(DOC, &w.id)[..], snapshot);
+                DocWrite::Replace(snapshot) => {
+                    for kv in self.records.scan_prefix(chunk_prefix) {
+                        let (k, _) = kv.map_err(io)?;
+                        batch.remove(k);
+                    }
+                    batch.insert(&key(DOC, &w.id)[..], snapshot);
+                }
             }
+            let summary = postcard::to_stdvec(&w.summary).map_err(io)?;
+            batch.insert(&key(VIEW, &w.id)[..], w.view);
+            batch.insert(&key(SUMMARY, &w.id)[..], summary);
+            batch.insert(&feed_key(seq)[..], &w.id.as_bytes()[..]);
+            batch.insert(&key(SEQ_OF, &w.id)[..], &seq.to_be_bytes()[..]);
+            seqs.push(seq);
         }
-        let summary = postcard::to_stdvec(&w.summary).map_err(io)?;
-        batch.insert(&key(VIEW, &w.id)[..], w.view);
-        batch.insert(&key(SUMMARY, &w.id)[..], summary);
-        batch.insert(&feed_key(seq)[..], &w.id.as_bytes()[..]);
-        batch.insert(&key(SEQ_OF, &w.id)[..], &seq.to_be_bytes()[..]);
+        add_state(&mut batch, commit.state);
 
         self.records.apply_batch(batch).map_err(io)?;
-        // The batch is visible now, so its seq is spent even if the flush fails.
+        // The batch is visible now, so its seqs are spent even if the flush fails.
         state.last_seq = seq;
         self.make_durable(&mut state)?;
-        Ok(seq)
+        Ok(seqs)
+    }
+
+    fn summary(&self, id: &RecordId) -> Result<Option<Summary>, StoreError> {
+        match self.records.get(key(SUMMARY, id)).map_err(io)? {
+            Some(v) => postcard::from_bytes(&v)
+                .map(Some)
+                .map_err(|e| StoreError::Corrupt(format!("summary: {e}"))),
+            None => Ok(None),
+        }
+    }
+
+    fn get_state(&self, k: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .records
+            .get(state_key(k))
+            .map_err(io)?
+            .map(|v| v.to_vec()))
+    }
+
+    fn scan_state(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+        self.records
+            .scan_prefix(state_key(prefix))
+            .map(|kv| {
+                let (k, v) = kv.map_err(io)?;
+                Ok((k[1..].to_vec(), v.to_vec()))
+            })
+            .collect()
+    }
+
+    fn put_state_lazy(&self, writes: Vec<StateWrite>) -> Result<(), StoreError> {
+        let mut batch = sled::Batch::default();
+        add_state(&mut batch, writes);
+        self.records.apply_batch(batch).map_err(io)
     }
 
     fn load(&self, id: &RecordId) -> Result<Option<StoredDoc>, StoreError> {

@@ -125,6 +125,80 @@ pub(super) fn empty_store_is_empty(store: &dyn DocStore) {
     assert!(store.changes_since(0, 10).unwrap().is_empty());
 }
 
+pub(super) fn a_commit_is_one_unit_with_its_state(store: &dyn DocStore) {
+    let (a, b) = (RecordId::new(), RecordId::new());
+    let seqs = store
+        .commit(Commit {
+            records: vec![
+                write(a, DocWrite::Replace(vec![1]), "draft"),
+                write(b, DocWrite::Replace(vec![2]), "draft"),
+            ],
+            state: vec![
+                StateWrite {
+                    key: b"ck/1".to_vec(),
+                    value: Some(b"one".to_vec()),
+                },
+                StateWrite {
+                    key: b"ck/2".to_vec(),
+                    value: Some(b"two".to_vec()),
+                },
+                StateWrite {
+                    key: b"other".to_vec(),
+                    value: Some(b"x".to_vec()),
+                },
+            ],
+        })
+        .unwrap();
+    assert_eq!(seqs.len(), 2);
+    assert!(seqs[0] < seqs[1]);
+    assert_eq!(store.summary(&a).unwrap().unwrap().status, "draft");
+    assert_eq!(store.get_state(b"ck/2").unwrap(), Some(b"two".to_vec()));
+    let scanned = store.scan_state(b"ck/").unwrap();
+    assert_eq!(
+        scanned,
+        vec![
+            (b"ck/1".to_vec(), b"one".to_vec()),
+            (b"ck/2".to_vec(), b"two".to_vec())
+        ]
+    );
+    store
+        .commit(Commit {
+            records: vec![],
+            state: vec![StateWrite {
+                key: b"ck/1".to_vec(),
+                value: None,
+            }],
+        })
+        .unwrap();
+    assert_eq!(store.get_state(b"ck/1").unwrap(), None);
+    store
+        .put_state_lazy(vec![StateWrite {
+            key: b"lazy".to_vec(),
+            value: Some(vec![7]),
+        }])
+        .unwrap();
+    assert_eq!(store.get_state(b"lazy").unwrap(), Some(vec![7]));
+}
+
+pub(super) fn a_record_twice_in_one_commit_is_refused_whole(store: &dyn DocStore) {
+    let a = RecordId::new();
+    let before = store.last_seq().unwrap();
+    let result = store.commit(Commit {
+        records: vec![
+            write(a, DocWrite::Replace(vec![1]), "draft"),
+            write(a, DocWrite::Append(vec![2]), "draft"),
+        ],
+        state: vec![StateWrite {
+            key: b"k".to_vec(),
+            value: Some(vec![1]),
+        }],
+    });
+    assert!(matches!(result, Err(StoreError::DuplicateInCommit(id)) if id == a));
+    assert_eq!(store.load(&a).unwrap(), None);
+    assert_eq!(store.get_state(b"k").unwrap(), None);
+    assert_eq!(store.last_seq().unwrap(), before);
+}
+
 macro_rules! store_suite {
     ($backend:ident, $make:expr) => {
         mod $backend {
@@ -136,7 +210,9 @@ macro_rules! store_suite {
                 feed_has_each_record_once_at_its_latest_seq,
                 summaries_scan_newest_first_and_stop_early,
                 meta_round_trips,
-                empty_store_is_empty);
+                empty_store_is_empty,
+                a_commit_is_one_unit_with_its_state,
+                a_record_twice_in_one_commit_is_refused_whole);
         }
     };
     (@tests $make:expr; $($name:ident),*) => {
