@@ -6,6 +6,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod engine;
 pub mod plan;
 pub mod protocol;
 pub mod record;

@@ -51,16 +51,19 @@ pub enum CheckpointVerdict {
     Reset,
 }
 
+/// `served` is the highest checkpoint this store remembers giving the peer. A
+/// request from further on means the store forgot what it served — it was
+/// restored from a backup — even when its seqs have since grown past the
+/// peer's checkpoint, which comparing with the last seq alone would miss.
 pub fn check_checkpoint(
     request_epoch: Option<[u8; 16]>,
     my_epoch: [u8; 16],
     pull_since: u64,
-    my_last_seq: u64,
+    served: u64,
 ) -> CheckpointVerdict {
     match request_epoch {
         Some(e) if e != my_epoch => CheckpointVerdict::Reset,
-        // A seq we never issued: this store went back in time.
-        _ if pull_since > my_last_seq => CheckpointVerdict::Reset,
+        _ if pull_since > served => CheckpointVerdict::Reset,
         _ => CheckpointVerdict::Valid,
     }
 }

@@ -31,11 +31,12 @@
 //! assert!(boat.conflicts().is_empty());
 //! ```
 
+use automerge::sync::{self, SyncDoc};
 use automerge::transaction::{CommitOptions, Transactable};
 use automerge::ObjId as ExId;
 use automerge::{
-    ActorId, AutoCommit, AutomergeError, ChangeHash, ObjType, Prop, ReadDoc, ScalarValue, Value,
-    ROOT,
+    ActorId, AutoCommit, AutomergeError, Change, ChangeHash, ObjType, Prop, ReadDoc, ScalarValue,
+    Value, ROOT,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value as Json};
@@ -231,6 +232,62 @@ impl RecordDoc {
         Ok(rec)
     }
 
+    /// A document with no history yet, to receive a record from a peer.
+    pub fn empty(actor: ActorId) -> Self {
+        RecordDoc {
+            doc: AutoCommit::new().with_actor(actor),
+        }
+    }
+
+    /// Whether the document has the record layout (meta and fields); a peer's
+    /// changes that do not build one are not a record.
+    pub fn has_record_layout(&self) -> bool {
+        self.meta().is_ok() && self.fields_obj().is_ok()
+    }
+
+    /// Apply changes received from a peer. Changes whose dependencies are
+    /// missing are held back by Automerge and show in [`Self::missing_deps`].
+    pub fn apply_changes(&mut self, changes: Vec<Change>) -> Result<(), DocError> {
+        self.doc.apply_changes(changes)?;
+        Ok(())
+    }
+
+    /// Dependencies of received changes that this document does not have.
+    pub fn missing_deps(&mut self) -> Vec<ChangeHash> {
+        self.doc.get_missing_deps(&[])
+    }
+
+    /// Every change not already covered by `heads`. Heads this document does not
+    /// know are ignored: they cannot make the answer smaller.
+    pub fn changes_since(&mut self, heads: &[ChangeHash]) -> Vec<Change> {
+        let known: Vec<ChangeHash> = heads
+            .iter()
+            .filter(|h| self.doc.get_change_by_hash(h).is_some())
+            .copied()
+            .collect();
+        self.doc.get_changes(&known)
+    }
+
+    /// The next message of Automerge's own sync protocol for this document.
+    pub fn generate_sync_message(&mut self, state: &mut sync::State) -> Option<Vec<u8>> {
+        self.doc
+            .sync()
+            .generate_sync_message(state)
+            .map(sync::Message::encode)
+    }
+
+    /// Take in a message of Automerge's own sync protocol.
+    pub fn receive_sync_message(
+        &mut self,
+        state: &mut sync::State,
+        message: &[u8],
+    ) -> Result<(), DocError> {
+        let message =
+            sync::Message::decode(message).map_err(|e| DocError::Decode(e.to_string()))?;
+        self.doc.sync().receive_sync_message(state, message)?;
+        Ok(())
+    }
+
     /// A second, independent copy written by another actor (tests, tools).
     pub fn fork(&mut self, actor: ActorId) -> RecordDoc {
         RecordDoc {
@@ -262,13 +319,23 @@ impl RecordDoc {
     /// Write `value` at a path inside `fields` (`outcome`, `crew[0].name`) even
     /// when it equals the current winner: a fresh write is what resolves a conflict.
     pub fn resolve(&mut self, form: &Form, path: &str, value: &Json) -> Result<(), DocError> {
+        self.resolve_with(Some(form), path, value)
+    }
+
+    /// [`Self::resolve`] for a record whose form version may be unknown here.
+    pub fn resolve_with(
+        &mut self,
+        form: Option<&Form>,
+        path: &str,
+        value: &Json,
+    ) -> Result<(), DocError> {
         let steps =
             parse_path(path).ok_or_else(|| DocError::Layout(format!("bad path {path:?}")))?;
         let mut obj = self.fields_obj()?;
         let mut ctx = Ctx::None;
         for (i, step) in steps.iter().enumerate() {
             ctx = match (step, ctx, i) {
-                (PathStep::Key(k), _, 0) => form_ctx(form, k),
+                (PathStep::Key(k), _, 0) => form.map_or(Ctx::None, |f| form_ctx(f, k)),
                 (PathStep::Key(k), c, _) => c.child(k),
                 (PathStep::Index(_), c, _) => c.element(),
             };

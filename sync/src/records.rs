@@ -8,12 +8,15 @@
 //! store write. Reads and lists never load documents: they serve the cached views.
 
 use crate::record::{ConflictValue, DocError, RecordDoc, RecordMeta, Status};
-use crate::store::{DocStore, DocWrite, RecordWrite, StoreError, StoredDoc, Summary};
-use automerge::ActorId;
+use crate::store::{
+    Commit, DocStore, DocWrite, RecordWrite, StateWrite, StoreError, StoredDoc, Summary,
+};
+use automerge::{sync, ActorId, Change, ChangeHash};
 use serde::Serialize;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value as Json};
 use std::collections::{BTreeMap, HashSet};
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Mutex;
 use tideline_schemas::{validate, Form, FormRegistry, RecordId, Violation};
 
@@ -45,6 +48,8 @@ pub enum RecordsError {
     },
     #[error("a record cannot move from {from} to {to}")]
     Transition { from: Status, to: Status },
+    #[error("there is no conflict at {0:?} to resolve")]
+    NoConflict(String),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -125,6 +130,27 @@ pub struct Page {
 pub struct Patch {
     pub fields: Option<Map<String, Json>>,
     pub status: Option<Status>,
+}
+
+/// A record's changes as received from a peer.
+pub struct RemoteDoc {
+    pub id: RecordId,
+    pub changes: Vec<Change>,
+}
+
+/// What became of one [`RemoteDoc`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RemoteResult {
+    /// Stored (it changed the record, or created it).
+    Applied,
+    /// Nothing new: every change was already here.
+    Unchanged,
+    /// Some changes depend on changes this instance does not have; nothing was stored.
+    MissingDeps,
+    /// The sender may not write this record; nothing was stored.
+    Forbidden,
+    /// Not decodable, or not a record; nothing was stored.
+    Invalid(String),
 }
 
 pub struct Records<S: DocStore> {
@@ -350,6 +376,223 @@ impl<S: DocStore> Records<S> {
         Ok(())
     }
 
+    /// Write `value` at a conflicted `path` (`outcome`, `crew[0].name`), which
+    /// resolves the conflict for everyone once it syncs.
+    pub fn resolve(
+        &self,
+        id: &RecordId,
+        path: &str,
+        value: &Json,
+    ) -> Result<Box<RawValue>, RecordsError> {
+        let _guard = self.lock();
+        let stored = self.store.load(id)?.ok_or(RecordsError::NotFound(*id))?;
+        let mut doc = self.load_doc(&stored)?;
+        if !doc.conflicts().contains_key(path) {
+            return Err(RecordsError::NoConflict(path.to_string()));
+        }
+        let meta = doc.meta()?;
+        let form = self.forms.get(&meta.form, meta.form_version);
+        let before = form.map(|f| validate(f, &doc.fields()));
+        let heads = doc.heads();
+        doc.resolve_with(form, path, value)?;
+        if let (Some(form), Some(before)) = (form, before) {
+            let known: HashSet<(String, String)> =
+                before.into_iter().map(|v| (v.path, v.message)).collect();
+            let introduced: Vec<Violation> = validate(form, &doc.fields())
+                .into_iter()
+                .filter(|v| {
+                    v.blocks_draft() && !known.contains(&(v.path.clone(), v.message.clone()))
+                })
+                .collect();
+            if !introduced.is_empty() {
+                return Err(RecordsError::Invalid(introduced));
+            }
+        }
+        doc.commit("resolve", now_secs());
+        let chunk = doc.save_after(&heads);
+        self.store_doc(&mut doc, form, DocWrite::Append(chunk))
+    }
+
+    /// The changes of a record not covered by `heads`, or None if the record is unknown.
+    pub fn changes_since(
+        &self,
+        id: &RecordId,
+        heads: &[ChangeHash],
+    ) -> Result<Option<Vec<Change>>, RecordsError> {
+        let Some(stored) = self.store.load(id)? else {
+            return Ok(None);
+        };
+        Ok(Some(self.load_doc(&stored)?.changes_since(heads)))
+    }
+
+    /// Apply records received from a peer and commit them, with the state writes
+    /// `finish` derives from the outcomes, in one durable commit. Records are
+    /// never refused for failing validation (they are stored and flagged in
+    /// their view); they are refused when `allowed` rejects their meta, when
+    /// their dependencies are missing, or when they are not records at all.
+    pub fn apply_remote(
+        &self,
+        docs: Vec<RemoteDoc>,
+        allowed: impl Fn(&RecordMeta) -> bool,
+        finish: impl FnOnce(&[(RecordId, RemoteResult)]) -> Vec<StateWrite>,
+    ) -> Result<Vec<(RecordId, RemoteResult)>, RecordsError> {
+        let _guard = self.lock();
+        let mut results = Vec::with_capacity(docs.len());
+        let mut writes = Vec::new();
+        for RemoteDoc { id, changes } in docs {
+            let result = match self.merge_remote(&id, changes, &allowed)? {
+                Merged::Write(w) => {
+                    writes.push(*w);
+                    RemoteResult::Applied
+                }
+                Merged::Result(r) => r,
+            };
+            results.push((id, result));
+        }
+        let state = finish(&results);
+        if !writes.is_empty() || !state.is_empty() {
+            self.store.commit(Commit {
+                records: writes,
+                state,
+            })?;
+        }
+        Ok(results)
+    }
+
+    fn merge_remote(
+        &self,
+        id: &RecordId,
+        changes: Vec<Change>,
+        allowed: &impl Fn(&RecordMeta) -> bool,
+    ) -> Result<Merged, RecordsError> {
+        let stored = self.store.load(id)?;
+        let mut doc = match &stored {
+            Some(stored) => self.load_doc(stored)?,
+            None => RecordDoc::empty(self.identity.actor.clone()),
+        };
+        if let Some(meta) = stored.as_ref().and_then(|_| doc.meta().ok()) {
+            if !allowed(&meta) {
+                return Ok(Merged::Result(RemoteResult::Forbidden));
+            }
+        }
+        let heads = doc.heads();
+        // Automerge's decoder and op application have panicked on hostile input
+        // before; a panic here refuses this record instead of the whole server.
+        let applied = catch_unwind(AssertUnwindSafe(|| {
+            doc.apply_changes(changes)?;
+            Ok::<_, DocError>(doc.missing_deps())
+        }));
+        let missing = match applied {
+            Ok(Ok(missing)) => missing,
+            Ok(Err(e)) => return Ok(Merged::Result(RemoteResult::Invalid(e.to_string()))),
+            Err(_) => {
+                return Ok(Merged::Result(RemoteResult::Invalid(
+                    "the changes could not be applied".into(),
+                )))
+            }
+        };
+        if !missing.is_empty() {
+            return Ok(Merged::Result(RemoteResult::MissingDeps));
+        }
+        if doc.heads() == heads {
+            return Ok(Merged::Result(RemoteResult::Unchanged));
+        }
+        self.finish_remote(id, doc, stored.as_ref(), &heads, allowed)
+    }
+
+    fn finish_remote(
+        &self,
+        id: &RecordId,
+        mut doc: RecordDoc,
+        stored: Option<&StoredDoc>,
+        heads_before: &[ChangeHash],
+        allowed: &impl Fn(&RecordMeta) -> bool,
+    ) -> Result<Merged, RecordsError> {
+        let meta = match doc.meta() {
+            Ok(meta) if doc.has_record_layout() && meta.id == *id => meta,
+            _ => {
+                return Ok(Merged::Result(RemoteResult::Invalid(
+                    "the changes do not form this record".into(),
+                )))
+            }
+        };
+        if !allowed(&meta) {
+            return Ok(Merged::Result(RemoteResult::Forbidden));
+        }
+        let form = self.forms.get(&meta.form, meta.form_version);
+        let write = match stored {
+            Some(stored) => {
+                let chunk = doc.save_after(heads_before);
+                if stored.chunks.len() >= MAX_CHUNKS
+                    || stored.chunk_bytes() + chunk.len() > stored.snapshot.len()
+                {
+                    DocWrite::Replace(doc.save())
+                } else {
+                    DocWrite::Append(chunk)
+                }
+            }
+            None => DocWrite::Replace(doc.save()),
+        };
+        Ok(Merged::Write(Box::new(
+            self.record_write(&mut doc, form, write)?,
+        )))
+    }
+
+    /// One step of Automerge's sync protocol for a record whose heads show
+    /// missing dependencies: take in the peer's message (if any), store what it
+    /// brought, and return the reply to send (None when nothing is left to say).
+    pub fn fallback_step(
+        &self,
+        id: &RecordId,
+        state: &mut sync::State,
+        incoming: Option<&[u8]>,
+        allowed: impl Fn(&RecordMeta) -> bool,
+    ) -> Result<Option<Vec<u8>>, RecordsError> {
+        let _guard = self.lock();
+        let stored = self.store.load(id)?;
+        let mut doc = match &stored {
+            Some(stored) => self.load_doc(stored)?,
+            None => RecordDoc::empty(self.identity.actor.clone()),
+        };
+        let heads = doc.heads();
+        if let Some(message) = incoming {
+            let received = catch_unwind(AssertUnwindSafe(|| {
+                doc.receive_sync_message(state, message)
+            }));
+            match received {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Err(RecordsError::Document(e)),
+                Err(_) => {
+                    return Err(RecordsError::Document(DocError::Decode(
+                        "the sync message could not be applied".into(),
+                    )))
+                }
+            }
+            if doc.heads() != heads && doc.missing_deps().is_empty() {
+                match self.finish_remote(
+                    id,
+                    doc.fork(self.identity.actor.clone()),
+                    stored.as_ref(),
+                    &heads,
+                    &allowed,
+                )? {
+                    Merged::Write(w) => {
+                        self.store.commit(Commit {
+                            records: vec![*w],
+                            state: Vec::new(),
+                        })?;
+                    }
+                    Merged::Result(r) => {
+                        return Err(RecordsError::Document(DocError::Layout(format!(
+                            "fallback for {id} refused: {r:?}"
+                        ))))
+                    }
+                }
+            }
+        }
+        Ok(doc.generate_sync_message(state))
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, ()> {
         self.write_lock.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -369,27 +612,44 @@ impl<S: DocStore> Records<S> {
             .map_err(|e| RecordsError::Store(StoreError::Corrupt(format!("view: {e}"))))
     }
 
-    fn store_doc(
+    fn record_write(
         &self,
         doc: &mut RecordDoc,
         form: Option<&Form>,
         write: DocWrite,
-    ) -> Result<Box<RawValue>, RecordsError> {
+    ) -> Result<RecordWrite, RecordsError> {
         let view = build_view(doc, form)?;
         let summary = Summary {
             form: view.form.clone(),
             station: view.station.clone(),
             status: view.status.clone(),
         };
-        let json = serde_json::to_string(&view).map_err(|e| StoreError::Io(e.to_string()))?;
-        self.store.write(RecordWrite {
+        let json = serde_json::to_vec(&view).map_err(|e| StoreError::Io(e.to_string()))?;
+        Ok(RecordWrite {
             id: view.id,
             doc: write,
-            view: json.clone().into_bytes(),
+            view: json,
             summary,
-        })?;
+        })
+    }
+
+    fn store_doc(
+        &self,
+        doc: &mut RecordDoc,
+        form: Option<&Form>,
+        write: DocWrite,
+    ) -> Result<Box<RawValue>, RecordsError> {
+        let write = self.record_write(doc, form, write)?;
+        let json =
+            String::from_utf8(write.view.clone()).map_err(|e| StoreError::Io(e.to_string()))?;
+        self.store.write(write)?;
         RawValue::from_string(json).map_err(|e| RecordsError::Store(StoreError::Io(e.to_string())))
     }
+}
+
+enum Merged {
+    Write(Box<RecordWrite>),
+    Result(RemoteResult),
 }
 
 /// Build a record's view. Without its form (a version this instance has not

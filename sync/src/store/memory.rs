@@ -13,7 +13,7 @@ pub struct MemoryStore {
     inner: Mutex<Inner>,
 }
 
-#[derive(Default)]
+#[derive(Default, Clone)]
 struct Inner {
     docs: HashMap<RecordId, StoredDoc>,
     views: HashMap<RecordId, Vec<u8>>,
@@ -39,6 +39,13 @@ impl Inner {
 impl MemoryStore {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An independent copy of everything stored, as a backup would be.
+    pub fn snapshot(&self) -> MemoryStore {
+        MemoryStore {
+            inner: Mutex::new(self.lock().clone()),
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {

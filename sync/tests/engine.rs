@@ -1,0 +1,386 @@
+//! The sync engine in process: instances exchange encoded messages directly,
+//! so every protocol rule is exercised without a network.
+
+use serde_json::{json, Map, Value};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use tideline_schemas::{FormRegistry, RecordId};
+use tideline_sync::engine::{Downstream, Upstream};
+use tideline_sync::protocol::{self, Limits};
+use tideline_sync::store::{Commit, FeedEntry, Seq, StateWrite, StoredDoc, Summary};
+use tideline_sync::{DocStore, MemoryStore, Patch, Records, StoreError};
+
+/// A store that counts document loads, to check that sync cost follows change.
+#[derive(Default)]
+struct Counting {
+    inner: MemoryStore,
+    loads: AtomicUsize,
+}
+
+impl DocStore for Counting {
+    fn commit(&self, c: Commit) -> Result<Vec<Seq>, StoreError> {
+        self.inner.commit(c)
+    }
+    fn load(&self, id: &RecordId) -> Result<Option<StoredDoc>, StoreError> {
+        self.loads.fetch_add(1, Ordering::SeqCst);
+        self.inner.load(id)
+    }
+    fn view(&self, id: &RecordId) -> Result<Option<Vec<u8>>, StoreError> {
+        self.inner.view(id)
+    }
+    fn summary(&self, id: &RecordId) -> Result<Option<Summary>, StoreError> {
+        self.inner.summary(id)
+    }
+    fn scan_summaries(
+        &self,
+        v: &mut dyn FnMut(RecordId, Summary) -> bool,
+    ) -> Result<(), StoreError> {
+        self.inner.scan_summaries(v)
+    }
+    fn changes_since(&self, after: Seq, limit: usize) -> Result<Vec<FeedEntry>, StoreError> {
+        self.inner.changes_since(after, limit)
+    }
+    fn last_seq(&self) -> Result<Seq, StoreError> {
+        self.inner.last_seq()
+    }
+    fn count(&self) -> Result<usize, StoreError> {
+        self.inner.count()
+    }
+    fn get_meta(&self, k: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.inner.get_meta(k)
+    }
+    fn put_meta(&self, k: &str, v: &[u8]) -> Result<(), StoreError> {
+        self.inner.put_meta(k, v)
+    }
+    fn get_state(&self, k: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.inner.get_state(k)
+    }
+    fn scan_state(&self, p: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+        self.inner.scan_state(p)
+    }
+    fn put_state_lazy(&self, w: Vec<StateWrite>) -> Result<(), StoreError> {
+        self.inner.put_state_lazy(w)
+    }
+}
+
+struct Node {
+    records: Records<Arc<Counting>>,
+    store: Arc<Counting>,
+    upstream: Upstream,
+}
+
+fn node(station: &str) -> Node {
+    let store = Arc::new(Counting::default());
+    Node {
+        records: Records::open(store.clone(), FormRegistry::builtin(), station).unwrap(),
+        store,
+        upstream: Upstream::new(),
+    }
+}
+
+#[derive(Debug, Default)]
+struct Tally {
+    round_trips: usize,
+    bytes: usize,
+}
+
+/// Sync `down` with `up` until neither has anything left to send.
+fn sync(down: &Node, up: &Node) -> Tally {
+    let mut ds = Downstream::new(&down.records);
+    let mut tally = Tally::default();
+    for _ in 0..1000 {
+        let (request, pending) = ds.prepare().unwrap();
+        let req_bytes = protocol::encode_request(&request).unwrap();
+        let request = protocol::decode_request(&req_bytes, &Limits::default()).unwrap();
+        let response = up.upstream.handle(&up.records, request).unwrap();
+        let resp_bytes = protocol::encode_response(&response).unwrap();
+        let response = protocol::decode_response(&resp_bytes, &Limits::default()).unwrap();
+        tally.round_trips += 1;
+        tally.bytes += req_bytes.len() + resp_bytes.len();
+        if !ds.absorb(pending, response).unwrap().more {
+            return tally;
+        }
+    }
+    panic!("sync did not finish in 1000 round trips");
+}
+
+fn obj(v: Value) -> Map<String, Value> {
+    v.as_object().cloned().unwrap()
+}
+
+fn report(n: usize) -> Map<String, Value> {
+    obj(json!({
+        "boarding_time": "2026-11-20T14:05:00Z",
+        "position": {"lat": 13.1, "lon": -59.6},
+        "vessel_name": format!("Vessel {n}"),
+        "persons_on_board": 3,
+        "reason": "fisheries",
+        "crew": [{"name": "A. Joseph"}],
+        "contraband_found": false,
+        "findings": "Catch inspected.",
+        "outcome": "released"
+    }))
+}
+
+fn create(n: &Node, i: usize) -> RecordId {
+    let v: Value = serde_json::from_str(
+        n.records
+            .create("boarding-report", &report(i))
+            .unwrap()
+            .get(),
+    )
+    .unwrap();
+    v["id"].as_str().unwrap().parse().unwrap()
+}
+
+fn patch(n: &Node, id: &RecordId, fields: Value) {
+    n.records
+        .patch(
+            id,
+            &Patch {
+                fields: Some(obj(fields)),
+                status: None,
+            },
+        )
+        .unwrap();
+}
+
+fn view(n: &Node, id: &RecordId) -> Value {
+    serde_json::from_str(n.records.get(id).unwrap().get()).unwrap()
+}
+
+fn all_views(n: &Node) -> Vec<Value> {
+    let page = n.records.list(&Default::default(), 10_000, 0).unwrap();
+    page.records
+        .iter()
+        .map(|r| serde_json::from_str(r.get()).unwrap())
+        .collect()
+}
+
+#[test]
+fn records_travel_up_and_edits_come_back_down() {
+    let boat = node("BB-01");
+    let station = node("BB-01");
+    let a = create(&boat, 1);
+    let b = create(&boat, 2);
+    sync(&boat, &station);
+    assert_eq!(view(&station, &a)["fields"], view(&boat, &a)["fields"]);
+    assert_eq!(view(&station, &b)["fields"]["vessel_name"], "Vessel 2");
+
+    patch(&station, &a, json!({"vessel_registration": "BB-77"}));
+    patch(&boat, &b, json!({"arrests": 1}));
+    sync(&boat, &station);
+    assert_eq!(all_views(&boat), all_views(&station));
+    assert_eq!(view(&boat, &a)["fields"]["vessel_registration"], "BB-77");
+    assert_eq!(view(&station, &b)["fields"]["arrests"], 1);
+}
+
+#[test]
+fn the_same_field_edited_on_both_sides_is_one_conflict_everywhere() {
+    let boat = node("BB-01");
+    let hq = node("BB-01");
+    let a = create(&boat, 1);
+    sync(&boat, &hq);
+    patch(&boat, &a, json!({"outcome": "warning_issued"}));
+    patch(&hq, &a, json!({"outcome": "detained"}));
+    sync(&boat, &hq);
+    let (vb, vh) = (view(&boat, &a), view(&hq, &a));
+    assert_eq!(vb, vh);
+    let conflict = vb["conflicts"]["outcome"].as_array().unwrap();
+    assert_eq!(conflict.len(), 2);
+
+    hq.records
+        .resolve(&a, "outcome", &json!("detained"))
+        .unwrap();
+    sync(&boat, &hq);
+    assert_eq!(view(&boat, &a)["conflicts"], json!({}));
+    assert_eq!(view(&boat, &a)["fields"]["outcome"], "detained");
+    assert_eq!(view(&boat, &a), view(&hq, &a));
+}
+
+#[test]
+fn a_sync_with_nothing_new_is_one_small_round_trip() {
+    let boat = node("BB-01");
+    let station = node("BB-01");
+    for i in 0..200 {
+        create(&boat, i);
+    }
+    sync(&boat, &station);
+    sync(&boat, &station);
+    let loads = (
+        boat.store.loads.load(Ordering::SeqCst),
+        station.store.loads.load(Ordering::SeqCst),
+    );
+    let idle = sync(&boat, &station);
+    assert_eq!(idle.round_trips, 1);
+    assert!(idle.bytes <= 1024, "a no-op sync cost {} bytes", idle.bytes);
+    assert_eq!(
+        (
+            boat.store.loads.load(Ordering::SeqCst),
+            station.store.loads.load(Ordering::SeqCst)
+        ),
+        loads,
+        "a no-op sync loads no documents"
+    );
+}
+
+#[test]
+fn a_sync_after_k_edits_touches_order_k_documents() {
+    let boat = node("BB-01");
+    let station = node("BB-01");
+    let ids: Vec<RecordId> = (0..300).map(|i| create(&boat, i)).collect();
+    sync(&boat, &station);
+    sync(&boat, &station);
+    let before =
+        boat.store.loads.load(Ordering::SeqCst) + station.store.loads.load(Ordering::SeqCst);
+    for id in &ids[..5] {
+        patch(&boat, id, json!({"arrests": 2}));
+    }
+    let edits_loads =
+        boat.store.loads.load(Ordering::SeqCst) + station.store.loads.load(Ordering::SeqCst);
+    let t = sync(&boat, &station);
+    let after =
+        boat.store.loads.load(Ordering::SeqCst) + station.store.loads.load(Ordering::SeqCst);
+    assert_eq!(t.round_trips, 1);
+    assert!(edits_loads - before <= 5 * 2);
+    let sync_loads = after - edits_loads;
+    assert!(
+        sync_loads <= 5 * 6,
+        "5 changed records cost {sync_loads} document loads"
+    );
+}
+
+#[test]
+fn the_same_request_twice_changes_nothing_the_second_time() {
+    let boat = node("BB-01");
+    let station = node("BB-01");
+    let a = create(&boat, 1);
+    sync(&boat, &station);
+    patch(&boat, &a, json!({"arrests": 3}));
+    let mut ds = Downstream::new(&boat.records);
+    let (request, pending) = ds.prepare().unwrap();
+    let first = station
+        .upstream
+        .handle(&station.records, request.clone())
+        .unwrap();
+    let seq = station.store.last_seq().unwrap();
+    let views = all_views(&station);
+    let second = station.upstream.handle(&station.records, request).unwrap();
+    assert_eq!(
+        station.store.last_seq().unwrap(),
+        seq,
+        "a redelivered request writes nothing"
+    );
+    assert_eq!(all_views(&station), views);
+    assert_eq!(first.rejected, second.rejected);
+    ds.absorb(pending, second).unwrap();
+    assert_eq!(all_views(&boat), all_views(&station));
+}
+
+#[test]
+fn records_of_other_stations_are_neither_pulled_nor_accepted() {
+    let hq = node("HQ");
+    let boat = node("BB-01");
+    let other = node("LC-01");
+    let mine = create(&boat, 1);
+    create(&other, 2);
+    sync(&boat, &hq);
+    sync(&other, &hq);
+    sync(&boat, &hq);
+    assert_eq!(
+        boat.store.count().unwrap(),
+        1,
+        "the boat sees only its station's records"
+    );
+    assert_eq!(hq.store.count().unwrap(), 2);
+    assert!(view(&boat, &mine)["fields"].is_object());
+}
+
+/// A node whose store is a copy of `n`'s as it is now: a backup.
+fn backup_of(n: &Node) -> Counting {
+    Counting {
+        inner: n.store.inner.snapshot(),
+        loads: AtomicUsize::new(0),
+    }
+}
+
+fn restore(backup: Counting, station: &str) -> Node {
+    let store = Arc::new(backup);
+    Node {
+        records: Records::open(store.clone(), FormRegistry::builtin(), station).unwrap(),
+        store,
+        upstream: Upstream::new(),
+    }
+}
+
+#[test]
+fn an_upstream_restored_from_an_older_backup_is_repaired() {
+    let boat = node("BB-01");
+    let other_boat = node("BB-01");
+    let station = node("BB-01");
+    let a = create(&boat, 1);
+    sync(&boat, &station);
+    let backup = backup_of(&station);
+
+    // After the backup: a new record and an edit reach the station...
+    let b = create(&boat, 2);
+    patch(&boat, &a, json!({"arrests": 4}));
+    sync(&boat, &station);
+
+    // ...which is then lost and restored from the backup. Another boat syncs
+    // first and pushes the restored store's seqs past the boat's checkpoint.
+    let restored = restore(backup, "BB-01");
+    for i in 0..20 {
+        create(&other_boat, 100 + i);
+    }
+    sync(&other_boat, &restored);
+    assert!(
+        restored.store.last_seq().unwrap()
+            > Downstream::checkpoint(&boat.records).unwrap().pull_seq
+    );
+
+    sync(&boat, &restored);
+    sync(&other_boat, &restored);
+    sync(&boat, &restored);
+    assert_eq!(view(&restored, &a)["fields"]["arrests"], 4);
+    assert_eq!(view(&restored, &b)["fields"]["vessel_name"], "Vessel 2");
+    assert_eq!(all_views(&boat), all_views(&restored));
+    assert_eq!(all_views(&other_boat), all_views(&restored));
+}
+
+#[test]
+fn a_record_whose_heads_show_missing_dependencies_is_repaired_by_automerge_sync() {
+    let boat = node("BB-01");
+    let station = node("BB-01");
+    let a = create(&boat, 1);
+    sync(&boat, &station);
+    let backup = backup_of(&station);
+    patch(&boat, &a, json!({"arrests": 1}));
+    sync(&boat, &station);
+
+    // The station loses the record's last edit but keeps its sync bookkeeping,
+    // so no checkpoint reveals the loss: only the record's heads do.
+    let restored = restore(backup, "BB-01");
+    let bookkeeping: Vec<StateWrite> = station
+        .store
+        .scan_state(b"us/")
+        .unwrap()
+        .into_iter()
+        .map(|(key, value)| StateWrite {
+            key,
+            value: Some(value),
+        })
+        .collect();
+    restored.store.put_state_lazy(bookkeeping).unwrap();
+
+    patch(&boat, &a, json!({"arrests": 2, "master_name": "A. Joseph"}));
+    let tally = sync(&boat, &restored);
+    assert!(tally.round_trips > 1, "the repair takes extra round trips");
+    assert_eq!(view(&restored, &a)["fields"]["arrests"], 2);
+    assert_eq!(view(&restored, &a), view(&boat, &a));
+    // And afterwards ordinary sync carries on.
+    patch(&restored, &a, json!({"vessel_registration": "BB-9"}));
+    sync(&boat, &restored);
+    assert_eq!(view(&restored, &a), view(&boat, &a));
+    assert_eq!(sync(&boat, &restored).round_trips, 1);
+}
