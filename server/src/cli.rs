@@ -7,6 +7,7 @@
 use crate::config::{Overrides, Settings};
 use crate::export::{repeat_tables, Exporter, Format};
 use crate::startup::{open_records, Application, SharedRecords};
+use crate::upstream::{http_client, status_json, sync_and_record};
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
 use serde_json::{Map, Value as Json};
@@ -58,6 +59,17 @@ enum Command {
         /// Storage page cache in MiB [default: 32].
         #[arg(long, env = "TIDELINE_CACHE_MB")]
         cache_mb: Option<u64>,
+        /// Seconds between syncs when nothing changes locally [default: 60].
+        #[arg(long, env = "TIDELINE_SYNC_INTERVAL_SECS")]
+        sync_interval_secs: Option<u64>,
+    },
+    /// Sync with the upstream now (with a progress bar), or show sync status.
+    Sync {
+        #[command(subcommand)]
+        command: Option<SyncCommand>,
+        /// URL of the upstream instance (or `upstream` in the config file).
+        #[arg(long, env = "TIDELINE_UPSTREAM")]
+        upstream: Option<String>,
     },
     /// Create, list and show records.
     #[command(subcommand)]
@@ -80,6 +92,12 @@ enum Command {
         #[arg(long)]
         table: Option<String>,
     },
+}
+
+#[derive(Subcommand)]
+enum SyncCommand {
+    /// Last attempt, last success, last error, pending local changes, upstream seq.
+    Status,
 }
 
 #[derive(Subcommand)]
@@ -148,12 +166,22 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             upstream,
             max_body_bytes,
             cache_mb,
+            sync_interval_secs,
         } => {
             over.listen = listen;
             over.upstream = upstream;
             over.max_body_bytes = max_body_bytes;
             over.cache_mb = cache_mb;
+            over.sync_interval_secs = sync_interval_secs;
             serve(Settings::resolve(&over)?)
+        }
+        Command::Sync { command, upstream } => {
+            over.upstream = upstream;
+            let settings = Settings::resolve(&over)?;
+            match command {
+                None => sync_now(&settings),
+                Some(SyncCommand::Status) => sync_status(&settings),
+            }
         }
         Command::Record(cmd) => {
             let settings = Settings::resolve(&over)?;
@@ -194,6 +222,58 @@ fn serve(settings: Settings) -> anyhow::Result<()> {
         app.run_until_stopped().await?;
         Ok(())
     })
+}
+
+fn sync_now(settings: &Settings) -> anyhow::Result<()> {
+    let Some(upstream) = settings.upstream.clone() else {
+        bail!("no upstream: pass --upstream URL or set `upstream` in the config file");
+    };
+    let records = open_offline(settings)?;
+    let bar = indicatif::ProgressBar::new_spinner();
+    bar.set_message(format!("syncing with {upstream}"));
+    bar.enable_steady_tick(std::time::Duration::from_millis(120));
+    let result = sync_and_record(&records, &upstream, &http_client(), |o| {
+        bar.set_message(format!(
+            "pushed {} · pulled {} · sent {} · received {} · {} round trip(s)",
+            o.pushed,
+            o.pulled,
+            human_bytes(o.bytes_sent),
+            human_bytes(o.bytes_received),
+            o.round_trips
+        ));
+    });
+    bar.finish_and_clear();
+    let o = result.context("sync failed; local records are unchanged and stay usable offline")?;
+    println!(
+        "synced with {upstream}: pushed {} record(s), pulled {}, sent {}, received {}, {} round trip(s) in {:.1} s{}",
+        o.pushed,
+        o.pulled,
+        human_bytes(o.bytes_sent),
+        human_bytes(o.bytes_received),
+        o.round_trips,
+        o.duration_ms as f64 / 1000.0,
+        if o.rejected > 0 {
+            format!(" ({} refused by the upstream, see the log)", o.rejected)
+        } else {
+            String::new()
+        }
+    );
+    Ok(())
+}
+
+fn human_bytes(n: usize) -> String {
+    match n {
+        n if n < 1024 => format!("{n} B"),
+        n if n < 1024 * 1024 => format!("{:.1} KiB", n as f64 / 1024.0),
+        n => format!("{:.1} MiB", n as f64 / (1024.0 * 1024.0)),
+    }
+}
+
+fn sync_status(settings: &Settings) -> anyhow::Result<()> {
+    let records = open_offline(settings)?;
+    let status = status_json(&records, settings.upstream.as_deref(), false);
+    println!("{}", serde_json::to_string_pretty(&status)?);
+    Ok(())
 }
 
 fn open_offline(settings: &Settings) -> anyhow::Result<SharedRecords> {

@@ -14,6 +14,8 @@ pub const DEFAULT_STATION: &str = "LOCAL";
 /// long narratives while keeping a hostile body from eating memory.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
 pub const DEFAULT_CACHE_MB: u64 = 32;
+/// How often an instance with an upstream syncs when nothing changes locally.
+pub const DEFAULT_SYNC_INTERVAL_SECS: u64 = 60;
 
 /// The TOML file, every key optional (see deploy/tideline.example.toml).
 #[derive(Debug, Default, Deserialize)]
@@ -25,6 +27,7 @@ pub struct FileConfig {
     pub upstream: Option<String>,
     pub max_body_bytes: Option<usize>,
     pub cache_mb: Option<u64>,
+    pub sync_interval_secs: Option<u64>,
 }
 
 /// Values given on the command line or through the environment (clap merges
@@ -38,6 +41,7 @@ pub struct Overrides {
     pub upstream: Option<String>,
     pub max_body_bytes: Option<usize>,
     pub cache_mb: Option<u64>,
+    pub sync_interval_secs: Option<u64>,
 }
 
 #[derive(Debug, Clone)]
@@ -48,6 +52,7 @@ pub struct Settings {
     pub upstream: Option<String>,
     pub max_body_bytes: usize,
     pub cache_bytes: u64,
+    pub sync_interval_secs: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -67,6 +72,8 @@ pub enum ConfigError {
     Upstream(String),
     #[error("max_body_bytes must be between 1024 and 268435456")]
     BodyLimit,
+    #[error("sync_interval_secs must be between 1 and 86400")]
+    SyncInterval,
 }
 
 impl FileConfig {
@@ -123,7 +130,15 @@ impl Settings {
         if !(1024..=256 * 1024 * 1024).contains(&max_body_bytes) {
             return Err(ConfigError::BodyLimit);
         }
+        let sync_interval_secs = over
+            .sync_interval_secs
+            .or(file.sync_interval_secs)
+            .unwrap_or(DEFAULT_SYNC_INTERVAL_SECS);
+        if !(1..=86_400).contains(&sync_interval_secs) {
+            return Err(ConfigError::SyncInterval);
+        }
         Ok(Settings {
+            sync_interval_secs,
             data_dir: over
                 .data_dir
                 .or(file.data_dir)

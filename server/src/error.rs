@@ -43,6 +43,15 @@ impl ApiError {
         Self::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
     }
 
+    pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, code, message)
+    }
+
+    /// The upstream failed us; not the caller's fault, nor an internal bug.
+    pub fn bad_gateway(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_GATEWAY, code, message)
+    }
+
     pub fn too_large(limit: usize) -> Self {
         Self::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -124,8 +133,11 @@ impl From<RecordsError> for ApiError {
                 ),
             )
             .with_details(json!(violations)),
-            RecordsError::Transition { from, to } => ApiError::new(
-                StatusCode::CONFLICT,
+            RecordsError::NoConflict(path) => ApiError::conflict(
+                "no_conflict",
+                format!("There is no conflict at {path:?} (it may already be resolved)."),
+            ),
+            RecordsError::Transition { from, to } => ApiError::conflict(
                 "invalid_transition",
                 format!("A {from} record cannot be moved to {to}."),
             )

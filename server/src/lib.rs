@@ -11,6 +11,7 @@ pub mod error;
 pub mod export;
 pub mod routes;
 pub mod startup;
+pub mod upstream;
 
 pub use config::Settings;
 pub use startup::Application;

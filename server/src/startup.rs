@@ -5,11 +5,13 @@
 use crate::config::Settings;
 use crate::error::{json_error, query_error};
 use crate::routes;
+use crate::upstream::{LoopTiming, SyncAgent};
 use actix_web::dev::Server;
 use actix_web::{web, App, HttpServer};
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use tideline_schemas::FormRegistry;
+use tideline_sync::engine::Upstream;
 use tideline_sync::{DocStore, Records, SledStore};
 
 /// The record service as the server holds it; any [`DocStore`] fits behind it.
@@ -19,6 +21,19 @@ pub type SharedRecords = Arc<Records<Arc<dyn DocStore>>>;
 pub struct AppState {
     pub records: SharedRecords,
     pub max_body_bytes: usize,
+    /// This instance as an upstream for others.
+    pub upstream: Arc<Upstream>,
+    /// This instance's link to its own upstream, if it has one.
+    pub agent: Option<Arc<SyncAgent>>,
+}
+
+impl AppState {
+    /// A record changed here: let the sync loop know.
+    pub fn local_change(&self) {
+        if let Some(agent) = &self.agent {
+            agent.local_change();
+        }
+    }
 }
 
 pub struct Application {
@@ -51,9 +66,22 @@ impl Application {
         let listener = TcpListener::bind(settings.listen)
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.listen))?;
         let addr = listener.local_addr()?;
+        let agent = settings
+            .upstream
+            .as_ref()
+            .map(|url| SyncAgent::new(records.clone(), url.clone()));
+        if let Some(agent) = &agent {
+            let timing = LoopTiming {
+                interval: std::time::Duration::from_secs(settings.sync_interval_secs),
+                ..LoopTiming::default()
+            };
+            tokio::spawn(agent.clone().run(timing));
+        }
         let state = web::Data::new(AppState {
             records,
             max_body_bytes: settings.max_body_bytes,
+            upstream: Arc::new(Upstream::new()),
+            agent,
         });
         let limit = settings.max_body_bytes;
         let server = HttpServer::new(move || {

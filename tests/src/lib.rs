@@ -1,1 +1,164 @@
-//! placeholder
+//! Shared support for Tideline's cross-crate tests and harnesses: real
+//! instances on loopback port 0, each over its own sled store.
+
+#![forbid(unsafe_code)]
+
+use serde_json::{json, Value};
+use std::path::Path;
+use tideline_server::config::{FileConfig, Overrides, Settings};
+use tideline_server::startup::{open_records, Application, SharedRecords};
+
+/// One running instance, in this process, with a real HTTP server.
+pub struct Instance {
+    pub name: String,
+    pub base: String,
+    pub settings: Settings,
+    pub records: SharedRecords,
+    handle: Option<actix_web::dev::ServerHandle>,
+    pub client: reqwest::Client,
+}
+
+/// Settings for an instance on `dir`, listening on `listen` (port 0 for any).
+pub fn settings(dir: &Path, listen: &str, station: &str, upstream: Option<&str>) -> Settings {
+    Settings::merge(
+        Overrides {
+            data_dir: Some(dir.to_path_buf()),
+            listen: Some(listen.to_string()),
+            station: Some(station.to_string()),
+            upstream: upstream.map(str::to_string),
+            // Tests drive syncs explicitly; the background loop should not race them.
+            sync_interval_secs: Some(86_400),
+            ..Default::default()
+        },
+        FileConfig::default(),
+    )
+    .expect("settings")
+}
+
+impl Instance {
+    /// Start an instance on its own store in `dir`.
+    pub async fn start(name: &str, dir: &Path, station: &str, upstream: Option<&str>) -> Instance {
+        let settings = settings(dir, "127.0.0.1:0", station, upstream);
+        let records = open_records(&settings).expect("open store");
+        Self::serve(name, settings, records)
+    }
+
+    fn serve(name: &str, settings: Settings, records: SharedRecords) -> Instance {
+        let app = Application::with_records(&settings, records.clone()).expect("start");
+        let base = format!("http://{}", app.addr());
+        let mut settings = settings;
+        settings.listen = app.addr();
+        let handle = app.handle();
+        tokio::spawn(app.run_until_stopped());
+        Instance {
+            name: name.to_string(),
+            base,
+            settings,
+            records,
+            handle: Some(handle),
+            client: reqwest::Client::new(),
+        }
+    }
+
+    /// Stop serving (the store stays open in this process, as a machine that
+    /// is switched off keeps its disk).
+    pub async fn stop(&mut self) {
+        if let Some(h) = self.handle.take() {
+            h.stop(false).await;
+        }
+    }
+
+    /// Serve again on the same address and store.
+    pub fn restart(&mut self) {
+        let again = Self::serve(&self.name, self.settings.clone(), self.records.clone());
+        *self = again;
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub async fn create(&self, form: &str, fields: Value) -> Value {
+        let resp = self
+            .client
+            .post(self.url("/api/v1/records"))
+            .json(&json!({"form": form, "fields": fields}))
+            .send()
+            .await
+            .expect("create");
+        assert_eq!(resp.status(), 201, "{}: create failed", self.name);
+        resp.json().await.expect("json")
+    }
+
+    pub async fn patch(&self, id: &str, fields: Value) -> Value {
+        let resp = self
+            .client
+            .patch(self.url(&format!("/api/v1/records/{id}")))
+            .json(&json!({ "fields": fields }))
+            .send()
+            .await
+            .expect("patch");
+        assert_eq!(resp.status(), 200, "{}: patch failed", self.name);
+        resp.json().await.expect("json")
+    }
+
+    pub async fn get(&self, id: &str) -> Value {
+        self.client
+            .get(self.url(&format!("/api/v1/records/{id}")))
+            .send()
+            .await
+            .expect("get")
+            .json()
+            .await
+            .expect("json")
+    }
+
+    /// Every record, newest first.
+    pub async fn all(&self) -> Vec<Value> {
+        let page: Value = self
+            .client
+            .get(self.url("/api/v1/records?limit=10000"))
+            .send()
+            .await
+            .expect("list")
+            .json()
+            .await
+            .expect("json");
+        page["records"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// `POST /api/v1/sync/now`: the status and body the user would see.
+    pub async fn sync_now(&self) -> (u16, Value) {
+        let resp = self
+            .client
+            .post(self.url("/api/v1/sync/now"))
+            .send()
+            .await
+            .expect("sync/now");
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Sync now and insist it worked.
+    pub async fn sync_ok(&self) -> Value {
+        let (status, body) = self.sync_now().await;
+        assert_eq!(status, 200, "{}: sync failed: {body}", self.name);
+        body
+    }
+}
+
+/// A complete boarding report.
+pub fn report(vessel: &str) -> Value {
+    json!({
+        "boarding_time": "2026-11-20T14:05:00-04:00",
+        "position": {"lat": 13.0969, "lon": -59.6145},
+        "vessel_name": vessel,
+        "persons_on_board": 4,
+        "reason": "routine_inspection",
+        "crew": [{"name": "A. Joseph", "role": "master"}, {"name": "B. Charles"}],
+        "contraband_found": false,
+        "findings": "Vessel boarded without incident. Papers in order.",
+        "outcome": "released",
+        "officers": ["PC Smith"]
+    })
+}

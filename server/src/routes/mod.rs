@@ -6,6 +6,7 @@ mod export;
 mod forms;
 mod health;
 mod records;
+pub mod sync;
 
 use crate::error::ApiError;
 use actix_web::web;
@@ -13,6 +14,7 @@ use tideline_schemas::RecordId;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/healthz", web::get().to(health::healthz))
+        .route("/sync/v1", web::post().to(sync::exchange))
         .service(
             web::scope("/api/v1")
                 .route("/forms", web::get().to(forms::list))
@@ -22,6 +24,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route("/records/{id}", web::get().to(records::get))
                 .route("/records/{id}", web::patch().to(records::patch))
                 .route("/records/{id}/automerge", web::get().to(records::automerge))
+                .route("/records/{id}/resolve", web::post().to(records::resolve))
+                .route("/sync/status", web::get().to(sync::status))
+                .route("/sync/now", web::post().to(sync::now))
                 .route("/export", web::get().to(export::export)),
         )
         .default_service(web::to(not_found));

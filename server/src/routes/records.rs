@@ -27,6 +27,13 @@ pub struct PatchBody {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct ResolveBody {
+    path: String,
+    value: Json,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ListQuery {
     form: Option<String>,
     station: Option<String>,
@@ -64,6 +71,7 @@ pub async fn create(
     let CreateBody { form, fields } = body.into_inner();
     let records = state.records.clone();
     let view = web::block(move || records.create(&form, &fields)).await??;
+    state.local_change();
     let id = serde_json::from_str::<Json>(view.get())
         .ok()
         .and_then(|v| v["id"].as_str().map(str::to_string))
@@ -126,6 +134,21 @@ pub async fn patch(
     };
     let records = state.records.clone();
     let view = web::block(move || records.patch(&id, &patch)).await??;
+    state.local_change();
+    Ok(HttpResponse::Ok().json(view))
+}
+
+/// Resolve a conflict by writing one value at its path (relative to `fields`).
+pub async fn resolve(
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+    body: web::Json<ResolveBody>,
+) -> Result<HttpResponse, ApiError> {
+    let id = record_id(&id)?;
+    let ResolveBody { path, value } = body.into_inner();
+    let records = state.records.clone();
+    let view = web::block(move || records.resolve(&id, &path, &value)).await??;
+    state.local_change();
     Ok(HttpResponse::Ok().json(view))
 }
 

@@ -1,0 +1,325 @@
+//! Talking to the upstream: one sync (a loop of `POST /sync/v1` exchanges until
+//! nothing is left), its outcome and status, and the background loop that runs
+//! it soon after local changes, periodically otherwise, and backs off with
+//! jitter while the upstream is unreachable. Local entry never waits on any of it.
+//!
+//! An exchange runs on a blocking thread with a blocking HTTP client: the sync
+//! engine is synchronous (it fsyncs), and keeping the whole loop on one thread
+//! keeps repair state simple.
+
+use crate::startup::SharedRecords;
+use serde::{Deserialize, Serialize};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tideline_sync::engine::{Downstream, SyncError};
+use tideline_sync::protocol::{self, Limits};
+use tideline_sync::DocStore;
+
+/// Content type of sync messages.
+pub const SYNC_CONTENT_TYPE: &str = "application/vnd.tideline.sync.v1";
+/// Exchanges one sync may take before it stops and reports; a sync resumes from
+/// its checkpoints, so stopping loses nothing.
+const MAX_EXCHANGES: usize = 10_000;
+
+/// What one sync did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Outcome {
+    pub pushed: usize,
+    pub pulled: usize,
+    pub rejected: usize,
+    pub round_trips: usize,
+    pub bytes_sent: usize,
+    pub bytes_received: usize,
+    pub duration_ms: u64,
+}
+
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum SyncFailure {
+    #[error("the upstream {url} cannot be reached: {message}")]
+    Unreachable { url: String, message: String },
+    #[error("the upstream refused the sync ({status}): {message}")]
+    Refused { status: u16, message: String },
+    #[error("the upstream's answer could not be read: {0}")]
+    Protocol(String),
+    #[error("local storage failed during sync: {0}")]
+    Local(String),
+}
+
+impl From<SyncError> for SyncFailure {
+    fn from(e: SyncError) -> Self {
+        SyncFailure::Local(e.to_string())
+    }
+}
+
+/// Sync with `upstream` now, until neither side has anything left to send.
+/// `progress` sees the running totals after every exchange.
+pub fn sync_once(
+    records: &SharedRecords,
+    upstream: &str,
+    http: &reqwest::blocking::Client,
+    mut progress: impl FnMut(&Outcome),
+) -> Result<Outcome, SyncFailure> {
+    let started = Instant::now();
+    let url = format!("{}/sync/v1", upstream.trim_end_matches('/'));
+    let mut downstream = Downstream::new(records.as_ref());
+    let mut outcome = Outcome::default();
+    for _ in 0..MAX_EXCHANGES {
+        let (request, pending) = downstream.prepare()?;
+        let body =
+            protocol::encode_request(&request).map_err(|e| SyncFailure::Local(e.to_string()))?;
+        outcome.bytes_sent += body.len();
+        let response = http
+            .post(&url)
+            .header("content-type", SYNC_CONTENT_TYPE)
+            .body(body)
+            .send()
+            .map_err(|e| SyncFailure::Unreachable {
+                url: upstream.to_string(),
+                message: e.to_string(),
+            })?;
+        let status = response.status();
+        let bytes = response.bytes().map_err(|e| SyncFailure::Unreachable {
+            url: upstream.to_string(),
+            message: e.to_string(),
+        })?;
+        outcome.bytes_received += bytes.len();
+        outcome.round_trips += 1;
+        if !status.is_success() {
+            let message = serde_json::from_slice::<serde_json::Value>(&bytes)
+                .ok()
+                .and_then(|v| v["message"].as_str().map(str::to_string))
+                .unwrap_or_else(|| String::from_utf8_lossy(&bytes).chars().take(200).collect());
+            return Err(SyncFailure::Refused {
+                status: status.as_u16(),
+                message,
+            });
+        }
+        let response = protocol::decode_response(&bytes, &Limits::default())
+            .map_err(|e| SyncFailure::Protocol(e.to_string()))?;
+        let exchange = downstream.absorb(pending, response)?;
+        outcome.pushed += exchange.pushed;
+        outcome.pulled += exchange.pulled;
+        outcome.rejected += exchange.rejected;
+        outcome.duration_ms = started.elapsed().as_millis() as u64;
+        progress(&outcome);
+        if !exchange.more {
+            break;
+        }
+    }
+    outcome.duration_ms = started.elapsed().as_millis() as u64;
+    Ok(outcome)
+}
+
+/// The blocking HTTP client sync uses: bounded waits, so a dead link fails
+/// instead of hanging a sync forever.
+pub fn http_client() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .timeout(Duration::from_secs(120))
+        .build()
+        .unwrap_or_else(|_| reqwest::blocking::Client::new())
+}
+
+/// What the last syncs did, as `GET /api/v1/sync/status` and `tideline sync
+/// status` report it. Kept in the store's metadata so it survives restarts and
+/// is readable offline.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct SyncRecord {
+    pub last_attempt: Option<String>,
+    pub last_success: Option<String>,
+    pub last_error: Option<String>,
+    pub last_outcome: Option<Outcome>,
+}
+
+const STATUS_KEY: &str = "sync_status";
+
+pub fn load_record(records: &SharedRecords) -> SyncRecord {
+    records
+        .store()
+        .get_meta(STATUS_KEY)
+        .ok()
+        .flatten()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default()
+}
+
+fn save_record(records: &SharedRecords, record: &SyncRecord) {
+    if let Ok(bytes) = serde_json::to_vec(record) {
+        if let Err(e) = records.store().put_meta(STATUS_KEY, &bytes) {
+            tracing::warn!(error = %e, "could not store sync status");
+        }
+    }
+}
+
+/// The full status: the stored record plus what the store says now.
+pub fn status_json(
+    records: &SharedRecords,
+    upstream: Option<&str>,
+    running: bool,
+) -> serde_json::Value {
+    let record = load_record(records);
+    let checkpoint = Downstream::checkpoint(records.as_ref()).unwrap_or_default();
+    let pending = Downstream::pending_changes(records.as_ref()).ok();
+    serde_json::json!({
+        "upstream": upstream,
+        "running": running,
+        "last_attempt": record.last_attempt,
+        "last_success": record.last_success,
+        "last_error": record.last_error,
+        "last_outcome": record.last_outcome,
+        "pending_local_changes": pending,
+        "upstream_seq": checkpoint.pull_seq,
+    })
+}
+
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// Run one sync and record its result in the status.
+pub fn sync_and_record(
+    records: &SharedRecords,
+    upstream: &str,
+    http: &reqwest::blocking::Client,
+    progress: impl FnMut(&Outcome),
+) -> Result<Outcome, SyncFailure> {
+    let mut record = load_record(records);
+    record.last_attempt = Some(now());
+    let result = sync_once(records, upstream, http, progress);
+    match &result {
+        Ok(outcome) => {
+            record.last_success = record.last_attempt.clone();
+            record.last_error = None;
+            record.last_outcome = Some(outcome.clone());
+        }
+        Err(e) => record.last_error = Some(e.to_string()),
+    }
+    save_record(records, &record);
+    result
+}
+
+/// Timing of the background loop.
+#[derive(Debug, Clone)]
+pub struct LoopTiming {
+    pub interval: Duration,
+    pub debounce: Duration,
+    pub max_backoff: Duration,
+}
+
+impl Default for LoopTiming {
+    fn default() -> Self {
+        LoopTiming {
+            interval: Duration::from_secs(60),
+            debounce: Duration::from_secs(2),
+            max_backoff: Duration::from_secs(300),
+        }
+    }
+}
+
+/// The instance's link to its upstream, shared by the background loop and the
+/// `sync/now` endpoint; one sync runs at a time.
+pub struct SyncAgent {
+    pub records: SharedRecords,
+    pub upstream: String,
+    running: Mutex<bool>,
+    gate: tokio::sync::Mutex<()>,
+    changed: tokio::sync::Notify,
+}
+
+impl SyncAgent {
+    pub fn new(records: SharedRecords, upstream: String) -> Arc<Self> {
+        Arc::new(SyncAgent {
+            records,
+            upstream,
+            running: Mutex::new(false),
+            gate: tokio::sync::Mutex::new(()),
+            changed: tokio::sync::Notify::new(),
+        })
+    }
+
+    /// A local record changed: sync soon.
+    pub fn local_change(&self) {
+        self.changed.notify_one();
+    }
+
+    pub fn is_running(&self) -> bool {
+        *self.running.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Run one sync now (waiting for one already under way to finish first).
+    pub async fn sync_now(self: &Arc<Self>) -> Result<Outcome, SyncFailure> {
+        let _gate = self.gate.lock().await;
+        *self.running.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        let agent = self.clone();
+        // The blocking client owns a runtime of its own, which must be made and
+        // dropped off the async threads: so one per sync, on the blocking thread.
+        let result = tokio::task::spawn_blocking(move || {
+            sync_and_record(&agent.records, &agent.upstream, &http_client(), |_| {})
+        })
+        .await
+        .unwrap_or_else(|e| Err(SyncFailure::Local(e.to_string())));
+        *self.running.lock().unwrap_or_else(|p| p.into_inner()) = false;
+        match &result {
+            Ok(o) => tracing::info!(
+                pushed = o.pushed,
+                pulled = o.pulled,
+                round_trips = o.round_trips,
+                bytes_sent = o.bytes_sent,
+                bytes_received = o.bytes_received,
+                "sync done"
+            ),
+            Err(e) => tracing::warn!(error = %e, "sync failed"),
+        }
+        result
+    }
+
+    /// Sync after local changes (debounced) and every `interval`; while the
+    /// upstream is unreachable, back off exponentially with jitter.
+    pub async fn run(self: Arc<Self>, timing: LoopTiming) {
+        let mut failures: u32 = 0;
+        loop {
+            let wait = if failures == 0 {
+                timing.interval
+            } else {
+                backoff(failures, timing.max_backoff)
+            };
+            tokio::select! {
+                _ = self.changed.notified(), if failures == 0 => {
+                    tokio::time::sleep(timing.debounce).await;
+                }
+                _ = tokio::time::sleep(wait) => {}
+            }
+            match self.sync_now().await {
+                Ok(_) => failures = 0,
+                Err(_) => failures = failures.saturating_add(1),
+            }
+        }
+    }
+}
+
+/// 1 s, 2 s, 4 s … up to `max`, each scaled by a random factor in [0.5, 1.0) so
+/// a fleet of boats coming back into range does not retry in lockstep.
+pub fn backoff(failures: u32, max: Duration) -> Duration {
+    let base = Duration::from_secs(1u64 << failures.saturating_sub(1).min(16)).min(max);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let factor = 0.5 + f64::from(nanos % 1000) / 2000.0;
+    base.mul_f64(factor)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_to_its_cap_with_jitter() {
+        let max = Duration::from_secs(300);
+        for failures in 1..30 {
+            let b = backoff(failures, max);
+            let base = Duration::from_secs(1u64 << (failures - 1).min(16)).min(max);
+            assert!(b >= base / 2 && b <= base, "{failures}: {b:?} vs {base:?}");
+        }
+    }
+}
