@@ -62,6 +62,9 @@ enum Command {
         /// Seconds between syncs when nothing changes locally [default: 60].
         #[arg(long, env = "TIDELINE_SYNC_INTERVAL_SECS")]
         sync_interval_secs: Option<u64>,
+        /// Do not sync in the background; only when asked (sync/now).
+        #[arg(long)]
+        no_auto_sync: bool,
     },
     /// Sync with the upstream now (with a progress bar), or show sync status.
     Sync {
@@ -167,7 +170,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             max_body_bytes,
             cache_mb,
             sync_interval_secs,
+            no_auto_sync,
         } => {
+            over.auto_sync = no_auto_sync.then_some(false);
             over.listen = listen;
             over.upstream = upstream;
             over.max_body_bytes = max_body_bytes;
@@ -243,7 +248,10 @@ fn sync_now(settings: &Settings) -> anyhow::Result<()> {
         ));
     });
     bar.finish_and_clear();
-    let o = result.context("sync failed; local records are unchanged and stay usable offline")?;
+    let o = result.context(
+        "sync stopped; what was exchanged before the failure is kept, the rest goes next time, \
+         and local records stay usable offline",
+    )?;
     println!(
         "synced with {upstream}: pushed {} record(s), pulled {}, sent {}, received {}, {} round trip(s) in {:.1} s{}",
         o.pushed,

@@ -28,6 +28,7 @@ pub struct FileConfig {
     pub max_body_bytes: Option<usize>,
     pub cache_mb: Option<u64>,
     pub sync_interval_secs: Option<u64>,
+    pub auto_sync: Option<bool>,
 }
 
 /// Values given on the command line or through the environment (clap merges
@@ -42,6 +43,7 @@ pub struct Overrides {
     pub max_body_bytes: Option<usize>,
     pub cache_mb: Option<u64>,
     pub sync_interval_secs: Option<u64>,
+    pub auto_sync: Option<bool>,
 }
 
 #[derive(Debug, Clone)]
@@ -49,10 +51,16 @@ pub struct Settings {
     pub data_dir: PathBuf,
     pub listen: SocketAddr,
     pub station: String,
+    /// Whether the station was set (flag, environment or file) rather than
+    /// defaulted; a data directory keeps the station it was first used with.
+    pub station_given: bool,
     pub upstream: Option<String>,
     pub max_body_bytes: usize,
     pub cache_bytes: u64,
     pub sync_interval_secs: u64,
+    /// Sync in the background (after local changes and every interval). Off,
+    /// an instance syncs only when asked (`sync/now`, `tideline sync`).
+    pub auto_sync: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -105,6 +113,7 @@ impl Settings {
             .or(file.listen)
             .unwrap_or_else(|| DEFAULT_LISTEN.to_string());
         let listen: SocketAddr = listen.parse().map_err(|_| ConfigError::Listen(listen))?;
+        let station_given = over.station.is_some() || file.station.is_some();
         let station = over
             .station
             .or(file.station)
@@ -138,7 +147,9 @@ impl Settings {
             return Err(ConfigError::SyncInterval);
         }
         Ok(Settings {
+            auto_sync: over.auto_sync.or(file.auto_sync).unwrap_or(true),
             sync_interval_secs,
+            station_given,
             data_dir: over
                 .data_dir
                 .or(file.data_dir)

@@ -6,7 +6,7 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use serde_json::{json, Value as Json};
 use std::fmt;
-use tideline_sync::{RecordsError, StoreError};
+use tideline_sync::RecordsError;
 
 #[derive(Debug)]
 pub struct ApiError {
@@ -133,6 +133,11 @@ impl From<RecordsError> for ApiError {
                 ),
             )
             .with_details(json!(violations)),
+            RecordsError::Forbidden(id) => ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                format!("Record {id} is outside your scope."),
+            ),
             RecordsError::NoConflict(path) => ApiError::conflict(
                 "no_conflict",
                 format!("There is no conflict at {path:?} (it may already be resolved)."),
@@ -142,9 +147,7 @@ impl From<RecordsError> for ApiError {
                 format!("A {from} record cannot be moved to {to}."),
             )
             .with_details(json!([{ "path": "status", "message": "transition not allowed" }])),
-            RecordsError::Store(StoreError::InUse(_)) | RecordsError::Store(_) => {
-                ApiError::internal(e)
-            }
+            RecordsError::Store(_) => ApiError::internal(e),
             RecordsError::Document(_) => ApiError::internal(e),
         }
     }

@@ -41,14 +41,37 @@ pub struct Application {
     addr: SocketAddr,
 }
 
+const STATION_KEY: &str = "station";
+
 /// Open the record service on the sled store in `settings.data_dir`.
+///
+/// A data directory belongs to the station it was first used with: commands
+/// that do not name a station use it, and naming a different one is refused,
+/// so a `tideline sync` without `--station` cannot push as the wrong station.
 pub fn open_records(settings: &Settings) -> anyhow::Result<SharedRecords> {
     let store = SledStore::open_with_cache(&settings.data_dir, settings.cache_bytes)?;
+    let station = match store.get_meta(STATION_KEY)? {
+        Some(bytes) => {
+            let stored = String::from_utf8_lossy(&bytes).into_owned();
+            if settings.station_given && stored != settings.station {
+                anyhow::bail!(
+                    "{} belongs to station {stored}, not {}; use the station it was set up with",
+                    settings.data_dir.display(),
+                    settings.station
+                );
+            }
+            stored
+        }
+        None => {
+            store.put_meta(STATION_KEY, settings.station.as_bytes())?;
+            settings.station.clone()
+        }
+    };
     let store: Arc<dyn DocStore> = Arc::new(store);
     Ok(Arc::new(Records::open(
         store,
         FormRegistry::builtin(),
-        &settings.station,
+        &station,
     )?))
 }
 
@@ -70,7 +93,7 @@ impl Application {
             .upstream
             .as_ref()
             .map(|url| SyncAgent::new(records.clone(), url.clone()));
-        if let Some(agent) = &agent {
+        if let Some(agent) = agent.as_ref().filter(|_| settings.auto_sync) {
             let timing = LoopTiming {
                 interval: std::time::Duration::from_secs(settings.sync_interval_secs),
                 ..LoopTiming::default()

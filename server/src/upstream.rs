@@ -20,6 +20,8 @@ pub const SYNC_CONTENT_TYPE: &str = "application/vnd.tideline.sync.v1";
 /// Exchanges one sync may take before it stops and reports; a sync resumes from
 /// its checkpoints, so stopping loses nothing.
 const MAX_EXCHANGES: usize = 10_000;
+/// Largest compressed answer accepted from an upstream.
+const MAX_RESPONSE_BYTES: u64 = 32 * 1024 * 1024;
 
 /// What one sync did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -78,10 +80,21 @@ pub fn sync_once(
                 message: e.to_string(),
             })?;
         let status = response.status();
-        let bytes = response.bytes().map_err(|e| SyncFailure::Unreachable {
+        let mut bytes = Vec::new();
+        // Bounded like everything read from a peer.
+        std::io::Read::read_to_end(
+            &mut std::io::Read::take(response, MAX_RESPONSE_BYTES + 1),
+            &mut bytes,
+        )
+        .map_err(|e| SyncFailure::Unreachable {
             url: upstream.to_string(),
             message: e.to_string(),
         })?;
+        if bytes.len() as u64 > MAX_RESPONSE_BYTES {
+            return Err(SyncFailure::Protocol(format!(
+                "the answer is larger than {MAX_RESPONSE_BYTES} bytes"
+            )));
+        }
         outcome.bytes_received += bytes.len();
         outcome.round_trips += 1;
         if !status.is_success() {

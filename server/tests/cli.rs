@@ -214,32 +214,77 @@ fn a_data_dir_in_use_is_refused_and_left_intact() {
 #[test]
 fn flags_override_environment_override_config_file() {
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
     let config = dir.path().join("tideline.toml");
     std::fs::write(&config, "station = \"AA-01\"\n").unwrap();
     let file = dir.path().join("sighting.json");
     std::fs::write(&file, sighting().to_string()).unwrap();
-    let create = || {
+    // Each case on a fresh data directory: a directory keeps its first station.
+    let create = |data: &str| {
         let mut cmd = tideline(
-            &data,
+            &dir.path().join(data),
             &["record", "create", "--form", "vessel-sighting", "--json"],
         );
         cmd.arg(&file).arg("--config").arg(&config);
         cmd
     };
-    assert_eq!(ok_json(run(&mut create()))["station"], "AA-01");
+    assert_eq!(ok_json(run(&mut create("a")))["station"], "AA-01");
     assert_eq!(
-        ok_json(run(create().env("TIDELINE_STATION", "BB-02")))["station"],
+        ok_json(run(create("b").env("TIDELINE_STATION", "BB-02")))["station"],
         "BB-02"
     );
     assert_eq!(
-        ok_json(run(create()
+        ok_json(run(create("c")
             .env("TIDELINE_STATION", "BB-02")
             .args(["--station", "CC-03"])))["station"],
         "CC-03"
     );
     std::fs::write(&config, "station = \"AA-01\"\ncolour = \"blue\"\n").unwrap();
-    let out = run(&mut create());
+    let out = run(&mut create("d"));
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("colour"));
+}
+
+#[test]
+fn a_data_dir_keeps_the_station_it_was_set_up_with() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let file = dir.path().join("sighting.json");
+    std::fs::write(&file, sighting().to_string()).unwrap();
+    let mut first = tideline(
+        &data,
+        &[
+            "--station",
+            "BB-01",
+            "record",
+            "create",
+            "--form",
+            "vessel-sighting",
+            "--json",
+        ],
+    );
+    assert_eq!(ok_json(run(first.arg(&file)))["station"], "BB-01");
+    // Without a station the directory's own is used...
+    let mut again = tideline(
+        &data,
+        &["record", "create", "--form", "vessel-sighting", "--json"],
+    );
+    assert_eq!(ok_json(run(again.arg(&file)))["station"], "BB-01");
+    // ...and a different one is refused, changing nothing.
+    let out = run(tideline(
+        &data,
+        &[
+            "--station",
+            "LC-01",
+            "record",
+            "create",
+            "--form",
+            "vessel-sighting",
+            "--json",
+        ],
+    )
+    .arg(&file));
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("belongs to station BB-01"));
+    let listed = ok_json(run(&mut tideline(&data, &["record", "list", "--json"])));
+    assert_eq!(listed["total"], 2);
 }

@@ -10,6 +10,8 @@
 //! - `ds/checkpoint`: the downstream's push and pull checkpoints and the
 //!   upstream's epoch;
 //! - `ds/acked/<record>`: heads the upstream is known to have, per record;
+//! - `ds/repair/<record>`: records to repair with Automerge's sync protocol,
+//!   kept until the repair completes so a cut sync resumes it;
 //! - `us/known/<peer><record>`: heads a downstream is known to have;
 //! - `us/pending/<peer>`: the last pull page sent, until the peer confirms it;
 //! - `us/served/<peer>`: the highest pull checkpoint handed to the peer.
@@ -18,24 +20,32 @@ use crate::plan::{check_checkpoint, frontier, page_confirmed, CheckpointVerdict}
 use crate::protocol::{DocChanges, DocSyncMessage, Rejected, Rejection, SyncRequest, SyncResponse};
 use crate::record::RecordMeta;
 use crate::records::{Records, RecordsError, RemoteDoc, RemoteResult};
-use crate::store::{DocStore, StateWrite, StoreError};
+use crate::store::{Commit, DocStore, StateWrite, StoreError};
 use automerge::{sync, Change, ChangeHash};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 use tideline_schemas::RecordId;
 
 /// Default bound on the change bytes of one push or pull page. Large enough that
 /// steady-state syncs take one round trip, small enough that a cut link loses
 /// little and a page is a bounded amount of memory on both sides.
-pub const DEFAULT_PAGE_BYTES: u64 = 1024 * 1024;
+pub const DEFAULT_PAGE_BYTES: u64 = 4 * 1024 * 1024;
+/// The most an upstream puts in one pull page, whatever the request asks.
+pub const MAX_PAGE_BYTES: u64 = 16 * 1024 * 1024;
 /// Feed entries one page may examine, so a page's time is bounded even when
 /// most entries are out of scope or unchanged.
 const MAX_SCAN: usize = 20_000;
+/// Exchanges one repair may take within one sync before it waits for the next.
+const MAX_REPAIR_ROUNDS: u32 = 16;
+/// An upstream forgets a repair nobody has continued for this long.
+const REPAIR_IDLE: std::time::Duration = std::time::Duration::from_secs(600);
 
 const CHECKPOINT_KEY: &[u8] = b"ds/checkpoint";
 const ACKED: &[u8] = b"ds/acked/";
+const REPAIR: &[u8] = b"ds/repair/";
 const KNOWN: &[u8] = b"us/known/";
 const PENDING: &[u8] = b"us/pending/";
 const SERVED: &[u8] = b"us/served/";
@@ -67,7 +77,7 @@ fn encode_heads(heads: &[ChangeHash]) -> Vec<u8> {
 }
 
 fn decode_heads(bytes: &[u8]) -> Result<Vec<ChangeHash>, SyncError> {
-    if bytes.len() % 32 != 0 {
+    if !bytes.len().is_multiple_of(32) {
         return Err(SyncError::Corrupt("heads".into()));
     }
     Ok(bytes
@@ -121,8 +131,9 @@ fn changes_size(changes: &[Change]) -> u64 {
     changes.iter().map(|c| c.raw_bytes().len() as u64).sum()
 }
 
-fn record_id(bytes: [u8; 16]) -> RecordId {
-    RecordId::from_bytes(bytes)
+/// A record id from the wire; None for anything that is not one.
+fn record_id(text: &str) -> Option<RecordId> {
+    text.parse().ok()
 }
 
 /// Counts of one exchange, for progress reporting and status.
@@ -131,7 +142,7 @@ pub struct Exchange {
     pub pushed: usize,
     pub pulled: usize,
     pub rejected: usize,
-    /// More exchanges are needed to finish (paging, fallback or reset).
+    /// More exchanges are needed to finish (paging, repairs or a reset).
     pub more: bool,
     /// The upstream did not recognise our checkpoint; bookkeeping was reset.
     pub reset: bool,
@@ -144,25 +155,58 @@ pub struct Pending {
     acked_after: Vec<(RecordId, Vec<ChangeHash>)>,
 }
 
-/// The downstream side of sync. Holds the in-flight state of Automerge
-/// sync-protocol repairs between exchanges of one sync.
+/// One record under repair with Automerge's sync protocol.
+struct Repair {
+    state: sync::State,
+    outgoing: Option<Vec<u8>>,
+    rounds: u32,
+}
+
+impl Repair {
+    fn new() -> Self {
+        Repair {
+            state: sync::State::new(),
+            outgoing: None,
+            rounds: 0,
+        }
+    }
+}
+
+fn repair_key(id: &RecordId) -> Vec<u8> {
+    key(REPAIR, &[id.as_bytes()])
+}
+
+/// The downstream side of sync for one sync run (a series of exchanges).
 pub struct Downstream<'a, S: DocStore> {
     records: &'a Records<S>,
     page_bytes: u64,
-    repairs: HashMap<RecordId, (sync::State, Option<Vec<u8>>)>,
+    repairs: HashMap<RecordId, Repair>,
+    /// Repairs set aside in this run (no progress, or refused); they stay
+    /// recorded in the store and are tried again by the next run.
+    parked: Vec<RecordId>,
 }
 
 impl<'a, S: DocStore> Downstream<'a, S> {
+    /// Start a sync run, resuming any repair an earlier run left unfinished.
     pub fn new(records: &'a Records<S>) -> Self {
+        let mut repairs = HashMap::new();
+        if let Ok(entries) = records.store().scan_state(REPAIR) {
+            for (k, _) in entries {
+                if let Ok(bytes) = <[u8; 16]>::try_from(&k[REPAIR.len()..]) {
+                    repairs.insert(RecordId::from_bytes(bytes), Repair::new());
+                }
+            }
+        }
         Downstream {
             records,
             page_bytes: DEFAULT_PAGE_BYTES,
-            repairs: HashMap::new(),
+            repairs,
+            parked: Vec::new(),
         }
     }
 
     pub fn with_page_bytes(mut self, bytes: u64) -> Self {
-        self.page_bytes = bytes.max(1);
+        self.page_bytes = bytes.clamp(1, MAX_PAGE_BYTES);
         self
     }
 
@@ -176,16 +220,19 @@ impl<'a, S: DocStore> Downstream<'a, S> {
     }
 
     /// Local changes not yet acknowledged by the upstream (an upper bound:
-    /// records touched only by pulls count until the next push passes them).
+    /// records touched only by pulls count until the next push passes them),
+    /// plus records waiting for a repair.
     pub fn pending_changes(records: &Records<S>) -> Result<usize, SyncError> {
         let cp = Self::checkpoint(records)?;
-        Ok(records
+        let feed = records
             .store()
             .changes_since(cp.push_seq, usize::MAX)?
-            .len())
+            .len();
+        Ok(feed + records.store().scan_state(REPAIR)?.len())
     }
 
-    /// Build the next request: a page of local changes and the pull checkpoint.
+    /// Build the next request: a page of local changes, the pull checkpoint and
+    /// the next message of each repair.
     pub fn prepare(&mut self) -> Result<(SyncRequest, Pending), SyncError> {
         let store = self.records.store();
         let cp = Self::checkpoint(self.records)?;
@@ -206,7 +253,8 @@ impl<'a, S: DocStore> Downstream<'a, S> {
                     more_push = true;
                     break 'scan;
                 }
-                if self.repairs.contains_key(&entry.id) {
+                // A record under repair travels by the repair, not by the feed.
+                if self.repairs.contains_key(&entry.id) || self.parked.contains(&entry.id) {
                     upto = entry.seq;
                     continue;
                 }
@@ -228,20 +276,23 @@ impl<'a, S: DocStore> Downstream<'a, S> {
                 upto = entry.seq;
                 acked_after.push((entry.id, frontier(&acked, &hashes_and_deps(&changes))));
                 push.push(DocChanges {
-                    id: *entry.id.as_bytes(),
+                    id: entry.id.to_string(),
                     changes: raw_changes(&changes),
                 });
             }
         }
         let mut fallback = Vec::new();
-        for (id, (state, outgoing)) in self.repairs.iter_mut() {
-            let message = match outgoing.take() {
+        for (id, repair) in self.repairs.iter_mut() {
+            let message = match repair.outgoing.take() {
                 Some(m) => Some(m),
-                None => self.records.fallback_step(id, state, None, |_| true)?,
+                None => self
+                    .records
+                    .fallback_step(id, &mut repair.state, None, |_| true)?,
             };
             if let Some(message) = message {
+                repair.rounds += 1;
                 fallback.push(DocSyncMessage {
-                    id: *id.as_bytes(),
+                    id: id.to_string(),
                     message,
                 });
             }
@@ -266,8 +317,8 @@ impl<'a, S: DocStore> Downstream<'a, S> {
         ))
     }
 
-    /// Store a response: acknowledgements, pulled records and the new
-    /// checkpoints, in one durable commit.
+    /// Store a response: acknowledgements, pulled records, new repairs and the
+    /// new checkpoints, in one durable commit; then continue repairs.
     pub fn absorb(
         &mut self,
         pending: Pending,
@@ -284,19 +335,26 @@ impl<'a, S: DocStore> Downstream<'a, S> {
             });
         }
 
-        let rejected: HashMap<RecordId, Rejection> = response
-            .rejected
-            .iter()
-            .map(|r| (record_id(r.id), r.reason))
-            .collect();
+        let mut rejected: HashMap<RecordId, Rejection> = HashMap::new();
+        for r in &response.rejected {
+            let Some(id) = record_id(&r.id) else { continue };
+            rejected.insert(id, r.reason);
+        }
+        let mut state_writes = Vec::new();
+        let mut new_repairs = Vec::new();
         for (id, reason) in &rejected {
             match reason {
-                Rejection::MissingDeps => {
-                    self.repairs
-                        .entry(*id)
-                        .or_insert_with(|| (sync::State::new(), None));
+                Rejection::MissingDeps => new_repairs.push(*id),
+                other => {
+                    tracing::warn!(record = %id, reason = ?other, "upstream refused a record");
+                    // A refused repair will not succeed by repeating it.
+                    if self.repairs.remove(id).is_some() {
+                        state_writes.push(StateWrite {
+                            key: repair_key(id),
+                            value: None,
+                        });
+                    }
                 }
-                other => tracing::warn!(record = %id, reason = ?other, "upstream refused a record"),
             }
         }
         let mut acked: HashMap<RecordId, Vec<ChangeHash>> = pending
@@ -309,7 +367,10 @@ impl<'a, S: DocStore> Downstream<'a, S> {
         let mut docs = Vec::with_capacity(response.pull.len());
         let mut pulled_heads = HashMap::new();
         for dc in response.pull {
-            let id = record_id(dc.id);
+            let Some(id) = record_id(&dc.id) else {
+                tracing::warn!("upstream sent a record with an invalid id");
+                continue;
+            };
             let Some(changes) = decode_changes(dc.changes) else {
                 tracing::warn!(record = %id, "upstream sent changes that do not decode");
                 continue;
@@ -329,7 +390,6 @@ impl<'a, S: DocStore> Downstream<'a, S> {
         };
         let next_bytes =
             postcard::to_stdvec(&next).map_err(|e| SyncError::Corrupt(e.to_string()))?;
-        let mut missing = Vec::new();
         let results = self.records.apply_remote(
             docs,
             |_| true,
@@ -341,28 +401,31 @@ impl<'a, S: DocStore> Downstream<'a, S> {
                                 acked.insert(*id, h);
                             }
                         }
-                        RemoteResult::MissingDeps => missing.push(*id),
+                        RemoteResult::MissingDeps => new_repairs.push(*id),
                         _ => {}
                     }
                 }
-                let mut writes: Vec<StateWrite> = acked
-                    .iter()
-                    .map(|(id, heads)| StateWrite {
-                        key: key(ACKED, &[id.as_bytes()]),
-                        value: Some(encode_heads(heads)),
-                    })
-                    .collect();
-                writes.push(StateWrite {
+                // Repairs are recorded with the checkpoint that skips past them,
+                // so a cut here cannot lose them.
+                for id in &new_repairs {
+                    state_writes.push(StateWrite {
+                        key: repair_key(id),
+                        value: Some(Vec::new()),
+                    });
+                }
+                state_writes.extend(acked.iter().map(|(id, heads)| StateWrite {
+                    key: key(ACKED, &[id.as_bytes()]),
+                    value: Some(encode_heads(heads)),
+                }));
+                state_writes.push(StateWrite {
                     key: CHECKPOINT_KEY.to_vec(),
                     value: Some(next_bytes),
                 });
-                writes
+                std::mem::take(&mut state_writes)
             },
         )?;
-        for id in missing {
-            self.repairs
-                .entry(id)
-                .or_insert_with(|| (sync::State::new(), None));
+        for id in new_repairs {
+            self.repairs.entry(id).or_insert_with(Repair::new);
         }
         let pulled = results
             .iter()
@@ -370,13 +433,24 @@ impl<'a, S: DocStore> Downstream<'a, S> {
             .count();
 
         for msg in response.fallback {
-            let id = record_id(msg.id);
-            let Some((state, outgoing)) = self.repairs.get_mut(&id) else {
+            let Some(id) = record_id(&msg.id) else {
                 continue;
             };
-            *outgoing = self
+            let Some(repair) = self.repairs.get_mut(&id) else {
+                continue;
+            };
+            match self
                 .records
-                .fallback_step(&id, state, Some(&msg.message), |_| true)?;
+                .fallback_step(&id, &mut repair.state, Some(&msg.message), |_| true)
+            {
+                Ok(reply) => repair.outgoing = reply,
+                Err(RecordsError::Store(e)) => return Err(e.into()),
+                Err(e) => {
+                    tracing::warn!(record = %id, error = %e, "repair message refused; retrying next sync");
+                    self.repairs.remove(&id);
+                    self.parked.push(id);
+                }
+            }
         }
         self.finish_repairs()?;
 
@@ -390,32 +464,49 @@ impl<'a, S: DocStore> Downstream<'a, S> {
     }
 
     /// A repair is done when neither side has anything left to say; the heads
-    /// both sides then share become the record's acknowledged heads.
+    /// both sides then share become the record's acknowledged heads. A repair
+    /// that has gone on too long waits for the next sync run.
     fn finish_repairs(&mut self) -> Result<(), SyncError> {
         let mut done = Vec::new();
-        for (id, (state, outgoing)) in self.repairs.iter_mut() {
-            if outgoing.is_none() {
-                *outgoing = self.records.fallback_step(id, state, None, |_| true)?;
-                if outgoing.is_none() && state.their_heads.is_some() {
-                    done.push((*id, state.shared_heads.clone()));
+        let mut stalled = Vec::new();
+        for (id, repair) in self.repairs.iter_mut() {
+            if repair.outgoing.is_none() {
+                repair.outgoing =
+                    self.records
+                        .fallback_step(id, &mut repair.state, None, |_| true)?;
+                if repair.outgoing.is_none() && repair.state.their_heads.is_some() {
+                    done.push((*id, repair.state.shared_heads.clone()));
+                    continue;
                 }
             }
+            if repair.rounds >= MAX_REPAIR_ROUNDS {
+                stalled.push(*id);
+            }
         }
-        let writes: Vec<StateWrite> = done
-            .iter()
-            .map(|(id, heads)| StateWrite {
+        let mut writes = Vec::new();
+        for (id, heads) in &done {
+            writes.push(StateWrite {
                 key: key(ACKED, &[id.as_bytes()]),
                 value: Some(encode_heads(heads)),
-            })
-            .collect();
+            });
+            writes.push(StateWrite {
+                key: repair_key(id),
+                value: None,
+            });
+        }
         if !writes.is_empty() {
-            self.records.store().commit(crate::store::Commit {
+            self.records.store().commit(Commit {
                 records: Vec::new(),
                 state: writes,
             })?;
         }
         for (id, _) in done {
             self.repairs.remove(&id);
+        }
+        for id in stalled {
+            tracing::warn!(record = %id, "repair made no progress; retrying next sync");
+            self.repairs.remove(&id);
+            self.parked.push(id);
         }
         Ok(())
     }
@@ -427,6 +518,7 @@ impl<'a, S: DocStore> Downstream<'a, S> {
         let mut writes: Vec<StateWrite> = store
             .scan_state(ACKED)?
             .into_iter()
+            .chain(store.scan_state(REPAIR)?)
             .map(|(key, _)| StateWrite { key, value: None })
             .collect();
         let fresh = Checkpoint {
@@ -439,11 +531,12 @@ impl<'a, S: DocStore> Downstream<'a, S> {
                 postcard::to_stdvec(&fresh).map_err(|e| SyncError::Corrupt(e.to_string()))?,
             ),
         });
-        store.commit(crate::store::Commit {
+        store.commit(Commit {
             records: Vec::new(),
             state: writes,
         })?;
         self.repairs.clear();
+        self.parked.clear();
         tracing::warn!("upstream did not recognise our checkpoint; resending everything");
         Ok(())
     }
@@ -455,11 +548,20 @@ struct PendingPage {
     entries: Vec<([u8; 16], Vec<u8>)>,
 }
 
-/// The upstream side of sync. Holds in-memory Automerge sync states for
-/// records being repaired with each downstream.
+type PeerId = [u8; 16];
+
+/// The upstream side of sync. Serialises exchanges per peer (a retry racing
+/// its timed-out original would interleave bookkeeping) and keeps, per record
+/// being repaired with a peer, the Automerge sync state in its persisted form.
+///
+/// Only the persisted form survives between requests: a live `sync::State`
+/// remembers which changes it sent, and Automerge will not send them again,
+/// so a reply lost on a cut link would never be repeated. The persisted form
+/// keeps only the heads both sides are known to share.
 #[derive(Default)]
 pub struct Upstream {
-    repairs: Mutex<HashMap<([u8; 16], RecordId), sync::State>>,
+    peers: Mutex<HashMap<PeerId, Arc<Mutex<()>>>>,
+    repairs: Mutex<HashMap<(PeerId, RecordId), (Vec<u8>, Instant)>>,
 }
 
 impl Upstream {
@@ -467,8 +569,9 @@ impl Upstream {
         Self::default()
     }
 
-    /// This store's epoch, made on first use. A store restored by `tideline
-    /// restore` gets a new one, so downstreams know to start over.
+    /// This store's epoch, made on first use. A restore that knows it is one
+    /// should give the store a new epoch; a copy put back by hand is caught by
+    /// the per-peer served marker instead (see docs/SYNC.md).
     pub fn epoch<S: DocStore>(records: &Records<S>) -> Result<[u8; 16], SyncError> {
         let store = records.store();
         if let Some(bytes) = store.get_meta(EPOCH_KEY)? {
@@ -481,6 +584,11 @@ impl Upstream {
         Ok(epoch)
     }
 
+    fn peer_lock(&self, peer: PeerId) -> Arc<Mutex<()>> {
+        let mut peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
+        peers.entry(peer).or_default().clone()
+    }
+
     /// Apply one request and build its response. Pushed records are durable
     /// before this returns.
     pub fn handle<S: DocStore>(
@@ -488,10 +596,12 @@ impl Upstream {
         records: &Records<S>,
         request: SyncRequest,
     ) -> Result<SyncResponse, SyncError> {
+        let peer = request.instance;
+        let lock = self.peer_lock(peer);
+        let _serial = lock.lock().unwrap_or_else(|p| p.into_inner());
         let store = records.store();
         let epoch = Self::epoch(records)?;
         let instance = *records.identity().device_id.as_bytes();
-        let peer = request.instance;
         let served_key = key(SERVED, &[&peer]);
         let served = match store.get_state(&served_key)? {
             Some(b) => u64::from_be_bytes(
@@ -518,6 +628,10 @@ impl Upstream {
                 value: None,
             });
             store.put_state_lazy(forget)?;
+            self.repairs
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .retain(|(p, _), _| *p != peer);
             return Ok(SyncResponse {
                 instance,
                 epoch,
@@ -557,9 +671,9 @@ impl Upstream {
         let mut docs = Vec::new();
         let mut sent_heads = HashMap::new();
         for dc in request.push {
-            let id = record_id(dc.id);
-            match decode_changes(dc.changes) {
-                Some(changes) => {
+            let decoded = record_id(&dc.id).zip(decode_changes(dc.changes));
+            match decoded {
+                Some((id, changes)) => {
                     sent_heads.insert(id, hashes_and_deps(&changes));
                     docs.push(RemoteDoc { id, changes });
                 }
@@ -588,7 +702,7 @@ impl Upstream {
                 RemoteResult::Invalid(_) => Rejection::Invalid,
             };
             rejected.push(Rejected {
-                id: *id.as_bytes(),
+                id: id.to_string(),
                 reason,
             });
         }
@@ -596,40 +710,19 @@ impl Upstream {
             store.put_state_lazy(std::mem::take(&mut lazy))?;
         }
 
-        // Repairs with Automerge's sync protocol.
-        let mut fallback = Vec::new();
-        for msg in request.fallback {
-            let id = record_id(msg.id);
-            let mut repairs = self.repairs.lock().unwrap_or_else(|p| p.into_inner());
-            let state = repairs.entry((peer, id)).or_insert_with(sync::State::new);
-            match records.fallback_step(&id, state, Some(&msg.message), in_scope) {
-                Ok(Some(reply)) => fallback.push(DocSyncMessage {
-                    id: msg.id,
-                    message: reply,
-                }),
-                Ok(None) => {
-                    lazy.push(StateWrite {
-                        key: key(KNOWN, &[&peer, id.as_bytes()]),
-                        value: Some(encode_heads(&state.shared_heads)),
-                    });
-                    repairs.remove(&(peer, id));
-                }
-                Err(e) => {
-                    tracing::warn!(record = %id, error = %e, "repair refused");
-                    repairs.remove(&(peer, id));
-                    rejected.push(Rejected {
-                        id: msg.id,
-                        reason: Rejection::Invalid,
-                    });
-                }
-            }
-        }
+        let fallback = self.repair(
+            records,
+            peer,
+            request.fallback,
+            &in_scope,
+            &mut rejected,
+            &mut lazy,
+        )?;
 
         // The pull page: records in the peer's scope changed since its checkpoint.
-        let budget = if request.max_pull_bytes == 0 {
-            DEFAULT_PAGE_BYTES
-        } else {
-            request.max_pull_bytes
+        let budget = match request.max_pull_bytes {
+            0 => DEFAULT_PAGE_BYTES,
+            n => n.min(MAX_PAGE_BYTES),
         };
         let mut pull = Vec::new();
         let mut page = PendingPage::default();
@@ -675,7 +768,7 @@ impl Upstream {
                     encode_heads(&frontier(&known, &hashes_and_deps(&changes))),
                 ));
                 pull.push(DocChanges {
-                    id: *entry.id.as_bytes(),
+                    id: entry.id.to_string(),
                     changes: raw_changes(&changes),
                 });
             }
@@ -708,5 +801,56 @@ impl Upstream {
             more,
             fallback,
         })
+    }
+
+    /// Continue repairs with Automerge's sync protocol: one reply per message.
+    fn repair<S: DocStore>(
+        &self,
+        records: &Records<S>,
+        peer: PeerId,
+        messages: Vec<DocSyncMessage>,
+        in_scope: &impl Fn(&RecordMeta) -> bool,
+        rejected: &mut Vec<Rejected>,
+        lazy: &mut Vec<StateWrite>,
+    ) -> Result<Vec<DocSyncMessage>, SyncError> {
+        let mut repairs = self.repairs.lock().unwrap_or_else(|p| p.into_inner());
+        repairs.retain(|_, (_, touched)| touched.elapsed() < REPAIR_IDLE);
+        let mut replies = Vec::new();
+        for msg in messages {
+            let Some(id) = record_id(&msg.id) else {
+                rejected.push(Rejected {
+                    id: msg.id,
+                    reason: Rejection::Invalid,
+                });
+                continue;
+            };
+            let saved = repairs.remove(&(peer, id)).map(|(bytes, _)| bytes);
+            let mut state = saved
+                .and_then(|bytes| sync::State::decode(&bytes).ok())
+                .unwrap_or_else(sync::State::new);
+            match records.fallback_step(&id, &mut state, Some(&msg.message), in_scope) {
+                Ok(Some(reply)) => {
+                    repairs.insert((peer, id), (state.encode(), Instant::now()));
+                    replies.push(DocSyncMessage {
+                        id: msg.id,
+                        message: reply,
+                    });
+                }
+                Ok(None) => lazy.push(StateWrite {
+                    key: key(KNOWN, &[&peer, id.as_bytes()]),
+                    value: Some(encode_heads(&state.shared_heads)),
+                }),
+                Err(RecordsError::Store(e)) => return Err(e.into()),
+                Err(e) => {
+                    tracing::warn!(record = %id, error = %e, "repair refused");
+                    let reason = match e {
+                        RecordsError::Forbidden(_) => Rejection::Forbidden,
+                        _ => Rejection::Invalid,
+                    };
+                    rejected.push(Rejected { id: msg.id, reason });
+                }
+            }
+        }
+        Ok(replies)
     }
 }

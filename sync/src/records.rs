@@ -50,6 +50,8 @@ pub enum RecordsError {
     Transition { from: Status, to: Status },
     #[error("there is no conflict at {0:?} to resolve")]
     NoConflict(String),
+    #[error("record {0} is outside this peer's scope")]
+    Forbidden(RecordId),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -455,6 +457,10 @@ impl<S: DocStore> Records<S> {
                 records: writes,
                 state,
             })?;
+        } else {
+            // Nothing new to write, but what is acknowledged as already here
+            // must be durable too, even if an earlier flush failed.
+            self.store.ensure_durable()?;
         }
         Ok(results)
     }
@@ -554,6 +560,13 @@ impl<S: DocStore> Records<S> {
             Some(stored) => self.load_doc(stored)?,
             None => RecordDoc::empty(self.identity.actor.clone()),
         };
+        // Scope first: a repair must not become a way to read another station's records.
+        if stored.is_some() {
+            let meta = doc.meta()?;
+            if !allowed(&meta) {
+                return Err(RecordsError::Forbidden(*id));
+            }
+        }
         let heads = doc.heads();
         if let Some(message) = incoming {
             let received = catch_unwind(AssertUnwindSafe(|| {
@@ -581,6 +594,9 @@ impl<S: DocStore> Records<S> {
                             records: vec![*w],
                             state: Vec::new(),
                         })?;
+                    }
+                    Merged::Result(RemoteResult::Forbidden) => {
+                        return Err(RecordsError::Forbidden(*id))
                     }
                     Merged::Result(r) => {
                         return Err(RecordsError::Document(DocError::Layout(format!(

@@ -384,3 +384,167 @@ fn a_record_whose_heads_show_missing_dependencies_is_repaired_by_automerge_sync(
     assert_eq!(view(&restored, &a), view(&boat, &a));
     assert_eq!(sync(&boat, &restored).round_trips, 1);
 }
+
+fn typical_report(n: usize) -> Map<String, Value> {
+    let findings: String = format!(
+        "Boarding {n}. Vessel stopped on request and boarded without incident. Master produced registration and licence; \
+         crew list checked against passports. Hold inspected: fresh catch, ice, fuel drums. No weapons found. \
+         Safety equipment partly missing: two life jackets short, flares expired. Master advised to remedy before next trip. \
+         Position confirmed by GPS. Weather fair, sea state moderate. Crew cooperative throughout; no statements taken. \
+         Photographs of hull markings and papers taken. Vessel released to continue fishing at the time noted."
+    );
+    obj(json!({
+        "boarding_time": "2026-11-20T14:05:00-04:00",
+        "position": {"lat": 13.0 + (n % 100) as f64 / 1000.0, "lon": -59.6 - (n % 50) as f64 / 1000.0},
+        "vessel_name": format!("Vessel {n}"),
+        "vessel_registration": format!("BB-{:04}", n),
+        "flag_state": "BB",
+        "vessel_type": "fishing",
+        "persons_on_board": 6,
+        "master_name": "A. Joseph",
+        "reason": "fisheries",
+        "crew": [
+            {"name": "A. Joseph", "nationality": "BB", "role": "master", "id_document": "P1234567"},
+            {"name": "B. Charles", "nationality": "BB", "role": "crew"},
+            {"name": "C. Pierre", "nationality": "LC", "role": "crew"},
+            {"name": "D. Auguste", "nationality": "LC", "role": "crew"},
+            {"name": "E. Noel", "nationality": "VC", "role": "crew"},
+            {"name": "F. Daniel", "nationality": "GD", "role": "crew"}
+        ],
+        "contraband_found": true,
+        "seizures": [
+            {"item_type": "fish", "description": "Undersized lobster", "quantity": 12.5, "unit": "kg", "evidence_tag": format!("EV-{n}-1")},
+            {"item_type": "other", "description": "Expired flares", "quantity": 4, "unit": "pieces", "evidence_tag": format!("EV-{n}-2")}
+        ],
+        "arrests": 0,
+        "findings": findings,
+        "outcome": "warning_issued",
+        "officers": ["PC Smith", "PC Jones"]
+    }))
+}
+
+fn create_typical(n: &Node, i: usize) -> RecordId {
+    let v: Value = serde_json::from_str(
+        n.records
+            .create("boarding-report", &typical_report(i))
+            .unwrap()
+            .get(),
+    )
+    .unwrap();
+    v["id"].as_str().unwrap().parse().unwrap()
+}
+
+fn heads(n: &Node, id: &RecordId) -> Vec<automerge::ChangeHash> {
+    automerge::AutoCommit::load(&n.records.automerge_bytes(id).unwrap())
+        .unwrap()
+        .get_heads()
+}
+
+#[test]
+fn single_field_edits_cost_about_their_raw_change_bytes() {
+    let boat = node("BB-01");
+    let station = node("BB-01");
+    let ids: Vec<RecordId> = (0..1000).map(|i| create(&boat, i)).collect();
+    sync(&boat, &station);
+    sync(&boat, &station);
+    let before: Vec<_> = ids.iter().map(|id| heads(&boat, id)).collect();
+    for (i, id) in ids.iter().enumerate() {
+        patch(&boat, id, json!({"arrests": i % 7 + 1}));
+    }
+    let raw: usize = ids
+        .iter()
+        .zip(&before)
+        .map(|(id, h)| {
+            boat.records
+                .changes_since(id, h)
+                .unwrap()
+                .unwrap()
+                .iter()
+                .map(|c| c.raw_bytes().len())
+                .sum::<usize>()
+        })
+        .sum();
+    let t = sync(&boat, &station);
+    assert_eq!(t.round_trips, 1);
+    assert!(
+        t.bytes <= raw + 1024,
+        "1,000 edits: {} bytes on the wire for {raw} raw change bytes",
+        t.bytes
+    );
+    assert_eq!(all_views(&boat), all_views(&station));
+}
+
+#[test]
+fn a_first_sync_costs_little_more_than_the_records_as_compressed_json() {
+    let boat = node("BB-01");
+    let station = node("BB-01");
+    for i in 0..1000 {
+        create_typical(&boat, i);
+    }
+    let jsonl: Vec<u8> = boat
+        .records
+        .list(&Default::default(), 10_000, 0)
+        .unwrap()
+        .records
+        .iter()
+        .flat_map(|r| r.get().bytes().chain(std::iter::once(b'\n')))
+        .collect();
+    let baseline = zstd::bulk::compress(&jsonl, 3).unwrap().len();
+    let t = sync(&boat, &station);
+    let ratio = t.bytes as f64 / baseline as f64;
+    eprintln!(
+        "first sync of 1000 reports: {} bytes in {} round trips; zstd JSON lines {baseline} bytes; ratio {ratio:.2}",
+        t.bytes, t.round_trips
+    );
+    assert!(
+        ratio <= 1.5,
+        "first sync costs {ratio:.2}x the compressed JSON lines"
+    );
+    assert_eq!(all_views(&boat), all_views(&station));
+}
+
+#[test]
+fn the_first_sync_goes_in_pages_and_a_cut_resumes_at_the_next_page() {
+    let boat = node("BB-01");
+    let station = node("BB-01");
+    for i in 0..120 {
+        create(&boat, i);
+    }
+    let exchange = |ds: &mut Downstream<'_, Arc<Counting>>, deliver: bool| {
+        let (request, pending) = ds.prepare().unwrap();
+        let pushed: Vec<String> = request.push.iter().map(|d| d.id.clone()).collect();
+        let response = station.upstream.handle(&station.records, request).unwrap();
+        if deliver {
+            assert!(ds.absorb(pending, response).unwrap().more);
+        }
+        pushed
+    };
+    let mut ds = Downstream::new(&boat.records).with_page_bytes(8 * 1024);
+    let mut pages = Vec::new();
+    for _ in 0..3 {
+        pages.push(exchange(&mut ds, true));
+    }
+    // Page 4 reaches the station but its answer is lost: the link is cut.
+    let lost = exchange(&mut ds, false);
+    assert!(
+        pages.iter().all(|p| !p.is_empty() && p.len() < 120),
+        "several records per page, several pages"
+    );
+
+    // A new sync starts from page 4 again, not from the beginning.
+    let mut ds = Downstream::new(&boat.records).with_page_bytes(8 * 1024);
+    let resumed = exchange(&mut ds, true);
+    assert_eq!(
+        resumed, lost,
+        "the first page after the cut is the one that was cut"
+    );
+    let sent_before: std::collections::HashSet<_> = pages.iter().flatten().collect();
+    assert!(
+        resumed.iter().all(|id| !sent_before.contains(id)),
+        "committed pages are not resent"
+    );
+
+    sync(&boat, &station);
+    assert_eq!(station.store.count().unwrap(), 120);
+    assert_eq!(all_views(&boat), all_views(&station));
+}

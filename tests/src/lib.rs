@@ -2,6 +2,7 @@
 //! instances on loopback port 0, each over its own sled store.
 
 #![forbid(unsafe_code)]
+pub mod proxy;
 
 use serde_json::{json, Value};
 use std::path::Path;
@@ -26,8 +27,8 @@ pub fn settings(dir: &Path, listen: &str, station: &str, upstream: Option<&str>)
             listen: Some(listen.to_string()),
             station: Some(station.to_string()),
             upstream: upstream.map(str::to_string),
-            // Tests drive syncs explicitly; the background loop should not race them.
-            sync_interval_secs: Some(86_400),
+            // Tests drive syncs explicitly; a background loop would race them.
+            auto_sync: Some(false),
             ..Default::default()
         },
         FileConfig::default(),

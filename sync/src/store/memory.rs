@@ -2,7 +2,8 @@
 //! and for tools that need a scratch store.
 
 use super::{
-    Commit, DocStore, DocWrite, FeedEntry, Seq, StateWrite, StoreError, StoredDoc, Summary,
+    Commit, DocStore, DocWrite, FeedEntry, Seq, StateEntries, StateWrite, StoreError, StoredDoc,
+    Summary,
 };
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Mutex;
@@ -92,7 +93,7 @@ impl DocStore for MemoryStore {
         Ok(self.lock().state.get(key).cloned())
     }
 
-    fn scan_state(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    fn scan_state(&self, prefix: &[u8]) -> Result<StateEntries, StoreError> {
         Ok(self
             .lock()
             .state

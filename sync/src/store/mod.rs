@@ -84,6 +84,9 @@ pub struct Commit {
     pub state: Vec<StateWrite>,
 }
 
+/// State entries as (key, value) pairs, in key order.
+pub type StateEntries = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// One entry of the change feed: the record's latest write has this seq.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FeedEntry {
@@ -131,7 +134,12 @@ pub trait DocStore: Send + Sync + 'static {
     /// Sync bookkeeping by key.
     fn get_state(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
     /// All state entries whose key starts with `prefix`, in key order.
-    fn scan_state(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError>;
+    fn scan_state(&self, prefix: &[u8]) -> Result<StateEntries, StoreError>;
+    /// Make everything written so far durable; a no-op unless an earlier
+    /// flush failed after its batch became visible.
+    fn ensure_durable(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
     /// Apply state writes atomically but without waiting for durability: for
     /// advisory state whose loss only costs a resend.
     fn put_state_lazy(&self, writes: Vec<StateWrite>) -> Result<(), StoreError>;
@@ -169,11 +177,14 @@ impl<S: DocStore + ?Sized> DocStore for std::sync::Arc<S> {
     fn get_state(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         (**self).get_state(key)
     }
-    fn scan_state(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    fn scan_state(&self, prefix: &[u8]) -> Result<StateEntries, StoreError> {
         (**self).scan_state(prefix)
     }
     fn put_state_lazy(&self, writes: Vec<StateWrite>) -> Result<(), StoreError> {
         (**self).put_state_lazy(writes)
+    }
+    fn ensure_durable(&self) -> Result<(), StoreError> {
+        (**self).ensure_durable()
     }
     fn load(&self, id: &RecordId) -> Result<Option<StoredDoc>, StoreError> {
         (**self).load(id)

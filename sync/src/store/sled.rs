@@ -19,7 +19,8 @@
 //! fsyncs the database file and any blob file it has not synced yet.
 
 use super::{
-    Commit, DocStore, DocWrite, FeedEntry, Seq, StateWrite, StoreError, StoredDoc, Summary,
+    Commit, DocStore, DocWrite, FeedEntry, Seq, StateEntries, StateWrite, StoreError, StoredDoc,
+    Summary,
 };
 use std::collections::HashSet;
 use std::fs::File;
@@ -52,6 +53,9 @@ pub struct SledStore {
 
 struct WriterState {
     last_seq: Seq,
+    /// A batch became visible but its flush failed: the next acknowledgement
+    /// must flush first, or it could acknowledge data that is not on disk.
+    dirty: bool,
     synced_blobs: HashSet<std::ffi::OsString>,
 }
 
@@ -165,6 +169,7 @@ impl SledStore {
             db_file,
             writer: Mutex::new(WriterState {
                 last_seq,
+                dirty: false,
                 synced_blobs: HashSet::new(),
             }),
         })
@@ -172,6 +177,7 @@ impl SledStore {
 
     /// Flush sled, then fsync what `flush` leaves exposed to a power cut.
     fn make_durable(&self, state: &mut WriterState) -> Result<(), StoreError> {
+        state.dirty = true;
         self.db.flush().map_err(io)?;
         self.db_file.sync_data().map_err(io)?;
         let blobs = self.path.join("blobs");
@@ -193,6 +199,7 @@ impl SledStore {
                 File::open(&blobs).and_then(|d| d.sync_all()).map_err(io)?;
             }
         }
+        state.dirty = false;
         Ok(())
     }
 
@@ -274,7 +281,7 @@ impl DocStore for SledStore {
             .map(|v| v.to_vec()))
     }
 
-    fn scan_state(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    fn scan_state(&self, prefix: &[u8]) -> Result<StateEntries, StoreError> {
         self.records
             .scan_prefix(state_key(prefix))
             .map(|kv| {
@@ -288,6 +295,14 @@ impl DocStore for SledStore {
         let mut batch = sled::Batch::default();
         add_state(&mut batch, writes);
         self.records.apply_batch(batch).map_err(io)
+    }
+
+    fn ensure_durable(&self) -> Result<(), StoreError> {
+        let mut state = self.lock();
+        if state.dirty {
+            self.make_durable(&mut state)?;
+        }
+        Ok(())
     }
 
     fn load(&self, id: &RecordId) -> Result<Option<StoredDoc>, StoreError> {
