@@ -73,6 +73,10 @@ enum Command {
         /// URL of the upstream instance (or `upstream` in the config file).
         #[arg(long, env = "TIDELINE_UPSTREAM")]
         upstream: Option<String>,
+        /// Change bytes per exchange, in KiB. Smaller pages lose less to a cut
+        /// link and cost more round trips.
+        #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u64).range(1..=16384))]
+        page_kib: u64,
     },
     /// Create, list and show records.
     #[command(subcommand)]
@@ -180,11 +184,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             over.sync_interval_secs = sync_interval_secs;
             serve(Settings::resolve(&over)?)
         }
-        Command::Sync { command, upstream } => {
+        Command::Sync {
+            command,
+            upstream,
+            page_kib,
+        } => {
             over.upstream = upstream;
             let settings = Settings::resolve(&over)?;
             match command {
-                None => sync_now(&settings),
+                None => sync_now(&settings, page_kib * 1024),
                 Some(SyncCommand::Status) => sync_status(&settings),
             }
         }
@@ -229,7 +237,7 @@ fn serve(settings: Settings) -> anyhow::Result<()> {
     })
 }
 
-fn sync_now(settings: &Settings) -> anyhow::Result<()> {
+fn sync_now(settings: &Settings, page_bytes: u64) -> anyhow::Result<()> {
     let Some(upstream) = settings.upstream.clone() else {
         bail!("no upstream: pass --upstream URL or set `upstream` in the config file");
     };
@@ -237,7 +245,7 @@ fn sync_now(settings: &Settings) -> anyhow::Result<()> {
     let bar = indicatif::ProgressBar::new_spinner();
     bar.set_message(format!("syncing with {upstream}"));
     bar.enable_steady_tick(std::time::Duration::from_millis(120));
-    let result = sync_and_record(&records, &upstream, &http_client(), |o| {
+    let result = sync_and_record(&records, &upstream, &http_client(), page_bytes, |o| {
         bar.set_message(format!(
             "pushed {} · pulled {} · sent {} · received {} · {} round trip(s)",
             o.pushed,

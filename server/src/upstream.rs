@@ -11,7 +11,7 @@ use crate::startup::SharedRecords;
 use serde::{Deserialize, Serialize};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tideline_sync::engine::{Downstream, SyncError};
+use tideline_sync::engine::{Downstream, SyncError, DEFAULT_PAGE_BYTES};
 use tideline_sync::protocol::{self, Limits};
 use tideline_sync::DocStore;
 
@@ -59,11 +59,12 @@ pub fn sync_once(
     records: &SharedRecords,
     upstream: &str,
     http: &reqwest::blocking::Client,
+    page_bytes: u64,
     mut progress: impl FnMut(&Outcome),
 ) -> Result<Outcome, SyncFailure> {
     let started = Instant::now();
     let url = format!("{}/sync/v1", upstream.trim_end_matches('/'));
-    let mut downstream = Downstream::new(records.as_ref());
+    let mut downstream = Downstream::new(records.as_ref()).with_page_bytes(page_bytes);
     let mut outcome = Outcome::default();
     for _ in 0..MAX_EXCHANGES {
         let (request, pending) = downstream.prepare()?;
@@ -194,11 +195,12 @@ pub fn sync_and_record(
     records: &SharedRecords,
     upstream: &str,
     http: &reqwest::blocking::Client,
+    page_bytes: u64,
     progress: impl FnMut(&Outcome),
 ) -> Result<Outcome, SyncFailure> {
     let mut record = load_record(records);
     record.last_attempt = Some(now());
-    let result = sync_once(records, upstream, http, progress);
+    let result = sync_once(records, upstream, http, page_bytes, progress);
     match &result {
         Ok(outcome) => {
             record.last_success = record.last_attempt.clone();
@@ -267,7 +269,13 @@ impl SyncAgent {
         // The blocking client owns a runtime of its own, which must be made and
         // dropped off the async threads: so one per sync, on the blocking thread.
         let result = tokio::task::spawn_blocking(move || {
-            sync_and_record(&agent.records, &agent.upstream, &http_client(), |_| {})
+            sync_and_record(
+                &agent.records,
+                &agent.upstream,
+                &http_client(),
+                DEFAULT_PAGE_BYTES,
+                |_| {},
+            )
         })
         .await
         .unwrap_or_else(|e| Err(SyncFailure::Local(e.to_string())));

@@ -1,0 +1,237 @@
+//! `tideline sync` as an operator runs it against a real upstream process,
+//! including an upstream killed in the middle of a sync.
+
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+use tideline_server::config::{FileConfig, Overrides, Settings};
+use tideline_server::startup::open_records;
+
+struct Upstream {
+    child: Child,
+    base: String,
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve(data: &Path, listen: &str) -> Upstream {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tideline"))
+        .args([
+            "--station",
+            "BB-01",
+            "serve",
+            "--no-auto-sync",
+            "--listen",
+            listen,
+            "--data",
+        ])
+        .arg(data)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn tideline serve");
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(addr) = line.strip_prefix("listening on ") {
+                let _ = tx.send(addr.to_string());
+            }
+        }
+    });
+    let base = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("server started");
+    Upstream { child, base }
+}
+
+fn sync(data: &Path, upstream: &str, extra: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tideline"))
+        .arg("--data")
+        .arg(data)
+        .args(["sync", "--upstream", upstream])
+        .args(extra)
+        .output()
+        .expect("run tideline sync")
+}
+
+fn settings(data: &Path) -> Settings {
+    Settings::merge(
+        Overrides {
+            data_dir: Some(data.to_path_buf()),
+            station: Some("BB-01".into()),
+            ..Default::default()
+        },
+        FileConfig::default(),
+    )
+    .unwrap()
+}
+
+/// Create records directly in a boat's data directory (no server needed).
+fn fill(data: &Path, n: usize) {
+    let records = open_records(&settings(data)).unwrap();
+    for i in 0..n {
+        let fields = json!({
+            "boarding_time": "2026-11-20T14:05:00Z",
+            "position": {"lat": 13.1, "lon": -59.6},
+            "vessel_name": format!("Vessel {i}"),
+            "persons_on_board": 3,
+            "reason": "fisheries",
+            "crew": [{"name": "A. Joseph"}, {"name": "B. Charles"}],
+            "contraband_found": false,
+            "findings": format!("Boarding {i}: {}", "papers and catch inspected; ".repeat(12)),
+            "outcome": "released"
+        });
+        records
+            .create("boarding-report", fields.as_object().unwrap())
+            .unwrap();
+    }
+}
+
+fn local_views(data: &Path) -> Vec<Value> {
+    let records = open_records(&settings(data)).unwrap();
+    let page = records.list(&Default::default(), 10_000, 0).unwrap();
+    page.records
+        .iter()
+        .map(|r| serde_json::from_str(r.get()).unwrap())
+        .collect()
+}
+
+fn remote_views(base: &str) -> Vec<Value> {
+    let page: Value = reqwest::blocking::get(format!("{base}/api/v1/records?limit=10000"))
+        .unwrap()
+        .json()
+        .unwrap();
+    page["records"].as_array().unwrap().clone()
+}
+
+#[test]
+fn sync_reports_what_it_did_and_says_when_the_upstream_is_away() {
+    let dir = tempfile::tempdir().unwrap();
+    let boat = dir.path().join("boat");
+    fill(&boat, 5);
+
+    // Nobody listens on a port we just had and released.
+    let free = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let out = sync(&boat, &format!("http://{free}"), &[]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cannot be reached"), "{err}");
+
+    let status = Command::new(env!("CARGO_BIN_EXE_tideline"))
+        .arg("--data")
+        .arg(&boat)
+        .args(["sync", "status"])
+        .output()
+        .unwrap();
+    assert!(status.status.success());
+    let st: Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert!(st["last_error"]
+        .as_str()
+        .unwrap()
+        .contains("cannot be reached"));
+    assert_eq!(st["last_success"], Value::Null);
+    assert!(st["pending_local_changes"].as_u64().unwrap() >= 5);
+
+    let station = serve(&dir.path().join("station"), "127.0.0.1:0");
+    let out = sync(&boat, &station.base, &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        summary.starts_with(&format!("synced with {}: pushed 5 record(s)", station.base)),
+        "{summary}"
+    );
+    assert_eq!(remote_views(&station.base), local_views(&boat));
+
+    let st: Value = serde_json::from_slice(
+        &Command::new(env!("CARGO_BIN_EXE_tideline"))
+            .arg("--data")
+            .arg(&boat)
+            .args(["sync", "status"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    assert_eq!(st["last_error"], Value::Null);
+    assert_eq!(st["last_outcome"]["pushed"], 5);
+}
+
+#[test]
+fn an_upstream_killed_mid_sync_loses_nothing_it_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let boat = dir.path().join("boat");
+    let station_dir = dir.path().join("station");
+    fill(&boat, 400);
+
+    let mut station = serve(&station_dir, "127.0.0.1:0");
+    let listen = station.base.trim_start_matches("http://").to_string();
+    // Small pages: the sync takes many exchanges, so the kill lands inside it.
+    let syncing = Command::new(env!("CARGO_BIN_EXE_tideline"))
+        .arg("--data")
+        .arg(&boat)
+        .args(["sync", "--page-kib", "16", "--upstream", &station.base])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let total = reqwest::blocking::get(format!("{}/api/v1/records?limit=1", station.base))
+            .ok()
+            .and_then(|r| r.json::<Value>().ok())
+            .and_then(|v| v["total"].as_u64())
+            .unwrap_or(0);
+        if total > 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the sync never reached the station"
+        );
+    }
+    station.child.kill().unwrap();
+    station.child.wait().unwrap();
+    let out = syncing.wait_with_output().unwrap();
+    assert!(!out.status.success(), "the kill must land mid-sync");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("cannot be reached") && err.contains("what was exchanged"),
+        "{err}"
+    );
+
+    // Same address, same data: the station comes back and the next sync finishes.
+    let station = serve(&station_dir, &listen);
+    assert!(
+        !remote_views(&station.base).is_empty(),
+        "pages acknowledged before the kill survive"
+    );
+    let out = sync(&boat, &station.base, &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let remote = remote_views(&station.base);
+    assert_eq!(remote.len(), 400);
+    assert_eq!(remote, local_views(&boat));
+    // A further sync has nothing to do.
+    let out = sync(&boat, &station.base, &[]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("pushed 0 record(s), pulled 0"));
+}
