@@ -28,6 +28,16 @@ fn ok_json(out: Output) -> Value {
     serde_json::from_slice(&out.stdout).expect("JSON on stdout")
 }
 
+/// A server process that is killed even when an assertion fails first.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 fn sighting() -> Value {
     json!({"sighted_at": "2026-11-21T09:00:00Z", "position": {"lat": 12.5, "lon": -61.4}, "vessel_name": "Grey Ghost", "speed_knots": 22.5})
 }
@@ -169,12 +179,14 @@ fn a_data_dir_in_use_is_refused_and_left_intact() {
     )
     .arg(&file)));
 
-    let mut server = tideline(&data, &["serve", "--listen", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = server.stdout.take().unwrap();
+    let mut server = KillOnDrop(
+        tideline(&data, &["serve", "--listen", "127.0.0.1:0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let stdout = server.0.stdout.take().unwrap();
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
@@ -202,8 +214,8 @@ fn a_data_dir_in_use_is_refused_and_left_intact() {
     .arg(&file));
     assert!(!out.status.success());
 
-    server.kill().unwrap();
-    server.wait().unwrap();
+    server.0.kill().unwrap();
+    server.0.wait().unwrap();
     let listed = ok_json(run(&mut tideline(&data, &["record", "list", "--json"])));
     assert_eq!(
         listed["total"], 1,
