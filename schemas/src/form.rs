@@ -1,7 +1,7 @@
 //! Form definitions: the JSON shape of a form, parsing it, and the structural checks that
 //! make a form safe to validate records against.
 //!
-//! Field types reuse XLSForm's vocabulary (DESIGN.md §4) so that ODK users recognise them.
+//! Field types reuse XLSForm's vocabulary (docs/DESIGN.md §4) so that ODK users recognise them.
 //! Forms arrive from outside (HQ publishes them, boats receive them by sync), so parsing is
 //! strict: unknown keys are refused rather than ignored, because a mistyped `"minLength"`
 //! silently ignored would let bad records through on every boat.

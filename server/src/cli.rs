@@ -1,4 +1,4 @@
-//! The command line (DESIGN.md §9): `serve`, `record create|list|show`, `export`.
+//! The command line (docs/DESIGN.md §9): `serve`, `record create|list|show`, `export`.
 //!
 //! Commands other than `serve` open the data directory themselves. sled allows
 //! one process per directory, so while `tideline serve` runs on it they stop
@@ -65,6 +65,9 @@ enum Command {
         /// Do not sync in the background; only when asked (sync/now).
         #[arg(long)]
         no_auto_sync: bool,
+        /// Change bytes per sync exchange, in KiB [default: 4096].
+        #[arg(long, env = "TIDELINE_SYNC_PAGE_KIB")]
+        sync_page_kib: Option<u64>,
     },
     /// Sync with the upstream now (with a progress bar), or show sync status.
     Sync {
@@ -73,10 +76,10 @@ enum Command {
         /// URL of the upstream instance (or `upstream` in the config file).
         #[arg(long, env = "TIDELINE_UPSTREAM")]
         upstream: Option<String>,
-        /// Change bytes per exchange, in KiB. Smaller pages lose less to a cut
-        /// link and cost more round trips.
-        #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u64).range(1..=16384))]
-        page_kib: u64,
+        /// Change bytes per exchange, in KiB [default: sync_page_kib, 4096].
+        /// Smaller pages lose less to a cut link and cost more round trips.
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..=8192))]
+        page_kib: Option<u64>,
     },
     /// Create, list and show records.
     #[command(subcommand)]
@@ -175,8 +178,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             cache_mb,
             sync_interval_secs,
             no_auto_sync,
+            sync_page_kib,
         } => {
             over.auto_sync = no_auto_sync.then_some(false);
+            over.sync_page_kib = sync_page_kib;
             over.listen = listen;
             over.upstream = upstream;
             over.max_body_bytes = max_body_bytes;
@@ -190,9 +195,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             page_kib,
         } => {
             over.upstream = upstream;
+            over.sync_page_kib = page_kib;
             let settings = Settings::resolve(&over)?;
             match command {
-                None => sync_now(&settings, page_kib * 1024),
+                None => sync_now(&settings, settings.sync_page_bytes),
                 Some(SyncCommand::Status) => sync_status(&settings),
             }
         }

@@ -16,6 +16,10 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
 pub const DEFAULT_CACHE_MB: u64 = 32;
 /// How often an instance with an upstream syncs when nothing changes locally.
 pub const DEFAULT_SYNC_INTERVAL_SECS: u64 = 60;
+/// 4 MiB of changes per exchange: a first sync of thousands of reports in a
+/// handful of round trips, while a page still crosses a 256 kbit/s link well
+/// within the 120 s request timeout once compressed.
+pub const DEFAULT_SYNC_PAGE_KIB: u64 = 4096;
 
 /// The TOML file, every key optional (see deploy/tideline.example.toml).
 #[derive(Debug, Default, Deserialize)]
@@ -29,6 +33,7 @@ pub struct FileConfig {
     pub cache_mb: Option<u64>,
     pub sync_interval_secs: Option<u64>,
     pub auto_sync: Option<bool>,
+    pub sync_page_kib: Option<u64>,
 }
 
 /// Values given on the command line or through the environment (clap merges
@@ -44,6 +49,7 @@ pub struct Overrides {
     pub cache_mb: Option<u64>,
     pub sync_interval_secs: Option<u64>,
     pub auto_sync: Option<bool>,
+    pub sync_page_kib: Option<u64>,
 }
 
 #[derive(Debug, Clone)]
@@ -61,6 +67,9 @@ pub struct Settings {
     /// Sync in the background (after local changes and every interval). Off,
     /// an instance syncs only when asked (`sync/now`, `tideline sync`).
     pub auto_sync: bool,
+    /// Change bytes per sync exchange. Smaller pages lose less to a cut link
+    /// and fit slow links' timeouts; larger ones take fewer round trips.
+    pub sync_page_bytes: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -82,6 +91,8 @@ pub enum ConfigError {
     BodyLimit,
     #[error("sync_interval_secs must be between 1 and 86400")]
     SyncInterval,
+    #[error("sync_page_kib must be between 1 and 8192")]
+    SyncPage,
 }
 
 impl FileConfig {
@@ -146,7 +157,15 @@ impl Settings {
         if !(1..=86_400).contains(&sync_interval_secs) {
             return Err(ConfigError::SyncInterval);
         }
+        let sync_page_kib = over
+            .sync_page_kib
+            .or(file.sync_page_kib)
+            .unwrap_or(DEFAULT_SYNC_PAGE_KIB);
+        if !(1..=8192).contains(&sync_page_kib) {
+            return Err(ConfigError::SyncPage);
+        }
         Ok(Settings {
+            sync_page_bytes: sync_page_kib * 1024,
             auto_sync: over.auto_sync.or(file.auto_sync).unwrap_or(true),
             sync_interval_secs,
             station_given,

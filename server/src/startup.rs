@@ -92,7 +92,7 @@ impl Application {
         let agent = settings
             .upstream
             .as_ref()
-            .map(|url| SyncAgent::new(records.clone(), url.clone()));
+            .map(|url| SyncAgent::new(records.clone(), url.clone(), settings.sync_page_bytes));
         if let Some(agent) = agent.as_ref().filter(|_| settings.auto_sync) {
             let timing = LoopTiming {
                 interval: std::time::Duration::from_secs(settings.sync_interval_secs),

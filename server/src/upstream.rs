@@ -11,7 +11,7 @@ use crate::startup::SharedRecords;
 use serde::{Deserialize, Serialize};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tideline_sync::engine::{Downstream, SyncError, DEFAULT_PAGE_BYTES};
+use tideline_sync::engine::{Downstream, SyncError};
 use tideline_sync::protocol::{self, Limits};
 use tideline_sync::DocStore;
 
@@ -236,16 +236,18 @@ impl Default for LoopTiming {
 pub struct SyncAgent {
     pub records: SharedRecords,
     pub upstream: String,
+    page_bytes: u64,
     running: Mutex<bool>,
     gate: tokio::sync::Mutex<()>,
     changed: tokio::sync::Notify,
 }
 
 impl SyncAgent {
-    pub fn new(records: SharedRecords, upstream: String) -> Arc<Self> {
+    pub fn new(records: SharedRecords, upstream: String, page_bytes: u64) -> Arc<Self> {
         Arc::new(SyncAgent {
             records,
             upstream,
+            page_bytes,
             running: Mutex::new(false),
             gate: tokio::sync::Mutex::new(()),
             changed: tokio::sync::Notify::new(),
@@ -273,7 +275,7 @@ impl SyncAgent {
                 &agent.records,
                 &agent.upstream,
                 &http_client(),
-                DEFAULT_PAGE_BYTES,
+                agent.page_bytes,
                 |_| {},
             )
         })

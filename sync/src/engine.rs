@@ -190,12 +190,16 @@ impl<'a, S: DocStore> Downstream<'a, S> {
     /// Start a sync run, resuming any repair an earlier run left unfinished.
     pub fn new(records: &'a Records<S>) -> Self {
         let mut repairs = HashMap::new();
-        if let Ok(entries) = records.store().scan_state(REPAIR) {
-            for (k, _) in entries {
-                if let Ok(bytes) = <[u8; 16]>::try_from(&k[REPAIR.len()..]) {
-                    repairs.insert(RecordId::from_bytes(bytes), Repair::new());
+        match records.store().scan_state(REPAIR) {
+            Ok(entries) => {
+                for (k, _) in entries {
+                    if let Ok(bytes) = <[u8; 16]>::try_from(&k[REPAIR.len()..]) {
+                        repairs.insert(RecordId::from_bytes(bytes), Repair::new());
+                    }
                 }
             }
+            // Unreadable repair bookkeeping delays repairs; it must not stop sync.
+            Err(e) => tracing::warn!(error = %e, "could not read pending repairs"),
         }
         Downstream {
             records,
@@ -235,6 +239,9 @@ impl<'a, S: DocStore> Downstream<'a, S> {
     /// the next message of each repair.
     pub fn prepare(&mut self) -> Result<(SyncRequest, Pending), SyncError> {
         let store = self.records.store();
+        // The checkpoint sent below tells the upstream what we have stored; it
+        // must be on disk, even if the commit that wrote it failed to flush.
+        store.ensure_durable()?;
         let cp = Self::checkpoint(self.records)?;
         let mut push = Vec::new();
         let mut acked_after = Vec::new();
@@ -425,7 +432,9 @@ impl<'a, S: DocStore> Downstream<'a, S> {
             },
         )?;
         for id in new_repairs {
-            self.repairs.entry(id).or_insert_with(Repair::new);
+            if !self.parked.contains(&id) {
+                self.repairs.entry(id).or_insert_with(Repair::new);
+            }
         }
         let pulled = results
             .iter()
@@ -549,6 +558,8 @@ struct PendingPage {
 }
 
 type PeerId = [u8; 16];
+/// A repair's persisted sync state and when it was last continued.
+type SavedRepair = (Vec<u8>, Instant);
 
 /// The upstream side of sync. Serialises exchanges per peer (a retry racing
 /// its timed-out original would interleave bookkeeping) and keeps, per record
@@ -561,7 +572,7 @@ type PeerId = [u8; 16];
 #[derive(Default)]
 pub struct Upstream {
     peers: Mutex<HashMap<PeerId, Arc<Mutex<()>>>>,
-    repairs: Mutex<HashMap<(PeerId, RecordId), (Vec<u8>, Instant)>>,
+    repairs: Mutex<HashMap<(PeerId, RecordId), SavedRepair>>,
 }
 
 impl Upstream {
@@ -673,6 +684,12 @@ impl Upstream {
         for dc in request.push {
             let decoded = record_id(&dc.id).zip(decode_changes(dc.changes));
             match decoded {
+                // A record named twice in one push is a malformed request for
+                // that record, not a reason to fail the whole exchange.
+                Some((id, _)) if sent_heads.contains_key(&id) => rejected.push(Rejected {
+                    id: dc.id,
+                    reason: Rejection::Invalid,
+                }),
                 Some((id, changes)) => {
                     sent_heads.insert(id, hashes_and_deps(&changes));
                     docs.push(RemoteDoc { id, changes });
@@ -827,7 +844,7 @@ impl Upstream {
             let saved = repairs.remove(&(peer, id)).map(|(bytes, _)| bytes);
             let mut state = saved
                 .and_then(|bytes| sync::State::decode(&bytes).ok())
-                .unwrap_or_else(sync::State::new);
+                .unwrap_or_default();
             match records.fallback_step(&id, &mut state, Some(&msg.message), in_scope) {
                 Ok(Some(reply)) => {
                     repairs.insert((peer, id), (state.encode(), Instant::now()));

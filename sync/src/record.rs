@@ -1,4 +1,4 @@
-//! One record = one Automerge document, with the layout of DESIGN.md §3.
+//! One record = one Automerge document, with the layout of docs/DESIGN.md §3.
 //!
 //! [`RecordDoc`] is the only code that knows how a record's JSON maps onto
 //! Automerge objects. Writes are diffs, not overwrites: a field is only written

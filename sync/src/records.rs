@@ -1,6 +1,6 @@
 //! The record service: creating, editing, reading and listing records on one
 //! instance. It joins forms (validation), documents ([`RecordDoc`]) and storage
-//! ([`DocStore`]), and owns the rules of DESIGN.md §4: drafts may be incomplete but
+//! ([`DocStore`]), and owns the rules of docs/DESIGN.md §4: drafts may be incomplete but
 //! never ill-typed, and only complete, valid records leave the draft state.
 //!
 //! Every write loads the document, applies the edit, and stores the change as an
@@ -87,7 +87,7 @@ impl Identity {
     }
 }
 
-/// The JSON view of a record (DESIGN.md §9).
+/// The JSON view of a record (docs/DESIGN.md §9).
 #[derive(Debug, Serialize)]
 pub struct RecordView {
     pub id: RecordId,
@@ -606,6 +606,9 @@ impl<S: DocStore> Records<S> {
                 }
             }
         }
+        // What this step tells the peer it has must be on disk, even when the
+        // step itself wrote nothing and an earlier flush failed.
+        self.store.ensure_durable()?;
         Ok(doc.generate_sync_message(state))
     }
 

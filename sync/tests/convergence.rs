@@ -4,7 +4,7 @@
 //! the same records with the same Automerge heads and the same JSON views
 //! (fields, conflicts, status, validation, updated_at).
 //!
-//! This is the promise DESIGN.md §1 and §6 make to the people using Tideline:
+//! This is the promise docs/DESIGN.md §1 and §6 make to the people using Tideline:
 //! boats, stations and headquarters each work offline, links drop at any point
 //! of an exchange, and still nobody ends up looking at a different report, or
 //! at a conflict someone else cannot see. Example-based tests in `engine.rs`

@@ -5,12 +5,9 @@
 //! the cuts, once the link is clean again every instance must hold the same
 //! records, none lost, none doubled, and no acknowledged edit may vanish.
 //!
-//! The workload and the proxy's cuts come from one seed. The downstreams'
-//! background sync loops still run a sync 2 s after any local change (only their
-//! periodic timer is disabled by the test settings), and those syncs cross the
-//! proxy too, taking their turn in its sequence of decisions; so the exact cut
-//! pattern can vary a little between runs. The invariants checked do not depend
-//! on it, and the cut counts asserted leave a wide margin.
+//! The workload and the proxy's cuts come from one seed, and the instances run
+//! without background sync (the test settings turn it off), so every sync
+//! crossing the proxy is one the test asked for.
 
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap, HashSet};

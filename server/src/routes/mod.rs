@@ -1,4 +1,4 @@
-//! HTTP routes of DESIGN.md §9. Handlers parse input into domain types at the
+//! HTTP routes of docs/DESIGN.md §9. Handlers parse input into domain types at the
 //! edge, run the (blocking, fsyncing) record service on the blocking pool, and
 //! return JSON or an [`ApiError`](crate::error::ApiError).
 

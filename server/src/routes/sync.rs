@@ -8,8 +8,8 @@ use actix_web::{web, HttpResponse};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use tideline_sync::protocol::{self, CodecError, Limits};
 
-/// Largest compressed sync body accepted. A page carries about 1 MiB of
-/// changes, which compress well below this.
+/// Largest compressed sync body accepted. A page carries at most a few MiB
+/// of changes (4 MiB by default), which compress well below this.
 pub const MAX_SYNC_BODY: usize = 16 * 1024 * 1024;
 
 /// Read a body up to `limit` bytes, refusing (not buffering) anything larger.
