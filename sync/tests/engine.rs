@@ -202,11 +202,13 @@ fn the_same_field_edited_on_both_sides_is_one_conflict_everywhere() {
 fn a_sync_with_nothing_new_is_one_small_round_trip() {
     let boat = node("BB-01");
     let station = node("BB-01");
-    for i in 0..200 {
+    // 10,000 records on each side: the cost must not depend on how many exist.
+    for i in 0..10_000 {
         create(&boat, i);
     }
     sync(&boat, &station);
     sync(&boat, &station);
+    assert_eq!(station.store.count().unwrap(), 10_000);
     let loads = (
         boat.store.loads.load(Ordering::SeqCst),
         station.store.loads.load(Ordering::SeqCst),
