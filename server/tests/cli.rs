@@ -1,11 +1,12 @@
 //! The command line as an operator uses it: the real binary on a data directory.
 
+mod common;
+
+use common::spawn_serve;
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
 
 fn tideline(data: &Path, args: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_tideline"));
@@ -26,16 +27,6 @@ fn ok_json(out: Output) -> Value {
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).expect("JSON on stdout")
-}
-
-/// A server process that is killed even when an assertion fails first.
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 fn sighting() -> Value {
@@ -179,24 +170,15 @@ fn a_data_dir_in_use_is_refused_and_left_intact() {
     )
     .arg(&file)));
 
-    let mut server = KillOnDrop(
-        tideline(&data, &["serve", "--listen", "127.0.0.1:0"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
+    let mut server = spawn_serve(
+        &["--data", data.to_str().unwrap()],
+        &["--listen", "127.0.0.1:0"],
     );
-    let stdout = server.0.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let line = rx
-        .recv_timeout(Duration::from_secs(60))
-        .expect("server started");
-    assert!(line.starts_with("listening on http://127.0.0.1:"), "{line}");
+    assert!(
+        server.base.starts_with("http://127.0.0.1:"),
+        "{}",
+        server.base
+    );
 
     for args in [vec!["record", "list"], vec!["export", "--format", "jsonl"]] {
         let out = run(&mut tideline(&data, &args));
@@ -214,8 +196,8 @@ fn a_data_dir_in_use_is_refused_and_left_intact() {
     .arg(&file));
     assert!(!out.status.success());
 
-    server.0.kill().unwrap();
-    server.0.wait().unwrap();
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
     let listed = ok_json(run(&mut tideline(&data, &["record", "list", "--json"])));
     assert_eq!(
         listed["total"], 1,

@@ -2,59 +2,25 @@
 //! acknowledges a write, at many points, and every acknowledged write must be
 //! there, intact, when it restarts on the same data directory.
 
+mod common;
+
+use common::{spawn_serve, ServeProcess};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashSet};
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tideline_sync::{DocStore, RecordDoc, SledStore};
 
 const KILL_POINTS: usize = 24;
 
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start(data: &Path) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tideline"))
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--station",
-            "BB-01",
-            "--data",
-        ])
-        .arg(data)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn tideline");
-    let stdout = child.stdout.take().expect("stdout");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(addr) = line.strip_prefix("listening on ") {
-                let _ = tx.send(addr.to_string());
-            }
-        }
-    });
-    let base = rx
-        .recv_timeout(Duration::from_secs(60))
-        .expect("server did not report its address within 60 s");
-    Server { child, base }
+fn start(data: &Path) -> ServeProcess {
+    let data = data.to_str().expect("utf-8 path");
+    spawn_serve(
+        &["--station", "BB-01", "--data", data],
+        &["--listen", "127.0.0.1:0"],
+    )
 }
 
 fn report(n: usize) -> Value {

@@ -1,57 +1,22 @@
 //! `tideline sync` as an operator runs it against a real upstream process,
 //! including an upstream killed in the middle of a sync.
 
+mod common;
+
+use common::{spawn_serve, ServeProcess};
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 use tideline_server::config::{FileConfig, Overrides, Settings};
 use tideline_server::startup::open_records;
 
-struct Upstream {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Upstream {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn serve(data: &Path, listen: &str) -> Upstream {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tideline"))
-        .args([
-            "--station",
-            "BB-01",
-            "serve",
-            "--no-auto-sync",
-            "--listen",
-            listen,
-            "--data",
-        ])
-        .arg(data)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn tideline serve");
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(addr) = line.strip_prefix("listening on ") {
-                let _ = tx.send(addr.to_string());
-            }
-        }
-    });
-    let base = rx
-        .recv_timeout(Duration::from_secs(60))
-        .expect("server started");
-    Upstream { child, base }
+fn serve(data: &Path, listen: &str) -> ServeProcess {
+    let data = data.to_str().expect("utf-8 path");
+    spawn_serve(
+        &["--station", "BB-01", "--data", data],
+        &["--no-auto-sync", "--listen", listen],
+    )
 }
 
 fn sync(data: &Path, upstream: &str, extra: &[&str]) -> Output {

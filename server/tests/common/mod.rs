@@ -1,4 +1,5 @@
-//! Test support: start the real application on port 0 over its own sled store.
+//! Test support: start the real application on port 0 over its own sled
+//! store, in this process or as the real `tideline` binary.
 
 #![allow(dead_code)]
 
@@ -132,4 +133,48 @@ pub fn report() -> Value {
         "outcome": "warning_issued",
         "officers": ["PC Smith"]
     })
+}
+
+/// A `tideline serve` process; killed when dropped, whatever the test's outcome.
+pub struct ServeProcess {
+    pub child: std::process::Child,
+    pub base: String,
+}
+
+impl Drop for ServeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Run `tideline [global args] serve [serve args]` and wait (with a deadline)
+/// for it to report the address it listens on.
+pub fn spawn_serve(global: &[&str], serve: &[&str]) -> ServeProcess {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tideline"))
+        .args(global)
+        .arg("serve")
+        .args(serve)
+        .env("RUST_LOG", "warn")
+        .env_remove("TIDELINE_STATION")
+        .env_remove("TIDELINE_CONFIG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn tideline serve");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(addr) = line.strip_prefix("listening on ") {
+                let _ = tx.send(addr.to_string());
+            }
+        }
+    });
+    let base = rx
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .expect("tideline serve did not report its address within 60 s");
+    ServeProcess { child, base }
 }
