@@ -20,7 +20,7 @@ use crate::plan::{check_checkpoint, frontier, page_confirmed, CheckpointVerdict}
 use crate::protocol::{DocChanges, DocSyncMessage, Rejected, Rejection, SyncRequest, SyncResponse};
 use crate::record::RecordMeta;
 use crate::records::{Records, RecordsError, RemoteDoc, RemoteResult};
-use crate::store::{Commit, DocStore, StateWrite, StoreError};
+use crate::store::{Commit, DocStore, FeedEntry, StateWrite, StoreError};
 use automerge::{sync, Change, ChangeHash};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -136,6 +136,55 @@ fn record_id(text: &str) -> Option<RecordId> {
     text.parse().ok()
 }
 
+/// One page of the change feed: the records `take` chose, in feed order, the
+/// seq up to which the feed was examined, and whether entries remain.
+struct FeedPage<T> {
+    items: Vec<T>,
+    upto: u64,
+    more: bool,
+}
+
+/// Walk the feed after `after`, letting `take` turn each entry into an item
+/// and its size in change bytes (or skip it with None), until the byte budget
+/// or the scan limit is reached. A page always holds at least one item, so a
+/// record larger than the budget still moves, alone.
+fn feed_page<T>(
+    store: &dyn DocStore,
+    after: u64,
+    budget: u64,
+    mut take: impl FnMut(&FeedEntry) -> Result<Option<(u64, T)>, SyncError>,
+) -> Result<FeedPage<T>, SyncError> {
+    let mut page = FeedPage {
+        items: Vec::new(),
+        upto: after,
+        more: false,
+    };
+    let mut bytes = 0u64;
+    let mut scanned = 0usize;
+    loop {
+        let entries = store.changes_since(page.upto, 512)?;
+        if entries.is_empty() {
+            return Ok(page);
+        }
+        for entry in entries {
+            scanned += 1;
+            if scanned > MAX_SCAN {
+                page.more = true;
+                return Ok(page);
+            }
+            if let Some((size, item)) = take(&entry)? {
+                if !page.items.is_empty() && bytes + size > budget {
+                    page.more = true;
+                    return Ok(page);
+                }
+                bytes += size;
+                page.items.push(item);
+            }
+            page.upto = entry.seq;
+        }
+    }
+}
+
 /// Counts of one exchange, for progress reporting and status.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Exchange {
@@ -243,51 +292,27 @@ impl<'a, S: DocStore> Downstream<'a, S> {
         // must be on disk, even if the commit that wrote it failed to flush.
         store.ensure_durable()?;
         let cp = Self::checkpoint(self.records)?;
-        let mut push = Vec::new();
-        let mut acked_after = Vec::new();
-        let mut bytes = 0u64;
-        let mut upto = cp.push_seq;
-        let mut more_push = false;
-        let mut scanned = 0usize;
-        'scan: loop {
-            let entries = store.changes_since(upto, 512)?;
-            if entries.is_empty() {
-                break;
+        let (repairs, parked, records) = (&self.repairs, &self.parked, self.records);
+        let page = feed_page(store, cp.push_seq, self.page_bytes, |entry| {
+            // A record under repair travels by the repair, not by the feed.
+            if repairs.contains_key(&entry.id) || parked.contains(&entry.id) {
+                return Ok(None);
             }
-            for entry in entries {
-                scanned += 1;
-                if scanned > MAX_SCAN {
-                    more_push = true;
-                    break 'scan;
-                }
-                // A record under repair travels by the repair, not by the feed.
-                if self.repairs.contains_key(&entry.id) || self.parked.contains(&entry.id) {
-                    upto = entry.seq;
-                    continue;
-                }
-                let acked = heads_at(store, &key(ACKED, &[entry.id.as_bytes()]))?;
-                let changes = self
-                    .records
-                    .changes_since(&entry.id, &acked)?
-                    .unwrap_or_default();
-                if changes.is_empty() {
-                    upto = entry.seq;
-                    continue;
-                }
-                let size = changes_size(&changes);
-                if !push.is_empty() && bytes + size > self.page_bytes {
-                    more_push = true;
-                    break 'scan;
-                }
-                bytes += size;
-                upto = entry.seq;
-                acked_after.push((entry.id, frontier(&acked, &hashes_and_deps(&changes))));
-                push.push(DocChanges {
-                    id: entry.id.to_string(),
-                    changes: raw_changes(&changes),
-                });
+            let acked = heads_at(store, &key(ACKED, &[entry.id.as_bytes()]))?;
+            let changes = records
+                .changes_since(&entry.id, &acked)?
+                .unwrap_or_default();
+            if changes.is_empty() {
+                return Ok(None);
             }
-        }
+            let doc = DocChanges {
+                id: entry.id.to_string(),
+                changes: raw_changes(&changes),
+            };
+            let after = frontier(&acked, &hashes_and_deps(&changes));
+            Ok(Some((changes_size(&changes), (doc, (entry.id, after)))))
+        })?;
+        let (push, acked_after): (Vec<_>, Vec<_>) = page.items.into_iter().unzip();
         let mut fallback = Vec::new();
         for (id, repair) in self.repairs.iter_mut() {
             let message = match repair.outgoing.take() {
@@ -317,8 +342,8 @@ impl<'a, S: DocStore> Downstream<'a, S> {
         Ok((
             request,
             Pending {
-                push_upto: upto,
-                more_push,
+                push_upto: page.upto,
+                more_push: page.more,
                 acked_after,
             },
         ))
@@ -741,67 +766,44 @@ impl Upstream {
             0 => DEFAULT_PAGE_BYTES,
             n => n.min(MAX_PAGE_BYTES),
         };
-        let mut pull = Vec::new();
-        let mut page = PendingPage::default();
-        let mut bytes = 0u64;
-        let mut upto = request.pull_since;
-        let mut more = false;
-        let mut scanned = 0usize;
-        'scan: loop {
-            let entries = store.changes_since(upto, 512)?;
-            if entries.is_empty() {
-                break;
+        let page = feed_page(store, request.pull_since, budget, |entry| {
+            let visible = store
+                .summary(&entry.id)?
+                .is_some_and(|s| s.station == request.station);
+            if !visible {
+                return Ok(None);
             }
-            for entry in entries {
-                scanned += 1;
-                if scanned > MAX_SCAN {
-                    more = true;
-                    break 'scan;
-                }
-                let visible = store
-                    .summary(&entry.id)?
-                    .is_some_and(|s| s.station == request.station);
-                if !visible {
-                    upto = entry.seq;
-                    continue;
-                }
-                let known = heads_at(store, &key(KNOWN, &[&peer, entry.id.as_bytes()]))?;
-                let changes = records
-                    .changes_since(&entry.id, &known)?
-                    .unwrap_or_default();
-                if changes.is_empty() {
-                    upto = entry.seq;
-                    continue;
-                }
-                let size = changes_size(&changes);
-                if !pull.is_empty() && bytes + size > budget {
-                    more = true;
-                    break 'scan;
-                }
-                bytes += size;
-                upto = entry.seq;
-                page.entries.push((
-                    *entry.id.as_bytes(),
-                    encode_heads(&frontier(&known, &hashes_and_deps(&changes))),
-                ));
-                pull.push(DocChanges {
-                    id: entry.id.to_string(),
-                    changes: raw_changes(&changes),
-                });
+            let known = heads_at(store, &key(KNOWN, &[&peer, entry.id.as_bytes()]))?;
+            let changes = records
+                .changes_since(&entry.id, &known)?
+                .unwrap_or_default();
+            if changes.is_empty() {
+                return Ok(None);
             }
-        }
+            let doc = DocChanges {
+                id: entry.id.to_string(),
+                changes: raw_changes(&changes),
+            };
+            let heads = encode_heads(&frontier(&known, &hashes_and_deps(&changes)));
+            Ok(Some((
+                changes_size(&changes),
+                (doc, (*entry.id.as_bytes(), heads)),
+            )))
+        })?;
+        let (upto, more) = (page.upto, page.more);
+        let (pull, entries): (Vec<_>, Vec<_>) = page.items.into_iter().unzip();
+        let sent = PendingPage { upto, entries };
         if upto > served {
             lazy.push(StateWrite {
                 key: served_key,
                 value: Some(upto.to_be_bytes().to_vec()),
             });
         }
-        if !page.entries.is_empty() {
-            page.upto = upto;
+        if !sent.entries.is_empty() {
             lazy.push(StateWrite {
                 key: pending_key,
                 value: Some(
-                    postcard::to_stdvec(&page).map_err(|e| SyncError::Corrupt(e.to_string()))?,
+                    postcard::to_stdvec(&sent).map_err(|e| SyncError::Corrupt(e.to_string()))?,
                 ),
             });
         }
