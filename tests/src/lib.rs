@@ -44,6 +44,15 @@ impl Instance {
         Self::serve(name, settings, records)
     }
 
+    /// Start an instance that syncs by itself, as a deployed one does.
+    pub async fn start_syncing(name: &str, dir: &Path, station: &str, upstream: &str) -> Instance {
+        let mut settings = settings(dir, "127.0.0.1:0", station, Some(upstream));
+        settings.auto_sync = true;
+        settings.sync_interval_secs = 86_400;
+        let records = open_records(&settings).expect("open store");
+        Self::serve(name, settings, records)
+    }
+
     fn serve(name: &str, settings: Settings, records: SharedRecords) -> Instance {
         let app = Application::with_records(&settings, records.clone()).expect("start");
         let base = format!("http://{}", app.addr());

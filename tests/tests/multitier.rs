@@ -224,3 +224,33 @@ async fn sync_now_without_an_upstream_says_so() {
     assert_eq!(status, 409);
     assert_eq!(body["error"], "no_upstream");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_local_change_reaches_the_upstream_without_anyone_asking() {
+    let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let station = Instance::start("station", dirs[0].path(), "BB-01", None).await;
+    // The periodic sync is a day away: only the change itself can trigger this.
+    let boat = Instance::start_syncing("boat", dirs[1].path(), "BB-01", &station.base).await;
+    let created = boat.create("boarding-report", report("Quick Silver")).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let resp = station
+            .client
+            .get(station.url(&format!("/api/v1/records/{}", id(&created))))
+            .send()
+            .await
+            .unwrap();
+        if resp.status() == 200 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the change never reached the station"
+        );
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(
+        station.get(&id(&created)).await["fields"],
+        created["fields"]
+    );
+}
