@@ -41,6 +41,7 @@ pub mod builtin;
 pub mod form;
 pub mod id;
 pub mod registry;
+pub mod samples;
 pub mod validate;
 
 pub use builtin::builtin_forms;

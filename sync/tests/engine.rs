@@ -387,48 +387,10 @@ fn a_record_whose_heads_show_missing_dependencies_is_repaired_by_automerge_sync(
     assert_eq!(sync(&boat, &restored).round_trips, 1);
 }
 
-fn typical_report(n: usize) -> Map<String, Value> {
-    let findings: String = format!(
-        "Boarding {n}. Vessel stopped on request and boarded without incident. Master produced registration and licence; \
-         crew list checked against passports. Hold inspected: fresh catch, ice, fuel drums. No weapons found. \
-         Safety equipment partly missing: two life jackets short, flares expired. Master advised to remedy before next trip. \
-         Position confirmed by GPS. Weather fair, sea state moderate. Crew cooperative throughout; no statements taken. \
-         Photographs of hull markings and papers taken. Vessel released to continue fishing at the time noted."
-    );
-    obj(json!({
-        "boarding_time": "2026-11-20T14:05:00-04:00",
-        "position": {"lat": 13.0 + (n % 100) as f64 / 1000.0, "lon": -59.6 - (n % 50) as f64 / 1000.0},
-        "vessel_name": format!("Vessel {n}"),
-        "vessel_registration": format!("BB-{:04}", n),
-        "flag_state": "BB",
-        "vessel_type": "fishing",
-        "persons_on_board": 6,
-        "master_name": "A. Joseph",
-        "reason": "fisheries",
-        "crew": [
-            {"name": "A. Joseph", "nationality": "BB", "role": "master", "id_document": "P1234567"},
-            {"name": "B. Charles", "nationality": "BB", "role": "crew"},
-            {"name": "C. Pierre", "nationality": "LC", "role": "crew"},
-            {"name": "D. Auguste", "nationality": "LC", "role": "crew"},
-            {"name": "E. Noel", "nationality": "VC", "role": "crew"},
-            {"name": "F. Daniel", "nationality": "GD", "role": "crew"}
-        ],
-        "contraband_found": true,
-        "seizures": [
-            {"item_type": "fish", "description": "Undersized lobster", "quantity": 12.5, "unit": "kg", "evidence_tag": format!("EV-{n}-1")},
-            {"item_type": "other", "description": "Expired flares", "quantity": 4, "unit": "pieces", "evidence_tag": format!("EV-{n}-2")}
-        ],
-        "arrests": 0,
-        "findings": findings,
-        "outcome": "warning_issued",
-        "officers": ["PC Smith", "PC Jones"]
-    }))
-}
-
 fn create_typical(n: &Node, i: usize) -> RecordId {
     let v: Value = serde_json::from_str(
         n.records
-            .create("boarding-report", &typical_report(i))
+            .create("boarding-report", &tideline_schemas::samples::boarding_report(i))
             .unwrap()
             .get(),
     )
