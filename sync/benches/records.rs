@@ -5,20 +5,21 @@
 //! pressing Save sees. `fsync_floor` measures the disk alone, to tell whether a
 //! write target is reachable on this machine at all.
 //!
-//! Run with `cargo bench -p tideline-sync --bench records`; the document size
-//! figures are printed once on standard error before the timings.
+//! Run with `cargo bench -p tideline-sync --bench records`. The document size
+//! figures and patch cost against history length are printed once on standard
+//! error before the timings (set TIDELINE_BENCH_QUICK=1 to skip the history).
 
 #![forbid(unsafe_code)]
 
 use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion};
 use serde_json::{json, Map, Value as Json};
-use std::cell::OnceCell;
+use std::cell::{Cell, OnceCell};
 use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::time::Duration;
 use tideline_schemas::{FormRegistry, RecordId};
 use tideline_sync::record::{RecordDoc, RecordMeta};
-use tideline_sync::{Filter, Patch, Records, SledStore};
+use tideline_sync::{Filter, MemoryStore, Patch, Records, SledStore};
 
 const STATION: &str = "BB-01";
 const FORM: &str = "boarding-report";
@@ -51,9 +52,7 @@ fn findings(n: usize) -> String {
          place, bagged and tagged. Crew cooperative throughout; master detained and \
          vessel escorted to port for a full search by customs. "
     );
-    let mut text: String = base.chars().cycle().take(600).collect();
-    text.truncate(600);
-    text
+    base.chars().cycle().take(600).collect()
 }
 
 /// A typical boarding report: 6 crew, 2 seizures with their own evidence tags,
@@ -197,7 +196,8 @@ fn report_sizes() {
     let scalars: Map<String, Json> = fields
         .iter()
         .filter(|(_, v)| {
-            !v.is_array() && !(v.is_string() && v.as_str().is_some_and(|s| s.len() > 100))
+            let long_text = v.as_str().is_some_and(|s| s.len() > 100);
+            !(v.is_array() || long_text)
         })
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
@@ -261,8 +261,16 @@ fn fsync_floor(c: &mut Criterion) {
     group.finish();
 }
 
+/// The record service over the in-memory store: the same work minus sled and
+/// the fsync, which splits a write's cost into CPU and storage.
+fn memory_records() -> Records<MemoryStore> {
+    Records::open(MemoryStore::new(), FormRegistry::builtin(), STATION)
+        .expect("open the record service")
+}
+
 fn create(c: &mut Criterion) {
     let fx = open_fixture();
+    let memory = memory_records();
     let fields = typical_report(1);
     let mut group = c.benchmark_group("create");
     group
@@ -271,34 +279,140 @@ fn create(c: &mut Criterion) {
     group.bench_function("boarding_report", |b| {
         b.iter(|| fx.records.create(FORM, black_box(&fields)).expect("create"))
     });
+    group.bench_function("boarding_report_memory_store", |b| {
+        b.iter(|| memory.create(FORM, black_box(&fields)).expect("create"))
+    });
     group.finish();
+}
+
+/// Patches that always change the record: `arrests` starts at 1 and each
+/// round over the records flips it between 2 and 3.
+fn arrests_patches() -> [Patch; 2] {
+    [2, 3].map(|n| Patch {
+        fields: json!({ "arrests": n }).as_object().cloned(),
+        status: None,
+    })
+}
+
+/// Patch `arrests` round-robin over `ids`, so each record gets a few edits as in
+/// real use. Compaction (every MAX_CHUNKS edits or so) is included in the average.
+/// `done` counts patches across calls: criterion calls the routine once per
+/// sample, and restarting the alternation would make some patches no-ops.
+fn bench_patch_pool<S: tideline_sync::DocStore>(
+    b: &mut criterion::Bencher<'_>,
+    records: &Records<S>,
+    ids: &[RecordId],
+    done: &Cell<usize>,
+) {
+    let patches = arrests_patches();
+    b.iter(|| {
+        let i = done.get();
+        done.set(i + 1);
+        let id = &ids[i % ids.len()];
+        records
+            .patch(id, &patches[(i / ids.len()) % 2])
+            .expect("patch")
+    })
+}
+
+const PATCH_POOL: usize = 1_000;
+
+/// `PATCH_POOL` fresh records in `records`.
+fn create_pool<S: tideline_sync::DocStore>(records: &Records<S>) -> Vec<RecordId> {
+    (0..PATCH_POOL)
+        .map(|n| record_id(&records.create(FORM, &typical_report(n)).expect("create")))
+        .collect()
 }
 
 fn patch_one_field(c: &mut Criterion) {
     let fx = open_fixture();
-    let view = fx.records.create(FORM, &typical_report(1)).expect("create");
-    let id = record_id(&view);
-    // Alternate the value so every iteration commits a change and writes;
-    // compaction (every MAX_CHUNKS edits) is included in the average, as in use.
-    let patches: Vec<Patch> = [2, 3]
-        .into_iter()
-        .map(|n| Patch {
-            fields: json!({ "arrests": n }).as_object().cloned(),
-            status: None,
-        })
-        .collect();
-    let mut i = 0usize;
+    let memory = memory_records();
+    // Built on first use, so that a filtered run does not pay for them.
+    let sled_ids: OnceCell<Vec<RecordId>> = OnceCell::new();
+    let memory_ids: OnceCell<Vec<RecordId>> = OnceCell::new();
+    let single: OnceCell<[RecordId; 1]> = OnceCell::new();
+    let counters = [Cell::new(0), Cell::new(0), Cell::new(0)];
+
     let mut group = c.benchmark_group("patch_one_field");
     group
         .sample_size(50)
         .measurement_time(Duration::from_secs(8));
-    group.bench_function("arrests", |b| {
-        b.iter(|| {
-            i += 1;
-            fx.records.patch(&id, &patches[i % 2]).expect("patch")
-        })
+    group.bench_function("fresh_records", |b| {
+        let ids = sled_ids.get_or_init(|| create_pool(&fx.records));
+        bench_patch_pool(b, &fx.records, ids, &counters[0])
+    });
+    group.bench_function("fresh_records_memory_store", |b| {
+        let ids = memory_ids.get_or_init(|| create_pool(&memory));
+        bench_patch_pool(b, &memory, ids, &counters[1])
+    });
+    // One record edited thousands of times: how the cost grows with history.
+    group.bench_function("same_record", |b| {
+        let ids = single.get_or_init(|| {
+            [record_id(
+                &fx.records.create(FORM, &typical_report(0)).expect("create"),
+            )]
+        });
+        bench_patch_pool(b, &fx.records, ids, &counters[2])
     });
     group.finish();
+}
+
+/// Patch latency and load cost as a record's history grows, printed once.
+/// Every patch loads the whole document from its stored bytes, so this shows
+/// whether long-lived records get slower to edit.
+fn report_history() {
+    let fx = open_fixture();
+    let id = record_id(&fx.records.create(FORM, &typical_report(1)).expect("create"));
+    let patches = arrests_patches();
+    let mut edits = 0usize;
+    let mut err = std::io::stderr().lock();
+    let _ = writeln!(
+        err,
+        "== patch cost vs history of one record (medians of 15) =="
+    );
+    for target in [0usize, 10, 100, 1_000, 3_000] {
+        while edits < target {
+            fx.records.patch(&id, &patches[edits % 2]).expect("patch");
+            edits += 1;
+        }
+        let mut patch_times = Vec::new();
+        for _ in 0..15 {
+            let start = std::time::Instant::now();
+            fx.records.patch(&id, &patches[edits % 2]).expect("patch");
+            patch_times.push(start.elapsed());
+            edits += 1;
+        }
+        let bytes = fx.records.automerge_bytes(&id).expect("save");
+        let time_load = |f: &dyn Fn()| {
+            let mut t: Vec<Duration> = (0..15)
+                .map(|_| {
+                    let start = std::time::Instant::now();
+                    f();
+                    start.elapsed()
+                })
+                .collect();
+            t.sort();
+            t[t.len() / 2]
+        };
+        let load = time_load(&|| {
+            black_box(automerge::AutoCommit::load(&bytes).expect("load"));
+        });
+        let load_unverified = time_load(&|| {
+            black_box(automerge::AutoCommit::load_unverified_heads(&bytes).expect("load"));
+        });
+        patch_times.sort();
+        let _ = writeln!(
+            err,
+            "after {:>5} edits: patch {:>8.3} ms, document {:>6} B, AutoCommit::load {:>8.3} ms, \
+             load_unverified_heads {:>8.3} ms",
+            edits - 15,
+            patch_times[7].as_secs_f64() * 1e3,
+            bytes.len(),
+            load.as_secs_f64() * 1e3,
+            load_unverified.as_secs_f64() * 1e3,
+        );
+    }
+    let _ = writeln!(err);
 }
 
 /// A store holding 10,000 typical reports, built once and only if a bench
@@ -340,7 +454,7 @@ fn reads(c: &mut Criterion) {
     let mut group = c.benchmark_group("list_10000");
     group
         .sample_size(20)
-        .measurement_time(Duration::from_secs(10));
+        .measurement_time(Duration::from_secs(15));
     group.bench_function("limit_10000", |b| {
         let (fx, _) = store.get_or_init(large_store);
         b.iter(|| {
@@ -352,6 +466,25 @@ fn reads(c: &mut Criterion) {
             page
         })
     });
+    // What GET /api/v1/records?limit=10000 adds on top: the handler builds its
+    // body with `json!`, which parses every cached view back into a
+    // serde_json::Value before serialising it again.
+    group.bench_function("limit_10000_as_http_body", |b| {
+        let (fx, _) = store.get_or_init(large_store);
+        b.iter(|| {
+            let page = fx
+                .records
+                .list(&Filter::default(), 10_000, 0)
+                .expect("list");
+            let body = json!({
+                "records": page.records,
+                "total": page.total,
+                "limit": 10_000,
+                "offset": 0,
+            });
+            serde_json::to_vec(&body).expect("serialise")
+        })
+    });
     group.bench_function("default_page_50", |b| {
         let (fx, _) = store.get_or_init(large_store);
         b.iter(|| fx.records.list(&Filter::default(), 50, 0).expect("list"))
@@ -359,9 +492,21 @@ fn reads(c: &mut Criterion) {
     group.finish();
 }
 
-fn sizes(_: &mut Criterion) {
+fn figures(_: &mut Criterion) {
     report_sizes();
+    // The history walk makes ~3,000 durable writes; skip it when iterating on
+    // one bench.
+    if std::env::var_os("TIDELINE_BENCH_QUICK").is_none() {
+        report_history();
+    }
 }
 
-criterion_group!(benches, sizes, fsync_floor, create, patch_one_field, reads);
+criterion_group!(
+    benches,
+    figures,
+    fsync_floor,
+    create,
+    patch_one_field,
+    reads
+);
 criterion_main!(benches);
