@@ -284,7 +284,7 @@ fn median_ms(mut samples: Vec<Duration>) -> f64 {
     samples.sort();
     let mid = samples.len() / 2;
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-    if samples.len() % 2 == 0 {
+    if samples.len().is_multiple_of(2) {
         (ms(samples[mid - 1]) + ms(samples[mid])) / 2.0
     } else {
         ms(samples[mid])
@@ -390,6 +390,8 @@ fn run(opts: &Options) -> anyhow::Result<Json> {
 
     let page = opts.records.min(50);
     let list_page = time_list(&http, &server, "/api/v1/records", 20, page)?;
+    // Read between the two lists so the cost of one big page shows on its own.
+    let (rss_after_page_lists, _) = memory_mb(pid)?;
     let limit = opts.records.min(10_000);
     let list_all = time_list(
         &http,
@@ -407,6 +409,7 @@ fn run(opts: &Options) -> anyhow::Result<Json> {
         "client_threads": opts.threads,
         "idle_rss_mb": round1(idle_rss),
         "rss_mb_after": round1(rss_after),
+        "rss_mb_after_page_lists": round1(rss_after_page_lists),
         "rss_mb_after_lists": round1(rss_after_lists),
         "peak_rss_mb": round1(peak_rss),
         "list_10000_ms_median": round1(median_ms(list_all)),

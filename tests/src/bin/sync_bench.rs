@@ -1,0 +1,1542 @@
+//! Sync benchmark of real `tideline serve` processes (docs/PERFORMANCE.md,
+//! "Sync"): HQ, two stations and four boats, each its own process on its own
+//! temporary data directory, every downstream talking to its upstream through
+//! an in-process [`FaultProxy`] that counts the bytes on the wire and can make
+//! the link look like a lossy satellite hop. Prints one JSON object on stdout;
+//! progress goes to stderr.
+//!
+//! ```text
+//! cargo build --release -p tideline-server
+//! cargo run --release -p tideline-tests --bin sync_bench -- \
+//!     [--tideline PATH] [--records-per-boat N] [--edits E] \
+//!     [--satellite] [--drop-percent P] [--seed S] [--concurrency C] \
+//!     [--deadline-secs T] [--cache-mb M]
+//! ```
+//!
+//! `--satellite` shapes every link, both directions, as [`Link::satellite`]
+//! (300 ms each way, 256 kbit/s). `--drop-percent P` cuts P % of the proxies'
+//! connections at a random byte offset ([`FaultPlan::cuts`]); the harness
+//! retries a sync the cut made fail until it succeeds.
+//!
+//! Topology (station codes in brackets):
+//!
+//! ```text
+//! hq [HQ] ── station-bb [BB-01] ── boat-1, boat-2 [BB-01]
+//!         └─ station-lc [LC-01] ── boat-3, boat-4 [LC-01]
+//! ```
+//!
+//! Scenarios, in order, on the same fleet:
+//! 1. `first_sync`: every boat gets N typical boarding reports (loaded before
+//!    timing starts), then boats, stations, and again stations and boats sync
+//!    until HQ holds 4N records and every station and boat 2N.
+//! 2. `incremental`: E single-field edits spread over the boats' records, then
+//!    the same schedule until every holder of an edited record shows the edit.
+//! 3. `noop`: every downstream syncs once more with nothing new.
+//!
+//! Every server runs with `--no-auto-sync`, so a sync happens only when the
+//! harness asks (`POST /api/v1/sync/now`). Reported per scenario: wall time of
+//! the syncs (the harness's checks between rounds excluded), round trips and
+//! body bytes summed from the sync outcomes, wire bytes each way from the
+//! proxies (headers included), and per server its VmHWM and CPU seconds. The
+//! first sync is compared with the same records as zstd-compressed JSON lines,
+//! the incremental one with the raw Automerge change bytes of the edits.
+//! The binary defaults to `$TIDELINE_BIN`, then `<workspace>/target/release/tideline`.
+//! Linux only (it reads `/proc/<pid>/status`). Loopback only.
+
+#![forbid(unsafe_code)]
+
+use anyhow::{bail, ensure, Context};
+use automerge::{AutoCommit, ChangeHash};
+use serde_json::{json, Map, Value as Json};
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use tideline_tests::proxy::{FaultPlan, FaultProxy, Link, ProxyConfig, ProxyStats};
+use tokio::task::JoinSet;
+
+/// The fleet: name, station code, index of the upstream (None for HQ).
+/// Order matters: every upstream comes before its downstreams, so each can be
+/// started knowing its upstream's address.
+const NODES: [(&str, &str, Option<usize>); 7] = [
+    ("hq", "HQ", None),
+    ("station-bb", "BB-01", Some(0)),
+    ("station-lc", "LC-01", Some(0)),
+    ("boat-1", "BB-01", Some(1)),
+    ("boat-2", "BB-01", Some(1)),
+    ("boat-3", "LC-01", Some(2)),
+    ("boat-4", "LC-01", Some(2)),
+];
+const HQ: usize = 0;
+const STATIONS: [usize; 2] = [1, 2];
+const BOATS: [usize; 4] = [3, 4, 5, 6];
+/// Every record crosses three links on its way to everyone who should hold it:
+/// boat → station, station → HQ, station → the sibling boat.
+const HOPS: u64 = 3;
+
+/// Attempts per sync before the harness gives up: with a 1 % cut rate a sync
+/// that fails this often means something other than bad luck is wrong.
+const MAX_SYNC_ATTEMPTS: u32 = 30;
+/// Rounds of "stations, then boats" after the first pass before declaring that
+/// the fleet does not converge. Two suffice when sync works.
+const MAX_ROUNDS: usize = 6;
+/// One `sync/now` may page through megabytes on a 256 kbit/s link; the server
+/// bounds each exchange at 120 s, this bounds the whole call.
+const SYNC_CALL_TIMEOUT: Duration = Duration::from_secs(1800);
+/// Ordinary API calls on loopback.
+const API_TIMEOUT: Duration = Duration::from_secs(120);
+/// Largest per-sync body total for a no-op sync (the target).
+const NOOP_BODY_LIMIT: u64 = 1024;
+
+struct Options {
+    tideline: PathBuf,
+    records_per_boat: usize,
+    edits: usize,
+    satellite: bool,
+    drop_percent: f64,
+    seed: u64,
+    concurrency: usize,
+    deadline: Duration,
+    /// Passed to every `serve` as `--cache-mb` (None: the server's default).
+    cache_mb: Option<u64>,
+}
+
+fn usage() -> &'static str {
+    "usage: sync_bench [--tideline PATH] [--records-per-boat N] [--edits E] [--satellite] \
+     [--drop-percent P] [--seed S] [--concurrency C] [--deadline-secs T] [--cache-mb M]"
+}
+
+fn parse_args() -> anyhow::Result<Options> {
+    let mut tideline = std::env::var_os("TIDELINE_BIN").map(PathBuf::from);
+    let mut opts = Options {
+        tideline: PathBuf::new(),
+        records_per_boat: 2500,
+        edits: 1000,
+        satellite: false,
+        drop_percent: 0.0,
+        seed: 1,
+        concurrency: 4,
+        deadline: Duration::from_secs(3600),
+        cache_mb: None,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let mut value = |name: &str| {
+            args.next()
+                .with_context(|| format!("{name} needs a value; {}", usage()))
+        };
+        match arg.as_str() {
+            "--tideline" => tideline = Some(PathBuf::from(value("--tideline")?)),
+            "--records-per-boat" => {
+                opts.records_per_boat = value(&arg)?.parse().context("--records-per-boat")?
+            }
+            "--edits" => opts.edits = value(&arg)?.parse().context("--edits")?,
+            "--satellite" => opts.satellite = true,
+            "--drop-percent" => {
+                opts.drop_percent = value(&arg)?.parse().context("--drop-percent")?
+            }
+            "--seed" => opts.seed = value(&arg)?.parse().context("--seed")?,
+            "--concurrency" => opts.concurrency = value(&arg)?.parse().context("--concurrency")?,
+            "--deadline-secs" => {
+                opts.deadline =
+                    Duration::from_secs(value(&arg)?.parse().context("--deadline-secs")?)
+            }
+            "--cache-mb" => opts.cache_mb = Some(value(&arg)?.parse().context("--cache-mb")?),
+            "-h" | "--help" => {
+                println!("{}", usage());
+                std::process::exit(0);
+            }
+            other => bail!("unknown argument {other:?}; {}", usage()),
+        }
+    }
+    ensure!(
+        opts.records_per_boat > 0,
+        "--records-per-boat must be at least 1"
+    );
+    ensure!(opts.concurrency > 0, "--concurrency must be at least 1");
+    ensure!(
+        (0.0..=100.0).contains(&opts.drop_percent),
+        "--drop-percent must be between 0 and 100"
+    );
+    opts.tideline = tideline.unwrap_or_else(|| {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("..")
+            .join("target/release/tideline")
+    });
+    ensure!(
+        opts.tideline.is_file(),
+        "{} does not exist; build it with `cargo build --release -p tideline-server` \
+         or pass --tideline PATH",
+        opts.tideline.display()
+    );
+    Ok(opts)
+}
+
+/// Progress on stderr, stamped with the time since the harness started.
+macro_rules! progress {
+    ($start:expr, $($arg:tt)*) => {
+        eprintln!("[{:7.1} s] {}", $start.elapsed().as_secs_f64(), format!($($arg)*))
+    };
+}
+
+/// One `tideline serve` child; killed when dropped so that an error or panic
+/// anywhere in the harness never leaves a server running.
+struct Server {
+    name: &'static str,
+    child: Child,
+    addr: SocketAddr,
+    log: PathBuf,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Server {
+    /// Start `tideline serve` and wait (up to 30 s) for its `listening on` line.
+    /// Blocking: call it from `block_in_place`.
+    fn start(
+        opts: &Options,
+        name: &'static str,
+        station: &str,
+        upstream: Option<&str>,
+        data: &Path,
+        log: PathBuf,
+    ) -> anyhow::Result<Server> {
+        let bin = &opts.tideline;
+        let log_file = std::fs::File::create(&log).context("create a server log")?;
+        let mut cmd = Command::new(bin);
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--station", station])
+            .arg("--data")
+            .arg(data)
+            // Syncs only when the harness asks; a background loop would race the
+            // measured schedule and blur what each sync carried.
+            .arg("--no-auto-sync");
+        if let Some(upstream) = upstream {
+            cmd.args(["--upstream", upstream]);
+        }
+        if let Some(mb) = opts.cache_mb {
+            cmd.args(["--cache-mb", &mb.to_string()]);
+        }
+        // Settings from the caller's environment would change what is measured.
+        for var in [
+            "TIDELINE_CONFIG",
+            "TIDELINE_UPSTREAM",
+            "TIDELINE_CACHE_MB",
+            "TIDELINE_MAX_BODY_BYTES",
+            "TIDELINE_SYNC_INTERVAL_SECS",
+            "TIDELINE_LISTEN",
+            "TIDELINE_DATA_DIR",
+            "TIDELINE_STATION",
+        ] {
+            cmd.env_remove(var);
+        }
+        let mut child = cmd
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log_file))
+            .spawn()
+            .with_context(|| format!("start {}", bin.display()))?;
+        let stdout = child.stdout.take().context("server stdout")?;
+        // Wrap the child at once so that it is killed on every early return.
+        let mut server = Server {
+            name,
+            child,
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            log,
+        };
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut sent = false;
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if !sent {
+                    if let Some(addr) = line.trim().strip_prefix("listening on http://") {
+                        let _ = tx.send(addr.to_string());
+                        sent = true;
+                    }
+                }
+                // Keep draining so the server never blocks on a full pipe.
+            }
+        });
+        let Ok(addr) = rx.recv_timeout(Duration::from_secs(30)) else {
+            bail!(
+                "{name} did not print its address within 30 s; log:\n{}",
+                std::fs::read_to_string(&server.log).unwrap_or_default()
+            );
+        };
+        let addr: SocketAddr = addr
+            .parse()
+            .with_context(|| format!("{name} printed an odd address {addr:?}"))?;
+        ensure!(
+            addr.ip().is_loopback(),
+            "refusing {name}'s non-loopback address {addr}"
+        );
+        server.addr = addr;
+        Ok(server)
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+/// VmRSS and VmHWM of a process, in MiB.
+fn memory_mb(pid: u32) -> anyhow::Result<(f64, f64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .with_context(|| format!("read /proc/{pid}/status"))?;
+    let field = |name: &str| -> anyhow::Result<f64> {
+        let line = status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .with_context(|| format!("{name} missing from /proc/{pid}/status"))?;
+        let kb: f64 = line
+            .split_whitespace()
+            .nth(1)
+            .with_context(|| format!("odd line {line:?}"))?
+            .parse()
+            .with_context(|| format!("odd line {line:?}"))?;
+        Ok(kb / 1024.0)
+    };
+    Ok((field("VmRSS:")?, field("VmHWM:")?))
+}
+
+/// CPU seconds (user + system) a process has used so far; `who` is a pid or
+/// `self`. /proc counts in USER_HZ ticks, which Linux fixes at 100 per second
+/// for user space whatever the kernel's own tick rate.
+fn cpu_secs(who: &str) -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{who}/stat"))
+        .with_context(|| format!("read /proc/{who}/stat"))?;
+    // The command name (field 2) may hold spaces; count fields after its ')'.
+    let rest = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r)
+        .with_context(|| format!("odd /proc/{who}/stat"))?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the whole line, 12 and 13 after ')'.
+    let tick = |i: usize| -> anyhow::Result<f64> {
+        Ok(fields
+            .get(i)
+            .with_context(|| format!("short /proc/{who}/stat"))?
+            .parse::<f64>()?)
+    };
+    Ok((tick(11)? + tick(12)?) / 100.0)
+}
+
+/// Where a measured phase started: RSS and CPU per node, and the harness's CPU.
+struct Meter {
+    rss_at_start: Vec<f64>,
+    cpu: Vec<f64>,
+    harness_cpu: f64,
+}
+
+/// The findings narrative, exactly 600 characters (as in sync/benches/records.rs).
+fn findings(n: usize) -> String {
+    let base = format!(
+        "Boarding {n}: vessel hailed on channel 16 and stopped without resistance. \
+         Master produced registration papers and crew list; six persons identified. \
+         Search of the forward hold found two concealed compartments behind the fuel \
+         tanks, both opened in the presence of the master. Compartment one held \
+         packages wrapped in black plastic, field test positive for cocaine. \
+         Compartment two held a pistol and loose ammunition. Items photographed in \
+         place, bagged and tagged. Crew cooperative throughout; master detained and \
+         vessel escorted to port for a full search by customs. "
+    );
+    base.chars().cycle().take(600).collect()
+}
+
+/// A typical boarding report, the same shape as rss_bench's and
+/// sync/benches/records.rs: 6 crew, 2 seizures, contraband found, 600-character findings.
+fn typical_report(n: usize) -> Map<String, Json> {
+    let roles = ["master", "crew", "crew", "crew", "crew", "passenger"];
+    let crew: Vec<Json> = roles
+        .iter()
+        .enumerate()
+        .map(|(i, role)| {
+            json!({
+                "name": format!("Crew Member {n}-{i}"),
+                "nationality": "Trinidad and Tobago",
+                "id_document": format!("passport TT{:07}", n * 10 + i),
+                "role": role,
+            })
+        })
+        .collect();
+    let report = json!({
+        "boarding_time": "2025-03-14T09:42:00-04:00",
+        "position": {"lat": 12.9843, "lon": -61.2872},
+        "vessel_name": format!("Sea Breeze {n}"),
+        "vessel_registration": format!("TT-FV-{n:05}"),
+        "flag_state": "TT",
+        "vessel_type": "go_fast",
+        "persons_on_board": 6,
+        "master_name": format!("Crew Member {n}-0"),
+        "reason": "suspected_trafficking",
+        "crew": crew,
+        "contraband_found": true,
+        "seizures": [
+            {
+                "item_type": "narcotics",
+                "description": "Packages in black plastic, forward hold compartment one",
+                "quantity": 24.5,
+                "unit": "kg",
+                "evidence_tag": format!("EV-{n:06}-1"),
+            },
+            {
+                "item_type": "firearms",
+                "description": "Pistol with loose ammunition, compartment two",
+                "quantity": 1,
+                "unit": "pcs",
+                "evidence_tag": format!("EV-{n:06}-2"),
+            }
+        ],
+        "arrests": 1,
+        "findings": findings(n),
+        "outcome": "escorted_to_port",
+        "officers": ["Sgt. A. Baptiste 4411", "PC R. Charles 5120"],
+    });
+    match report {
+        Json::Object(map) => map,
+        _ => unreachable!("the report literal is an object"),
+    }
+}
+
+/// What `POST /api/v1/sync/now` answered.
+#[derive(Debug, Clone, Copy, Default)]
+struct Outcome {
+    pushed: u64,
+    pulled: u64,
+    rejected: u64,
+    round_trips: u64,
+    bytes_sent: u64,
+    bytes_received: u64,
+    duration_ms: u64,
+}
+
+impl Outcome {
+    fn parse(v: &Json) -> anyhow::Result<Outcome> {
+        let f = |k: &str| {
+            v[k].as_u64()
+                .with_context(|| format!("sync outcome without {k}: {v}"))
+        };
+        Ok(Outcome {
+            pushed: f("pushed")?,
+            pulled: f("pulled")?,
+            rejected: f("rejected")?,
+            round_trips: f("round_trips")?,
+            bytes_sent: f("bytes_sent")?,
+            bytes_received: f("bytes_received")?,
+            duration_ms: f("duration_ms")?,
+        })
+    }
+}
+
+/// One sync as the harness saw it: the successful attempt's outcome and how
+/// many attempts the link cost.
+#[derive(Debug, Clone)]
+struct SyncDone {
+    node: usize,
+    outcome: Outcome,
+    attempts: u32,
+    wall: Duration,
+}
+
+/// What a spawned sync task needs (owned, so the task can be `'static`).
+#[derive(Clone)]
+struct SyncCall {
+    node: usize,
+    url: String,
+    http: reqwest::Client,
+    deadline: Instant,
+}
+
+/// `POST /api/v1/sync/now` until it succeeds. A 502 is the link failing (a cut
+/// connection): retried, since a sync resumes from its checkpoints. Anything
+/// else is a real failure and stops the run.
+async fn sync_until_ok(call: SyncCall) -> anyhow::Result<SyncDone> {
+    let name = NODES[call.node].0;
+    let started = Instant::now();
+    for attempt in 1..=MAX_SYNC_ATTEMPTS {
+        let left = call.deadline.saturating_duration_since(Instant::now());
+        ensure!(
+            !left.is_zero(),
+            "{name}: deadline passed before its sync ended"
+        );
+        let resp = call
+            .http
+            .post(&call.url)
+            .timeout(left.min(SYNC_CALL_TIMEOUT))
+            .send()
+            .await
+            .with_context(|| format!("{name}: POST sync/now"))?;
+        let status = resp.status().as_u16();
+        let body: Json = resp.json().await.unwrap_or(Json::Null);
+        match status {
+            200 => {
+                return Ok(SyncDone {
+                    node: call.node,
+                    outcome: Outcome::parse(&body)?,
+                    attempts: attempt,
+                    wall: started.elapsed(),
+                })
+            }
+            502 => {
+                eprintln!(
+                    "    {name}: sync attempt {attempt} failed ({}); retrying",
+                    body["message"].as_str().unwrap_or("?")
+                );
+                // Short: the proxy's cuts are per connection, not an outage.
+                tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt.min(10)))).await;
+            }
+            _ => bail!("{name}: sync/now answered {status}: {body}"),
+        }
+    }
+    bail!("{name}: sync failed {MAX_SYNC_ATTEMPTS} times in a row")
+}
+
+/// Per-link proxy counters, indexed by the downstream node (None for HQ).
+type LinkStats = Vec<Option<ProxyStats>>;
+
+struct Fleet {
+    // Field order is drop order: servers are killed before their proxies stop
+    // and before their data directories are deleted.
+    servers: Vec<Server>,
+    /// `proxies[i]`: the link from node i to its upstream.
+    proxies: Vec<Option<FaultProxy>>,
+    api: reqwest::Client,
+    sync_http: reqwest::Client,
+    _dirs: Vec<tempfile::TempDir>,
+    logs: tempfile::TempDir,
+    /// Largest VmHWM seen per node over the whole run (loading and the
+    /// harness's export included), across the resets between phases.
+    peak_hwm: Vec<f64>,
+    /// Largest VmHWM per node during the sync scenarios only.
+    sync_peak: Vec<f64>,
+    hwm_resets_work: bool,
+}
+
+fn http_client() -> anyhow::Result<reqwest::Client> {
+    // no_proxy: a proxy from the environment must never carry loopback traffic.
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(API_TIMEOUT)
+        .build()
+        .context("build the HTTP client")
+}
+
+impl Fleet {
+    /// HQ → its proxies → stations → their proxies → boats.
+    async fn start(opts: &Options, t0: Instant) -> anyhow::Result<Fleet> {
+        let link = if opts.satellite {
+            Link::satellite()
+        } else {
+            Link::CLEAN
+        };
+        let mut fleet = Fleet {
+            servers: Vec::new(),
+            proxies: Vec::new(),
+            api: http_client()?,
+            // Separate client: no overall timeout, each sync/now sets its own.
+            sync_http: reqwest::Client::builder()
+                .no_proxy()
+                .build()
+                .context("build the HTTP client")?,
+            _dirs: Vec::new(),
+            logs: tempfile::tempdir().context("create the log directory")?,
+            peak_hwm: vec![0.0; NODES.len()],
+            sync_peak: vec![0.0; NODES.len()],
+            hwm_resets_work: true,
+        };
+        for (i, (name, station, upstream)) in NODES.iter().enumerate() {
+            let proxy = match upstream {
+                Some(up) => Some(
+                    FaultProxy::start(
+                        fleet.servers[*up].addr,
+                        ProxyConfig {
+                            seed: opts.seed.wrapping_mul(1000).wrapping_add(i as u64),
+                            faults: FaultPlan::none(),
+                            to_server: link,
+                            to_client: link,
+                        },
+                    )
+                    .await
+                    .with_context(|| format!("start the proxy in front of {name}'s upstream"))?,
+                ),
+                None => None,
+            };
+            let dir = tempfile::tempdir().context("create a data directory")?;
+            let log = fleet.logs.path().join(format!("{name}.log"));
+            let upstream_url = proxy.as_ref().map(FaultProxy::url);
+            let server = tokio::task::block_in_place(|| {
+                Server::start(
+                    opts,
+                    name,
+                    station,
+                    upstream_url.as_deref(),
+                    dir.path(),
+                    log,
+                )
+            })?;
+            progress!(
+                t0,
+                "{name} [{station}] pid {} on {}{}",
+                server.pid(),
+                server.addr,
+                upstream_url
+                    .map(|u| format!(", upstream via proxy {u}"))
+                    .unwrap_or_default()
+            );
+            fleet.servers.push(server);
+            fleet.proxies.push(proxy);
+            fleet._dirs.push(dir);
+        }
+        for s in &fleet.servers {
+            let r = fleet
+                .api
+                .get(s.url("/healthz"))
+                .send()
+                .await
+                .with_context(|| format!("{}: GET /healthz", s.name))?;
+            ensure!(
+                r.status().is_success(),
+                "{}: /healthz {}",
+                s.name,
+                r.status()
+            );
+        }
+        Ok(fleet)
+    }
+
+    fn set_faults(&self, plan: &FaultPlan) {
+        for p in self.proxies.iter().flatten() {
+            p.set_faults(plan.clone());
+        }
+    }
+
+    fn link_stats(&self) -> LinkStats {
+        self.proxies
+            .iter()
+            .map(|p| p.as_ref().map(FaultProxy::stats))
+            .collect()
+    }
+
+    fn call(&self, node: usize, deadline: Instant) -> SyncCall {
+        SyncCall {
+            node,
+            url: self.servers[node].url("/api/v1/sync/now"),
+            http: self.sync_http.clone(),
+            deadline,
+        }
+    }
+
+    /// Sync `nodes` in parallel; results in the order given.
+    async fn sync_group(
+        &self,
+        nodes: &[usize],
+        deadline: Instant,
+    ) -> anyhow::Result<Vec<SyncDone>> {
+        let mut set = JoinSet::new();
+        for &n in nodes {
+            set.spawn(sync_until_ok(self.call(n, deadline)));
+        }
+        let mut done = Vec::new();
+        while let Some(joined) = set.join_next().await {
+            done.push(joined.context("a sync task panicked")??);
+        }
+        done.sort_by_key(|d| nodes.iter().position(|&n| n == d.node));
+        Ok(done)
+    }
+
+    async fn total(&self, node: usize) -> anyhow::Result<u64> {
+        let s = &self.servers[node];
+        let page: Json = self
+            .api
+            .get(s.url("/api/v1/records?limit=1"))
+            .send()
+            .await
+            .with_context(|| format!("{}: list", s.name))?
+            .error_for_status()?
+            .json()
+            .await?;
+        page["total"]
+            .as_u64()
+            .with_context(|| format!("{}: list without total: {page}", s.name))
+    }
+
+    async fn totals(&self) -> anyhow::Result<Vec<u64>> {
+        let mut out = Vec::new();
+        for n in 0..NODES.len() {
+            out.push(self.total(n).await?);
+        }
+        Ok(out)
+    }
+
+    /// Start measuring a phase: fold the old peaks into `peak_hwm`, reset
+    /// every server's VmHWM (writing 5 to /proc/PID/clear_refs) so the phase's
+    /// peak is its own, and note RSS and CPU time at the start.
+    fn begin(&mut self) -> anyhow::Result<Meter> {
+        let rss = self.observe_rss()?;
+        for s in &self.servers {
+            if std::fs::write(format!("/proc/{}/clear_refs", s.pid()), "5").is_err() {
+                self.hwm_resets_work = false;
+            }
+        }
+        let mut cpu = Vec::new();
+        for s in &self.servers {
+            cpu.push(cpu_secs(&s.pid().to_string())?);
+        }
+        Ok(Meter {
+            rss_at_start: rss.iter().map(|(r, _)| *r).collect(),
+            cpu,
+            harness_cpu: cpu_secs("self")?,
+        })
+    }
+
+    /// Per node, for the phase since `m`: VmHWM, RSS at its start and CPU
+    /// seconds; plus the harness's own CPU (the proxies run in it). With
+    /// `sync`, the peaks also count towards the sync peaks.
+    fn end(&mut self, m: &Meter, sync: bool) -> anyhow::Result<Json> {
+        let rss = self.observe_rss()?;
+        let mut peak = Map::new();
+        let mut start = Map::new();
+        let mut cpu = Map::new();
+        let mut cpu_total = 0.0;
+        for (i, s) in self.servers.iter().enumerate() {
+            let name = NODES[i].0.to_string();
+            if sync {
+                self.sync_peak[i] = self.sync_peak[i].max(rss[i].1);
+            }
+            peak.insert(name.clone(), json!(round1(rss[i].1)));
+            start.insert(name.clone(), json!(round1(m.rss_at_start[i])));
+            let used = cpu_secs(&s.pid().to_string())? - m.cpu[i];
+            cpu_total += used;
+            cpu.insert(name, json!(round3(used)));
+        }
+        Ok(json!({
+            "peak_rss_mb": peak,
+            "rss_at_start_mb": start,
+            "cpu_s": cpu,
+            "cpu_s_servers_total": round3(cpu_total),
+            "cpu_s_harness": round3(cpu_secs("self")? - m.harness_cpu),
+        }))
+    }
+
+    /// Per node: current RSS and VmHWM (since the last reset), in MiB.
+    fn observe_rss(&mut self) -> anyhow::Result<Vec<(f64, f64)>> {
+        let mut out = Vec::new();
+        for (i, s) in self.servers.iter().enumerate() {
+            let (rss, hwm) =
+                memory_mb(s.pid()).with_context(|| format!("{} (is it still running?)", s.name))?;
+            self.peak_hwm[i] = self.peak_hwm[i].max(hwm);
+            out.push((rss, hwm));
+        }
+        Ok(out)
+    }
+
+    async fn get_bytes(&self, node: usize, path: &str) -> anyhow::Result<Vec<u8>> {
+        let s = &self.servers[node];
+        let r = self
+            .api
+            .get(s.url(path))
+            .send()
+            .await
+            .with_context(|| format!("{}: GET {path}", s.name))?;
+        ensure!(
+            r.status().is_success(),
+            "{}: GET {path}: {}",
+            s.name,
+            r.status()
+        );
+        Ok(r.bytes().await?.to_vec())
+    }
+
+    fn log_tails(&self) -> String {
+        let mut out = String::new();
+        for s in &self.servers {
+            let text = std::fs::read_to_string(&s.log).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            let from = lines.len().saturating_sub(15);
+            out.push_str(&format!("--- {} ({}):\n", s.name, s.log.display()));
+            for l in &lines[from..] {
+                out.push_str(l);
+                out.push('\n');
+            }
+        }
+        out
+    }
+}
+
+fn sibling(boat: usize) -> usize {
+    // Boats come in pairs under one station: 3/4 and 5/6.
+    if (boat - BOATS[0]).is_multiple_of(2) {
+        boat + 1
+    } else {
+        boat - 1
+    }
+}
+
+/// Who must hold a record created on `boat`.
+fn holders(boat: usize) -> [usize; 4] {
+    let station = NODES[boat].2.expect("a boat has an upstream");
+    [boat, sibling(boat), station, HQ]
+}
+
+fn expected_total(node: usize, n: usize) -> u64 {
+    if node == HQ {
+        (BOATS.len() * n) as u64
+    } else {
+        // A station and each of its boats: that station's two boats' records.
+        (2 * n) as u64
+    }
+}
+
+/// Create `n` reports on every boat, `concurrency` requests in flight per boat.
+/// Returns each boat's record ids, in creation order.
+async fn load_records(
+    fleet: &Fleet,
+    n: usize,
+    concurrency: usize,
+) -> anyhow::Result<Vec<Vec<String>>> {
+    let mut set = JoinSet::new();
+    for (b, &boat) in BOATS.iter().enumerate() {
+        for t in 0..concurrency {
+            let url = fleet.servers[boat].url("/api/v1/records");
+            let http = fleet.api.clone();
+            set.spawn(async move {
+                let mut ids = Vec::new();
+                for i in (t..n).step_by(concurrency) {
+                    let body =
+                        json!({"form": "boarding-report", "fields": typical_report(b * n + i)});
+                    let r = http
+                        .post(&url)
+                        .json(&body)
+                        .send()
+                        .await
+                        .context("POST a record")?;
+                    let status = r.status();
+                    let view: Json = r.json().await.context("read the POST answer")?;
+                    ensure!(status.as_u16() == 201, "POST returned {status}: {view}");
+                    let id = view["id"]
+                        .as_str()
+                        .context("a view without id")?
+                        .to_string();
+                    ids.push((i, id));
+                }
+                anyhow::Ok((b, ids))
+            });
+        }
+    }
+    let mut per_boat: Vec<Vec<(usize, String)>> = vec![Vec::new(); BOATS.len()];
+    while let Some(joined) = set.join_next().await {
+        let (b, ids) = joined.context("a load task panicked")??;
+        per_boat[b].extend(ids);
+    }
+    Ok(per_boat
+        .into_iter()
+        .map(|mut ids| {
+            ids.sort();
+            ids.into_iter().map(|(_, id)| id).collect()
+        })
+        .collect())
+}
+
+/// What a scenario must reach before it counts as converged.
+enum Goal<'a> {
+    /// Every node holds the records it should (by `total`).
+    Counts { per_boat: usize },
+    /// Every holder of an edited record shows its new `arrests`.
+    Edits(&'a [Edit]),
+}
+
+#[derive(Debug, Clone)]
+struct Edit {
+    boat: usize,
+    id: String,
+    arrests: u64,
+}
+
+/// None when converged, otherwise what is still missing.
+async fn check(fleet: &Fleet, goal: &Goal<'_>) -> anyhow::Result<Option<String>> {
+    match goal {
+        Goal::Counts { per_boat } => {
+            let totals = fleet.totals().await?;
+            let wrong: Vec<String> = totals
+                .iter()
+                .enumerate()
+                .filter(|(i, t)| **t != expected_total(*i, *per_boat))
+                .map(|(i, t)| format!("{} has {t}/{}", NODES[i].0, expected_total(i, *per_boat)))
+                .collect();
+            Ok((!wrong.is_empty()).then(|| wrong.join(", ")))
+        }
+        Goal::Edits(edits) => {
+            // Node by node, stopping at the first one that lacks an edit: a
+            // round that has not converged usually fails on its first node.
+            for (node, (name, _, _)) in NODES.iter().enumerate() {
+                let mine: Vec<&Edit> = edits
+                    .iter()
+                    .filter(|e| holders(e.boat).contains(&node))
+                    .collect();
+                let mut set = JoinSet::new();
+                for chunk in mine.chunks(mine.len().div_ceil(8).max(1)) {
+                    let urls: Vec<(String, u64)> = chunk
+                        .iter()
+                        .map(|e| {
+                            (
+                                fleet.servers[node].url(&format!("/api/v1/records/{}", e.id)),
+                                e.arrests,
+                            )
+                        })
+                        .collect();
+                    let http = fleet.api.clone();
+                    set.spawn(async move {
+                        let mut missing = 0usize;
+                        for (url, want) in urls {
+                            let v: Json = http
+                                .get(&url)
+                                .send()
+                                .await?
+                                .error_for_status()?
+                                .json()
+                                .await?;
+                            if v["fields"]["arrests"].as_u64() != Some(want) {
+                                missing += 1;
+                            }
+                        }
+                        anyhow::Ok(missing)
+                    });
+                }
+                let mut missing = 0;
+                while let Some(j) = set.join_next().await {
+                    missing += j.context("a check task panicked")??;
+                }
+                if missing > 0 {
+                    return Ok(Some(format!(
+                        "{name} lacks {missing} of its {} edits",
+                        mine.len()
+                    )));
+                }
+            }
+            Ok(None)
+        }
+    }
+}
+
+/// The sync schedule: boats (in parallel), then stations (in parallel), then
+/// "stations, then boats" again until `goal` holds. Only the syncs are timed;
+/// the harness's own checks between rounds are not.
+struct Converged {
+    syncs: Vec<SyncDone>,
+    sync_wall: Duration,
+    rounds: usize,
+}
+
+async fn converge(
+    fleet: &Fleet,
+    goal: &Goal<'_>,
+    deadline: Instant,
+    t0: Instant,
+) -> anyhow::Result<Converged> {
+    let mut syncs = Vec::new();
+    let mut wall = Duration::ZERO;
+    let mut rounds = 0;
+    let phases: [&[usize]; 2] = [&BOATS, &STATIONS];
+    for nodes in phases {
+        let start = Instant::now();
+        syncs.extend(fleet.sync_group(nodes, deadline).await?);
+        wall += start.elapsed();
+        progress!(
+            t0,
+            "  synced {} ({:.2} s so far)",
+            names(nodes),
+            wall.as_secs_f64()
+        );
+    }
+    loop {
+        match check(fleet, goal).await? {
+            None => break,
+            Some(missing) => {
+                ensure!(
+                    rounds < MAX_ROUNDS,
+                    "no convergence after {} rounds: {missing}",
+                    rounds + 1
+                );
+                progress!(t0, "  not yet converged: {missing}");
+            }
+        }
+        rounds += 1;
+        for nodes in [&STATIONS[..], &BOATS[..]] {
+            let start = Instant::now();
+            syncs.extend(fleet.sync_group(nodes, deadline).await?);
+            wall += start.elapsed();
+            progress!(
+                t0,
+                "  synced {} ({:.2} s so far)",
+                names(nodes),
+                wall.as_secs_f64()
+            );
+        }
+    }
+    Ok(Converged {
+        syncs,
+        sync_wall: wall,
+        rounds: rounds + 1,
+    })
+}
+
+fn names(nodes: &[usize]) -> String {
+    nodes
+        .iter()
+        .map(|&n| NODES[n].0)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Wire totals across the links between two snapshots, and per link.
+struct Traffic {
+    to_upstream: u64,
+    to_downstream: u64,
+    connections: u64,
+    cuts: u64,
+    per_link: Map<String, Json>,
+    /// Bytes (both directions) on the two station ↔ HQ links.
+    hq_links: u64,
+}
+
+fn traffic(before: &LinkStats, after: &LinkStats) -> Traffic {
+    let mut t = Traffic {
+        to_upstream: 0,
+        to_downstream: 0,
+        connections: 0,
+        cuts: 0,
+        per_link: Map::new(),
+        hq_links: 0,
+    };
+    for (i, (b, a)) in before.iter().zip(after).enumerate() {
+        let (Some(b), Some(a)) = (b, a) else { continue };
+        let up = a.bytes_to_server - b.bytes_to_server;
+        let down = a.bytes_to_client - b.bytes_to_client;
+        t.to_upstream += up;
+        t.to_downstream += down;
+        t.connections += a.connections - b.connections;
+        t.cuts += a.cuts() - b.cuts();
+        if NODES[i].2 == Some(HQ) {
+            t.hq_links += up + down;
+        }
+        let upstream = NODES[i].2.map(|u| NODES[u].0).unwrap_or("-");
+        t.per_link.insert(
+            format!("{}->{upstream}", NODES[i].0),
+            json!({
+                "bytes_to_upstream": up,
+                "bytes_to_downstream": down,
+                "connections": a.connections - b.connections,
+                "cuts": a.cuts() - b.cuts(),
+            }),
+        );
+    }
+    t
+}
+
+/// Sums over the outcomes of a set of syncs.
+fn outcome_sums(syncs: &[SyncDone]) -> Json {
+    let sum = |f: fn(&Outcome) -> u64| syncs.iter().map(|s| f(&s.outcome)).sum::<u64>();
+    json!({
+        "syncs": syncs.len(),
+        "failed_attempts": syncs.iter().map(|s| u64::from(s.attempts - 1)).sum::<u64>(),
+        "round_trips": sum(|o| o.round_trips),
+        "pushed": sum(|o| o.pushed),
+        "pulled": sum(|o| o.pulled),
+        "rejected": sum(|o| o.rejected),
+        "body_bytes_sent": sum(|o| o.bytes_sent),
+        "body_bytes_received": sum(|o| o.bytes_received),
+    })
+}
+
+fn sync_log(syncs: &[SyncDone]) -> Json {
+    Json::Array(
+        syncs
+            .iter()
+            .map(|s| {
+                json!({
+                    "node": NODES[s.node].0,
+                    "round_trips": s.outcome.round_trips,
+                    "pushed": s.outcome.pushed,
+                    "pulled": s.outcome.pulled,
+                    "bytes_sent": s.outcome.bytes_sent,
+                    "bytes_received": s.outcome.bytes_received,
+                    "duration_ms": s.outcome.duration_ms,
+                    "attempts": s.attempts,
+                })
+            })
+            .collect(),
+    )
+}
+
+fn traffic_json(t: &Traffic) -> Json {
+    json!({
+        "wire_bytes_to_upstream": t.to_upstream,
+        "wire_bytes_to_downstream": t.to_downstream,
+        "connections": t.connections,
+        "cuts": t.cuts,
+        "links": t.per_link,
+    })
+}
+
+/// About what one record's changes take on the wire in one direction, once
+/// compressed (measured: 2,500 records ≈ 166 KB per boat link). Used only to
+/// scale where cuts land.
+const WIRE_BYTES_PER_RECORD: u64 = 64;
+
+/// The fault plan for one phase: `drop_percent` of connections cut at a
+/// uniformly random byte offset up to `max_offset`, chosen about the size of
+/// one connection's traffic in that phase so that most planned cuts land
+/// inside it (a cut planned past a connection's end does not happen, and
+/// the proxy's `cuts` counter says how many did).
+fn plan(opts: &Options, max_offset: u64) -> FaultPlan {
+    if opts.drop_percent > 0.0 {
+        FaultPlan::cuts(opts.drop_percent / 100.0, 0..=max_offset)
+    } else {
+        FaultPlan::none()
+    }
+}
+
+/// Full views of a sample of records must be identical on every holder:
+/// equal counts alone would not notice records that differ.
+async fn views_agree(fleet: &Fleet, sample: &[(usize, String)]) -> anyhow::Result<()> {
+    for (boat, id) in sample {
+        let path = format!("/api/v1/records/{id}");
+        let reference = fleet.get_bytes(*boat, &path).await?;
+        let reference: Json = serde_json::from_slice(&reference)?;
+        for node in holders(*boat) {
+            let other: Json = serde_json::from_slice(&fleet.get_bytes(node, &path).await?)?;
+            ensure!(
+                other == reference,
+                "record {id} differs between {} and {}",
+                NODES[*boat].0,
+                NODES[node].0
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Heads of a record's Automerge document on a node.
+async fn heads(fleet: &Fleet, node: usize, id: &str) -> anyhow::Result<Vec<ChangeHash>> {
+    let bytes = fleet
+        .get_bytes(node, &format!("/api/v1/records/{id}/automerge"))
+        .await?;
+    let mut doc = AutoCommit::load(&bytes).with_context(|| format!("load record {id}"))?;
+    Ok(doc.get_heads())
+}
+
+/// Raw bytes (`Change::raw_bytes`, what sync puts on the wire before zstd) and
+/// count of the changes a record gained since `before`.
+async fn changes_since(
+    fleet: &Fleet,
+    node: usize,
+    id: &str,
+    before: &[ChangeHash],
+) -> anyhow::Result<(u64, u64)> {
+    let bytes = fleet
+        .get_bytes(node, &format!("/api/v1/records/{id}/automerge"))
+        .await?;
+    let mut doc = AutoCommit::load(&bytes).with_context(|| format!("load record {id}"))?;
+    let changes = doc.get_changes(before);
+    Ok((
+        changes.iter().map(|c| c.raw_bytes().len() as u64).sum(),
+        changes.len() as u64,
+    ))
+}
+
+fn round1(x: f64) -> f64 {
+    (x * 10.0).round() / 10.0
+}
+
+fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+async fn run(opts: &Options, fleet: &mut Fleet, t0: Instant) -> anyhow::Result<Json> {
+    let deadline = t0 + opts.deadline;
+    let n = opts.records_per_boat;
+    let mut result = Map::new();
+    result.insert(
+        "config".into(),
+        json!({
+            "records_per_boat": n,
+            "records_total": n * BOATS.len(),
+            "edits": opts.edits,
+            "satellite": opts.satellite,
+            "link": if opts.satellite {
+                "every link, both directions: 300 ms latency, 256 kbit/s"
+            } else {
+                "loopback, no shaping"
+            },
+            "drop_percent": opts.drop_percent,
+            "seed": opts.seed,
+            "client_concurrency_per_boat": opts.concurrency,
+            "tideline": opts.tideline.display().to_string(),
+            "cache_mb": opts.cache_mb,
+        }),
+    );
+
+    // ---- Load (not timed as sync).
+    progress!(t0, "loading {n} records on each of {} boats", BOATS.len());
+    let meter = fleet.begin()?;
+    let start = Instant::now();
+    let ids = load_records(fleet, n, opts.concurrency).await?;
+    let load_secs = start.elapsed().as_secs_f64();
+    progress!(
+        t0,
+        "loaded {} records in {load_secs:.1} s ({:.0}/s)",
+        n * BOATS.len(),
+        (n * BOATS.len()) as f64 / load_secs
+    );
+    let load_res = fleet.end(&meter, false)?;
+    result.insert(
+        "load".into(),
+        json!({"records": n * BOATS.len(), "secs": round3(load_secs), "resources": load_res}),
+    );
+
+    // ---- 1. First sync.
+    let meter = fleet.begin()?;
+    fleet.set_faults(&plan(opts, n as u64 * WIRE_BYTES_PER_RECORD));
+    progress!(t0, "first sync");
+    let before = fleet.link_stats();
+    let c = converge(fleet, &Goal::Counts { per_boat: n }, deadline, t0).await?;
+    let t = traffic(&before, &fleet.link_stats());
+    let first_res = fleet.end(&meter, true)?;
+    let totals = fleet.totals().await?;
+    let sample: Vec<(usize, String)> = BOATS
+        .iter()
+        .enumerate()
+        .flat_map(|(b, &boat)| {
+            let ids = &ids[b];
+            (0..5).map(move |k| (boat, ids[k * ids.len() / 5].clone()))
+        })
+        .collect();
+    views_agree(fleet, &sample).await?;
+    // The same records as zstd-compressed JSON lines, for scale. Metered on
+    // its own: exporting 10,000 records is not sync and must not count as its peak.
+    let meter = fleet.begin()?;
+    let jsonl = fleet.get_bytes(HQ, "/api/v1/export?format=jsonl").await?;
+    let export_res = fleet.end(&meter, false)?;
+    let lines = jsonl
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .count();
+    ensure!(
+        lines == n * BOATS.len(),
+        "HQ exported {lines} lines, expected {}",
+        n * BOATS.len()
+    );
+    let zstd_bytes = zstd::encode_all(&jsonl[..], 3).context("zstd")?.len() as u64;
+    let wire = t.to_upstream + t.to_downstream;
+    let secs = c.sync_wall.as_secs_f64();
+    let sums = outcome_sums(&c.syncs);
+    let body_total = sums["body_bytes_sent"].as_u64().unwrap_or(0)
+        + sums["body_bytes_received"].as_u64().unwrap_or(0);
+    progress!(
+        t0,
+        "first sync: {secs:.2} s, {} round trips, {wire} wire bytes ({} on the HQ links), zstd JSON lines {zstd_bytes}",
+        sums["round_trips"],
+        t.hq_links
+    );
+    let mut first = Map::new();
+    first.insert("wall_s".into(), json!(round3(secs)));
+    first.insert("rounds".into(), json!(c.rounds));
+    first.insert(
+        "records_per_s".into(),
+        json!(round1((n * BOATS.len()) as f64 / secs)),
+    );
+    first.insert("outcomes".into(), sums);
+    first.insert("traffic".into(), traffic_json(&t));
+    first.insert(
+        "totals".into(),
+        json!(NODES
+            .iter()
+            .zip(&totals)
+            .map(|(nd, t)| (nd.0.to_string(), json!(t)))
+            .collect::<Map<_, _>>()),
+    );
+    first.insert("jsonl_bytes".into(), json!(jsonl.len()));
+    first.insert("zstd_jsonl_bytes".into(), json!(zstd_bytes));
+    // Each record crosses three links (boat → station, station → HQ, station →
+    // sibling boat), the JSON lines count it once: compare per crossing. The
+    // two station ↔ HQ links carry every record exactly once, so they are the
+    // most direct comparison.
+    first.insert(
+        "wire_bytes_per_crossing_over_zstd_jsonl".into(),
+        json!(round3(wire as f64 / (HOPS * zstd_bytes) as f64)),
+    );
+    first.insert(
+        "body_bytes_per_crossing_over_zstd_jsonl".into(),
+        json!(round3(body_total as f64 / (HOPS * zstd_bytes) as f64)),
+    );
+    first.insert("hq_links_wire_bytes".into(), json!(t.hq_links));
+    first.insert(
+        "hq_links_wire_over_zstd_jsonl".into(),
+        json!(round3(t.hq_links as f64 / zstd_bytes as f64)),
+    );
+    first.insert("resources".into(), first_res);
+    first.insert("export_resources".into(), export_res);
+    first.insert("syncs".into(), sync_log(&c.syncs));
+    let first_secs = secs;
+    let first_ratio = t.hq_links as f64 / zstd_bytes as f64;
+    result.insert("first_sync".into(), Json::Object(first));
+
+    // ---- 2. Incremental: single-field edits spread over the boats' records.
+    let mut edits = Vec::new();
+    for i in 0..opts.edits {
+        let b = i % BOATS.len();
+        let on_this_boat = opts.edits / BOATS.len() + usize::from(b < opts.edits % BOATS.len());
+        let stride = (n / on_this_boat.max(1)).max(1);
+        let idx = ((i / BOATS.len()) * stride) % n;
+        edits.push(Edit {
+            boat: BOATS[b],
+            id: ids[b][idx].clone(),
+            // Never 1 (the loaded value), so every edit is a real change.
+            arrests: 2 + (i % 9) as u64,
+        });
+    }
+    progress!(t0, "incremental: {} edits", edits.len());
+    // Heads before, once per distinct record (an id edited twice is measured once, over both edits).
+    let mut before_heads: HashMap<String, (usize, Vec<ChangeHash>)> = HashMap::new();
+    for e in &edits {
+        if !before_heads.contains_key(&e.id) {
+            let h = heads(fleet, e.boat, &e.id).await?;
+            before_heads.insert(e.id.clone(), (e.boat, h));
+        }
+    }
+    let start = Instant::now();
+    let mut set = JoinSet::new();
+    for chunk in edits.chunks(edits.len().div_ceil(opts.concurrency * BOATS.len()).max(1)) {
+        let calls: Vec<(String, u64)> = chunk
+            .iter()
+            .map(|e| {
+                (
+                    fleet.servers[e.boat].url(&format!("/api/v1/records/{}", e.id)),
+                    e.arrests,
+                )
+            })
+            .collect();
+        let http = fleet.api.clone();
+        set.spawn(async move {
+            for (url, k) in calls {
+                let r = http
+                    .patch(&url)
+                    .json(&json!({"fields": {"arrests": k}}))
+                    .send()
+                    .await?;
+                let status = r.status();
+                ensure!(
+                    status.as_u16() == 200,
+                    "PATCH returned {status}: {}",
+                    r.text().await?
+                );
+            }
+            anyhow::Ok(())
+        });
+    }
+    while let Some(j) = set.join_next().await {
+        j.context("an edit task panicked")??;
+    }
+    let edit_secs = start.elapsed().as_secs_f64();
+    let mut raw_change_bytes = 0u64;
+    let mut raw_changes = 0u64;
+    for (id, (boat, h)) in &before_heads {
+        let (bytes, count) = changes_since(fleet, *boat, id, h).await?;
+        raw_change_bytes += bytes;
+        raw_changes += count;
+    }
+    progress!(
+        t0,
+        "edited in {edit_secs:.1} s: {raw_changes} changes, {raw_change_bytes} raw change bytes"
+    );
+    let meter = fleet.begin()?;
+    fleet.set_faults(&plan(
+        opts,
+        (opts.edits / BOATS.len()).max(1) as u64 * WIRE_BYTES_PER_RECORD,
+    ));
+    let before = fleet.link_stats();
+    let c = converge(fleet, &Goal::Edits(&edits), deadline, t0).await?;
+    let t = traffic(&before, &fleet.link_stats());
+    let inc_res = fleet.end(&meter, true)?;
+    let sample: Vec<(usize, String)> = edits
+        .iter()
+        .step_by((edits.len() / 20).max(1))
+        .map(|e| (e.boat, e.id.clone()))
+        .collect();
+    views_agree(fleet, &sample).await?;
+    let secs = c.sync_wall.as_secs_f64();
+    let sums = outcome_sums(&c.syncs);
+    let body_total = sums["body_bytes_sent"].as_u64().unwrap_or(0)
+        + sums["body_bytes_received"].as_u64().unwrap_or(0);
+    let wire = t.to_upstream + t.to_downstream;
+    let carried = HOPS * raw_change_bytes;
+    // Target: bytes ≤ 1.0 × the raw change bytes each link must carry, plus 1 KiB per sync.
+    let allowance = carried + 1024 * c.syncs.len() as u64;
+    progress!(
+        t0,
+        "incremental: {secs:.2} s, {} round trips, {wire} wire bytes, {body_total} body bytes; raw {raw_change_bytes} × {HOPS} links",
+        sums["round_trips"]
+    );
+    let mut inc = Map::new();
+    inc.insert("edits".into(), json!(edits.len()));
+    inc.insert("edited_records".into(), json!(before_heads.len()));
+    inc.insert("edit_secs".into(), json!(round3(edit_secs)));
+    inc.insert("raw_changes".into(), json!(raw_changes));
+    inc.insert("raw_change_bytes".into(), json!(raw_change_bytes));
+    inc.insert("raw_change_bytes_carried".into(), json!(carried));
+    inc.insert("wall_s".into(), json!(round3(secs)));
+    inc.insert("rounds".into(), json!(c.rounds));
+    inc.insert("outcomes".into(), sums);
+    inc.insert("traffic".into(), traffic_json(&t));
+    inc.insert(
+        "wire_over_raw_carried".into(),
+        json!(round3(wire as f64 / carried as f64)),
+    );
+    inc.insert(
+        "body_over_raw_carried".into(),
+        json!(round3(body_total as f64 / carried as f64)),
+    );
+    inc.insert("allowance_bytes".into(), json!(allowance));
+    inc.insert("resources".into(), inc_res);
+    inc.insert("syncs".into(), sync_log(&c.syncs));
+    let inc_ok = body_total <= allowance;
+    let inc_wire_ok = wire <= allowance;
+    result.insert("incremental".into(), Json::Object(inc));
+
+    // ---- 3. No-op: every downstream once, one after another, nothing new.
+    let meter = fleet.begin()?;
+    // A no-op exchange is about 190 bytes each way, headers included.
+    fleet.set_faults(&plan(opts, 192));
+    progress!(t0, "no-op syncs");
+    let mut noop = Vec::new();
+    let mut noop_ok = true;
+    let mut noop_secs = 0.0;
+    for &node in BOATS.iter().chain(&STATIONS) {
+        let before = fleet.link_stats();
+        let done = fleet.sync_group(&[node], deadline).await?.remove(0);
+        let t = traffic(&before, &fleet.link_stats());
+        let o = done.outcome;
+        let bodies = o.bytes_sent + o.bytes_received;
+        noop_ok &=
+            o.round_trips == 1 && bodies <= NOOP_BODY_LIMIT && o.pushed == 0 && o.pulled == 0;
+        noop_secs += done.wall.as_secs_f64();
+        noop.push(json!({
+            "node": NODES[node].0,
+            "round_trips": o.round_trips,
+            "pushed": o.pushed,
+            "pulled": o.pulled,
+            "body_bytes_sent": o.bytes_sent,
+            "body_bytes_received": o.bytes_received,
+            "wire_bytes_to_upstream": t.to_upstream,
+            "wire_bytes_to_downstream": t.to_downstream,
+            "duration_ms": o.duration_ms,
+            "wall_ms": round1(done.wall.as_secs_f64() * 1000.0),
+            "attempts": done.attempts,
+        }));
+    }
+    let noop_res = fleet.end(&meter, true)?;
+    let totals = fleet.totals().await?;
+    for (i, t) in totals.iter().enumerate() {
+        ensure!(
+            *t == expected_total(i, n),
+            "{} lost records: {t}",
+            NODES[i].0
+        );
+    }
+    progress!(t0, "no-op: {noop_secs:.2} s for {} syncs", noop.len());
+    result.insert(
+        "noop".into(),
+        json!({"wall_s": round3(noop_secs), "syncs": noop, "resources": noop_res}),
+    );
+
+    // ---- Peaks over the whole run and the targets.
+    fleet.observe_rss()?;
+    let per_node = |v: &[f64]| -> Map<String, Json> {
+        NODES
+            .iter()
+            .zip(v)
+            .map(|(nd, p)| (nd.0.to_string(), json!(round1(*p))))
+            .collect()
+    };
+    let max_sync_peak = fleet.sync_peak.iter().cloned().fold(0.0, f64::max);
+    result.insert(
+        "peak_rss_mb".into(),
+        json!({
+            // During the three sync scenarios.
+            "sync": per_node(&fleet.sync_peak),
+            // Over the whole run, loading the records and the export included.
+            "overall": per_node(&fleet.peak_hwm),
+        }),
+    );
+    result.insert(
+        "hwm_reset_between_scenarios".into(),
+        json!(fleet.hwm_resets_work),
+    );
+    result.insert(
+        "targets".into(),
+        json!({
+            "first_sync_under_4_s": first_secs < 4.0,
+            "every_instance_under_150_mb_while_syncing": max_sync_peak < 150.0,
+            "first_sync_hq_link_bytes_within_1_5x_zstd_jsonl": first_ratio <= 1.5,
+            "incremental_body_bytes_within_raw_plus_1_kib_per_sync": inc_ok,
+            "incremental_wire_bytes_within_raw_plus_1_kib_per_sync": inc_wire_ok,
+            "noop_one_round_trip_within_1_kib": noop_ok,
+        }),
+    );
+    Ok(Json::Object(result))
+}
+
+fn main() -> std::process::ExitCode {
+    let opts = match parse_args() {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("sync_bench: {e:#}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("sync_bench: tokio runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let t0 = Instant::now();
+    let result = runtime.block_on(async {
+        let mut fleet = Fleet::start(&opts, t0).await?;
+        // Ctrl-C drops the run, and with it the fleet: every child is killed.
+        let outcome = tokio::select! {
+            r = run(&opts, &mut fleet, t0) => r,
+            _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
+        };
+        if outcome.is_err() {
+            eprintln!("server logs (last lines):\n{}", fleet.log_tails());
+        }
+        outcome
+    });
+    match result {
+        Ok(report) => {
+            println!("{report}");
+            std::process::ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("sync_bench: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
