@@ -390,7 +390,10 @@ fn a_record_whose_heads_show_missing_dependencies_is_repaired_by_automerge_sync(
 fn create_typical(n: &Node, i: usize) -> RecordId {
     let v: Value = serde_json::from_str(
         n.records
-            .create("boarding-report", &tideline_schemas::samples::boarding_report(i))
+            .create(
+                "boarding-report",
+                &tideline_schemas::samples::boarding_report(i),
+            )
             .unwrap()
             .get(),
     )
