@@ -260,9 +260,11 @@ impl RecordDoc {
     /// Every change not already covered by `heads`. Heads this document does not
     /// know are ignored: they cannot make the answer smaller.
     pub fn changes_since(&mut self, heads: &[ChangeHash]) -> Vec<Change> {
+        // The metadata lookup answers "is this change here?" in well under a
+        // microsecond; fetching the change itself rebuilds it (~250 µs).
         let known: Vec<ChangeHash> = heads
             .iter()
-            .filter(|h| self.doc.get_change_by_hash(h).is_some())
+            .filter(|h| self.doc.get_change_meta_by_hash(h).is_some())
             .copied()
             .collect();
         self.doc.get_changes(&known)
