@@ -39,76 +39,10 @@ fn open_fixture() -> Fixture {
     Fixture { records, _dir: dir }
 }
 
-/// The findings narrative, exactly 600 characters: long free text is Automerge
-/// Text (one op per character), so its length drives document size and cost.
-fn findings(n: usize) -> String {
-    let base = format!(
-        "Boarding {n}: vessel hailed on channel 16 and stopped without resistance. \
-         Master produced registration papers and crew list; six persons identified. \
-         Search of the forward hold found two concealed compartments behind the fuel \
-         tanks, both opened in the presence of the master. Compartment one held \
-         packages wrapped in black plastic, field test positive for cocaine. \
-         Compartment two held a pistol and loose ammunition. Items photographed in \
-         place, bagged and tagged. Crew cooperative throughout; master detained and \
-         vessel escorted to port for a full search by customs. "
-    );
-    base.chars().cycle().take(600).collect()
-}
-
-/// A typical boarding report: 6 crew, 2 seizures with their own evidence tags,
-/// contraband found, 600 characters of findings, every required field valid.
-/// tests/src/bin/rss_bench.rs posts the same shape over HTTP.
+/// The typical boarding report shared by tests and benchmarks: 6 crew,
+/// 2 seizures, 600 characters of findings.
 fn typical_report(n: usize) -> Map<String, Json> {
-    let roles = ["master", "crew", "crew", "crew", "crew", "passenger"];
-    let crew: Vec<Json> = roles
-        .iter()
-        .enumerate()
-        .map(|(i, role)| {
-            json!({
-                "name": format!("Crew Member {n}-{i}"),
-                "nationality": "Trinidad and Tobago",
-                "id_document": format!("passport TT{:07}", n * 10 + i),
-                "role": role,
-            })
-        })
-        .collect();
-    let report = json!({
-        "boarding_time": "2025-03-14T09:42:00-04:00",
-        "position": {"lat": 12.9843, "lon": -61.2872},
-        "vessel_name": format!("Sea Breeze {n}"),
-        "vessel_registration": format!("TT-FV-{n:05}"),
-        "flag_state": "TT",
-        "vessel_type": "go_fast",
-        "persons_on_board": 6,
-        "master_name": format!("Crew Member {n}-0"),
-        "reason": "suspected_trafficking",
-        "crew": crew,
-        "contraband_found": true,
-        "seizures": [
-            {
-                "item_type": "narcotics",
-                "description": "Packages in black plastic, forward hold compartment one",
-                "quantity": 24.5,
-                "unit": "kg",
-                "evidence_tag": format!("EV-{n:06}-1"),
-            },
-            {
-                "item_type": "firearms",
-                "description": "Pistol with loose ammunition, compartment two",
-                "quantity": 1,
-                "unit": "pcs",
-                "evidence_tag": format!("EV-{n:06}-2"),
-            }
-        ],
-        "arrests": 1,
-        "findings": findings(n),
-        "outcome": "escorted_to_port",
-        "officers": ["Sgt. A. Baptiste 4411", "PC R. Charles 5120"],
-    });
-    match report {
-        Json::Object(map) => map,
-        _ => unreachable!("the report literal is an object"),
-    }
+    tideline_schemas::samples::boarding_report(n)
 }
 
 fn record_id(view: &serde_json::value::RawValue) -> RecordId {

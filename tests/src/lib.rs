@@ -2,6 +2,7 @@
 //! instances on loopback port 0, each over its own sled store.
 
 #![forbid(unsafe_code)]
+pub mod process;
 pub mod proxy;
 
 use serde_json::{json, Value};

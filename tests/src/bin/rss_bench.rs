@@ -16,12 +16,9 @@
 
 use anyhow::{bail, ensure, Context};
 use serde_json::{json, Map, Value as Json};
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
+use tideline_tests::process::{memory_mb, ServerProcess};
 
 struct Options {
     tideline: PathBuf,
@@ -74,111 +71,11 @@ fn parse_args() -> anyhow::Result<Options> {
     })
 }
 
-/// The server child; killed when dropped so that an error anywhere in the
-/// harness never leaves a server running.
-struct Server {
-    child: Child,
-    addr: SocketAddr,
-}
+type Server = ServerProcess;
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Server {
-    fn start(bin: &Path, data: &Path, log: &Path) -> anyhow::Result<Server> {
-        let log_file = std::fs::File::create(log).context("create the server log")?;
-        let mut child = Command::new(bin)
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--station",
-                "BB-01",
-                "--data",
-            ])
-            .arg(data)
-            // Settings from the caller's environment would change what is measured
-            // (an upstream sync loop, another cache size, chattier logs).
-            .env_remove("TIDELINE_CONFIG")
-            .env_remove("TIDELINE_UPSTREAM")
-            .env_remove("TIDELINE_CACHE_MB")
-            .env_remove("TIDELINE_MAX_BODY_BYTES")
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(log_file))
-            .spawn()
-            .with_context(|| format!("start {}", bin.display()))?;
-        let stdout = child.stdout.take().context("server stdout")?;
-        // Wrap the child at once so that it is killed on every early return.
-        let mut server = Server {
-            child,
-            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-        };
-
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut sent = false;
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if !sent {
-                    if let Some(addr) = line.trim().strip_prefix("listening on http://") {
-                        let _ = tx.send(addr.to_string());
-                        sent = true;
-                    }
-                }
-                // Keep draining so the server never blocks on a full pipe.
-            }
-        });
-        let addr = match rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(addr) => addr,
-            Err(_) => bail!(
-                "the server did not print its address within 30 s; log:\n{}",
-                std::fs::read_to_string(log).unwrap_or_default()
-            ),
-        };
-        let addr: SocketAddr = addr
-            .parse()
-            .with_context(|| format!("the server printed an odd address {addr:?}"))?;
-        ensure!(
-            addr.ip().is_loopback(),
-            "refusing a non-loopback address {addr}"
-        );
-        server.addr = addr;
-        Ok(server)
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
-}
-
-/// VmRSS and VmHWM of a process, in MiB.
-fn memory_mb(pid: u32) -> anyhow::Result<(f64, f64)> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .with_context(|| format!("read /proc/{pid}/status"))?;
-    let field = |name: &str| -> anyhow::Result<f64> {
-        let line = status
-            .lines()
-            .find(|l| l.starts_with(name))
-            .with_context(|| format!("{name} missing from /proc/{pid}/status"))?;
-        let kb: f64 = line
-            .split_whitespace()
-            .nth(1)
-            .with_context(|| format!("odd line {line:?}"))?
-            .parse()
-            .with_context(|| format!("odd line {line:?}"))?;
-        Ok(kb / 1024.0)
-    };
-    Ok((field("VmRSS:")?, field("VmHWM:")?))
+fn start_server(bin: &Path, data: &Path, log: &Path) -> anyhow::Result<Server> {
+    let args = ["--station".to_string(), "BB-01".to_string()];
+    ServerProcess::start(bin, "server", data, &args, log.to_path_buf())
 }
 
 /// Apparent and allocated size of everything under `dir`.
@@ -201,74 +98,10 @@ fn dir_bytes(dir: &Path) -> anyhow::Result<(u64, u64)> {
     Ok((len, allocated))
 }
 
-/// The findings narrative, exactly 600 characters (as in sync/benches/records.rs).
-fn findings(n: usize) -> String {
-    let base = format!(
-        "Boarding {n}: vessel hailed on channel 16 and stopped without resistance. \
-         Master produced registration papers and crew list; six persons identified. \
-         Search of the forward hold found two concealed compartments behind the fuel \
-         tanks, both opened in the presence of the master. Compartment one held \
-         packages wrapped in black plastic, field test positive for cocaine. \
-         Compartment two held a pistol and loose ammunition. Items photographed in \
-         place, bagged and tagged. Crew cooperative throughout; master detained and \
-         vessel escorted to port for a full search by customs. "
-    );
-    base.chars().cycle().take(600).collect()
-}
-
-/// A typical boarding report, the same shape as the one in
-/// sync/benches/records.rs: 6 crew, 2 seizures, contraband found, 600-character findings.
+/// The typical boarding report shared by tests and benchmarks: 6 crew,
+/// 2 seizures, 600 characters of findings.
 fn typical_report(n: usize) -> Map<String, Json> {
-    let roles = ["master", "crew", "crew", "crew", "crew", "passenger"];
-    let crew: Vec<Json> = roles
-        .iter()
-        .enumerate()
-        .map(|(i, role)| {
-            json!({
-                "name": format!("Crew Member {n}-{i}"),
-                "nationality": "Trinidad and Tobago",
-                "id_document": format!("passport TT{:07}", n * 10 + i),
-                "role": role,
-            })
-        })
-        .collect();
-    let report = json!({
-        "boarding_time": "2025-03-14T09:42:00-04:00",
-        "position": {"lat": 12.9843, "lon": -61.2872},
-        "vessel_name": format!("Sea Breeze {n}"),
-        "vessel_registration": format!("TT-FV-{n:05}"),
-        "flag_state": "TT",
-        "vessel_type": "go_fast",
-        "persons_on_board": 6,
-        "master_name": format!("Crew Member {n}-0"),
-        "reason": "suspected_trafficking",
-        "crew": crew,
-        "contraband_found": true,
-        "seizures": [
-            {
-                "item_type": "narcotics",
-                "description": "Packages in black plastic, forward hold compartment one",
-                "quantity": 24.5,
-                "unit": "kg",
-                "evidence_tag": format!("EV-{n:06}-1"),
-            },
-            {
-                "item_type": "firearms",
-                "description": "Pistol with loose ammunition, compartment two",
-                "quantity": 1,
-                "unit": "pcs",
-                "evidence_tag": format!("EV-{n:06}-2"),
-            }
-        ],
-        "arrests": 1,
-        "findings": findings(n),
-        "outcome": "escorted_to_port",
-        "officers": ["Sgt. A. Baptiste 4411", "PC R. Charles 5120"],
-    });
-    match report {
-        Json::Object(map) => map,
-        _ => unreachable!("the report literal is an object"),
-    }
+    tideline_schemas::samples::boarding_report(n)
 }
 
 fn client() -> anyhow::Result<reqwest::blocking::Client> {
@@ -359,7 +192,7 @@ fn run(opts: &Options) -> anyhow::Result<Json> {
     let data = tempfile::tempdir().context("create the data directory")?;
     let scratch = tempfile::tempdir().context("create a scratch directory")?;
     let log = scratch.path().join("server.log");
-    let server = Server::start(&opts.tideline, data.path(), &log)?;
+    let server = start_server(&opts.tideline, data.path(), &log)?;
     let pid = server.pid();
     let http = client()?;
 

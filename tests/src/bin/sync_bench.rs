@@ -49,11 +49,9 @@ use anyhow::{bail, ensure, Context};
 use automerge::{AutoCommit, ChangeHash};
 use serde_json::{json, Map, Value as Json};
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+use tideline_tests::process::{memory_mb, ServerProcess};
 use tideline_tests::proxy::{FaultPlan, FaultProxy, Link, ProxyConfig, ProxyStats};
 use tokio::task::JoinSet;
 
@@ -181,134 +179,30 @@ macro_rules! progress {
     };
 }
 
-/// One `tideline serve` child; killed when dropped so that an error or panic
-/// anywhere in the harness never leaves a server running.
-struct Server {
+type Server = ServerProcess;
+
+/// Start one instance of the fleet; syncs happen only when the harness asks,
+/// since a background loop would race the measured schedule.
+fn start_server(
+    opts: &Options,
     name: &'static str,
-    child: Child,
-    addr: SocketAddr,
+    station: &str,
+    upstream: Option<&str>,
+    data: &Path,
     log: PathBuf,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+) -> anyhow::Result<Server> {
+    let mut args = vec![
+        "--station".to_string(),
+        station.to_string(),
+        "--no-auto-sync".to_string(),
+    ];
+    if let Some(upstream) = upstream {
+        args.extend(["--upstream".to_string(), upstream.to_string()]);
     }
-}
-
-impl Server {
-    /// Start `tideline serve` and wait (up to 30 s) for its `listening on` line.
-    /// Blocking: call it from `block_in_place`.
-    fn start(
-        opts: &Options,
-        name: &'static str,
-        station: &str,
-        upstream: Option<&str>,
-        data: &Path,
-        log: PathBuf,
-    ) -> anyhow::Result<Server> {
-        let bin = &opts.tideline;
-        let log_file = std::fs::File::create(&log).context("create a server log")?;
-        let mut cmd = Command::new(bin);
-        cmd.args(["serve", "--listen", "127.0.0.1:0", "--station", station])
-            .arg("--data")
-            .arg(data)
-            // Syncs only when the harness asks; a background loop would race the
-            // measured schedule and blur what each sync carried.
-            .arg("--no-auto-sync");
-        if let Some(upstream) = upstream {
-            cmd.args(["--upstream", upstream]);
-        }
-        if let Some(mb) = opts.cache_mb {
-            cmd.args(["--cache-mb", &mb.to_string()]);
-        }
-        // Settings from the caller's environment would change what is measured.
-        for var in [
-            "TIDELINE_CONFIG",
-            "TIDELINE_UPSTREAM",
-            "TIDELINE_CACHE_MB",
-            "TIDELINE_MAX_BODY_BYTES",
-            "TIDELINE_SYNC_INTERVAL_SECS",
-            "TIDELINE_LISTEN",
-            "TIDELINE_DATA_DIR",
-            "TIDELINE_STATION",
-        ] {
-            cmd.env_remove(var);
-        }
-        let mut child = cmd
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(log_file))
-            .spawn()
-            .with_context(|| format!("start {}", bin.display()))?;
-        let stdout = child.stdout.take().context("server stdout")?;
-        // Wrap the child at once so that it is killed on every early return.
-        let mut server = Server {
-            name,
-            child,
-            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-            log,
-        };
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut sent = false;
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if !sent {
-                    if let Some(addr) = line.trim().strip_prefix("listening on http://") {
-                        let _ = tx.send(addr.to_string());
-                        sent = true;
-                    }
-                }
-                // Keep draining so the server never blocks on a full pipe.
-            }
-        });
-        let Ok(addr) = rx.recv_timeout(Duration::from_secs(30)) else {
-            bail!(
-                "{name} did not print its address within 30 s; log:\n{}",
-                std::fs::read_to_string(&server.log).unwrap_or_default()
-            );
-        };
-        let addr: SocketAddr = addr
-            .parse()
-            .with_context(|| format!("{name} printed an odd address {addr:?}"))?;
-        ensure!(
-            addr.ip().is_loopback(),
-            "refusing {name}'s non-loopback address {addr}"
-        );
-        server.addr = addr;
-        Ok(server)
+    if let Some(mb) = opts.cache_mb {
+        args.extend(["--cache-mb".to_string(), mb.to_string()]);
     }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-}
-
-/// VmRSS and VmHWM of a process, in MiB.
-fn memory_mb(pid: u32) -> anyhow::Result<(f64, f64)> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .with_context(|| format!("read /proc/{pid}/status"))?;
-    let field = |name: &str| -> anyhow::Result<f64> {
-        let line = status
-            .lines()
-            .find(|l| l.starts_with(name))
-            .with_context(|| format!("{name} missing from /proc/{pid}/status"))?;
-        let kb: f64 = line
-            .split_whitespace()
-            .nth(1)
-            .with_context(|| format!("odd line {line:?}"))?
-            .parse()
-            .with_context(|| format!("odd line {line:?}"))?;
-        Ok(kb / 1024.0)
-    };
-    Ok((field("VmRSS:")?, field("VmHWM:")?))
+    ServerProcess::start(&opts.tideline, name, data, &args, log)
 }
 
 /// CPU seconds (user + system) a process has used so far; `who` is a pid or
@@ -340,74 +234,10 @@ struct Meter {
     harness_cpu: f64,
 }
 
-/// The findings narrative, exactly 600 characters (as in sync/benches/records.rs).
-fn findings(n: usize) -> String {
-    let base = format!(
-        "Boarding {n}: vessel hailed on channel 16 and stopped without resistance. \
-         Master produced registration papers and crew list; six persons identified. \
-         Search of the forward hold found two concealed compartments behind the fuel \
-         tanks, both opened in the presence of the master. Compartment one held \
-         packages wrapped in black plastic, field test positive for cocaine. \
-         Compartment two held a pistol and loose ammunition. Items photographed in \
-         place, bagged and tagged. Crew cooperative throughout; master detained and \
-         vessel escorted to port for a full search by customs. "
-    );
-    base.chars().cycle().take(600).collect()
-}
-
-/// A typical boarding report, the same shape as rss_bench's and
-/// sync/benches/records.rs: 6 crew, 2 seizures, contraband found, 600-character findings.
+/// The typical boarding report shared by tests and benchmarks: 6 crew,
+/// 2 seizures, 600 characters of findings.
 fn typical_report(n: usize) -> Map<String, Json> {
-    let roles = ["master", "crew", "crew", "crew", "crew", "passenger"];
-    let crew: Vec<Json> = roles
-        .iter()
-        .enumerate()
-        .map(|(i, role)| {
-            json!({
-                "name": format!("Crew Member {n}-{i}"),
-                "nationality": "Trinidad and Tobago",
-                "id_document": format!("passport TT{:07}", n * 10 + i),
-                "role": role,
-            })
-        })
-        .collect();
-    let report = json!({
-        "boarding_time": "2025-03-14T09:42:00-04:00",
-        "position": {"lat": 12.9843, "lon": -61.2872},
-        "vessel_name": format!("Sea Breeze {n}"),
-        "vessel_registration": format!("TT-FV-{n:05}"),
-        "flag_state": "TT",
-        "vessel_type": "go_fast",
-        "persons_on_board": 6,
-        "master_name": format!("Crew Member {n}-0"),
-        "reason": "suspected_trafficking",
-        "crew": crew,
-        "contraband_found": true,
-        "seizures": [
-            {
-                "item_type": "narcotics",
-                "description": "Packages in black plastic, forward hold compartment one",
-                "quantity": 24.5,
-                "unit": "kg",
-                "evidence_tag": format!("EV-{n:06}-1"),
-            },
-            {
-                "item_type": "firearms",
-                "description": "Pistol with loose ammunition, compartment two",
-                "quantity": 1,
-                "unit": "pcs",
-                "evidence_tag": format!("EV-{n:06}-2"),
-            }
-        ],
-        "arrests": 1,
-        "findings": findings(n),
-        "outcome": "escorted_to_port",
-        "officers": ["Sgt. A. Baptiste 4411", "PC R. Charles 5120"],
-    });
-    match report {
-        Json::Object(map) => map,
-        _ => unreachable!("the report literal is an object"),
-    }
+    tideline_schemas::samples::boarding_report(n)
 }
 
 /// What `POST /api/v1/sync/now` answered.
@@ -577,7 +407,7 @@ impl Fleet {
             let log = fleet.logs.path().join(format!("{name}.log"));
             let upstream_url = proxy.as_ref().map(FaultProxy::url);
             let server = tokio::task::block_in_place(|| {
-                Server::start(
+                start_server(
                     opts,
                     name,
                     station,
