@@ -136,6 +136,26 @@ fn record_id(text: &str) -> Option<RecordId> {
     text.parse().ok()
 }
 
+/// What one side sends of a record: its changes not covered by the heads the
+/// other side is known to have, their size, and the heads both will share once
+/// they arrive. None when there is nothing to send.
+fn outgoing<S: DocStore>(
+    records: &Records<S>,
+    id: &RecordId,
+    known: &[ChangeHash],
+) -> Result<Option<(u64, DocChanges, Vec<ChangeHash>)>, SyncError> {
+    let changes = records.changes_since(id, known)?.unwrap_or_default();
+    if changes.is_empty() {
+        return Ok(None);
+    }
+    let doc = DocChanges {
+        id: id.to_string(),
+        changes: raw_changes(&changes),
+    };
+    let shared = frontier(known, &hashes_and_deps(&changes));
+    Ok(Some((changes_size(&changes), doc, shared)))
+}
+
 /// One page of the change feed: the records `take` chose, in feed order, the
 /// seq up to which the feed was examined, and whether entries remain.
 struct FeedPage<T> {
@@ -299,18 +319,10 @@ impl<'a, S: DocStore> Downstream<'a, S> {
                 return Ok(None);
             }
             let acked = heads_at(store, &key(ACKED, &[entry.id.as_bytes()]))?;
-            let changes = records
-                .changes_since(&entry.id, &acked)?
-                .unwrap_or_default();
-            if changes.is_empty() {
+            let Some((size, doc, after)) = outgoing(records, &entry.id, &acked)? else {
                 return Ok(None);
-            }
-            let doc = DocChanges {
-                id: entry.id.to_string(),
-                changes: raw_changes(&changes),
             };
-            let after = frontier(&acked, &hashes_and_deps(&changes));
-            Ok(Some((changes_size(&changes), (doc, (entry.id, after)))))
+            Ok(Some((size, (doc, (entry.id, after)))))
         })?;
         let (push, acked_after): (Vec<_>, Vec<_>) = page.items.into_iter().unzip();
         let mut fallback = Vec::new();
@@ -774,20 +786,12 @@ impl Upstream {
                 return Ok(None);
             }
             let known = heads_at(store, &key(KNOWN, &[&peer, entry.id.as_bytes()]))?;
-            let changes = records
-                .changes_since(&entry.id, &known)?
-                .unwrap_or_default();
-            if changes.is_empty() {
+            let Some((size, doc, after)) = outgoing(records, &entry.id, &known)? else {
                 return Ok(None);
-            }
-            let doc = DocChanges {
-                id: entry.id.to_string(),
-                changes: raw_changes(&changes),
             };
-            let heads = encode_heads(&frontier(&known, &hashes_and_deps(&changes)));
             Ok(Some((
-                changes_size(&changes),
-                (doc, (*entry.id.as_bytes(), heads)),
+                size,
+                (doc, (*entry.id.as_bytes(), encode_heads(&after))),
             )))
         })?;
         let (upto, more) = (page.upto, page.more);

@@ -283,17 +283,7 @@ impl<S: DocStore> Records<S> {
             }
         }
         let violations = validate(form, &after);
-        // Records that arrived by sync may already be invalid; an edit is refused
-        // only for the problems it introduces, so people can fix one thing at a time.
-        let known: HashSet<(String, String)> = validate(form, &before)
-            .into_iter()
-            .map(|v| (v.path, v.message))
-            .collect();
-        let introduced: Vec<Violation> = violations
-            .iter()
-            .filter(|v| v.blocks_draft() && !known.contains(&(v.path.clone(), v.message.clone())))
-            .cloned()
-            .collect();
+        let introduced = introduced_violations(form, &before, &violations);
         if !introduced.is_empty() {
             return Err(RecordsError::Invalid(introduced));
         }
@@ -394,18 +384,11 @@ impl<S: DocStore> Records<S> {
         }
         let meta = doc.meta()?;
         let form = self.forms.get(&meta.form, meta.form_version);
-        let before = form.map(|f| validate(f, &doc.fields()));
+        let before = doc.fields();
         let heads = doc.heads();
         doc.resolve_with(form, path, value)?;
-        if let (Some(form), Some(before)) = (form, before) {
-            let known: HashSet<(String, String)> =
-                before.into_iter().map(|v| (v.path, v.message)).collect();
-            let introduced: Vec<Violation> = validate(form, &doc.fields())
-                .into_iter()
-                .filter(|v| {
-                    v.blocks_draft() && !known.contains(&(v.path.clone(), v.message.clone()))
-                })
-                .collect();
+        if let Some(form) = form {
+            let introduced = introduced_violations(form, &before, &validate(form, &doc.fields()));
             if !introduced.is_empty() {
                 return Err(RecordsError::Invalid(introduced));
             }
@@ -669,6 +652,29 @@ impl<S: DocStore> Records<S> {
 enum Merged {
     Write(Box<RecordWrite>),
     Result(RemoteResult),
+}
+
+/// The draft-blocking violations in `after` that the record did not already
+/// have. Records that arrived by sync may already be invalid; an edit is
+/// refused only for the problems it introduces, so people can fix one thing at
+/// a time. The old fields are validated only when there is something to compare.
+fn introduced_violations(
+    form: &Form,
+    before: &Map<String, Json>,
+    after: &[Violation],
+) -> Vec<Violation> {
+    if !after.iter().any(Violation::blocks_draft) {
+        return Vec::new();
+    }
+    let known: HashSet<(String, String)> = validate(form, before)
+        .into_iter()
+        .map(|v| (v.path, v.message))
+        .collect();
+    after
+        .iter()
+        .filter(|v| v.blocks_draft() && !known.contains(&(v.path.clone(), v.message.clone())))
+        .cloned()
+        .collect()
 }
 
 /// Build a record's view. Without its form (a version this instance has not
