@@ -36,7 +36,7 @@ use automerge::transaction::{CommitOptions, Transactable};
 use automerge::ObjId as ExId;
 use automerge::{
     ActorId, AutoCommit, AutomergeError, Change, ChangeHash, ObjType, Prop, ReadDoc, ScalarValue,
-    Value, ROOT,
+    ScalarValueRef, Value, ValueRef, ROOT,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value as Json};
@@ -443,12 +443,30 @@ impl RecordDoc {
 
     /// The current field values as JSON (winners where values conflict).
     pub fn fields(&self) -> Map<String, Json> {
-        match self.fields_obj() {
-            Ok(obj) => match read_obj(&self.doc, &obj, ObjType::Map) {
-                Json::Object(m) => m,
-                _ => Map::new(),
-            },
-            Err(_) => Map::new(),
+        self.read_fields(None)
+    }
+
+    /// The field values and the conflicts among them, read in one walk over
+    /// the document: the view needs both, and walking twice doubles the cost.
+    pub fn fields_and_conflicts(
+        &self,
+    ) -> (Map<String, Json>, BTreeMap<String, Vec<ConflictValue>>) {
+        let mut conflicts = BTreeMap::new();
+        let fields = self.read_fields(Some(&mut conflicts));
+        (fields, conflicts)
+    }
+
+    fn read_fields(&self, conflicts: Option<&mut Conflicts>) -> Map<String, Json> {
+        let Ok(obj) = self.fields_obj() else {
+            return Map::new();
+        };
+        let mut walk = Walk {
+            doc: &self.doc,
+            conflicts,
+        };
+        match walk.object(&obj, ObjType::Map, "") {
+            Json::Object(m) => m,
+            _ => Map::new(),
         }
     }
 
@@ -470,11 +488,7 @@ impl RecordDoc {
     /// Every path inside `fields` where concurrent writes left several values,
     /// with each value and the actor (hex) that wrote it. Empty when there are none.
     pub fn conflicts(&self) -> BTreeMap<String, Vec<ConflictValue>> {
-        let mut out = BTreeMap::new();
-        if let Ok(obj) = self.fields_obj() {
-            collect_conflicts(&self.doc, &obj, ObjType::Map, "", &mut out);
-        }
-        out
+        self.fields_and_conflicts().1
     }
 
     /// Time (seconds) of the newest change in the document.
@@ -600,48 +614,92 @@ fn actor_of(id: &ExId) -> String {
     }
 }
 
-fn collect_conflicts(
-    doc: &AutoCommit,
-    obj: &ExId,
-    t: ObjType,
-    prefix: &str,
-    out: &mut BTreeMap<String, Vec<ConflictValue>>,
-) {
-    let props: Vec<(String, Prop)> = match t {
-        ObjType::Map | ObjType::Table => doc
-            .keys(obj)
-            .map(|k| {
-                let path = if prefix.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{prefix}.{k}")
-                };
-                (path, Prop::Map(k))
-            })
-            .collect(),
-        ObjType::List => (0..doc.length(obj))
-            .map(|i| (format!("{prefix}[{i}]"), Prop::Seq(i)))
-            .collect(),
-        ObjType::Text => return,
-    };
-    for (path, prop) in props {
-        let Ok(all) = doc.get_all(obj, prop) else {
-            continue;
+type Conflicts = BTreeMap<String, Vec<ConflictValue>>;
+
+/// One pass over an object tree, building its JSON and, when asked, noting the
+/// conflicts on the way. Automerge's range iterators flag conflicting entries,
+/// so only those pay for a `get_all`; random access by key or index costs far
+/// more than iterating.
+struct Walk<'a, 'c> {
+    doc: &'a AutoCommit,
+    conflicts: Option<&'c mut Conflicts>,
+}
+
+impl Walk<'_, '_> {
+    fn object(&mut self, obj: &ExId, t: ObjType, path: &str) -> Json {
+        let doc = self.doc;
+        match t {
+            ObjType::Text => Json::String(doc.text(obj).unwrap_or_default()),
+            ObjType::Map | ObjType::Table => {
+                let mut m = Map::new();
+                for item in doc.map_range(obj, ..) {
+                    let child = if path.is_empty() {
+                        item.key.to_string()
+                    } else {
+                        format!("{path}.{}", item.key)
+                    };
+                    if item.conflict {
+                        self.note_conflict(obj, Prop::Map(item.key.to_string()), &child);
+                    }
+                    let value = self.value(&item.value, || item.id(), &child);
+                    m.insert(item.key.into_owned(), value);
+                }
+                Json::Object(m)
+            }
+            ObjType::List => {
+                let mut items = Vec::new();
+                for item in doc.list_range(obj, ..) {
+                    let child = format!("{path}[{}]", item.index);
+                    if item.conflict {
+                        self.note_conflict(obj, Prop::Seq(item.index), &child);
+                    }
+                    items.push(self.value(&item.value, || item.id(), &child));
+                }
+                Json::Array(items)
+            }
+        }
+    }
+
+    fn value(&mut self, v: &ValueRef<'_>, id: impl FnOnce() -> ExId, path: &str) -> Json {
+        match v {
+            // Conflicts inside a losing object are not what anyone sees, and
+            // resolving the outer conflict discards them: only the winner is walked.
+            ValueRef::Object(t) => self.object(&id(), *t, path),
+            ValueRef::Scalar(s) => scalar_ref_json(s),
+        }
+    }
+
+    fn note_conflict(&mut self, obj: &ExId, prop: Prop, path: &str) {
+        let Some(out) = self.conflicts.as_deref_mut() else {
+            return;
+        };
+        let Ok(all) = self.doc.get_all(obj, prop) else {
+            return;
         };
         if all.len() > 1 {
             let values = all
                 .iter()
                 .map(|(v, id)| ConflictValue {
-                    value: value_json(doc, v.clone(), id),
+                    value: value_json(self.doc, v.clone(), id),
                     author: actor_of(id),
                 })
                 .collect();
-            out.insert(path.clone(), values);
+            out.insert(path.to_string(), values);
         }
-        // Look inside the winner only: conflicts inside a losing object are not
-        // what anyone sees, and resolving the outer conflict discards them.
-        if let Some((Value::Object(ct), id)) = all.last() {
-            collect_conflicts(doc, id, *ct, &path, out);
+    }
+}
+
+fn scalar_ref_json(s: &ScalarValueRef<'_>) -> Json {
+    match s {
+        ScalarValueRef::Str(s) => Json::String(s.to_string()),
+        ScalarValueRef::Int(i) => Json::from(*i),
+        ScalarValueRef::Uint(u) => Json::from(*u),
+        ScalarValueRef::F64(f) => serde_json::Number::from_f64(*f).map_or(Json::Null, Json::Number),
+        ScalarValueRef::Boolean(b) => Json::Bool(*b),
+        ScalarValueRef::Counter(c) => Json::from(*c),
+        ScalarValueRef::Timestamp(t) => Json::from(*t),
+        ScalarValueRef::Bytes(_) | ScalarValueRef::Unknown { .. } | ScalarValueRef::Null => {
+            Json::Null
         }
     }
 }

@@ -681,7 +681,7 @@ fn introduced_violations(
 /// received) the record is still shown, flagged as unvalidated.
 pub fn build_view(doc: &mut RecordDoc, form: Option<&Form>) -> Result<RecordView, DocError> {
     let meta = doc.meta()?;
-    let fields = doc.fields();
+    let (fields, conflicts) = doc.fields_and_conflicts();
     let validation = match form {
         Some(form) => validate(form, &fields),
         None => vec![Violation {
@@ -706,7 +706,7 @@ pub fn build_view(doc: &mut RecordDoc, form: Option<&Form>) -> Result<RecordView
         fields,
         attachments: doc.attachments(),
         review: doc.review(),
-        conflicts: doc.conflicts(),
+        conflicts,
         validation,
         created_by: meta.created_by,
         created_at: meta.created_at,
