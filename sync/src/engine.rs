@@ -16,11 +16,11 @@
 //! - `us/pending/<peer>`: the last pull page sent, until the peer confirms it;
 //! - `us/served/<peer>`: the highest pull checkpoint handed to the peer.
 
-use crate::plan::{check_checkpoint, frontier, page_confirmed, CheckpointVerdict};
+use crate::plan::{check_checkpoint, frontier, page_confirmed, peer_has_all, CheckpointVerdict};
 use crate::protocol::{DocChanges, DocSyncMessage, Rejected, Rejection, SyncRequest, SyncResponse};
 use crate::record::RecordMeta;
 use crate::records::{Records, RecordsError, RemoteDoc, RemoteResult};
-use crate::store::{Commit, DocStore, FeedEntry, StateWrite, StoreError};
+use crate::store::{Commit, DocStore, FeedEntry, StateWrite, StoreError, Summary};
 use automerge::{sync, Change, ChangeHash};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -142,8 +142,14 @@ fn record_id(text: &str) -> Option<RecordId> {
 fn outgoing<S: DocStore>(
     records: &Records<S>,
     id: &RecordId,
+    summary: &Summary,
     known: &[ChangeHash],
 ) -> Result<Option<(u64, DocChanges, Vec<ChangeHash>)>, SyncError> {
+    // Most feed entries on a relay are records its peer sent it or was sent
+    // already; the summary's heads settle those without loading the document.
+    if peer_has_all(known, &summary.change_hashes()) {
+        return Ok(None);
+    }
     let changes = records.changes_since(id, known)?.unwrap_or_default();
     if changes.is_empty() {
         return Ok(None);
@@ -318,8 +324,11 @@ impl<'a, S: DocStore> Downstream<'a, S> {
             if repairs.contains_key(&entry.id) || parked.contains(&entry.id) {
                 return Ok(None);
             }
+            let Some(summary) = store.summary(&entry.id)? else {
+                return Ok(None);
+            };
             let acked = heads_at(store, &key(ACKED, &[entry.id.as_bytes()]))?;
-            let Some((size, doc, after)) = outgoing(records, &entry.id, &acked)? else {
+            let Some((size, doc, after)) = outgoing(records, &entry.id, &summary, &acked)? else {
                 return Ok(None);
             };
             Ok(Some((size, (doc, (entry.id, after)))))
@@ -779,14 +788,14 @@ impl Upstream {
             n => n.min(MAX_PAGE_BYTES),
         };
         let page = feed_page(store, request.pull_since, budget, |entry| {
-            let visible = store
-                .summary(&entry.id)?
-                .is_some_and(|s| s.station == request.station);
-            if !visible {
+            let Some(summary) = store.summary(&entry.id)? else {
+                return Ok(None);
+            };
+            if summary.station != request.station {
                 return Ok(None);
             }
             let known = heads_at(store, &key(KNOWN, &[&peer, entry.id.as_bytes()]))?;
-            let Some((size, doc, after)) = outgoing(records, &entry.id, &known)? else {
+            let Some((size, doc, after)) = outgoing(records, &entry.id, &summary, &known)? else {
                 return Ok(None);
             };
             Ok(Some((

@@ -26,6 +26,13 @@ pub fn frontier(known: &[ChangeHash], added: &[(ChangeHash, Vec<ChangeHash>)]) -
     heads.into_iter().collect()
 }
 
+/// Whether a peer known to have `known` already has every change of a record
+/// whose heads are `heads`: each head is one the peer has (a head's ancestors
+/// come with it). Lets sync skip a record without loading its document.
+pub fn peer_has_all(known: &[ChangeHash], heads: &[ChangeHash]) -> bool {
+    !heads.is_empty() && heads.iter().all(|h| known.contains(h))
+}
+
 /// Take items in order while their sizes fit `budget`, always at least one (so
 /// an item larger than the budget still moves, alone).
 pub fn take_within(sizes: impl IntoIterator<Item = usize>, budget: usize) -> usize {
@@ -80,6 +87,16 @@ mod tests {
 
     fn h(n: u8) -> ChangeHash {
         ChangeHash([n; 32])
+    }
+
+    #[test]
+    fn a_peer_has_a_record_only_when_it_has_every_head() {
+        assert!(peer_has_all(&[h(1), h(2)], &[h(2), h(1)]));
+        assert!(peer_has_all(&[h(1), h(2), h(3)], &[h(2)]));
+        assert!(!peer_has_all(&[h(1)], &[h(1), h(2)]));
+        assert!(!peer_has_all(&[], &[h(1)]));
+        // A record with no heads is not a record anyone has seen yet.
+        assert!(!peer_has_all(&[h(1)], &[]));
     }
 
     #[test]

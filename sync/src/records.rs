@@ -625,6 +625,7 @@ impl<S: DocStore> Records<S> {
             form: view.form.clone(),
             station: view.station.clone(),
             status: view.status.clone(),
+            heads: doc.heads().iter().map(|h| h.0).collect(),
         };
         let json = serde_json::to_vec(&view).map_err(|e| StoreError::Io(e.to_string()))?;
         Ok(RecordWrite {

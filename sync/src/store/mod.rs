@@ -50,12 +50,24 @@ pub enum DocWrite {
 }
 
 /// The few fields lists are filtered by, kept beside each record so that a
-/// list never has to load documents.
+/// list never has to load documents, and the document's heads, so that sync
+/// can tell a peer already has a record without loading it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Summary {
     pub form: String,
     pub station: String,
     pub status: String,
+    pub heads: Vec<[u8; 32]>,
+}
+
+impl Summary {
+    /// The document's heads as Automerge hashes.
+    pub fn change_hashes(&self) -> Vec<automerge::ChangeHash> {
+        self.heads
+            .iter()
+            .map(|h| automerge::ChangeHash(*h))
+            .collect()
+    }
 }
 
 /// One atomic, durable update of a record.

@@ -13,6 +13,7 @@ pub(super) fn write(id: RecordId, doc: DocWrite, status: &str) -> RecordWrite {
             form: "boarding-report".into(),
             station: "BB-01".into(),
             status: status.into(),
+            heads: vec![[7; 32]],
         },
     }
 }
