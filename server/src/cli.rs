@@ -65,7 +65,7 @@ enum Command {
         /// Do not sync in the background; only when asked (sync/now).
         #[arg(long)]
         no_auto_sync: bool,
-        /// Change bytes per sync exchange, in KiB [default: 4096].
+        /// Change bytes per sync exchange, in KiB [default: 1024].
         #[arg(long, env = "TIDELINE_SYNC_PAGE_KIB")]
         sync_page_kib: Option<u64>,
     },
@@ -76,7 +76,7 @@ enum Command {
         /// URL of the upstream instance (or `upstream` in the config file).
         #[arg(long, env = "TIDELINE_UPSTREAM")]
         upstream: Option<String>,
-        /// Change bytes per exchange, in KiB [default: sync_page_kib, 4096].
+        /// Change bytes per exchange, in KiB [default: sync_page_kib, 1024].
         /// Smaller pages lose less to a cut link and cost more round trips.
         #[arg(long, value_parser = clap::value_parser!(u64).range(1..=8192))]
         page_kib: Option<u64>,

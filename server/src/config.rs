@@ -16,10 +16,10 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
 pub const DEFAULT_CACHE_MB: u64 = 32;
 /// How often an instance with an upstream syncs when nothing changes locally.
 pub const DEFAULT_SYNC_INTERVAL_SECS: u64 = 60;
-/// 4 MiB of changes per exchange: a first sync of thousands of reports in a
-/// handful of round trips, while a page still crosses a 256 kbit/s link well
-/// within the 120 s request timeout once compressed.
-pub const DEFAULT_SYNC_PAGE_KIB: u64 = 4096;
+/// 1 MiB of changes per exchange, the sync engine's default page (see
+/// `tideline_sync::engine::DEFAULT_PAGE_BYTES` for the measurements behind it):
+/// a page crosses a 256 kbit/s link well within the 120 s request timeout.
+pub const DEFAULT_SYNC_PAGE_KIB: u64 = tideline_sync::engine::DEFAULT_PAGE_BYTES / 1024;
 
 /// The TOML file, every key optional (see deploy/tideline.example.toml).
 #[derive(Debug, Default, Deserialize)]

@@ -9,7 +9,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use tideline_sync::protocol::{self, CodecError, Limits};
 
 /// Largest compressed sync body accepted. A page carries at most a few MiB
-/// of changes (4 MiB by default), which compress well below this.
+/// of changes (1 MiB by default), which compress well below this.
 pub const MAX_SYNC_BODY: usize = 16 * 1024 * 1024;
 
 /// Read a body up to `limit` bytes, refusing (not buffering) anything larger.

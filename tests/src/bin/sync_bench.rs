@@ -10,13 +10,14 @@
 //! cargo run --release -p tideline-tests --bin sync_bench -- \
 //!     [--tideline PATH] [--records-per-boat N] [--edits E] \
 //!     [--satellite] [--drop-percent P] [--seed S] [--concurrency C] \
-//!     [--deadline-secs T] [--cache-mb M]
+//!     [--deadline-secs T] [--cache-mb M] [--page-kib K]
 //! ```
 //!
 //! `--satellite` shapes every link, both directions, as [`Link::satellite`]
 //! (300 ms each way, 256 kbit/s). `--drop-percent P` cuts P % of the proxies'
 //! connections at a random byte offset ([`FaultPlan::cuts`]); the harness
-//! retries a sync the cut made fail until it succeeds.
+//! retries a sync the cut made fail until it succeeds. `--page-kib K` bounds
+//! every downstream's push and pull pages (`tideline serve --sync-page-kib`).
 //!
 //! Topology (station codes in brackets):
 //!
@@ -99,11 +100,12 @@ struct Options {
     deadline: Duration,
     /// Passed to every `serve` as `--cache-mb` (None: the server's default).
     cache_mb: Option<u64>,
+    page_kib: Option<u64>,
 }
 
 fn usage() -> &'static str {
     "usage: sync_bench [--tideline PATH] [--records-per-boat N] [--edits E] [--satellite] \
-     [--drop-percent P] [--seed S] [--concurrency C] [--deadline-secs T] [--cache-mb M]"
+     [--drop-percent P] [--seed S] [--concurrency C] [--deadline-secs T] [--cache-mb M] [--page-kib K]"
 }
 
 fn parse_args() -> anyhow::Result<Options> {
@@ -118,6 +120,7 @@ fn parse_args() -> anyhow::Result<Options> {
         concurrency: 4,
         deadline: Duration::from_secs(3600),
         cache_mb: None,
+        page_kib: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -142,6 +145,7 @@ fn parse_args() -> anyhow::Result<Options> {
                     Duration::from_secs(value(&arg)?.parse().context("--deadline-secs")?)
             }
             "--cache-mb" => opts.cache_mb = Some(value(&arg)?.parse().context("--cache-mb")?),
+            "--page-kib" => opts.page_kib = Some(value(&arg)?.parse().context("--page-kib")?),
             "-h" | "--help" => {
                 println!("{}", usage());
                 std::process::exit(0);
@@ -201,6 +205,9 @@ fn start_server(
     }
     if let Some(mb) = opts.cache_mb {
         args.extend(["--cache-mb".to_string(), mb.to_string()]);
+    }
+    if let Some(kib) = opts.page_kib {
+        args.extend(["--sync-page-kib".to_string(), kib.to_string()]);
     }
     ServerProcess::start(&opts.tideline, name, data, &args, log)
 }
@@ -1015,6 +1022,7 @@ async fn run(opts: &Options, fleet: &mut Fleet, t0: Instant) -> anyhow::Result<J
             "client_concurrency_per_boat": opts.concurrency,
             "tideline": opts.tideline.display().to_string(),
             "cache_mb": opts.cache_mb,
+            "page_kib": opts.page_kib,
         }),
     );
 
