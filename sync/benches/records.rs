@@ -8,6 +8,8 @@
 //! Run with `cargo bench -p tideline-sync --bench records`. The document size
 //! figures and patch cost against history length are printed once on standard
 //! error before the timings (set TIDELINE_BENCH_QUICK=1 to skip the history).
+//! `sync_hop` is CPU only: the Automerge work a record costs each time sync
+//! carries it across one link.
 
 #![forbid(unsafe_code)]
 
@@ -428,6 +430,69 @@ fn reads(c: &mut Criterion) {
     group.finish();
 }
 
+/// What one record costs each time it crosses a link, split into the Automerge
+/// steps of a first sync: the sender loads the stored document and extracts
+/// the changes the peer lacks (all of them), the receiver decodes and applies
+/// them to an empty document and builds the record's view. No storage: this is
+/// the CPU floor a first sync cannot go under, per record and per hop.
+fn sync_hop(c: &mut Criterion) {
+    let forms = FormRegistry::builtin();
+    let form = forms.latest(FORM).expect("built-in form");
+    let actor = automerge::ActorId::from([1u8; 16]);
+    let docs: Vec<(Vec<u8>, Vec<Vec<u8>>)> = (0..64)
+        .map(|i| {
+            let meta = RecordMeta::new(RecordId::new(), form, STATION, "bench");
+            let mut doc = RecordDoc::create(actor.clone(), &meta, form, &typical_report(i), 0)
+                .expect("create a document");
+            let changes = doc
+                .changes_since(&[])
+                .iter()
+                .map(|c| c.raw_bytes().to_vec())
+                .collect();
+            (doc.save(), changes)
+        })
+        .collect();
+    let next = Cell::new(0usize);
+    let pick = || {
+        next.set((next.get() + 1) % docs.len());
+        &docs[next.get()]
+    };
+    let mut group = c.benchmark_group("sync_hop");
+    group.bench_function("sender_load_and_changes", |b| {
+        b.iter(|| {
+            let (saved, _) = pick();
+            let mut doc = RecordDoc::load(saved, &[], actor.clone()).expect("load");
+            black_box(doc.changes_since(&[]))
+        })
+    });
+    group.bench_function("receiver_apply_to_empty", |b| {
+        b.iter(|| {
+            let (_, changes) = pick();
+            let mut doc = RecordDoc::empty(actor.clone());
+            let decoded = changes
+                .iter()
+                .map(|c| automerge::Change::from_bytes(c.clone()).expect("a change"))
+                .collect();
+            doc.apply_changes(decoded).expect("apply");
+            black_box(doc.save())
+        })
+    });
+    group.bench_function("receiver_build_view", |b| {
+        let mut loaded: Vec<RecordDoc> = docs
+            .iter()
+            .map(|(saved, _)| RecordDoc::load(saved, &[], actor.clone()).expect("load"))
+            .collect();
+        b.iter(|| {
+            let i = (next.get() + 1) % loaded.len();
+            next.set(i);
+            let view = tideline_sync::records::build_view(&mut loaded[i], Some(form))
+                .expect("a view");
+            black_box(serde_json::to_vec(&view).expect("JSON"))
+        })
+    });
+    group.finish();
+}
+
 fn figures(_: &mut Criterion) {
     report_sizes();
     // The history walk makes ~3,000 durable writes; skip it when iterating on
@@ -443,6 +508,7 @@ criterion_group!(
     fsync_floor,
     create,
     patch_one_field,
-    reads
+    reads,
+    sync_hop
 );
 criterion_main!(benches);
