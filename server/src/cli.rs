@@ -1,9 +1,12 @@
-//! The command line (docs/DESIGN.md §9): `serve`, `record create|list|show`, `export`.
+//! The command line (docs/DESIGN.md §9): `serve`, `sync`, `record create|list|show`,
+//! `export`, `identity`, `admin create-user`, `audit verify`.
 //!
 //! Commands other than `serve` open the data directory themselves. sled allows
 //! one process per directory, so while `tideline serve` runs on it they stop
 //! with a clear message (pointing at the HTTP API instead) and touch nothing.
 
+use crate::auth::users::{self, Role, Username};
+use crate::auth::{audit, AuditLog, Event, InstanceKey};
 use crate::config::{Overrides, Settings};
 use crate::export::{repeat_tables, Exporter, Format};
 use crate::startup::{open_records, Application, SharedRecords};
@@ -84,6 +87,14 @@ enum Command {
     /// Create, list and show records.
     #[command(subcommand)]
     Record(RecordCommand),
+    /// Print this instance's id and public key.
+    Identity,
+    /// Manage people (works offline on the data directory).
+    #[command(subcommand)]
+    Admin(AdminCommand),
+    /// Check the audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
     /// Export records as JSON lines, CSV or GeoJSON.
     Export {
         #[arg(long)]
@@ -102,6 +113,27 @@ enum Command {
         #[arg(long)]
         table: Option<String>,
     },
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Create a user; the password is read from standard input.
+    CreateUser {
+        #[arg(long)]
+        username: String,
+        /// officer, supervisor, analyst or admin.
+        #[arg(long)]
+        role: String,
+        /// The user's station, or HQ for all [default: this instance's station].
+        #[arg(long = "user-station")]
+        user_station: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Walk the hash chain; exit non-zero and name every altered or missing entry.
+    Verify,
 }
 
 #[derive(Subcommand)]
@@ -207,6 +239,24 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let records = open_offline(&settings)?;
             record(cmd, &records)
         }
+        Command::Identity => {
+            let settings = Settings::resolve(&over)?;
+            identity(&settings)
+        }
+        Command::Admin(AdminCommand::CreateUser {
+            username,
+            role,
+            user_station,
+        }) => {
+            let settings = Settings::resolve(&over)?;
+            let records = open_offline(&settings)?;
+            create_user(&records, &username, &role, user_station.as_deref())
+        }
+        Command::Audit(AuditCommand::Verify) => {
+            let settings = Settings::resolve(&over)?;
+            let records = open_offline(&settings)?;
+            audit_verify(&records)
+        }
         Command::Export {
             format,
             out,
@@ -281,6 +331,77 @@ fn sync_now(settings: &Settings, page_bytes: u64) -> anyhow::Result<()> {
         }
     );
     Ok(())
+}
+
+fn identity(settings: &Settings) -> anyhow::Result<()> {
+    // Read from the key file alone, so this works while `serve` holds the store.
+    let key = InstanceKey::load(&settings.data_dir)?;
+    println!("instance id: {}", key.instance);
+    println!("public key:  {} (ed25519, base64)", key.public_key_base64());
+    Ok(())
+}
+
+fn create_user(
+    records: &SharedRecords,
+    username: &str,
+    role: &str,
+    station: Option<&str>,
+) -> anyhow::Result<()> {
+    let name = Username::try_from(username.to_string())?;
+    let role: Role = role.parse()?;
+    let station = station.unwrap_or(records.station());
+    let password = read_password()?;
+    let store = records.store().as_ref();
+    let user = users::create(store, name, role, station, &password)?;
+    AuditLog::new().append(
+        store,
+        Event::new("cli", "user.create")
+            .target(user.username.to_string())
+            .details(serde_json::json!({"role": user.role, "station": user.station})),
+        true,
+    )?;
+    println!(
+        "created {} user {} for station {}",
+        user.role, user.username, user.station
+    );
+    Ok(())
+}
+
+/// The new password: from the terminal without echo (asked twice), or the
+/// first line of standard input when it is a pipe or file.
+fn read_password() -> anyhow::Result<String> {
+    use std::io::IsTerminal;
+    if std::io::stdin().is_terminal() {
+        let first = rpassword::prompt_password("Password: ")?;
+        let again = rpassword::prompt_password("Password again: ")?;
+        if first != again {
+            bail!("the passwords differ; nothing was created");
+        }
+        return Ok(first);
+    }
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line)?;
+    let password = line.trim_end_matches(['\n', '\r']).to_string();
+    if password.is_empty() {
+        bail!("no password on standard input; nothing was created");
+    }
+    Ok(password)
+}
+
+fn audit_verify(records: &SharedRecords) -> anyhow::Result<()> {
+    let (count, problems) = audit::verify(records.store().as_ref())?;
+    if problems.is_empty() {
+        let noun = if count == 1 { "entry" } else { "entries" };
+        println!("audit log intact: {count} {noun}, every link verified");
+        return Ok(());
+    }
+    for p in &problems {
+        println!("entry {}: {}", p.seq, p.message);
+    }
+    bail!(
+        "the audit log has {} problem(s) in {count} entries; it has been altered or damaged",
+        problems.len()
+    )
 }
 
 fn human_bytes(n: usize) -> String {

@@ -2,6 +2,7 @@
 //! binds the listener (port 0 picks a free port, which tests rely on) and
 //! exposes the bound port before serving.
 
+use crate::auth::InstanceKey;
 use crate::config::Settings;
 use crate::error::{json_error, query_error};
 use crate::routes;
@@ -68,11 +69,10 @@ pub fn open_records(settings: &Settings) -> anyhow::Result<SharedRecords> {
         }
     };
     let store: Arc<dyn DocStore> = Arc::new(store);
-    Ok(Arc::new(Records::open(
-        store,
-        FormRegistry::builtin(),
-        &station,
-    )?))
+    let records = Records::open(store, FormRegistry::builtin(), &station)?;
+    // The key pair is made with the instance, on its first start.
+    InstanceKey::load_or_create(&settings.data_dir, records.identity().device_id)?;
+    Ok(Arc::new(records))
 }
 
 impl Application {

@@ -282,3 +282,111 @@ fn a_data_dir_keeps_the_station_it_was_set_up_with() {
     let listed = ok_json(run(&mut tideline(&data, &["record", "list", "--json"])));
     assert_eq!(listed["total"], 2);
 }
+
+fn with_stdin(cmd: &mut Command, input: &str) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run tideline");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn identity_users_and_an_audit_log_that_shows_tampering() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+
+    // The instance key is made at first start, owner-only.
+    let out = run(&mut tideline(&data, &["identity"]));
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no identity yet"));
+    run(&mut tideline(
+        &data,
+        &["--station", "BB-01", "record", "list"],
+    ));
+    let out = run(&mut tideline(&data, &["identity"]));
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        text.contains("instance id: ") && text.contains("public key: "),
+        "{text}"
+    );
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(data.join("identity.key"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o077, 0, "the key is readable by others: {mode:o}");
+
+    // Users: the password comes from standard input.
+    let create = |name: &str, role: &str, password: &str| {
+        with_stdin(
+            &mut tideline(
+                &data,
+                &["admin", "create-user", "--username", name, "--role", role],
+            ),
+            &format!("{password}\n"),
+        )
+    };
+    let out = create("alice", "officer", "correct horse battery");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("officer user alice for station BB-01"));
+    let refused = [
+        create("alice", "admin", "correct horse battery"),
+        create("bob", "officer", "short"),
+        create("bob", "root", "correct horse battery"),
+        create("Bob", "officer", "correct horse battery"),
+    ];
+    for out in &refused {
+        assert!(!out.status.success());
+        assert!(!out.stderr.is_empty());
+    }
+    assert!(create("carol", "admin", "another long password")
+        .status
+        .success());
+
+    let out = run(&mut tideline(&data, &["audit", "verify"]));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("2 entries"));
+
+    // Alter the first entry on disk: verify fails and names it.
+    {
+        use tideline_sync::store::{Commit, StateWrite};
+        use tideline_sync::{DocStore, SledStore};
+        let store = SledStore::open(&data).unwrap();
+        let key = [b"audit/e/".as_slice(), &1u64.to_be_bytes()].concat();
+        let entry = store.get_state(&key).unwrap().unwrap();
+        let altered = String::from_utf8(entry)
+            .unwrap()
+            .replace("officer", "admin");
+        store
+            .commit(Commit {
+                records: vec![],
+                state: vec![StateWrite {
+                    key,
+                    value: Some(altered.into_bytes()),
+                }],
+            })
+            .unwrap();
+    }
+    let out = run(&mut tideline(&data, &["audit", "verify"]));
+    assert!(!out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(text.contains("entry 1: the entry was altered"), "{text}");
+}

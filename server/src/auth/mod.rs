@@ -1,0 +1,11 @@
+//! Who is acting, and what they may do (docs/DESIGN.md §7, docs/SECURITY.md):
+//! the instance's own key pair, people's accounts, and the hash-chained audit
+//! log every security-relevant action leaves an entry in.
+
+pub mod audit;
+pub mod identity;
+pub mod users;
+
+pub use audit::{AuditLog, Event};
+pub use identity::InstanceKey;
+pub use users::{Role, User, Username};
