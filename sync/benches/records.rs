@@ -485,8 +485,8 @@ fn sync_hop(c: &mut Criterion) {
         b.iter(|| {
             let i = (next.get() + 1) % loaded.len();
             next.set(i);
-            let view = tideline_sync::records::build_view(&mut loaded[i], Some(form))
-                .expect("a view");
+            let view =
+                tideline_sync::records::build_view(&mut loaded[i], Some(form)).expect("a view");
             black_box(serde_json::to_vec(&view).expect("JSON"))
         })
     });
