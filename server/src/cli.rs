@@ -287,6 +287,13 @@ fn serve(settings: Settings) -> anyhow::Result<()> {
         );
         // Scripts and tests read the bound address from this line (useful with port 0).
         println!("listening on http://{}", app.addr());
+        if let Some(code) = app.setup_code() {
+            // On the console only, never in the log: it is a credential.
+            println!(
+                "no users yet: create the first admin within 24 hours with setup code {code} \
+                 (POST /api/v1/setup), or offline with `tideline admin create-user`"
+            );
+        }
         std::io::stdout().flush().ok();
         app.run_until_stopped().await?;
         Ok(())

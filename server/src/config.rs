@@ -34,6 +34,8 @@ pub struct FileConfig {
     pub sync_interval_secs: Option<u64>,
     pub auto_sync: Option<bool>,
     pub sync_page_kib: Option<u64>,
+    pub session_idle_minutes: Option<u64>,
+    pub session_max_hours: Option<u64>,
 }
 
 /// Values given on the command line or through the environment (clap merges
@@ -70,6 +72,10 @@ pub struct Settings {
     /// Change bytes per sync exchange. Smaller pages lose less to a cut link
     /// and fit slow links' timeouts; larger ones take fewer round trips.
     pub sync_page_bytes: u64,
+    /// A login session ends after this long unused...
+    pub session_idle: std::time::Duration,
+    /// ...and this long after login, however busy.
+    pub session_max_age: std::time::Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -93,6 +99,10 @@ pub enum ConfigError {
     SyncInterval,
     #[error("sync_page_kib must be between 1 and 8192")]
     SyncPage,
+    #[error(
+        "session_idle_minutes must be between 1 and 10080, and session_max_hours between 1 and 720"
+    )]
+    Session,
 }
 
 impl FileConfig {
@@ -164,7 +174,18 @@ impl Settings {
         if !(1..=8192).contains(&sync_page_kib) {
             return Err(ConfigError::SyncPage);
         }
+        let idle_minutes = file
+            .session_idle_minutes
+            .unwrap_or(crate::auth::sessions::DEFAULT_IDLE.as_secs() / 60);
+        let max_hours = file
+            .session_max_hours
+            .unwrap_or(crate::auth::sessions::DEFAULT_MAX_AGE.as_secs() / 3600);
+        if !(1..=10_080).contains(&idle_minutes) || !(1..=720).contains(&max_hours) {
+            return Err(ConfigError::Session);
+        }
         Ok(Settings {
+            session_idle: std::time::Duration::from_secs(idle_minutes * 60),
+            session_max_age: std::time::Duration::from_secs(max_hours * 3600),
             sync_page_bytes: sync_page_kib * 1024,
             auto_sync: over.auto_sync.or(file.auto_sync).unwrap_or(true),
             sync_interval_secs,

@@ -43,6 +43,33 @@ impl ApiError {
         Self::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
     }
 
+    /// No credentials, or credentials that are not (or no longer) valid.
+    pub fn unauthenticated() -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            "Log in first: POST /api/v1/login, then send the token as Authorization: Bearer.",
+        )
+    }
+
+    pub fn bad_credentials(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "invalid_credentials", message)
+    }
+
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", message)
+    }
+
+    /// Too many failed attempts; `retry_after` seconds until the next may succeed.
+    pub fn too_many_attempts(retry_after: u64) -> Self {
+        Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_attempts",
+            format!("Too many failed attempts; try again in {retry_after} seconds."),
+        )
+        .with_details(json!({ "retry_after_secs": retry_after }))
+    }
+
     pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
         Self::new(StatusCode::CONFLICT, code, message)
     }
@@ -96,7 +123,14 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        HttpResponse::build(self.status).json(json!({
+        let mut response = HttpResponse::build(self.status);
+        if let Some(secs) = self.details.get("retry_after_secs") {
+            response.insert_header((actix_web::http::header::RETRY_AFTER, secs.to_string()));
+        }
+        if self.status == StatusCode::UNAUTHORIZED {
+            response.insert_header((actix_web::http::header::WWW_AUTHENTICATE, "Bearer"));
+        }
+        response.json(json!({
             "error": self.code,
             "message": self.message,
             "details": self.details,
@@ -133,11 +167,9 @@ impl From<RecordsError> for ApiError {
                 ),
             )
             .with_details(json!(violations)),
-            RecordsError::Forbidden(id) => ApiError::new(
-                StatusCode::FORBIDDEN,
-                "forbidden",
-                format!("Record {id} is outside your scope."),
-            ),
+            RecordsError::Forbidden(id) => {
+                ApiError::forbidden(format!("Record {id} is outside your scope."))
+            }
             RecordsError::NoConflict(path) => ApiError::conflict(
                 "no_conflict",
                 format!("There is no conflict at {path:?} (it may already be resolved)."),

@@ -2,15 +2,20 @@
 //! binds the listener (port 0 picks a free port, which tests rely on) and
 //! exposes the bound port before serving.
 
-use crate::auth::InstanceKey;
+use crate::access;
+use crate::auth::sessions::{Limiter, Sessions};
+use crate::auth::users;
+use crate::auth::{AuditLog, InstanceKey};
 use crate::config::Settings;
 use crate::error::{json_error, query_error};
 use crate::routes;
 use crate::upstream::{LoopTiming, SyncAgent};
 use actix_web::dev::Server;
+use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 use std::net::{SocketAddr, TcpListener};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use tideline_schemas::FormRegistry;
 use tideline_sync::engine::Upstream;
 use tideline_sync::{DocStore, Records, SledStore};
@@ -26,6 +31,45 @@ pub struct AppState {
     pub upstream: Arc<Upstream>,
     /// This instance's link to its own upstream, if it has one.
     pub agent: Option<Arc<SyncAgent>>,
+    pub sessions: Sessions,
+    pub audit: AuditLog,
+    /// Failed logins per account...
+    pub account_limits: Limiter,
+    /// ...and per client address (more: an office may share one address).
+    pub address_limits: Limiter,
+    /// The one-time code for creating the first admin, while there are no users.
+    pub setup: Mutex<Option<SetupCode>>,
+    /// Whether clients reach this instance over TLS (cookies are then `Secure`).
+    pub tls: bool,
+}
+
+/// A one-time code, valid until `expires`, for creating the first admin.
+pub struct SetupCode {
+    pub code: String,
+    pub expires: Instant,
+}
+
+/// How long the setup code printed at start stays valid.
+pub const SETUP_CODE_LIFETIME: Duration = Duration::from_secs(24 * 3600);
+/// Failed logins allowed per account, and per address, within [`LOGIN_WINDOW`].
+pub const ACCOUNT_ATTEMPTS: u32 = 5;
+pub const ADDRESS_ATTEMPTS: u32 = 20;
+pub const LOGIN_WINDOW: Duration = Duration::from_secs(15 * 60);
+
+/// A code people can read out over a radio: 12 characters without look-alikes.
+fn setup_code() -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+    let mut bytes = [0u8; 12];
+    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut bytes);
+    let chars: Vec<char> = bytes
+        .iter()
+        .map(|b| ALPHABET[(*b as usize) % ALPHABET.len()] as char)
+        .collect();
+    chars
+        .chunks(4)
+        .map(|c| c.iter().collect::<String>())
+        .collect::<Vec<_>>()
+        .join("-")
 }
 
 impl AppState {
@@ -40,6 +84,7 @@ impl AppState {
 pub struct Application {
     server: Server,
     addr: SocketAddr,
+    setup_code: Option<String>,
 }
 
 const STATION_KEY: &str = "station";
@@ -100,11 +145,26 @@ impl Application {
             };
             tokio::spawn(agent.clone().run(timing));
         }
+        let setup = if users::any_exist(records.store().as_ref())? {
+            None
+        } else {
+            Some(SetupCode {
+                code: setup_code(),
+                expires: Instant::now() + SETUP_CODE_LIFETIME,
+            })
+        };
+        let setup_code = setup.as_ref().map(|s| s.code.clone());
         let state = web::Data::new(AppState {
             records,
             max_body_bytes: settings.max_body_bytes,
             upstream: Arc::new(Upstream::new()),
             agent,
+            sessions: Sessions::new(settings.session_idle, settings.session_max_age),
+            audit: AuditLog::new(),
+            account_limits: Limiter::new(ACCOUNT_ATTEMPTS, LOGIN_WINDOW),
+            address_limits: Limiter::new(ADDRESS_ATTEMPTS, LOGIN_WINDOW),
+            setup: Mutex::new(setup),
+            tls: false,
         });
         let limit = settings.max_body_bytes;
         let server = HttpServer::new(move || {
@@ -117,12 +177,22 @@ impl Application {
                 )
                 .app_data(web::PayloadConfig::new(limit))
                 .app_data(web::QueryConfig::default().error_handler(|e, _| query_error(e).into()))
+                .wrap(from_fn(access::authenticate))
                 .wrap(tracing_actix())
                 .configure(routes::configure)
         })
         .listen(listener)?
         .run();
-        Ok(Application { server, addr })
+        Ok(Application {
+            server,
+            addr,
+            setup_code,
+        })
+    }
+
+    /// The one-time code for creating the first admin, when there are no users yet.
+    pub fn setup_code(&self) -> Option<&str> {
+        self.setup_code.as_deref()
     }
 
     pub fn port(&self) -> u16 {

@@ -10,7 +10,6 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 use tideline_sync::{DocStore, RecordDoc, SledStore};
 
 const KILL_POINTS: usize = 24;
@@ -75,15 +74,13 @@ fn verify(client: &reqwest::blocking::Client, base: &str, acked: &BTreeMap<Strin
 #[test]
 fn acknowledged_writes_survive_sigkill() {
     let dir = tempfile::tempdir().unwrap();
-    let client = reqwest::blocking::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .unwrap();
     let acked: Acked = Arc::default();
     let mut n = 0;
 
     for point in 0..KILL_POINTS {
         let mut server = start(dir.path());
+        // Sessions end with the process: log in anew after every restart.
+        let client = server.client();
         verify(&client, &server.base, &acked.lock().unwrap());
 
         // A second writer keeps requests in flight, so the kill also lands in
@@ -91,9 +88,9 @@ fn acknowledged_writes_survive_sigkill() {
         let stop = Arc::new(AtomicBool::new(false));
         let background = {
             let (stop, acked, base) = (stop.clone(), acked.clone(), server.base.clone());
+            let client = server.client();
             let start_n = 1_000_000 * (point + 1);
             std::thread::spawn(move || {
-                let client = reqwest::blocking::Client::new();
                 let mut m = start_n;
                 while !stop.load(Ordering::SeqCst) {
                     m += 1;
@@ -138,7 +135,7 @@ fn acknowledged_writes_survive_sigkill() {
     }
 
     let mut server = start(dir.path());
-    verify(&client, &server.base, &acked.lock().unwrap());
+    verify(&server.client(), &server.base, &acked.lock().unwrap());
     server.child.kill().unwrap();
     server.child.wait().unwrap();
 

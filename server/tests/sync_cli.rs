@@ -71,8 +71,11 @@ fn local_views(data: &Path) -> Vec<Value> {
         .collect()
 }
 
-fn remote_views(base: &str) -> Vec<Value> {
-    let page: Value = reqwest::blocking::get(format!("{base}/api/v1/records?limit=10000"))
+fn remote_views(server: &ServeProcess) -> Vec<Value> {
+    let page: Value = server
+        .client()
+        .get(format!("{}/api/v1/records?limit=10000", server.base))
+        .send()
         .unwrap()
         .json()
         .unwrap();
@@ -122,7 +125,7 @@ fn sync_reports_what_it_did_and_says_when_the_upstream_is_away() {
         summary.starts_with(&format!("synced with {}: pushed 5 record(s)", station.base)),
         "{summary}"
     );
-    assert_eq!(remote_views(&station.base), local_views(&boat));
+    assert_eq!(remote_views(&station), local_views(&boat));
 
     let st: Value = serde_json::from_slice(
         &Command::new(env!("CARGO_BIN_EXE_tideline"))
@@ -158,7 +161,10 @@ fn an_upstream_killed_mid_sync_loses_nothing_it_acknowledged() {
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let total = reqwest::blocking::get(format!("{}/api/v1/records?limit=1", station.base))
+        let total = station
+            .client()
+            .get(format!("{}/api/v1/records?limit=1", station.base))
+            .send()
             .ok()
             .and_then(|r| r.json::<Value>().ok())
             .and_then(|v| v["total"].as_u64())
@@ -184,7 +190,7 @@ fn an_upstream_killed_mid_sync_loses_nothing_it_acknowledged() {
     // Same address, same data: the station comes back and the next sync finishes.
     let station = serve(&station_dir, &listen);
     assert!(
-        !remote_views(&station.base).is_empty(),
+        !remote_views(&station).is_empty(),
         "pages acknowledged before the kill survive"
     );
     let out = sync(&boat, &station.base, &[]);
@@ -193,7 +199,7 @@ fn an_upstream_killed_mid_sync_loses_nothing_it_acknowledged() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let remote = remote_views(&station.base);
+    let remote = remote_views(&station);
     assert_eq!(remote.len(), 400);
     assert_eq!(remote, local_views(&boat));
     // A further sync has nothing to do.

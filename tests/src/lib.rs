@@ -10,6 +10,54 @@ use std::path::Path;
 use tideline_server::config::{FileConfig, Overrides, Settings};
 use tideline_server::startup::{open_records, Application, SharedRecords};
 
+/// Every test user's password.
+pub const PASSWORD: &str = "a test password";
+/// The user an [`Instance`] acts as: a supervisor of the instance's station
+/// (at HQ, of every station).
+pub const TESTER: &str = "tester";
+
+/// Create a user directly in the store (as `tideline admin create-user` does).
+pub fn add_user(records: &SharedRecords, name: &str, role: &str, station: &str) {
+    use tideline_server::auth::users;
+    let name = users::Username::try_from(name.to_string()).expect("username");
+    match users::create(
+        records.store().as_ref(),
+        name,
+        role.parse().expect("role"),
+        station,
+        PASSWORD,
+    ) {
+        Ok(_) | Err(users::UserError::Exists(_)) => {}
+        Err(e) => panic!("create user: {e}"),
+    }
+}
+
+/// A client that sends `token` with every request.
+pub fn client_with(token: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {token}").parse().expect("header"),
+    );
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .expect("client")
+}
+
+/// Log in over HTTP; panics unless it works.
+pub async fn login(base: &str, name: &str) -> String {
+    let resp = reqwest::Client::new()
+        .post(format!("{base}/api/v1/login"))
+        .json(&json!({"username": name, "password": PASSWORD}))
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(resp.status(), 200, "login as {name} failed");
+    let body: Value = resp.json().await.expect("json");
+    body["token"].as_str().expect("token").to_string()
+}
+
 /// One running instance, in this process, with a real HTTP server.
 pub struct Instance {
     pub name: String,
@@ -42,7 +90,7 @@ impl Instance {
     pub async fn start(name: &str, dir: &Path, station: &str, upstream: Option<&str>) -> Instance {
         let settings = settings(dir, "127.0.0.1:0", station, upstream);
         let records = open_records(&settings).expect("open store");
-        Self::serve(name, settings, records)
+        Self::serve(name, settings, records).await
     }
 
     /// Start an instance that syncs by itself, as a deployed one does.
@@ -51,23 +99,25 @@ impl Instance {
         settings.auto_sync = true;
         settings.sync_interval_secs = 86_400;
         let records = open_records(&settings).expect("open store");
-        Self::serve(name, settings, records)
+        Self::serve(name, settings, records).await
     }
 
-    fn serve(name: &str, settings: Settings, records: SharedRecords) -> Instance {
+    async fn serve(name: &str, settings: Settings, records: SharedRecords) -> Instance {
+        add_user(&records, TESTER, "supervisor", &settings.station);
         let app = Application::with_records(&settings, records.clone()).expect("start");
         let base = format!("http://{}", app.addr());
         let mut settings = settings;
         settings.listen = app.addr();
         let handle = app.handle();
         tokio::spawn(app.run_until_stopped());
+        let token = login(&base, TESTER).await;
         Instance {
             name: name.to_string(),
             base,
             settings,
             records,
             handle: Some(handle),
-            client: reqwest::Client::new(),
+            client: client_with(&token),
         }
     }
 
@@ -79,9 +129,10 @@ impl Instance {
         }
     }
 
-    /// Serve again on the same address and store.
-    pub fn restart(&mut self) {
-        let again = Self::serve(&self.name, self.settings.clone(), self.records.clone());
+    /// Serve again on the same address and store (sessions start afresh,
+    /// as after a real restart).
+    pub async fn restart(&mut self) {
+        let again = Self::serve(&self.name, self.settings.clone(), self.records.clone()).await;
         *self = again;
     }
 

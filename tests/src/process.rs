@@ -28,7 +28,48 @@ pub struct ServerProcess {
     pub name: String,
     pub addr: SocketAddr,
     pub log: PathBuf,
+    /// A session of [`crate::TESTER`], a supervisor of the server's station.
+    pub token: String,
     child: Child,
+}
+
+/// Create [`crate::TESTER`] offline in `data` (the station flag among `args`
+/// is passed on, so the directory is set up for the right station). An
+/// existing user is fine: harnesses restart servers on the same directory.
+fn add_tester(bin: &Path, data: &Path, args: &[String]) -> anyhow::Result<()> {
+    use std::io::Write;
+    let station: Vec<&String> = args
+        .windows(2)
+        .find(|w| w[0] == "--station")
+        .map(|w| w.iter().collect())
+        .unwrap_or_default();
+    let mut cmd = Command::new(bin);
+    cmd.arg("--data")
+        .arg(data)
+        .args(station)
+        .args(["admin", "create-user", "--username", crate::TESTER])
+        .args(["--role", "supervisor"]);
+    for var in CLEARED_ENV {
+        cmd.env_remove(var);
+    }
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("run {} admin create-user", bin.display()))?;
+    child
+        .stdin
+        .take()
+        .context("stdin")?
+        .write_all(format!("{}\n", crate::PASSWORD).as_bytes())?;
+    let out = child.wait_with_output()?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    ensure!(
+        out.status.success() || err.contains("already exists"),
+        "could not create the test user: {err}"
+    );
+    Ok(())
 }
 
 impl Drop for ServerProcess {
@@ -48,6 +89,7 @@ impl ServerProcess {
         args: &[String],
         log: PathBuf,
     ) -> anyhow::Result<ServerProcess> {
+        add_tester(bin, data, args)?;
         let log_file = std::fs::File::create(&log).context("create a server log")?;
         let mut cmd = Command::new(bin);
         cmd.args(["serve", "--listen", "127.0.0.1:0", "--data"])
@@ -69,6 +111,7 @@ impl ServerProcess {
             name: name.to_string(),
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             log,
+            token: String::new(),
             child,
         };
         let (tx, rx) = std::sync::mpsc::channel();
@@ -99,6 +142,17 @@ impl ServerProcess {
             "refusing {name}'s non-loopback address {addr}"
         );
         server.addr = addr;
+        let resp = reqwest::blocking::Client::new()
+            .post(server.url("/api/v1/login"))
+            .json(&serde_json::json!({"username": crate::TESTER, "password": crate::PASSWORD}))
+            .send()
+            .with_context(|| format!("log in to {name}"))?;
+        ensure!(resp.status().is_success(), "{name} refused the test login");
+        let body: serde_json::Value = resp.json()?;
+        server.token = body["token"]
+            .as_str()
+            .context("no token in the login answer")?
+            .to_string();
         Ok(server)
     }
 

@@ -102,7 +102,7 @@ async fn work_done_while_hq_is_down_converges_everywhere() {
         )
         .await;
 
-    f.hq.restart();
+    f.hq.restart().await;
     f.converge().await;
     // HQ reviews and corrects; the correction reaches both boats.
     f.hq.patch(&ids[3], json!({"master_name": "Corrected by HQ"}))

@@ -4,6 +4,7 @@
 
 pub mod audit;
 pub mod identity;
+pub mod sessions;
 pub mod users;
 
 pub use audit::{AuditLog, Event};

@@ -72,7 +72,7 @@ pub enum UserError {
     WeakPassword,
     #[error("a password may be at most {MAX_PASSWORD_BYTES} bytes")]
     LongPassword,
-    #[error("a station code is 1 to 16 characters: letters, digits or '-' (got {0:?})")]
+    #[error("a station code is 1 to 32 characters of A-Z, 0-9 and '-' (got {0:?})")]
     BadStation(String),
     #[error("user {0} already exists")]
     Exists(String),

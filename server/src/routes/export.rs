@@ -1,11 +1,14 @@
 //! Exports over HTTP; the formats themselves live in [`crate::export`].
 
 use super::records::filter_of;
+use crate::access::Access;
+use crate::auth::Event;
 use crate::error::ApiError;
 use crate::export::{ExportError, Exporter, Format};
 use crate::startup::AppState;
 use actix_web::{web, HttpResponse};
 use serde::Deserialize;
+use serde_json::json;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -20,6 +23,7 @@ pub struct ExportQuery {
 
 pub async fn export(
     state: web::Data<AppState>,
+    access: Access,
     query: web::Query<ExportQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let q = query.into_inner();
@@ -34,8 +38,10 @@ pub async fn export(
         ));
     }
     let filter = filter_of(q.form.clone(), q.station, q.status.as_deref())?;
-    let records = state.records.clone();
+    let st = state.clone();
     let body = web::block(move || -> Result<Vec<u8>, ApiError> {
+        let filter = access.records(&st).export_filter(filter)?;
+        let records = &st.records;
         let mut exporter = Exporter::new(
             Vec::new(),
             format,
@@ -47,9 +53,19 @@ pub async fn export(
             ExportError::UnknownTable(_) => ApiError::bad_request("unknown_table", e.to_string()),
             other => ApiError::internal(other),
         })?;
-        records.for_each(&filter, |view| {
-            exporter.record(view.get()).map_err(ApiError::internal)
-        })?;
+        let mut count = 0usize;
+        if let Some(filter) = filter {
+            records.for_each(&filter, |view| {
+                count += 1;
+                exporter.record(view.get()).map_err(ApiError::internal)
+            })?;
+        }
+        access.audit(
+            &st,
+            Event::new(access.actor(), "export").details(
+                json!({ "format": format!("{format:?}").to_lowercase(), "records": count }),
+            ),
+        )?;
         exporter.finish().map_err(ApiError::internal)
     })
     .await??;

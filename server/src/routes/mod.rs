@@ -2,6 +2,7 @@
 //! edge, run the (blocking, fsyncing) record service on the blocking pool, and
 //! return JSON or an [`ApiError`](crate::error::ApiError).
 
+mod auth;
 mod export;
 mod forms;
 mod health;
@@ -17,6 +18,13 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/sync/v1", web::post().to(sync::exchange))
         .service(
             web::scope("/api/v1")
+                .route("/login", web::post().to(auth::login))
+                .route("/logout", web::post().to(auth::logout))
+                .route("/setup", web::post().to(auth::setup))
+                .route("/me", web::get().to(auth::me))
+                .route("/users", web::post().to(auth::create_user))
+                .route("/users", web::get().to(auth::list_users))
+                .route("/audit", web::get().to(auth::audit_log))
                 .route("/forms", web::get().to(forms::list))
                 .route("/forms/{id}", web::get().to(forms::get))
                 .route("/records", web::post().to(records::create))

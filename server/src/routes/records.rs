@@ -1,6 +1,7 @@
 //! Creating, reading, editing and listing records.
 
 use super::record_id;
+use crate::access::Access;
 use crate::error::ApiError;
 use crate::startup::AppState;
 use actix_web::http::header;
@@ -75,11 +76,12 @@ pub(crate) fn filter_of(
 
 pub async fn create(
     state: web::Data<AppState>,
+    access: Access,
     body: web::Json<CreateBody>,
 ) -> Result<HttpResponse, ApiError> {
     let CreateBody { form, fields } = body.into_inner();
-    let records = state.records.clone();
-    let view = web::block(move || records.create(&form, &fields)).await??;
+    let st = state.clone();
+    let view = web::block(move || access.records(&st).create(&form, &fields)).await??;
     state.local_change();
     let id = serde_json::from_str::<Json>(view.get())
         .ok()
@@ -92,6 +94,7 @@ pub async fn create(
 
 pub async fn list(
     state: web::Data<AppState>,
+    access: Access,
     query: web::Query<ListQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let q = query.into_inner();
@@ -104,8 +107,8 @@ pub async fn list(
     }
     let offset = q.offset.unwrap_or(0);
     let filter = filter_of(q.form, q.station, q.status.as_deref())?;
-    let records = state.records.clone();
-    let page = web::block(move || records.list(&filter, limit, offset)).await??;
+    let st = state.clone();
+    let page = web::block(move || access.records(&st).list(filter, limit, offset)).await??;
     // The cached views go out as they are stored: building a JSON value from
     // them would parse every view again (20 MB for a page of 10,000).
     Ok(HttpResponse::Ok().json(ListBody {
@@ -118,16 +121,18 @@ pub async fn list(
 
 pub async fn get(
     state: web::Data<AppState>,
+    access: Access,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = record_id(&id)?;
-    let records = state.records.clone();
-    let view = web::block(move || records.get(&id)).await??;
+    let st = state.clone();
+    let view = web::block(move || access.records(&st).get(&id)).await??;
     Ok(HttpResponse::Ok().json(view))
 }
 
 pub async fn patch(
     state: web::Data<AppState>,
+    access: Access,
     id: web::Path<String>,
     body: web::Json<PatchBody>,
 ) -> Result<HttpResponse, ApiError> {
@@ -143,8 +148,8 @@ pub async fn patch(
         fields,
         status: status.as_deref().map(parse_status).transpose()?,
     };
-    let records = state.records.clone();
-    let view = web::block(move || records.patch(&id, &patch)).await??;
+    let st = state.clone();
+    let view = web::block(move || access.records(&st).patch(&id, &patch)).await??;
     state.local_change();
     Ok(HttpResponse::Ok().json(view))
 }
@@ -152,24 +157,26 @@ pub async fn patch(
 /// Resolve a conflict by writing one value at its path (relative to `fields`).
 pub async fn resolve(
     state: web::Data<AppState>,
+    access: Access,
     id: web::Path<String>,
     body: web::Json<ResolveBody>,
 ) -> Result<HttpResponse, ApiError> {
     let id = record_id(&id)?;
     let ResolveBody { path, value } = body.into_inner();
-    let records = state.records.clone();
-    let view = web::block(move || records.resolve(&id, &path, &value)).await??;
+    let st = state.clone();
+    let view = web::block(move || access.records(&st).resolve(&id, &path, &value)).await??;
     state.local_change();
     Ok(HttpResponse::Ok().json(view))
 }
 
 pub async fn automerge(
     state: web::Data<AppState>,
+    access: Access,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = record_id(&id)?;
-    let records = state.records.clone();
-    let bytes = web::block(move || records.automerge_bytes(&id)).await??;
+    let st = state.clone();
+    let bytes = web::block(move || access.records(&st).automerge_bytes(&id)).await??;
     Ok(HttpResponse::Ok()
         .content_type("application/octet-stream")
         .body(bytes))

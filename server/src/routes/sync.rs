@@ -1,6 +1,7 @@
 //! Sync over HTTP: the upstream end (`POST /sync/v1`, binary) and the local
 //! controls (`GET /api/v1/sync/status`, `POST /api/v1/sync/now`).
 
+use crate::access::{Access, Action};
 use crate::error::ApiError;
 use crate::startup::AppState;
 use crate::upstream::{status_json, SyncFailure, SYNC_CONTENT_TYPE};
@@ -65,7 +66,7 @@ fn codec_error(e: CodecError) -> ApiError {
     }
 }
 
-pub async fn status(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn status(state: web::Data<AppState>, _: Access) -> Result<HttpResponse, ApiError> {
     let records = state.records.clone();
     let agent = state.agent.clone();
     let body = web::block(move || {
@@ -77,7 +78,8 @@ pub async fn status(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
     Ok(HttpResponse::Ok().json(body))
 }
 
-pub async fn now(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn now(state: web::Data<AppState>, access: Access) -> Result<HttpResponse, ApiError> {
+    access.require(Action::Sync)?;
     let Some(agent) = state.agent.clone() else {
         return Err(ApiError::conflict(
             "no_upstream",

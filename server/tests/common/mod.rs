@@ -8,9 +8,17 @@ use std::path::Path;
 use tideline_server::config::{FileConfig, Overrides, Settings};
 use tideline_server::startup::{open_records, Application, SharedRecords};
 
+/// Every test user's password.
+pub const PASSWORD: &str = "a test password";
+/// The user the helpers act as: a supervisor of the instance's station.
+pub const TESTER: &str = "tester";
+
 pub struct TestApp {
     pub base: String,
+    /// Logged in as [`TESTER`].
     pub client: reqwest::Client,
+    /// Not logged in.
+    pub anonymous: reqwest::Client,
     pub records: SharedRecords,
     pub handle: actix_web::dev::ServerHandle,
     pub _dir: tempfile::TempDir,
@@ -34,16 +42,61 @@ pub fn settings(data: &Path) -> Settings {
     .expect("settings")
 }
 
+/// Create a user directly in the store (as `tideline admin create-user` does).
+pub fn add_user(records: &SharedRecords, name: &str, role: &str, station: &str) {
+    use tideline_server::auth::users;
+    let name = users::Username::try_from(name.to_string()).expect("username");
+    match users::create(
+        records.store().as_ref(),
+        name,
+        role.parse().expect("role"),
+        station,
+        PASSWORD,
+    ) {
+        Ok(_) | Err(users::UserError::Exists(_)) => {}
+        Err(e) => panic!("create user: {e}"),
+    }
+}
+
+/// A client that sends `token` with every request.
+pub fn client_with(token: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {token}").parse().expect("header"),
+    );
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .expect("client")
+}
+
+/// Log in over HTTP; panics unless it works.
+pub async fn login(base: &str, name: &str) -> String {
+    let resp = reqwest::Client::new()
+        .post(format!("{base}/api/v1/login"))
+        .json(&json!({"username": name, "password": PASSWORD}))
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(resp.status(), 200, "login as {name} failed");
+    let body: Value = resp.json().await.expect("json");
+    body["token"].as_str().expect("token").to_string()
+}
+
 pub async fn spawn_app_in(dir: tempfile::TempDir) -> TestApp {
     let settings = settings(dir.path());
     let records = open_records(&settings).expect("open store");
+    add_user(&records, TESTER, "supervisor", "BB-01");
     let app = Application::with_records(&settings, records.clone()).expect("build app");
     let base = format!("http://{}", app.addr());
     let handle = app.handle();
     tokio::spawn(app.run_until_stopped());
+    let token = login(&base, TESTER).await;
     TestApp {
         base,
-        client: reqwest::Client::new(),
+        client: client_with(&token),
+        anonymous: reqwest::Client::new(),
         records,
         handle,
         _dir: dir,
@@ -139,6 +192,24 @@ pub fn report() -> Value {
 pub struct ServeProcess {
     pub child: std::process::Child,
     pub base: String,
+    /// A session of [`TESTER`].
+    pub token: String,
+}
+
+impl ServeProcess {
+    /// A blocking client logged in as [`TESTER`].
+    pub fn client(&self) -> reqwest::blocking::Client {
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(
+            reqwest::header::AUTHORIZATION,
+            format!("Bearer {}", self.token).parse().expect("header"),
+        );
+        reqwest::blocking::Client::builder()
+            .default_headers(headers)
+            .timeout(std::time::Duration::from_secs(30))
+            .build()
+            .expect("client")
+    }
 }
 
 impl Drop for ServeProcess {
@@ -151,8 +222,33 @@ impl Drop for ServeProcess {
 /// Run `tideline [global args] serve [serve args]` and wait (with a deadline)
 /// for it to report the address it listens on.
 pub fn spawn_serve(global: &[&str], serve: &[&str]) -> ServeProcess {
-    use std::io::{BufRead, BufReader};
+    use std::io::{BufRead, BufReader, Write};
     use std::process::{Command, Stdio};
+    // A supervisor to act as (already there when the directory is reused).
+    let mut admin = Command::new(env!("CARGO_BIN_EXE_tideline"))
+        .args(global)
+        .args([
+            "admin",
+            "create-user",
+            "--username",
+            TESTER,
+            "--role",
+            "supervisor",
+        ])
+        .env_remove("TIDELINE_STATION")
+        .env_remove("TIDELINE_CONFIG")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn tideline admin");
+    admin
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(format!("{PASSWORD}\n").as_bytes())
+        .expect("password");
+    admin.wait().expect("tideline admin");
     let mut child = Command::new(env!("CARGO_BIN_EXE_tideline"))
         .args(global)
         .arg("serve")
@@ -176,5 +272,15 @@ pub fn spawn_serve(global: &[&str], serve: &[&str]) -> ServeProcess {
     let base = rx
         .recv_timeout(std::time::Duration::from_secs(60))
         .expect("tideline serve did not report its address within 60 s");
-    ServeProcess { child, base }
+    let resp = reqwest::blocking::Client::new()
+        .post(format!("{base}/api/v1/login"))
+        .json(&json!({"username": TESTER, "password": PASSWORD}))
+        .send()
+        .expect("login");
+    assert_eq!(resp.status(), 200, "login failed");
+    let token = resp.json::<Value>().expect("json")["token"]
+        .as_str()
+        .expect("token")
+        .to_string();
+    ServeProcess { child, base, token }
 }

@@ -137,7 +137,12 @@ fn post_reports(server: &Server, count: usize, threads: usize) -> anyhow::Result
                     for n in (t..count).step_by(threads) {
                         let body = json!({"form": "boarding-report", "fields": typical_report(n)});
                         let start = Instant::now();
-                        let resp = http.post(url).json(&body).send().context("POST a record")?;
+                        let resp = http
+                            .post(url)
+                            .bearer_auth(&server.token)
+                            .json(&body)
+                            .send()
+                            .context("POST a record")?;
                         let status = resp.status();
                         let text = resp.text().context("read the POST response")?;
                         latencies.push(start.elapsed());
@@ -172,6 +177,7 @@ fn time_list(
         let start = Instant::now();
         let resp = http
             .get(&url)
+            .bearer_auth(&server.token)
             .send()
             .with_context(|| format!("GET {path}"))?;
         let status = resp.status();

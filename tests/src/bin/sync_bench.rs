@@ -292,6 +292,7 @@ struct SyncDone {
 struct SyncCall {
     node: usize,
     url: String,
+    token: String,
     http: reqwest::Client,
     deadline: Instant,
 }
@@ -311,6 +312,7 @@ async fn sync_until_ok(call: SyncCall) -> anyhow::Result<SyncDone> {
         let resp = call
             .http
             .post(&call.url)
+            .bearer_auth(&call.token)
             .timeout(left.min(SYNC_CALL_TIMEOUT))
             .send()
             .await
@@ -470,6 +472,7 @@ impl Fleet {
         SyncCall {
             node,
             url: self.servers[node].url("/api/v1/sync/now"),
+            token: self.servers[node].token.clone(),
             http: self.sync_http.clone(),
             deadline,
         }
@@ -498,6 +501,7 @@ impl Fleet {
         let page: Json = self
             .api
             .get(s.url("/api/v1/records?limit=1"))
+            .bearer_auth(&s.token)
             .send()
             .await
             .with_context(|| format!("{}: list", s.name))?
@@ -584,6 +588,7 @@ impl Fleet {
         let r = self
             .api
             .get(s.url(path))
+            .bearer_auth(&s.token)
             .send()
             .await
             .with_context(|| format!("{}: GET {path}", s.name))?;
@@ -647,6 +652,7 @@ async fn load_records(
     for (b, &boat) in BOATS.iter().enumerate() {
         for t in 0..concurrency {
             let url = fleet.servers[boat].url("/api/v1/records");
+            let token = fleet.servers[boat].token.clone();
             let http = fleet.api.clone();
             set.spawn(async move {
                 let mut ids = Vec::new();
@@ -655,6 +661,7 @@ async fn load_records(
                         json!({"form": "boarding-report", "fields": typical_report(b * n + i)});
                     let r = http
                         .post(&url)
+                        .bearer_auth(&token)
                         .json(&body)
                         .send()
                         .await
@@ -734,11 +741,13 @@ async fn check(fleet: &Fleet, goal: &Goal<'_>) -> anyhow::Result<Option<String>>
                         })
                         .collect();
                     let http = fleet.api.clone();
+                    let token = fleet.servers[node].token.clone();
                     set.spawn(async move {
                         let mut missing = 0usize;
                         for (url, want) in urls {
                             let v: Json = http
                                 .get(&url)
+                                .bearer_auth(&token)
                                 .send()
                                 .await?
                                 .error_for_status()?
@@ -1157,20 +1166,22 @@ async fn run(opts: &Options, fleet: &mut Fleet, t0: Instant) -> anyhow::Result<J
     let start = Instant::now();
     let mut set = JoinSet::new();
     for chunk in edits.chunks(edits.len().div_ceil(opts.concurrency * BOATS.len()).max(1)) {
-        let calls: Vec<(String, u64)> = chunk
+        let calls: Vec<(String, String, u64)> = chunk
             .iter()
             .map(|e| {
                 (
                     fleet.servers[e.boat].url(&format!("/api/v1/records/{}", e.id)),
+                    fleet.servers[e.boat].token.clone(),
                     e.arrests,
                 )
             })
             .collect();
         let http = fleet.api.clone();
         set.spawn(async move {
-            for (url, k) in calls {
+            for (url, token, k) in calls {
                 let r = http
                     .patch(&url)
+                    .bearer_auth(&token)
                     .json(&json!({"fields": {"arrests": k}}))
                     .send()
                     .await?;

@@ -1,0 +1,298 @@
+//! Who may do what, to which records: the one place the HTTP API checks roles
+//! and station scope (docs/SECURITY.md).
+//!
+//! The authentication middleware ([`authenticate`]) lets nothing but the
+//! public endpoints through without a live session; it puts the caller in the
+//! request. Handlers take an [`Access`] (the caller plus their scope) and reach
+//! records only through its methods, which refuse actions the caller's role
+//! does not allow and answer "not found" for records outside their station.
+
+use crate::auth::sessions::SessionUser;
+use crate::auth::users::{Role, HQ};
+use crate::auth::Event;
+use crate::error::ApiError;
+use crate::startup::{AppState, SharedRecords};
+use actix_web::body::MessageBody;
+use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
+use actix_web::middleware::Next;
+use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
+use serde_json::value::RawValue;
+use serde_json::{Map, Value as Json};
+use std::future::{ready, Ready};
+use tideline_schemas::RecordId;
+use tideline_sync::{DocStore, Filter, Page, Patch, RecordsError, Status};
+
+/// The session cookie the web interface uses (the API takes the same token
+/// as `Authorization: Bearer`).
+pub const SESSION_COOKIE: &str = "tideline_session";
+
+/// Paths anyone may call: liveness, and the ways to obtain credentials.
+const PUBLIC: [&str; 4] = ["/healthz", "/api/v1/login", "/api/v1/setup", "/sync/v1"];
+
+/// What a caller may do. Record actions are further limited to the caller's station.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    ReadRecords,
+    WriteRecords,
+    /// Move a record past `submitted`, resolve conflicts.
+    Review,
+    Export,
+    ManageUsers,
+    ReadAudit,
+    /// Start a sync now.
+    Sync,
+}
+
+impl Action {
+    fn allowed_for(self, role: Role) -> bool {
+        use Action::*;
+        use Role::*;
+        match self {
+            ReadRecords => matches!(role, Officer | Supervisor | Analyst),
+            WriteRecords => matches!(role, Officer | Supervisor),
+            Review => role == Supervisor,
+            Export => matches!(role, Supervisor | Analyst),
+            ManageUsers | ReadAudit => role == Admin,
+            Sync => matches!(role, Officer | Supervisor | Admin),
+        }
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            Action::ReadRecords => "read records",
+            Action::WriteRecords => "create or edit records",
+            Action::Review => "review records",
+            Action::Export => "export records",
+            Action::ManageUsers => "manage users",
+            Action::ReadAudit => "read the audit log",
+            Action::Sync => "start a sync",
+        }
+    }
+}
+
+/// Find the session token: `Authorization: Bearer`, else the session cookie.
+pub fn presented_token(req: &HttpRequest) -> Option<String> {
+    if let Some(value) = req.headers().get(actix_web::http::header::AUTHORIZATION) {
+        let text = value.to_str().ok()?;
+        return text.strip_prefix("Bearer ").map(|t| t.trim().to_string());
+    }
+    req.cookie(SESSION_COOKIE).map(|c| c.value().to_string())
+}
+
+/// The middleware: public paths pass; anything else needs a live session.
+pub async fn authenticate(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    if !PUBLIC.contains(&req.path()) {
+        let state = req
+            .app_data::<web::Data<AppState>>()
+            .cloned()
+            .ok_or_else(|| ApiError::internal("no application state"))?;
+        let user = presented_token(req.request())
+            .and_then(|token| state.sessions.check(&token))
+            .ok_or_else(ApiError::unauthenticated)?;
+        req.extensions_mut().insert(user);
+    }
+    next.call(req).await
+}
+
+/// The caller of a request and the records they can see.
+pub struct Access {
+    pub user: SessionUser,
+}
+
+impl FromRequest for Access {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(
+            req.extensions()
+                .get::<SessionUser>()
+                .cloned()
+                .map(|user| Access { user })
+                .ok_or_else(ApiError::unauthenticated),
+        )
+    }
+}
+
+fn not_found(id: &RecordId) -> ApiError {
+    ApiError::from(RecordsError::NotFound(*id))
+}
+
+impl Access {
+    /// `user:<name>`, as the audit log names people.
+    pub fn actor(&self) -> String {
+        format!("user:{}", self.user.username)
+    }
+
+    pub fn require(&self, action: Action) -> Result<(), ApiError> {
+        if action.allowed_for(self.user.role) {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden(format!(
+                "Your role ({}) may not {}.",
+                self.user.role,
+                action.describe()
+            )))
+        }
+    }
+
+    /// The one station the caller works with, or None for HQ (every station).
+    pub fn station(&self) -> Option<&str> {
+        (self.user.station != HQ).then_some(self.user.station.as_str())
+    }
+
+    fn sees(&self, station: &str) -> bool {
+        self.station().is_none_or(|s| s == station)
+    }
+
+    /// Records of `records` as this caller may use them.
+    pub fn records<'a>(&'a self, state: &'a AppState) -> Scoped<'a> {
+        Scoped {
+            access: self,
+            state,
+            records: &state.records,
+        }
+    }
+
+    /// Append to the audit log; a failure to audit is an error of the request.
+    pub fn audit(&self, state: &AppState, event: Event) -> Result<(), ApiError> {
+        state
+            .audit
+            .append(state.records.store().as_ref(), event, false)
+            .map(|_| ())
+            .map_err(ApiError::internal)
+    }
+}
+
+/// Record operations limited to one caller's role and scope. These run on the
+/// blocking pool (they may fsync); call them inside `web::block`.
+pub struct Scoped<'a> {
+    access: &'a Access,
+    state: &'a AppState,
+    records: &'a SharedRecords,
+}
+
+impl Scoped<'_> {
+    fn check(&self, id: &RecordId) -> Result<(), ApiError> {
+        match self
+            .records
+            .store()
+            .summary(id)
+            .map_err(RecordsError::from)?
+        {
+            Some(s) if self.access.sees(&s.station) => Ok(()),
+            _ => Err(not_found(id)),
+        }
+    }
+
+    fn audit(&self, action: &'static str, id: &RecordId) -> Result<(), ApiError> {
+        self.access.audit(
+            self.state,
+            Event::new(self.access.actor(), action).target(id.to_string()),
+        )
+    }
+
+    pub fn create(
+        &self,
+        form: &str,
+        fields: &Map<String, Json>,
+    ) -> Result<Box<RawValue>, ApiError> {
+        self.access.require(Action::WriteRecords)?;
+        // Records made here carry this instance's station.
+        if !self.access.sees(self.records.station()) {
+            return Err(ApiError::forbidden(format!(
+                "Records made on this instance belong to station {}, which is not yours.",
+                self.records.station()
+            )));
+        }
+        let view = self.records.create(form, fields)?;
+        if let Some(id) = view_id(&view) {
+            self.audit("record.create", &id)?;
+        }
+        Ok(view)
+    }
+
+    pub fn get(&self, id: &RecordId) -> Result<Box<RawValue>, ApiError> {
+        self.access.require(Action::ReadRecords)?;
+        self.check(id)?;
+        let view = self.records.get(id)?;
+        self.audit("record.view", id)?;
+        Ok(view)
+    }
+
+    pub fn automerge_bytes(&self, id: &RecordId) -> Result<Vec<u8>, ApiError> {
+        self.access.require(Action::ReadRecords)?;
+        self.check(id)?;
+        let bytes = self.records.automerge_bytes(id)?;
+        self.audit("record.view", id)?;
+        Ok(bytes)
+    }
+
+    pub fn patch(&self, id: &RecordId, patch: &Patch) -> Result<Box<RawValue>, ApiError> {
+        self.access.require(Action::WriteRecords)?;
+        // Officers submit; moving a record on from there is review.
+        if patch
+            .status
+            .is_some_and(|s| !matches!(s, Status::Draft | Status::Submitted))
+        {
+            self.access.require(Action::Review)?;
+        }
+        self.check(id)?;
+        let view = self.records.patch(id, patch)?;
+        self.audit("record.edit", id)?;
+        Ok(view)
+    }
+
+    pub fn resolve(
+        &self,
+        id: &RecordId,
+        path: &str,
+        value: &Json,
+    ) -> Result<Box<RawValue>, ApiError> {
+        self.access.require(Action::Review)?;
+        self.check(id)?;
+        let view = self.records.resolve(id, path, value)?;
+        self.audit("record.resolve", id)?;
+        Ok(view)
+    }
+
+    /// The caller's filter narrowed to their scope; None when it asks for a
+    /// station they cannot see (the answer is then empty).
+    fn scoped_filter(&self, mut filter: Filter) -> Option<Filter> {
+        if let Some(own) = self.access.station() {
+            match &filter.station {
+                Some(asked) if asked != own => return None,
+                _ => filter.station = Some(own.to_string()),
+            }
+        }
+        Some(filter)
+    }
+
+    pub fn list(&self, filter: Filter, limit: usize, offset: usize) -> Result<Page, ApiError> {
+        self.access.require(Action::ReadRecords)?;
+        match self.scoped_filter(filter) {
+            Some(f) => Ok(self.records.list(&f, limit, offset)?),
+            None => Ok(Page {
+                records: Vec::new(),
+                total: 0,
+            }),
+        }
+    }
+
+    /// The filter an export may run with, after checking the caller may export.
+    pub fn export_filter(&self, filter: Filter) -> Result<Option<Filter>, ApiError> {
+        self.access.require(Action::Export)?;
+        Ok(self.scoped_filter(filter))
+    }
+}
+
+fn view_id(view: &RawValue) -> Option<RecordId> {
+    #[derive(serde::Deserialize)]
+    struct Id {
+        id: RecordId,
+    }
+    serde_json::from_str::<Id>(view.get()).ok().map(|v| v.id)
+}

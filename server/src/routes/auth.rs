@@ -1,0 +1,323 @@
+//! Logging in and out, setting up the first admin, managing people, and
+//! reading the audit log.
+
+use crate::access::{presented_token, Access, Action, SESSION_COOKIE};
+use crate::auth::users::{self, Role, Username, HQ};
+use crate::auth::{audit, Event};
+use crate::error::ApiError;
+use crate::startup::AppState;
+use actix_web::cookie::{Cookie, SameSite};
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::Deserialize;
+use serde_json::json;
+use subtle::ConstantTimeEq;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginBody {
+    username: String,
+    password: String,
+}
+
+fn session_cookie(token: &str, state: &AppState) -> Cookie<'static> {
+    Cookie::build(SESSION_COOKIE, token.to_string())
+        .path("/")
+        .http_only(true)
+        .same_site(SameSite::Strict)
+        .secure(state.tls)
+        .max_age(actix_web::cookie::time::Duration::seconds(
+            state.sessions.idle().as_secs() as i64,
+        ))
+        .finish()
+}
+
+fn peer(req: &HttpRequest) -> String {
+    req.peer_addr()
+        .map(|a| a.ip().to_string())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+fn audit_now(state: &AppState, event: Event) -> Result<(), ApiError> {
+    state
+        .audit
+        .append(state.records.store().as_ref(), event, false)
+        .map(|_| ())
+        .map_err(ApiError::internal)
+}
+
+pub async fn login(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Json<LoginBody>,
+) -> Result<HttpResponse, ApiError> {
+    let LoginBody { username, password } = body.into_inner();
+    let account = format!("user:{username}");
+    let address = format!("ip:{}", peer(&req));
+    let blocked = state
+        .account_limits
+        .blocked(&account)
+        .or_else(|| state.address_limits.blocked(&address));
+    if let Some(wait) = blocked {
+        return Err(ApiError::too_many_attempts(wait));
+    }
+    let st = state.clone();
+    let name = username.clone();
+    let user =
+        web::block(move || users::authenticate(st.records.store().as_ref(), &name, &password))
+            .await?
+            .map_err(ApiError::internal)?;
+    let Some(user) = user else {
+        state.account_limits.fail(&account);
+        state.address_limits.fail(&address);
+        audit_now(
+            &state,
+            Event::new("anonymous", "login.failure")
+                .target(username.chars().take(64).collect::<String>())
+                .details(json!({ "address": peer(&req) })),
+        )?;
+        return Err(ApiError::bad_credentials("Unknown user or wrong password."));
+    };
+    state.account_limits.clear(&account);
+    let token = state.sessions.start(&user);
+    audit_now(
+        &state,
+        Event::new(format!("user:{}", user.username), "login.success")
+            .details(json!({ "address": peer(&req) })),
+    )?;
+    Ok(HttpResponse::Ok()
+        .cookie(session_cookie(&token, &state))
+        .json(json!({
+            "token": token,
+            "username": user.username,
+            "role": user.role,
+            "station": user.station,
+            "idle_timeout_secs": state.sessions.idle().as_secs(),
+        })))
+}
+
+pub async fn logout(
+    state: web::Data<AppState>,
+    access: Access,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    if let Some(token) = presented_token(&req) {
+        state.sessions.end(&token);
+    }
+    audit_now(&state, Event::new(access.actor(), "logout"))?;
+    let mut gone = session_cookie("", &state);
+    gone.make_removal();
+    Ok(HttpResponse::NoContent().cookie(gone).finish())
+}
+
+pub async fn me(access: Access) -> HttpResponse {
+    HttpResponse::Ok().json(json!({
+        "username": access.user.username,
+        "role": access.user.role,
+        "station": access.user.station,
+    }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetupBody {
+    code: String,
+    username: String,
+    password: String,
+}
+
+/// Create the first admin with the one-time code printed at start.
+pub async fn setup(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Json<SetupBody>,
+) -> Result<HttpResponse, ApiError> {
+    let SetupBody {
+        code,
+        username,
+        password,
+    } = body.into_inner();
+    let address = format!("ip:{}", peer(&req));
+    if let Some(wait) = state.address_limits.blocked(&address) {
+        return Err(ApiError::too_many_attempts(wait));
+    }
+    let name = Username::try_from(username).map_err(|e| {
+        ApiError::unprocessable("invalid_username", e.to_string())
+            .with_details(json!([{ "path": "username", "message": e.to_string() }]))
+    })?;
+    let st = state.clone();
+    let created = web::block(move || -> Result<_, ApiError> {
+        let store = st.records.store().as_ref();
+        let mut setup = st.setup.lock().unwrap_or_else(|p| p.into_inner());
+        if users::any_exist(store).map_err(ApiError::internal)? {
+            *setup = None;
+            return Err(ApiError::conflict(
+                "already_set_up",
+                "This instance already has users; ask an admin for an account.",
+            ));
+        }
+        let valid = setup.as_ref().is_some_and(|s| {
+            s.expires > std::time::Instant::now()
+                && bool::from(s.code.as_bytes().ct_eq(code.trim().as_bytes()))
+        });
+        if !valid {
+            return Ok(None);
+        }
+        // The first admin works for the instance's own station; at HQ, for all.
+        let station = st.records.station().to_string();
+        let user = users::create(store, name, Role::Admin, &station, &password).map_err(|e| {
+            ApiError::unprocessable("invalid_user", e.to_string())
+                .with_details(json!([{ "path": "password", "message": e.to_string() }]))
+        })?;
+        *setup = None;
+        st.audit
+            .append(
+                store,
+                Event::new("setup", "user.create")
+                    .target(user.username.to_string())
+                    .details(json!({ "role": user.role, "station": user.station })),
+                true,
+            )
+            .map_err(ApiError::internal)?;
+        Ok(Some(user))
+    })
+    .await??;
+    match created {
+        Some(user) => Ok(HttpResponse::Created().json(json!({
+            "username": user.username,
+            "role": user.role,
+            "station": user.station,
+        }))),
+        None => {
+            state.address_limits.fail(&address);
+            Err(ApiError::bad_credentials(
+                "The setup code is wrong, used or expired; restart the instance for a new one.",
+            ))
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewUser {
+    username: String,
+    role: String,
+    station: Option<String>,
+    password: String,
+}
+
+pub async fn create_user(
+    state: web::Data<AppState>,
+    access: Access,
+    body: web::Json<NewUser>,
+) -> Result<HttpResponse, ApiError> {
+    access.require(Action::ManageUsers)?;
+    let NewUser {
+        username,
+        role,
+        station,
+        password,
+    } = body.into_inner();
+    let invalid = |path: &str, e: users::UserError| {
+        ApiError::unprocessable("invalid_user", e.to_string())
+            .with_details(json!([{ "path": path, "message": e.to_string() }]))
+    };
+    let name = Username::try_from(username).map_err(|e| invalid("username", e))?;
+    let role: Role = role.parse().map_err(|e| invalid("role", e))?;
+    let station = station.unwrap_or_else(|| state.records.station().to_string());
+    // An admin of one station manages that station's people only.
+    if access.station().is_some_and(|own| own != station)
+        || (station == HQ && access.station().is_some())
+    {
+        return Err(ApiError::forbidden(format!(
+            "You manage the people of station {} only.",
+            access.user.station
+        )));
+    }
+    let st = state.clone();
+    let actor = access.actor();
+    let user = web::block(move || -> Result<_, ApiError> {
+        let store = st.records.store().as_ref();
+        let user = users::create(store, name, role, &station, &password).map_err(|e| match e {
+            users::UserError::Exists(_) => ApiError::conflict("user_exists", e.to_string()),
+            users::UserError::Store(e) => ApiError::internal(e),
+            users::UserError::BadStation(_) => invalid("station", e),
+            other => invalid("password", other),
+        })?;
+        st.audit
+            .append(
+                store,
+                Event::new(actor, "user.create")
+                    .target(user.username.to_string())
+                    .details(json!({ "role": user.role, "station": user.station })),
+                true,
+            )
+            .map_err(ApiError::internal)?;
+        Ok(user)
+    })
+    .await??;
+    Ok(HttpResponse::Created().json(json!({
+        "username": user.username,
+        "role": user.role,
+        "station": user.station,
+    })))
+}
+
+pub async fn list_users(
+    state: web::Data<AppState>,
+    access: Access,
+) -> Result<HttpResponse, ApiError> {
+    access.require(Action::ManageUsers)?;
+    let all = users::list(state.records.store().as_ref()).map_err(ApiError::internal)?;
+    let visible: Vec<_> = all
+        .into_iter()
+        .filter(|u| access.station().is_none_or(|s| s == u.station))
+        .map(|u| {
+            json!({
+                "username": u.username,
+                "role": u.role,
+                "station": u.station,
+                "created_at": u.created_at,
+                "disabled": u.disabled,
+            })
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({ "users": visible })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditQuery {
+    actor: Option<String>,
+    action: Option<String>,
+    target: Option<String>,
+    after: Option<u64>,
+    limit: Option<usize>,
+}
+
+pub async fn audit_log(
+    state: web::Data<AppState>,
+    access: Access,
+    query: web::Query<AuditQuery>,
+) -> Result<HttpResponse, ApiError> {
+    access.require(Action::ReadAudit)?;
+    let q = query.into_inner();
+    let limit = q.limit.unwrap_or(100);
+    if limit == 0 || limit > 10_000 {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            "limit must be between 1 and 10000.",
+        ));
+    }
+    let query = audit::Query {
+        actor: q.actor,
+        action: q.action,
+        target: q.target,
+        after: q.after.unwrap_or(0),
+        limit,
+    };
+    let st = state.clone();
+    let entries = web::block(move || audit::list(st.records.store().as_ref(), &query))
+        .await?
+        .map_err(ApiError::internal)?;
+    Ok(HttpResponse::Ok().json(json!({ "entries": entries })))
+}
