@@ -428,7 +428,9 @@ fn wrong_value(field: &str, pick: usize) -> Value {
             json!("13.1,-61.2"),
             json!([13.1, -61.2]),
             json!(13.1),
-            json!({}),
+            // Not `{}`: an object is a position's type, and its missing
+            // lat/lon are reported at position.lat and position.lon.
+            json!(true),
         ],
         "vessel_name" | "vessel_registration" | "master_name" | "findings" => {
             vec![
