@@ -7,6 +7,7 @@
 //! records only through its methods, which refuse actions the caller's role
 //! does not allow and answer "not found" for records outside their station.
 
+use crate::auth::devices::{self, Refusal};
 use crate::auth::sessions::SessionUser;
 use crate::auth::users::{Role, HQ};
 use crate::auth::Event;
@@ -27,7 +28,14 @@ use tideline_sync::{DocStore, Filter, Page, Patch, RecordsError, Status};
 pub const SESSION_COOKIE: &str = "tideline_session";
 
 /// Paths anyone may call: liveness, and the ways to obtain credentials.
-const PUBLIC: [&str; 4] = ["/healthz", "/api/v1/login", "/api/v1/setup", "/sync/v1"];
+const PUBLIC: [&str; 4] = [
+    "/healthz",
+    "/api/v1/login",
+    "/api/v1/setup",
+    "/api/v1/enroll",
+];
+/// The one path for devices (downstream instances) rather than people.
+const DEVICE_PATH: &str = "/sync/v1";
 
 /// What a caller may do. Record actions are further limited to the caller's station.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,6 +46,8 @@ pub enum Action {
     Review,
     Export,
     ManageUsers,
+    /// Enrol and revoke downstream instances.
+    ManageDevices,
     ReadAudit,
     /// Start a sync now.
     Sync,
@@ -52,7 +62,7 @@ impl Action {
             WriteRecords => matches!(role, Officer | Supervisor),
             Review => role == Supervisor,
             Export => matches!(role, Supervisor | Analyst),
-            ManageUsers | ReadAudit => role == Admin,
+            ManageUsers | ManageDevices | ReadAudit => role == Admin,
             Sync => matches!(role, Officer | Supervisor | Admin),
         }
     }
@@ -64,6 +74,7 @@ impl Action {
             Action::Review => "review records",
             Action::Export => "export records",
             Action::ManageUsers => "manage users",
+            Action::ManageDevices => "manage devices",
             Action::ReadAudit => "read the audit log",
             Action::Sync => "start a sync",
         }
@@ -79,17 +90,31 @@ pub fn presented_token(req: &HttpRequest) -> Option<String> {
     req.cookie(SESSION_COOKIE).map(|c| c.value().to_string())
 }
 
-/// The middleware: public paths pass; anything else needs a live session.
+/// The middleware: public paths pass; sync needs an enrolled device's
+/// credential; anything else needs a live session.
 pub async fn authenticate(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    if !PUBLIC.contains(&req.path()) {
-        let state = req
-            .app_data::<web::Data<AppState>>()
-            .cloned()
-            .ok_or_else(|| ApiError::internal("no application state"))?;
-        let user = presented_token(req.request())
+    if PUBLIC.contains(&req.path()) {
+        return next.call(req).await;
+    }
+    let state = req
+        .app_data::<web::Data<AppState>>()
+        .cloned()
+        .ok_or_else(|| ApiError::internal("no application state"))?;
+    let token = presented_token(req.request());
+    if req.path() == DEVICE_PATH {
+        let token = token.ok_or_else(ApiError::unenrolled)?;
+        let checked = devices::authenticate(state.records.store().as_ref(), &token)
+            .map_err(ApiError::internal)?;
+        match checked {
+            Ok(device) => req.extensions_mut().insert(device),
+            Err(Refusal::Revoked(id)) => return Err(ApiError::revoked(id).into()),
+            Err(Refusal::Invalid) => return Err(ApiError::unenrolled().into()),
+        };
+    } else {
+        let user = token
             .and_then(|token| state.sessions.check(&token))
             .ok_or_else(ApiError::unauthenticated)?;
         req.extensions_mut().insert(user);

@@ -5,6 +5,7 @@
 //! one process per directory, so while `tideline serve` runs on it they stop
 //! with a clear message (pointing at the HTTP API instead) and touch nothing.
 
+use crate::auth::devices;
 use crate::auth::users::{self, Role, Username};
 use crate::auth::{audit, AuditLog, Event, InstanceKey};
 use crate::config::{Overrides, Settings};
@@ -89,6 +90,14 @@ enum Command {
     Record(RecordCommand),
     /// Print this instance's id and public key.
     Identity,
+    /// Enrol this instance with its upstream, using a one-time code from the upstream's admin.
+    Enroll {
+        /// URL of the upstream instance (or `upstream` in the config file).
+        #[arg(long, env = "TIDELINE_UPSTREAM")]
+        upstream: Option<String>,
+        #[arg(long)]
+        code: String,
+    },
     /// Manage people (works offline on the data directory).
     #[command(subcommand)]
     Admin(AdminCommand),
@@ -128,6 +137,21 @@ enum AdminCommand {
         #[arg(long = "user-station")]
         user_station: Option<String>,
     },
+    /// Print a one-time code that enrols one downstream instance. The device's
+    /// station is given with the global `--station CODE` (here it names the
+    /// device's station, not this instance's).
+    EnrollCode {
+        /// boat or station.
+        #[arg(long)]
+        kind: String,
+        /// How long the code stays valid: 90m, 24h, 7d [default: 24h].
+        #[arg(long, default_value = "24h")]
+        expires: String,
+    },
+    /// Revoke a device: its next sync is refused; its own data stays with it.
+    Revoke { device: String },
+    /// List enrolled devices.
+    Devices,
 }
 
 #[derive(Subcommand)]
@@ -251,6 +275,54 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let settings = Settings::resolve(&over)?;
             let records = open_offline(&settings)?;
             create_user(&records, &username, &role, user_station.as_deref())
+        }
+        Command::Enroll { upstream, code } => {
+            over.upstream = upstream;
+            let settings = Settings::resolve(&over)?;
+            let Some(upstream) = settings.upstream.clone() else {
+                bail!("no upstream: pass --upstream URL or set `upstream` in the config file");
+            };
+            let records = open_offline(&settings)?;
+            let c = crate::upstream::enroll(
+                &records,
+                &settings.data_dir,
+                &upstream,
+                &code,
+                &http_client(),
+            )?;
+            println!(
+                "enrolled with {} as a device of station {}; `tideline sync` and `serve --upstream` now sync with it",
+                c.upstream, c.station
+            );
+            Ok(())
+        }
+        Command::Admin(AdminCommand::EnrollCode { kind, expires }) => {
+            let Some(for_station) = over.station.take() else {
+                bail!("name the device's station: tideline admin enroll-code --station CODE --kind boat|station");
+            };
+            let settings = Settings::resolve(&over)?;
+            let records = open_offline(&settings)?;
+            enroll_code(&records, &for_station, &kind, &expires)
+        }
+        Command::Admin(AdminCommand::Revoke { device }) => {
+            let settings = Settings::resolve(&over)?;
+            let records = open_offline(&settings)?;
+            revoke(&records, &device)
+        }
+        Command::Admin(AdminCommand::Devices) => {
+            let settings = Settings::resolve(&over)?;
+            let records = open_offline(&settings)?;
+            for d in devices::list(records.store().as_ref())? {
+                println!(
+                    "{}  {:<7} {:<10} enrolled {}{}",
+                    d.id,
+                    format!("{:?}", d.kind).to_lowercase(),
+                    d.station,
+                    d.enrolled_at,
+                    if d.revoked { "  REVOKED" } else { "" }
+                );
+            }
+            Ok(())
         }
         Command::Audit(AuditCommand::Verify) => {
             let settings = Settings::resolve(&over)?;
@@ -393,6 +465,72 @@ fn read_password() -> anyhow::Result<String> {
         bail!("no password on standard input; nothing was created");
     }
     Ok(password)
+}
+
+/// `90m`, `24h`, `7d`.
+fn parse_duration(text: &str) -> anyhow::Result<std::time::Duration> {
+    let (n, unit) = text.split_at(text.len().saturating_sub(1));
+    let n: u64 = n
+        .parse()
+        .map_err(|_| anyhow::anyhow!("{text:?} is not a duration like 90m, 24h or 7d"))?;
+    let secs = match unit {
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86_400,
+        _ => bail!("{text:?} is not a duration like 90m, 24h or 7d"),
+    };
+    if secs == 0 || secs > 30 * 86_400 {
+        bail!("a code may be valid for 1 minute to 30 days");
+    }
+    Ok(std::time::Duration::from_secs(secs))
+}
+
+fn enroll_code(
+    records: &SharedRecords,
+    station: &str,
+    kind: &str,
+    expires: &str,
+) -> anyhow::Result<()> {
+    let station = users::station_code(station)?;
+    let kind: devices::DeviceKind = kind.parse()?;
+    let valid = parse_duration(expires)?;
+    let store = records.store().as_ref();
+    let (code, expires_at) = devices::issue_code(store, &station, kind, valid)?;
+    AuditLog::new().append(
+        store,
+        Event::new("cli", "device.code").details(serde_json::json!({
+            "station": station, "kind": kind, "expires_at": expires_at
+        })),
+        true,
+    )?;
+    let until = chrono::DateTime::from_timestamp(expires_at, 0)
+        .map(|t| t.to_rfc3339())
+        .unwrap_or_default();
+    println!("{code}");
+    eprintln!(
+        "one-time code for a {} of station {station}, valid until {until}: on the device, run \
+         `tideline --station {station} enroll --upstream URL --code {code}`",
+        format!("{kind:?}").to_lowercase()
+    );
+    Ok(())
+}
+
+fn revoke(records: &SharedRecords, device: &str) -> anyhow::Result<()> {
+    let id: uuid::Uuid = device.parse().map_err(|_| {
+        anyhow::anyhow!("{device:?} is not a device id (see `tideline admin devices`)")
+    })?;
+    let store = records.store().as_ref();
+    let d = devices::revoke(store, &id)?;
+    AuditLog::new().append(
+        store,
+        Event::new("cli", "device.revoke").target(id.to_string()),
+        true,
+    )?;
+    println!(
+        "revoked {} (station {}); its next sync will be refused",
+        d.id, d.station
+    );
+    Ok(())
 }
 
 fn audit_verify(records: &SharedRecords) -> anyhow::Result<()> {

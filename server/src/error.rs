@@ -52,6 +52,28 @@ impl ApiError {
         )
     }
 
+    /// A sync request without a valid device credential.
+    pub fn unenrolled() -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "not_enrolled",
+            "This instance is not enrolled here, or its credential is wrong: enrol it with \
+             `tideline enroll --upstream URL --code CODE` using a code from this instance's admin.",
+        )
+    }
+
+    /// A sync request from a device an admin revoked.
+    pub fn revoked(id: uuid::Uuid) -> Self {
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "device_revoked",
+            format!(
+                "Device {id} was revoked by this instance's admin and may not sync. Its own \
+                 records stay on it and usable offline."
+            ),
+        )
+    }
+
     pub fn bad_credentials(message: impl Into<String>) -> Self {
         Self::new(StatusCode::UNAUTHORIZED, "invalid_credentials", message)
     }

@@ -7,6 +7,8 @@
 //! engine is synchronous (it fsyncs), and keeping the whole loop on one thread
 //! keeps repair state simple.
 
+use crate::auth::devices::{self, UpstreamCredential};
+use crate::auth::InstanceKey;
 use crate::startup::SharedRecords;
 use serde::{Deserialize, Serialize};
 use std::sync::{Arc, Mutex};
@@ -45,6 +47,11 @@ pub enum SyncFailure {
     Protocol(String),
     #[error("local storage failed during sync: {0}")]
     Local(String),
+    #[error(
+        "this instance is not enrolled with an upstream: run `tideline enroll --upstream URL \
+         --code CODE` with a code from the upstream's admin"
+    )]
+    NotEnrolled,
 }
 
 impl From<SyncError> for SyncFailure {
@@ -64,7 +71,21 @@ pub fn sync_once(
 ) -> Result<Outcome, SyncFailure> {
     let started = Instant::now();
     let url = format!("{}/sync/v1", upstream.trim_end_matches('/'));
-    let mut downstream = Downstream::new(records.as_ref()).with_page_bytes(page_bytes);
+    let store = records.store().as_ref();
+    let credential = devices::credential(store)
+        .map_err(|e| SyncFailure::Local(e.to_string()))?
+        .ok_or(SyncFailure::NotEnrolled)?;
+    let bearer = devices::bearer(&records.identity().device_id, &credential.secret);
+    // A station vouches to its upstream for the boats enrolled at it.
+    let enrolled_here = |actor: &tideline_sync::ActorId| {
+        uuid::Uuid::from_slice(actor.to_bytes())
+            .ok()
+            .and_then(|id| devices::get(store, &id).ok().flatten())
+            .is_some_and(|d| !d.revoked)
+    };
+    let mut downstream = Downstream::new(records.as_ref())
+        .with_page_bytes(page_bytes)
+        .with_vouching(&enrolled_here);
     let mut outcome = Outcome::default();
     for _ in 0..MAX_EXCHANGES {
         let (request, pending) = downstream.prepare()?;
@@ -74,6 +95,7 @@ pub fn sync_once(
         let response = http
             .post(&url)
             .header("content-type", SYNC_CONTENT_TYPE)
+            .bearer_auth(&bearer)
             .body(body)
             .send()
             .map_err(|e| SyncFailure::Unreachable {
@@ -345,4 +367,85 @@ mod tests {
             assert!(b >= base / 2 && b <= base, "{failures}: {b:?} vs {base:?}");
         }
     }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EnrollError {
+    #[error("the upstream {url} cannot be reached: {message}")]
+    Unreachable { url: String, message: String },
+    #[error("the upstream refused the enrollment ({status}): {message}")]
+    Refused { status: u16, message: String },
+    #[error(
+        "the code enrols a device of station {code}, but this data directory belongs to \
+         station {local}; set up a data directory for {code} (`--station {code}`)"
+    )]
+    WrongStation { code: String, local: String },
+    #[error("the upstream's answer could not be read: {0}")]
+    Protocol(String),
+    #[error(transparent)]
+    Identity(#[from] crate::auth::identity::IdentityError),
+    #[error(transparent)]
+    Store(#[from] tideline_sync::StoreError),
+}
+
+/// Enrol this instance with `upstream` using a one-time `code`, and keep the
+/// credential it hands back for every later sync.
+pub fn enroll(
+    records: &SharedRecords,
+    data_dir: &std::path::Path,
+    upstream: &str,
+    code: &str,
+    http: &reqwest::blocking::Client,
+) -> Result<UpstreamCredential, EnrollError> {
+    let key = InstanceKey::load(data_dir)?;
+    let url = format!("{}/api/v1/enroll", upstream.trim_end_matches('/'));
+    let response = http
+        .post(&url)
+        .json(&serde_json::json!({
+            "code": code,
+            "instance": key.instance,
+            "public_key": key.public_key_base64(),
+            "station": records.station(),
+        }))
+        .send()
+        .map_err(|e| EnrollError::Unreachable {
+            url: upstream.to_string(),
+            message: e.to_string(),
+        })?;
+    let status = response.status();
+    let body: serde_json::Value = response
+        .json()
+        .map_err(|e| EnrollError::Protocol(e.to_string()))?;
+    if !status.is_success() {
+        return Err(EnrollError::Refused {
+            status: status.as_u16(),
+            message: body["message"]
+                .as_str()
+                .unwrap_or("no reason given")
+                .to_string(),
+        });
+    }
+    let field = |name: &str| {
+        body[name]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| EnrollError::Protocol(format!("no {name} in the answer")))
+    };
+    let station = field("station")?;
+    if station != records.station() {
+        return Err(EnrollError::WrongStation {
+            code: station,
+            local: records.station().to_string(),
+        });
+    }
+    let credential = UpstreamCredential {
+        upstream: upstream.to_string(),
+        station,
+        secret: field("credential")?,
+        upstream_instance: field("upstream_instance")?
+            .parse()
+            .map_err(|_| EnrollError::Protocol("bad upstream_instance".into()))?,
+    };
+    devices::save_credential(records.store().as_ref(), &credential)?;
+    Ok(credential)
 }

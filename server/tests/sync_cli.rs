@@ -29,6 +29,51 @@ fn sync(data: &Path, upstream: &str, extra: &[&str]) -> Output {
         .expect("run tideline sync")
 }
 
+fn tideline(data: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tideline"))
+        .arg("--data")
+        .arg(data)
+        .args(args)
+        .env_remove("TIDELINE_STATION")
+        .env_remove("TIDELINE_CONFIG")
+        .output()
+        .expect("run tideline")
+}
+
+/// Set up a station's data directory and print an enrolment code for one
+/// of its boats, offline, as its admin would before starting it.
+fn boat_code(station: &Path) -> String {
+    assert!(tideline(station, &["--station", "BB-01", "record", "list"])
+        .status
+        .success());
+    let out = tideline(
+        station,
+        &[
+            "--station",
+            "BB-01",
+            "admin",
+            "enroll-code",
+            "--kind",
+            "boat",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+fn enroll(boat: &Path, upstream: &str, code: &str) {
+    let out = tideline(boat, &["enroll", "--upstream", upstream, "--code", code]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 fn settings(data: &Path) -> Settings {
     Settings::merge(
         Overrides {
@@ -87,6 +132,16 @@ fn sync_reports_what_it_did_and_says_when_the_upstream_is_away() {
     let dir = tempfile::tempdir().unwrap();
     let boat = dir.path().join("boat");
     fill(&boat, 5);
+    let station_dir = dir.path().join("station");
+    let code = boat_code(&station_dir);
+    let station = serve(&station_dir, "127.0.0.1:0");
+
+    // Before enrolling, a sync says what to do.
+    let out = sync(&boat, &station.base, &[]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("tideline enroll"), "{err}");
+    enroll(&boat, &station.base, &code);
 
     // Nobody listens on a port we just had and released.
     let free = std::net::TcpListener::bind("127.0.0.1:0")
@@ -113,7 +168,6 @@ fn sync_reports_what_it_did_and_says_when_the_upstream_is_away() {
     assert_eq!(st["last_success"], Value::Null);
     assert!(st["pending_local_changes"].as_u64().unwrap() >= 5);
 
-    let station = serve(&dir.path().join("station"), "127.0.0.1:0");
     let out = sync(&boat, &station.base, &[]);
     assert!(
         out.status.success(),
@@ -148,7 +202,9 @@ fn an_upstream_killed_mid_sync_loses_nothing_it_acknowledged() {
     let station_dir = dir.path().join("station");
     fill(&boat, 400);
 
+    let code = boat_code(&station_dir);
     let mut station = serve(&station_dir, "127.0.0.1:0");
+    enroll(&boat, &station.base, &code);
     let listen = station.base.trim_start_matches("http://").to_string();
     // Small pages: the sync takes many exchanges, so the kill lands inside it.
     let syncing = Command::new(env!("CARGO_BIN_EXE_tideline"))

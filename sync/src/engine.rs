@@ -21,7 +21,7 @@ use crate::protocol::{DocChanges, DocSyncMessage, Rejected, Rejection, SyncReque
 use crate::record::RecordMeta;
 use crate::records::{Records, RecordsError, RemoteDoc, RemoteResult};
 use crate::store::{Commit, DocStore, FeedEntry, StateWrite, StoreError, Summary};
-use automerge::{sync, Change, ChangeHash};
+use automerge::{sync, ActorId, Change, ChangeHash};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -63,6 +63,10 @@ pub enum SyncError {
     Store(#[from] StoreError),
     #[error("sync bookkeeping is corrupt: {0}")]
     Corrupt(String),
+    /// A pushed change names an author the sender may not write as; nothing
+    /// of the request was applied.
+    #[error("record {record} holds a change by {actor}, who the sender may not write as")]
+    ForgedAuthor { record: String, actor: String },
 }
 
 /// The downstream's checkpoints towards its upstream.
@@ -141,14 +145,13 @@ fn record_id(text: &str) -> Option<RecordId> {
 }
 
 /// What one side sends of a record: its changes not covered by the heads the
-/// other side is known to have, their size, and the heads both will share once
-/// they arrive. None when there is nothing to send.
+/// other side is known to have. None when there is nothing to send.
 fn outgoing<S: DocStore>(
     records: &Records<S>,
     id: &RecordId,
     summary: &Summary,
     known: &[ChangeHash],
-) -> Result<Option<(u64, DocChanges, Vec<ChangeHash>)>, SyncError> {
+) -> Result<Option<Outgoing>, SyncError> {
     // Most feed entries on a relay are records its peer sent it or was sent
     // already; the summary's heads settle those without loading the document.
     if peer_has_all(known, &summary.change_hashes()) {
@@ -158,12 +161,30 @@ fn outgoing<S: DocStore>(
     if changes.is_empty() {
         return Ok(None);
     }
-    let doc = DocChanges {
-        id: id.to_string(),
-        changes: raw_changes(&changes),
-    };
-    let shared = frontier(known, &hashes_and_deps(&changes));
-    Ok(Some((changes_size(&changes), doc, shared)))
+    let mut authors: Vec<ActorId> = Vec::new();
+    for c in &changes {
+        if !authors.contains(c.actor_id()) {
+            authors.push(c.actor_id().clone());
+        }
+    }
+    Ok(Some(Outgoing {
+        size: changes_size(&changes),
+        doc: DocChanges {
+            id: id.to_string(),
+            changes: raw_changes(&changes),
+        },
+        shared: frontier(known, &hashes_and_deps(&changes)),
+        authors,
+    }))
+}
+
+/// One record's part of a page: its changes, their size, the heads both sides
+/// will share once they arrive, and who wrote them.
+struct Outgoing {
+    size: u64,
+    doc: DocChanges,
+    shared: Vec<ChangeHash>,
+    authors: Vec<ActorId>,
 }
 
 /// One page of the change feed: the records `take` chose, in feed order, the
@@ -215,6 +236,13 @@ fn feed_page<T>(
     }
 }
 
+/// Who a request comes from, and what they may do, for the repair path.
+struct Sender<'a> {
+    peer: PeerId,
+    in_scope: &'a dyn Fn(&RecordMeta) -> bool,
+    may_author: &'a dyn Fn(&ActorId) -> bool,
+}
+
 /// Counts of one exchange, for progress reporting and status.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Exchange {
@@ -263,6 +291,9 @@ pub struct Downstream<'a, S: DocStore> {
     /// Repairs set aside in this run (no progress, or refused); they stay
     /// recorded in the store and are tried again by the next run.
     parked: Vec<RecordId>,
+    /// Which other authors this instance vouches for to its upstream (the
+    /// devices enrolled here); none unless set.
+    vouch: Option<&'a dyn Fn(&ActorId) -> bool>,
 }
 
 impl<'a, S: DocStore> Downstream<'a, S> {
@@ -283,9 +314,17 @@ impl<'a, S: DocStore> Downstream<'a, S> {
         Downstream {
             records,
             page_bytes: DEFAULT_PAGE_BYTES,
+            vouch: None,
             repairs,
             parked: Vec::new(),
         }
+    }
+
+    /// Vouch to the upstream for the authors `vouch` accepts (a station, for
+    /// the boats enrolled at it) when their changes are pushed.
+    pub fn with_vouching(mut self, vouch: &'a dyn Fn(&ActorId) -> bool) -> Self {
+        self.vouch = Some(vouch);
+        self
     }
 
     pub fn with_page_bytes(mut self, bytes: u64) -> Self {
@@ -332,19 +371,38 @@ impl<'a, S: DocStore> Downstream<'a, S> {
                 return Ok(None);
             };
             let acked = heads_at(store, &key(ACKED, &[entry.id.as_bytes()]))?;
-            let Some((size, doc, after)) = outgoing(records, &entry.id, &summary, &acked)? else {
+            let Some(out) = outgoing(records, &entry.id, &summary, &acked)? else {
                 return Ok(None);
             };
-            Ok(Some((size, (doc, (entry.id, after)))))
+            Ok(Some((
+                out.size,
+                (out.doc, (entry.id, out.shared), out.authors),
+            )))
         })?;
-        let (push, acked_after): (Vec<_>, Vec<_>) = page.items.into_iter().unzip();
+        let own = &self.records.identity().actor;
+        let mut vouched: Vec<[u8; 16]> = Vec::new();
+        let mut push = Vec::with_capacity(page.items.len());
+        let mut acked_after = Vec::with_capacity(page.items.len());
+        for (doc, acked, authors) in page.items {
+            for actor in authors.iter().filter(|a| *a != own) {
+                let Ok(bytes) = <[u8; 16]>::try_from(actor.to_bytes()) else {
+                    continue;
+                };
+                if !vouched.contains(&bytes) && self.vouch.is_some_and(|v| v(actor)) {
+                    vouched.push(bytes);
+                }
+            }
+            push.push(doc);
+            acked_after.push(acked);
+        }
         let mut fallback = Vec::new();
         for (id, repair) in self.repairs.iter_mut() {
             let message = match repair.outgoing.take() {
                 Some(m) => Some(m),
-                None => self
-                    .records
-                    .fallback_step(id, &mut repair.state, None, |_| true)?,
+                None => {
+                    self.records
+                        .fallback_step(id, &mut repair.state, None, |_| true, &|_| true)?
+                }
             };
             if let Some(message) = message {
                 repair.rounds += 1;
@@ -363,6 +421,7 @@ impl<'a, S: DocStore> Downstream<'a, S> {
             max_pull_bytes: self.page_bytes,
             push,
             fallback,
+            vouched,
         };
         Ok((
             request,
@@ -498,10 +557,13 @@ impl<'a, S: DocStore> Downstream<'a, S> {
             let Some(repair) = self.repairs.get_mut(&id) else {
                 continue;
             };
-            match self
-                .records
-                .fallback_step(&id, &mut repair.state, Some(&msg.message), |_| true)
-            {
+            match self.records.fallback_step(
+                &id,
+                &mut repair.state,
+                Some(&msg.message),
+                |_| true,
+                &|_| true,
+            ) {
                 Ok(reply) => repair.outgoing = reply,
                 Err(RecordsError::Store(e)) => return Err(e.into()),
                 Err(e) => {
@@ -532,7 +594,7 @@ impl<'a, S: DocStore> Downstream<'a, S> {
             if repair.outgoing.is_none() {
                 repair.outgoing =
                     self.records
-                        .fallback_step(id, &mut repair.state, None, |_| true)?;
+                        .fallback_step(id, &mut repair.state, None, |_| true, &|_| true)?;
                 if repair.outgoing.is_none() && repair.state.their_heads.is_some() {
                     done.push((*id, repair.state.shared_heads.clone()));
                     continue;
@@ -652,10 +714,15 @@ impl Upstream {
 
     /// Apply one request and build its response. Pushed records are durable
     /// before this returns.
+    ///
+    /// `may_author` says which Automerge actors the authenticated sender may
+    /// push changes of (docs/SECURITY.md); one change by anyone else refuses
+    /// the whole request before anything is applied.
     pub fn handle<S: DocStore>(
         &self,
         records: &Records<S>,
         request: SyncRequest,
+        may_author: &dyn Fn(&ActorId) -> bool,
     ) -> Result<SyncResponse, SyncError> {
         let peer = request.instance;
         let lock = self.peer_lock(peer);
@@ -741,6 +808,22 @@ impl Upstream {
                     reason: Rejection::Invalid,
                 }),
                 Some((id, changes)) => {
+                    // Changes by others are fine only if they are already here
+                    // (a downstream resending history after a reset); a new
+                    // one is a forgery, and nothing of the request is applied.
+                    let foreign: Vec<&Change> = changes
+                        .iter()
+                        .filter(|c| !may_author(c.actor_id()))
+                        .collect();
+                    if !foreign.is_empty() {
+                        let hashes: Vec<ChangeHash> = foreign.iter().map(|c| c.hash()).collect();
+                        if !records.has_changes(&id, &hashes)? {
+                            return Err(SyncError::ForgedAuthor {
+                                record: id.to_string(),
+                                actor: foreign[0].actor_id().to_hex_string(),
+                            });
+                        }
+                    }
                     sent_heads.insert(id, hashes_and_deps(&changes));
                     docs.push(RemoteDoc { id, changes });
                 }
@@ -777,14 +860,12 @@ impl Upstream {
             store.put_state_lazy(std::mem::take(&mut lazy))?;
         }
 
-        let fallback = self.repair(
-            records,
+        let sender = Sender {
             peer,
-            request.fallback,
-            &in_scope,
-            &mut rejected,
-            &mut lazy,
-        )?;
+            in_scope: &in_scope,
+            may_author,
+        };
+        let fallback = self.repair(records, &sender, request.fallback, &mut rejected, &mut lazy)?;
 
         // The pull page: records in the peer's scope changed since its checkpoint.
         let budget = match request.max_pull_bytes {
@@ -799,12 +880,12 @@ impl Upstream {
                 return Ok(None);
             }
             let known = heads_at(store, &key(KNOWN, &[&peer, entry.id.as_bytes()]))?;
-            let Some((size, doc, after)) = outgoing(records, &entry.id, &summary, &known)? else {
+            let Some(out) = outgoing(records, &entry.id, &summary, &known)? else {
                 return Ok(None);
             };
             Ok(Some((
-                size,
-                (doc, (*entry.id.as_bytes(), encode_heads(&after))),
+                out.size,
+                (out.doc, (*entry.id.as_bytes(), encode_heads(&out.shared))),
             )))
         })?;
         let (upto, more) = (page.upto, page.more);
@@ -843,9 +924,8 @@ impl Upstream {
     fn repair<S: DocStore>(
         &self,
         records: &Records<S>,
-        peer: PeerId,
+        sender: &Sender<'_>,
         messages: Vec<DocSyncMessage>,
-        in_scope: &impl Fn(&RecordMeta) -> bool,
         rejected: &mut Vec<Rejected>,
         lazy: &mut Vec<StateWrite>,
     ) -> Result<Vec<DocSyncMessage>, SyncError> {
@@ -860,20 +940,26 @@ impl Upstream {
                 });
                 continue;
             };
-            let saved = repairs.remove(&(peer, id)).map(|(bytes, _)| bytes);
+            let saved = repairs.remove(&(sender.peer, id)).map(|(bytes, _)| bytes);
             let mut state = saved
                 .and_then(|bytes| sync::State::decode(&bytes).ok())
                 .unwrap_or_default();
-            match records.fallback_step(&id, &mut state, Some(&msg.message), in_scope) {
+            match records.fallback_step(
+                &id,
+                &mut state,
+                Some(&msg.message),
+                sender.in_scope,
+                sender.may_author,
+            ) {
                 Ok(Some(reply)) => {
-                    repairs.insert((peer, id), (state.encode(), Instant::now()));
+                    repairs.insert((sender.peer, id), (state.encode(), Instant::now()));
                     replies.push(DocSyncMessage {
                         id: msg.id,
                         message: reply,
                     });
                 }
                 Ok(None) => lazy.push(StateWrite {
-                    key: key(KNOWN, &[&peer, id.as_bytes()]),
+                    key: key(KNOWN, &[&sender.peer, id.as_bytes()]),
                     value: Some(encode_heads(&state.shared_heads)),
                 }),
                 Err(RecordsError::Store(e)) => return Err(e.into()),

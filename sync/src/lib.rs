@@ -13,6 +13,7 @@ pub mod record;
 pub mod records;
 pub mod store;
 
+pub use automerge::ActorId;
 pub use record::{RecordDoc, RecordMeta, Status};
 pub use records::{Filter, Identity, Page, Patch, RecordView, Records, RecordsError};
 pub use store::{DocStore, MemoryStore, SledStore, StoreError};

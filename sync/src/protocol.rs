@@ -23,7 +23,7 @@ use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use std::io::Read;
 
 pub const MAGIC: [u8; 4] = *b"TDLS";
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 const HEADER_LEN: usize = 6;
 /// zstd level 3: most of the gain at a fraction of the CPU of higher levels,
 /// which matters on a boat laptop.
@@ -53,7 +53,8 @@ pub struct DocSyncMessage {
 /// Downstream → upstream.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SyncRequest {
-    /// The sending instance's device id (bound to a credential once devices enrol).
+    /// The sending instance's device id; the upstream checks it against the
+    /// credential the request is authenticated with.
     pub instance: [u8; 16],
     /// The sender's station: what it may pull.
     pub station: String,
@@ -65,6 +66,9 @@ pub struct SyncRequest {
     pub max_pull_bytes: u64,
     pub push: Vec<DocChanges>,
     pub fallback: Vec<DocSyncMessage>,
+    /// Devices enrolled at the sender (a station's boats) that authored some of
+    /// the pushed changes: the sender vouches for them (docs/SECURITY.md).
+    pub vouched: Vec<[u8; 16]>,
 }
 
 /// Why the upstream did not apply a pushed record.
@@ -224,6 +228,7 @@ mod tests {
                     max_pull_bytes,
                     push,
                     fallback: vec![],
+                    vouched: vec![[3; 16]],
                 },
             )
     }

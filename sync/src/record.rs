@@ -270,6 +270,11 @@ impl RecordDoc {
         self.doc.get_changes(&known)
     }
 
+    /// Whether the change with this hash is part of the document.
+    pub fn has_change(&mut self, hash: &ChangeHash) -> bool {
+        self.doc.get_change_meta_by_hash(hash).is_some()
+    }
+
     /// The next message of Automerge's own sync protocol for this document.
     pub fn generate_sync_message(&mut self, state: &mut sync::State) -> Option<Vec<u8>> {
         self.doc

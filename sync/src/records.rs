@@ -410,6 +410,16 @@ impl<S: DocStore> Records<S> {
         Ok(Some(self.load_doc(&stored)?.changes_since(heads)))
     }
 
+    /// Whether this instance already has every one of `hashes` in the record
+    /// (false when the record is unknown).
+    pub fn has_changes(&self, id: &RecordId, hashes: &[ChangeHash]) -> Result<bool, RecordsError> {
+        let Some(stored) = self.store.load(id)? else {
+            return Ok(hashes.is_empty());
+        };
+        let mut doc = self.load_doc(&stored)?;
+        Ok(hashes.iter().all(|h| doc.has_change(h)))
+    }
+
     /// Apply records received from a peer and commit them, with the state writes
     /// `finish` derives from the outcomes, in one durable commit. Records are
     /// never refused for failing validation (they are stored and flagged in
@@ -536,6 +546,7 @@ impl<S: DocStore> Records<S> {
         state: &mut sync::State,
         incoming: Option<&[u8]>,
         allowed: impl Fn(&RecordMeta) -> bool,
+        may_author: &dyn Fn(&ActorId) -> bool,
     ) -> Result<Option<Vec<u8>>, RecordsError> {
         let _guard = self.lock();
         let stored = self.store.load(id)?;
@@ -563,6 +574,14 @@ impl<S: DocStore> Records<S> {
                         "the sync message could not be applied".into(),
                     )))
                 }
+            }
+            // What the message brought is checked before any of it is stored.
+            if doc
+                .changes_since(&heads)
+                .iter()
+                .any(|c| !may_author(c.actor_id()))
+            {
+                return Err(RecordsError::Forbidden(*id));
             }
             if doc.heads() != heads && doc.missing_deps().is_empty() {
                 match self.finish_remote(

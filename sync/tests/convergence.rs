@@ -357,7 +357,7 @@ fn sync(
         let request = protocol::decode_request(&bytes, &limits).map_err(|e| fail("decode", e))?;
         let response = up
             .upstream
-            .handle(&up.records, request)
+            .handle(&up.records, request, &|_| true)
             .map_err(|e| fail("handle", e))?;
         let bytes = protocol::encode_response(&response).map_err(|e| fail("encode", e))?;
         if cut_here == Some(Cut::Response) {

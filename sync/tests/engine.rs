@@ -97,7 +97,7 @@ fn sync(down: &Node, up: &Node) -> Tally {
         let (request, pending) = ds.prepare().unwrap();
         let req_bytes = protocol::encode_request(&request).unwrap();
         let request = protocol::decode_request(&req_bytes, &Limits::default()).unwrap();
-        let response = up.upstream.handle(&up.records, request).unwrap();
+        let response = up.upstream.handle(&up.records, request, &|_| true).unwrap();
         let resp_bytes = protocol::encode_response(&response).unwrap();
         let response = protocol::decode_response(&resp_bytes, &Limits::default()).unwrap();
         tally.round_trips += 1;
@@ -299,11 +299,14 @@ fn the_same_request_twice_changes_nothing_the_second_time() {
     let (request, pending) = ds.prepare().unwrap();
     let first = station
         .upstream
-        .handle(&station.records, request.clone())
+        .handle(&station.records, request.clone(), &|_| true)
         .unwrap();
     let seq = station.store.last_seq().unwrap();
     let views = all_views(&station);
-    let second = station.upstream.handle(&station.records, request).unwrap();
+    let second = station
+        .upstream
+        .handle(&station.records, request, &|_| true)
+        .unwrap();
     assert_eq!(
         station.store.last_seq().unwrap(),
         seq,
@@ -516,7 +519,10 @@ fn the_first_sync_goes_in_pages_and_a_cut_resumes_at_the_next_page() {
     let exchange = |ds: &mut Downstream<'_, Arc<Counting>>, deliver: bool| {
         let (request, pending) = ds.prepare().unwrap();
         let pushed: Vec<String> = request.push.iter().map(|d| d.id.clone()).collect();
-        let response = station.upstream.handle(&station.records, request).unwrap();
+        let response = station
+            .upstream
+            .handle(&station.records, request, &|_| true)
+            .unwrap();
         if deliver {
             assert!(ds.absorb(pending, response).unwrap().more);
         }

@@ -86,20 +86,74 @@ pub fn settings(dir: &Path, listen: &str, station: &str, upstream: Option<&str>)
 }
 
 impl Instance {
-    /// Start an instance on its own store in `dir`.
-    pub async fn start(name: &str, dir: &Path, station: &str, upstream: Option<&str>) -> Instance {
-        let settings = settings(dir, "127.0.0.1:0", station, upstream);
+    /// Start an instance with no upstream (HQ, or a station on its own).
+    pub async fn start(name: &str, dir: &Path, station: &str) -> Instance {
+        let settings = settings(dir, "127.0.0.1:0", station, None);
         let records = open_records(&settings).expect("open store");
         Self::serve(name, settings, records).await
     }
 
-    /// Start an instance that syncs by itself, as a deployed one does.
-    pub async fn start_syncing(name: &str, dir: &Path, station: &str, upstream: &str) -> Instance {
-        let mut settings = settings(dir, "127.0.0.1:0", station, Some(upstream));
+    /// Start an instance enrolled with `up`, which it reaches at `url` (its
+    /// address, or a proxy in front of it). It syncs when asked.
+    pub async fn start_under(
+        name: &str,
+        dir: &Path,
+        station: &str,
+        up: &Instance,
+        url: &str,
+    ) -> Instance {
+        let settings = settings(dir, "127.0.0.1:0", station, Some(url));
+        let records = up.enrol(&settings).await;
+        Self::serve(name, settings, records).await
+    }
+
+    /// Like [`Self::start_under`], syncing by itself as a deployed one does.
+    pub async fn start_syncing(
+        name: &str,
+        dir: &Path,
+        station: &str,
+        up: &Instance,
+        url: &str,
+    ) -> Instance {
+        let mut settings = settings(dir, "127.0.0.1:0", station, Some(url));
         settings.auto_sync = true;
         settings.sync_interval_secs = 86_400;
-        let records = open_records(&settings).expect("open store");
+        let records = up.enrol(&settings).await;
         Self::serve(name, settings, records).await
+    }
+
+    /// Open the store of a new downstream and enrol it with this instance, as
+    /// an admin's code and `tideline enroll` would.
+    async fn enrol(&self, settings: &Settings) -> SharedRecords {
+        use tideline_server::auth::devices::{issue_code, DeviceKind};
+        let kind = if self.settings.station == "HQ" {
+            DeviceKind::Station
+        } else {
+            DeviceKind::Boat
+        };
+        let (code, _) = issue_code(
+            self.records.store().as_ref(),
+            &settings.station,
+            kind,
+            std::time::Duration::from_secs(3600),
+        )
+        .expect("issue an enrolment code");
+        let records = open_records(settings).expect("open store");
+        let (r, s) = (records.clone(), settings.clone());
+        tokio::task::spawn_blocking(move || {
+            let url = s.upstream.clone().expect("an upstream");
+            tideline_server::upstream::enroll(
+                &r,
+                &s.data_dir,
+                &url,
+                &code,
+                &tideline_server::upstream::http_client(),
+            )
+            .expect("enrol");
+        })
+        .await
+        .expect("enrolment task");
+        records
     }
 
     async fn serve(name: &str, settings: Settings, records: SharedRecords) -> Instance {

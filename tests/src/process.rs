@@ -30,46 +30,111 @@ pub struct ServerProcess {
     pub log: PathBuf,
     /// A session of [`crate::TESTER`], a supervisor of the server's station.
     pub token: String,
+    /// A session of [`ADMIN`], who enrols devices.
+    pub admin_token: String,
     child: Child,
 }
 
-/// Create [`crate::TESTER`] offline in `data` (the station flag among `args`
-/// is passed on, so the directory is set up for the right station). An
-/// existing user is fine: harnesses restart servers on the same directory.
-fn add_tester(bin: &Path, data: &Path, args: &[String]) -> anyhow::Result<()> {
+/// The admin user every harness server gets.
+pub const ADMIN: &str = "admin";
+
+/// Run `BIN --data DATA [--station S] ARGS…` to completion, with `input` on
+/// standard input; returns its standard output, or its error.
+fn run_cli(
+    bin: &Path,
+    data: &Path,
+    station: &[&String],
+    args: &[&str],
+    input: &str,
+) -> anyhow::Result<(bool, String, String)> {
     use std::io::Write;
-    let station: Vec<&String> = args
-        .windows(2)
-        .find(|w| w[0] == "--station")
-        .map(|w| w.iter().collect())
-        .unwrap_or_default();
     let mut cmd = Command::new(bin);
-    cmd.arg("--data")
-        .arg(data)
-        .args(station)
-        .args(["admin", "create-user", "--username", crate::TESTER])
-        .args(["--role", "supervisor"]);
+    cmd.arg("--data").arg(data).args(station).args(args);
     for var in CLEARED_ENV {
         cmd.env_remove(var);
     }
     let mut child = cmd
         .stdin(Stdio::piped())
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .with_context(|| format!("run {} admin create-user", bin.display()))?;
+        .with_context(|| format!("run {}", bin.display()))?;
     child
         .stdin
         .take()
         .context("stdin")?
-        .write_all(format!("{}\n", crate::PASSWORD).as_bytes())?;
+        .write_all(input.as_bytes())?;
     let out = child.wait_with_output()?;
-    let err = String::from_utf8_lossy(&out.stderr);
-    ensure!(
-        out.status.success() || err.contains("already exists"),
-        "could not create the test user: {err}"
-    );
+    Ok((
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    ))
+}
+
+fn station_args(args: &[String]) -> Vec<&String> {
+    args.windows(2)
+        .find(|w| w[0] == "--station")
+        .map(|w| w.iter().collect())
+        .unwrap_or_default()
+}
+
+/// Enrol the instance in `data` (not running) with the upstream at `url`,
+/// using `code`; `args` carries its `--station`.
+pub fn enroll(
+    bin: &Path,
+    data: &Path,
+    args: &[String],
+    url: &str,
+    code: &str,
+) -> anyhow::Result<()> {
+    let (ok, _, err) = run_cli(
+        bin,
+        data,
+        &station_args(args),
+        &["enroll", "--upstream", url, "--code", code],
+        "",
+    )?;
+    ensure!(ok, "enrolment failed: {err}");
     Ok(())
+}
+
+/// Create [`crate::TESTER`] and [`ADMIN`] offline in `data` (the station flag
+/// among `args` is passed on, so the directory is set up for the right
+/// station). Existing users are fine: harnesses restart servers on the same
+/// directory.
+fn add_users(bin: &Path, data: &Path, args: &[String]) -> anyhow::Result<()> {
+    for (name, role) in [(crate::TESTER, "supervisor"), (ADMIN, "admin")] {
+        let (ok, _, err) = run_cli(
+            bin,
+            data,
+            &station_args(args),
+            &["admin", "create-user", "--username", name, "--role", role],
+            &format!("{}\n", crate::PASSWORD),
+        )?;
+        ensure!(
+            ok || err.contains("already exists"),
+            "could not create the user {name}: {err}"
+        );
+    }
+    Ok(())
+}
+
+fn login(url: &str, name: &str) -> anyhow::Result<String> {
+    let resp = reqwest::blocking::Client::new()
+        .post(url)
+        .json(&serde_json::json!({"username": name, "password": crate::PASSWORD}))
+        .send()
+        .context("log in")?;
+    ensure!(
+        resp.status().is_success(),
+        "the login of {name} was refused"
+    );
+    let body: serde_json::Value = resp.json()?;
+    Ok(body["token"]
+        .as_str()
+        .context("no token in the login answer")?
+        .to_string())
 }
 
 impl Drop for ServerProcess {
@@ -89,7 +154,7 @@ impl ServerProcess {
         args: &[String],
         log: PathBuf,
     ) -> anyhow::Result<ServerProcess> {
-        add_tester(bin, data, args)?;
+        add_users(bin, data, args)?;
         let log_file = std::fs::File::create(&log).context("create a server log")?;
         let mut cmd = Command::new(bin);
         cmd.args(["serve", "--listen", "127.0.0.1:0", "--data"])
@@ -112,6 +177,7 @@ impl ServerProcess {
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             log,
             token: String::new(),
+            admin_token: String::new(),
             child,
         };
         let (tx, rx) = std::sync::mpsc::channel();
@@ -142,22 +208,30 @@ impl ServerProcess {
             "refusing {name}'s non-loopback address {addr}"
         );
         server.addr = addr;
-        let resp = reqwest::blocking::Client::new()
-            .post(server.url("/api/v1/login"))
-            .json(&serde_json::json!({"username": crate::TESTER, "password": crate::PASSWORD}))
-            .send()
-            .with_context(|| format!("log in to {name}"))?;
-        ensure!(resp.status().is_success(), "{name} refused the test login");
-        let body: serde_json::Value = resp.json()?;
-        server.token = body["token"]
-            .as_str()
-            .context("no token in the login answer")?
-            .to_string();
+        server.token = login(&server.url("/api/v1/login"), crate::TESTER)?;
+        server.admin_token = login(&server.url("/api/v1/login"), ADMIN)?;
         Ok(server)
     }
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
+    }
+
+    /// A one-time code enrolling a `kind` (boat or station) of `station` here.
+    pub fn enroll_code(&self, station: &str, kind: &str) -> anyhow::Result<String> {
+        let resp = reqwest::blocking::Client::new()
+            .post(self.url("/api/v1/devices/codes"))
+            .bearer_auth(&self.admin_token)
+            .json(&serde_json::json!({"station": station, "kind": kind}))
+            .send()
+            .context("ask for an enrolment code")?;
+        ensure!(
+            resp.status().is_success(),
+            "{}: no enrolment code",
+            self.name
+        );
+        let body: serde_json::Value = resp.json()?;
+        Ok(body["code"].as_str().context("no code")?.to_string())
     }
 
     pub fn pid(&self) -> u32 {

@@ -134,7 +134,7 @@ async fn cut_links_lose_and_duplicate_nothing() {
 async fn cut_links_scenario() {
     let started = Instant::now();
     let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let up = Instance::start(NAMES[0], dirs[0].path(), "BB-01", None).await;
+    let up = Instance::start(NAMES[0], dirs[0].path(), "BB-01").await;
     let mut proxy = FaultProxy::start(
         up.settings.listen,
         ProxyConfig {
@@ -144,8 +144,8 @@ async fn cut_links_scenario() {
     )
     .await
     .expect("proxy");
-    let a = Instance::start(NAMES[1], dirs[1].path(), "BB-01", Some(&proxy.url())).await;
-    let b = Instance::start(NAMES[2], dirs[2].path(), "BB-01", Some(&proxy.url())).await;
+    let a = Instance::start_under(NAMES[1], dirs[1].path(), "BB-01", &up, &proxy.url()).await;
+    let b = Instance::start_under(NAMES[2], dirs[2].path(), "BB-01", &up, &proxy.url()).await;
     let insts = [&up, &a, &b];
     let mut ledger = Ledger::new(SEED);
 

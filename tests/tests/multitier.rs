@@ -15,10 +15,12 @@ struct Fleet {
 
 async fn fleet() -> Fleet {
     let dirs: Vec<_> = (0..4).map(|_| tempfile::tempdir().unwrap()).collect();
-    let hq = Instance::start("hq", dirs[0].path(), "HQ", None).await;
-    let station = Instance::start("station", dirs[1].path(), "BB-01", Some(&hq.base)).await;
-    let boat1 = Instance::start("boat1", dirs[2].path(), "BB-01", Some(&station.base)).await;
-    let boat2 = Instance::start("boat2", dirs[3].path(), "BB-01", Some(&station.base)).await;
+    let hq = Instance::start("hq", dirs[0].path(), "HQ").await;
+    let station = Instance::start_under("station", dirs[1].path(), "BB-01", &hq, &hq.base).await;
+    let boat1 =
+        Instance::start_under("boat1", dirs[2].path(), "BB-01", &station, &station.base).await;
+    let boat2 =
+        Instance::start_under("boat2", dirs[3].path(), "BB-01", &station, &station.base).await;
     Fleet {
         hq,
         station,
@@ -219,7 +221,7 @@ async fn conflicts_are_shown_everywhere_and_resolved_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sync_now_without_an_upstream_says_so() {
     let dir = tempfile::tempdir().unwrap();
-    let hq = Instance::start("hq", dir.path(), "HQ", None).await;
+    let hq = Instance::start("hq", dir.path(), "HQ").await;
     let (status, body) = hq.sync_now().await;
     assert_eq!(status, 409);
     assert_eq!(body["error"], "no_upstream");
@@ -228,9 +230,10 @@ async fn sync_now_without_an_upstream_says_so() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_local_change_reaches_the_upstream_without_anyone_asking() {
     let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
-    let station = Instance::start("station", dirs[0].path(), "BB-01", None).await;
+    let station = Instance::start("station", dirs[0].path(), "BB-01").await;
     // The periodic sync is a day away: only the change itself can trigger this.
-    let boat = Instance::start_syncing("boat", dirs[1].path(), "BB-01", &station.base).await;
+    let boat =
+        Instance::start_syncing("boat", dirs[1].path(), "BB-01", &station, &station.base).await;
     let created = boat.create("boarding-report", report("Quick Silver")).await;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     loop {

@@ -3,6 +3,7 @@
 //! log every security-relevant action leaves an entry in.
 
 pub mod audit;
+pub mod devices;
 pub mod identity;
 pub mod sessions;
 pub mod users;

@@ -3,6 +3,7 @@
 //! return JSON or an [`ApiError`](crate::error::ApiError).
 
 mod auth;
+mod devices;
 mod export;
 mod forms;
 mod health;
@@ -25,6 +26,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route("/users", web::post().to(auth::create_user))
                 .route("/users", web::get().to(auth::list_users))
                 .route("/audit", web::get().to(auth::audit_log))
+                .route("/enroll", web::post().to(devices::enroll))
+                .route("/devices", web::get().to(devices::list))
+                .route("/devices/codes", web::post().to(devices::issue_code))
+                .route("/devices/{id}/revoke", web::post().to(devices::revoke))
                 .route("/forms", web::get().to(forms::list))
                 .route("/forms/{id}", web::get().to(forms::get))
                 .route("/records", web::post().to(records::create))

@@ -2,12 +2,18 @@
 //! controls (`GET /api/v1/sync/status`, `POST /api/v1/sync/now`).
 
 use crate::access::{Access, Action};
+use crate::auth::devices::{self, Device, DeviceKind};
+use crate::auth::Event;
 use crate::error::ApiError;
 use crate::startup::AppState;
 use crate::upstream::{status_json, SyncFailure, SYNC_CONTENT_TYPE};
 use actix_web::{web, HttpResponse};
+use serde_json::json;
+use std::collections::HashSet;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use tideline_sync::engine::SyncError;
 use tideline_sync::protocol::{self, CodecError, Limits};
+use tideline_sync::ActorId;
 
 /// Largest compressed sync body accepted. A page carries at most a few MiB
 /// of changes (1 MiB by default), which compress well below this.
@@ -25,21 +31,110 @@ async fn read_limited(payload: web::Payload, limit: usize) -> Result<web::Bytes,
     }
 }
 
+/// The Automerge actors a device may push new changes of (docs/SECURITY.md,
+/// "Bound authorship"): itself, and, when the sender is a station, the devices
+/// it enrolled and vouches for in this request, each bound to the first
+/// station that vouched for it. Changes by anyone else are accepted only when
+/// this instance already has them.
+fn authors(
+    state: &AppState,
+    sender: &Device,
+    vouched: &[[u8; 16]],
+) -> Result<HashSet<[u8; 16]>, ApiError> {
+    let store = state.records.store().as_ref();
+    let mut ok = HashSet::new();
+    ok.insert(*sender.id.as_bytes());
+    if sender.kind == DeviceKind::Station {
+        let here = devices::list(store).map_err(ApiError::internal)?;
+        // Nobody vouches for this instance, its own upstream, or a device
+        // enrolled here: those speak for themselves.
+        let mut own = vec![*state.records.identity().device_id.as_bytes()];
+        if let Some(c) = devices::credential(store).map_err(ApiError::internal)? {
+            own.push(*c.upstream_instance.as_bytes());
+        }
+        for id in vouched {
+            let speaks_for_itself = own.contains(id) || here.iter().any(|d| d.id.as_bytes() == id);
+            if !speaks_for_itself
+                && devices::vouch(store, &sender.id, id).map_err(ApiError::internal)?
+            {
+                ok.insert(*id);
+            }
+        }
+    }
+    Ok(ok)
+}
+
 pub async fn exchange(
     state: web::Data<AppState>,
+    device: web::ReqData<Device>,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
+    let device = device.into_inner();
     let body = read_limited(payload, MAX_SYNC_BODY).await?;
-    let records = state.records.clone();
-    let upstream = state.upstream.clone();
+    let st = state.clone();
     let answer = web::block(move || {
         // A panic on hostile peer data must cost this request, not the server.
         catch_unwind(AssertUnwindSafe(|| {
-            let request =
+            let mut request =
                 protocol::decode_request(&body, &Limits::default()).map_err(codec_error)?;
-            let response = upstream
-                .handle(records.as_ref(), request)
-                .map_err(ApiError::internal)?;
+            if request.instance != *device.id.as_bytes() {
+                return Err(ApiError::forbidden(
+                    "The request names another instance than the credential it carries.",
+                ));
+            }
+            // What a device may pull is its enrolment's station, whatever it says.
+            if request.station != device.station {
+                return Err(ApiError::forbidden(format!(
+                    "This device is enrolled for station {}, not {}.",
+                    device.station, request.station
+                )));
+            }
+            let allowed = authors(&st, &device, &request.vouched)?;
+            let may_author = |actor: &ActorId| {
+                <[u8; 16]>::try_from(actor.to_bytes()).is_ok_and(|a| allowed.contains(&a))
+            };
+            let pushed = request.push.len();
+            request.station = device.station.clone();
+            let result = st
+                .upstream
+                .handle(st.records.as_ref(), request, &may_author);
+            let store = st.records.store().as_ref();
+            let actor = format!("device:{}", device.id);
+            let response = match result {
+                Ok(response) => response,
+                Err(SyncError::ForgedAuthor {
+                    record,
+                    actor: forged,
+                }) => {
+                    st.audit
+                        .append(
+                            store,
+                            Event::new(actor, "sync.refused")
+                                .target(record.clone())
+                                .details(json!({ "reason": "forged_author", "author": forged })),
+                            true,
+                        )
+                        .map_err(ApiError::internal)?;
+                    return Err(ApiError::forbidden(format!(
+                        "Record {record} holds a change written by {forged}, which this device \
+                         may not write as; nothing was applied."
+                    )));
+                }
+                Err(e) => return Err(ApiError::internal(e)),
+            };
+            if pushed > 0 || !response.pull.is_empty() || !response.rejected.is_empty() {
+                st.audit
+                    .append(
+                        store,
+                        Event::new(actor, "sync").details(json!({
+                            "records_in": pushed,
+                            "records_out": response.pull.len(),
+                            "rejected": response.rejected.len(),
+                        })),
+                        false,
+                    )
+                    .map_err(ApiError::internal)?;
+            }
             protocol::encode_response(&response).map_err(ApiError::internal)
         }))
         .unwrap_or_else(|_| {

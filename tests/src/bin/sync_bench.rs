@@ -187,11 +187,13 @@ type Server = ServerProcess;
 
 /// Start one instance of the fleet; syncs happen only when the harness asks,
 /// since a background loop would race the measured schedule.
+/// Start one node; a downstream is first enrolled with `upstream` (the
+/// running server and the proxy address it is reached at).
 fn start_server(
     opts: &Options,
     name: &'static str,
     station: &str,
-    upstream: Option<&str>,
+    upstream: Option<(&Server, &str)>,
     data: &Path,
     log: PathBuf,
 ) -> anyhow::Result<Server> {
@@ -200,8 +202,15 @@ fn start_server(
         station.to_string(),
         "--no-auto-sync".to_string(),
     ];
-    if let Some(upstream) = upstream {
-        args.extend(["--upstream".to_string(), upstream.to_string()]);
+    if let Some((up, url)) = upstream {
+        args.extend(["--upstream".to_string(), url.to_string()]);
+        let kind = if up.name == NODES[HQ].0 {
+            "station"
+        } else {
+            "boat"
+        };
+        let code = up.enroll_code(station, kind)?;
+        tideline_tests::process::enroll(&opts.tideline, data, &args, url, &code)?;
     }
     if let Some(mb) = opts.cache_mb {
         args.extend(["--cache-mb".to_string(), mb.to_string()]);
@@ -415,12 +424,13 @@ impl Fleet {
             let dir = tempfile::tempdir().context("create a data directory")?;
             let log = fleet.logs.path().join(format!("{name}.log"));
             let upstream_url = proxy.as_ref().map(FaultProxy::url);
+            let up = upstream.map(|u| &fleet.servers[u]);
             let server = tokio::task::block_in_place(|| {
                 start_server(
                     opts,
                     name,
                     station,
-                    upstream_url.as_deref(),
+                    up.zip(upstream_url.as_deref()),
                     dir.path(),
                     log,
                 )

@@ -1,0 +1,404 @@
+//! Instances that sync with this one: one-time enrollment codes, the devices
+//! they enrolled, and the credential each downstream keeps for its upstream.
+//!
+//! On the upstream, a device is its instance id, station, kind, public key and
+//! the SHA-256 of its credential (`auth/device/<id>`); a code is kept only as
+//! its SHA-256 (`auth/code/<hash>`). On the downstream, the credential it was
+//! given is kept in the store's metadata, inside the owner-only data directory.
+
+use super::sessions::random_token;
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::time::Duration;
+use subtle::ConstantTimeEq;
+use tideline_sync::store::{Commit, StateWrite};
+use tideline_sync::{DocStore, StoreError};
+
+const DEVICE_PREFIX: &[u8] = b"auth/device/";
+const CODE_PREFIX: &[u8] = b"auth/code/";
+const VOUCH_PREFIX: &[u8] = b"auth/vouch/";
+const CREDENTIAL_META: &str = "upstream_credential";
+/// Prefix of device credentials as sent in `Authorization: Bearer`.
+pub const CREDENTIAL_PREFIX: &str = "tld.";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeviceKind {
+    Boat,
+    Station,
+}
+
+impl std::str::FromStr for DeviceKind {
+    type Err = DeviceError;
+    fn from_str(s: &str) -> Result<Self, DeviceError> {
+        match s {
+            "boat" => Ok(DeviceKind::Boat),
+            "station" => Ok(DeviceKind::Station),
+            other => Err(DeviceError::BadKind(other.to_string())),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Device {
+    pub id: uuid::Uuid,
+    pub station: String,
+    pub kind: DeviceKind,
+    /// ed25519, base64.
+    pub public_key: String,
+    /// Hex SHA-256 of the credential.
+    credential_hash: String,
+    pub enrolled_at: String,
+    pub revoked: bool,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Code {
+    station: String,
+    kind: DeviceKind,
+    /// Unix seconds.
+    expires_at: i64,
+    used: bool,
+}
+
+/// What a downstream keeps after enrolling.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UpstreamCredential {
+    pub upstream: String,
+    pub station: String,
+    pub secret: String,
+    /// The upstream's instance id: its changes may come back up through us.
+    pub upstream_instance: uuid::Uuid,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DeviceError {
+    #[error("unknown device kind {0:?}: use boat or station")]
+    BadKind(String),
+    #[error("the enrollment code is wrong, already used or expired; ask the upstream's admin for a new one")]
+    BadCode,
+    #[error("the public key is not an ed25519 key in base64")]
+    BadKey,
+    #[error("device {0} was revoked and cannot enrol again; set it up as a new instance")]
+    Revoked(uuid::Uuid),
+    #[error("the code enrols a device of station {code}, not {asked}; nothing was used up")]
+    WrongStation { code: String, asked: String },
+    #[error("no device {0} is enrolled here")]
+    Unknown(uuid::Uuid),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Why a device's credential was not accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// Malformed, unknown device, or wrong secret.
+    Invalid,
+    Revoked(uuid::Uuid),
+}
+
+fn sha256_hex(text: &str) -> String {
+    Sha256::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn key(prefix: &[u8], part: &[u8]) -> Vec<u8> {
+    [prefix, part].concat()
+}
+
+fn to_json<T: Serialize>(v: &T) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(v).map_err(|e| StoreError::Io(e.to_string()))
+}
+
+fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+/// A code people can type from a message: 16 characters without look-alikes.
+fn new_code() -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+    let mut bytes = [0u8; 16];
+    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut bytes);
+    let chars: Vec<char> = bytes
+        .iter()
+        .map(|b| ALPHABET[(*b as usize) % ALPHABET.len()] as char)
+        .collect();
+    chars
+        .chunks(4)
+        .map(|c| c.iter().collect::<String>())
+        .collect::<Vec<_>>()
+        .join("-")
+}
+
+fn normalise_code(code: &str) -> String {
+    code.trim().to_ascii_uppercase()
+}
+
+/// Issue a one-time code enrolling one device of `kind` for `station`.
+pub fn issue_code(
+    store: &dyn DocStore,
+    station: &str,
+    kind: DeviceKind,
+    valid_for: Duration,
+) -> Result<(String, i64), StoreError> {
+    let code = new_code();
+    let expires_at = now() + valid_for.as_secs() as i64;
+    let entry = Code {
+        station: station.to_string(),
+        kind,
+        expires_at,
+        used: false,
+    };
+    store.commit(Commit {
+        records: Vec::new(),
+        state: vec![StateWrite {
+            key: key(CODE_PREFIX, sha256_hex(&normalise_code(&code)).as_bytes()),
+            value: Some(to_json(&entry)?),
+        }],
+    })?;
+    Ok((code, expires_at))
+}
+
+pub fn get(store: &dyn DocStore, id: &uuid::Uuid) -> Result<Option<Device>, StoreError> {
+    match store.get_state(&key(DEVICE_PREFIX, id.as_bytes()))? {
+        Some(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|_| StoreError::Corrupt(format!("device {id}"))),
+        None => Ok(None),
+    }
+}
+
+pub fn list(store: &dyn DocStore) -> Result<Vec<Device>, StoreError> {
+    store
+        .scan_state(DEVICE_PREFIX)?
+        .into_iter()
+        .map(|(_, b)| serde_json::from_slice(&b).map_err(|_| StoreError::Corrupt("device".into())))
+        .collect()
+}
+
+/// Enrol the instance `id` with the key `public_key` using `code`; returns the
+/// device and the credential to hand it (kept here only as a hash).
+pub fn enroll(
+    store: &dyn DocStore,
+    code: &str,
+    id: uuid::Uuid,
+    public_key: &str,
+    station: &str,
+) -> Result<(Device, String), DeviceError> {
+    let key_bytes: [u8; 32] = B64
+        .decode(public_key.trim())
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .ok_or(DeviceError::BadKey)?;
+    ed25519_dalek::VerifyingKey::from_bytes(&key_bytes).map_err(|_| DeviceError::BadKey)?;
+    let code_key = key(CODE_PREFIX, sha256_hex(&normalise_code(code)).as_bytes());
+    let mut entry: Code = match store.get_state(&code_key)? {
+        Some(bytes) => serde_json::from_slice(&bytes).map_err(|_| DeviceError::BadCode)?,
+        None => return Err(DeviceError::BadCode),
+    };
+    if entry.used || entry.expires_at <= now() {
+        return Err(DeviceError::BadCode);
+    }
+    if entry.station != station {
+        return Err(DeviceError::WrongStation {
+            code: entry.station,
+            asked: station.to_string(),
+        });
+    }
+    if get(store, &id)?.is_some_and(|d| d.revoked) {
+        return Err(DeviceError::Revoked(id));
+    }
+    let secret = random_token("");
+    let device = Device {
+        id,
+        station: entry.station.clone(),
+        kind: entry.kind,
+        public_key: B64.encode(key_bytes),
+        credential_hash: sha256_hex(&secret),
+        enrolled_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        revoked: false,
+    };
+    entry.used = true;
+    store.commit(Commit {
+        records: Vec::new(),
+        state: vec![
+            StateWrite {
+                key: code_key,
+                value: Some(to_json(&entry)?),
+            },
+            StateWrite {
+                key: key(DEVICE_PREFIX, id.as_bytes()),
+                value: Some(to_json(&device)?),
+            },
+        ],
+    })?;
+    Ok((device, secret))
+}
+
+/// The device presenting `token` (`tld.<id>.<secret>`), if its credential is
+/// valid and it is not revoked.
+pub fn authenticate(
+    store: &dyn DocStore,
+    token: &str,
+) -> Result<Result<Device, Refusal>, StoreError> {
+    let Some((id, secret)) = token
+        .strip_prefix(CREDENTIAL_PREFIX)
+        .and_then(|rest| rest.split_once('.'))
+    else {
+        return Ok(Err(Refusal::Invalid));
+    };
+    let Ok(id) = id.parse::<uuid::Uuid>() else {
+        return Ok(Err(Refusal::Invalid));
+    };
+    let Some(device) = get(store, &id)? else {
+        return Ok(Err(Refusal::Invalid));
+    };
+    let presented = sha256_hex(secret);
+    if !bool::from(
+        presented
+            .as_bytes()
+            .ct_eq(device.credential_hash.as_bytes()),
+    ) {
+        return Ok(Err(Refusal::Invalid));
+    }
+    if device.revoked {
+        return Ok(Err(Refusal::Revoked(id)));
+    }
+    Ok(Ok(device))
+}
+
+pub fn revoke(store: &dyn DocStore, id: &uuid::Uuid) -> Result<Device, DeviceError> {
+    let mut device = get(store, id)?.ok_or(DeviceError::Unknown(*id))?;
+    device.revoked = true;
+    store.commit(Commit {
+        records: Vec::new(),
+        state: vec![StateWrite {
+            key: key(DEVICE_PREFIX, id.as_bytes()),
+            value: Some(to_json(&device)?),
+        }],
+    })?;
+    Ok(device)
+}
+
+/// The first station to vouch for a device it enrolled keeps it: another
+/// sender naming the same id later is refused. Returns whether `sender` may
+/// vouch for `actor`, recording the binding the first time.
+pub fn vouch(
+    store: &dyn DocStore,
+    sender: &uuid::Uuid,
+    actor: &[u8; 16],
+) -> Result<bool, StoreError> {
+    let k = key(VOUCH_PREFIX, actor);
+    match store.get_state(&k)? {
+        Some(bound) => Ok(bound == sender.as_bytes()),
+        None => {
+            store.put_state_lazy(vec![StateWrite {
+                key: k,
+                value: Some(sender.as_bytes().to_vec()),
+            }])?;
+            Ok(true)
+        }
+    }
+}
+
+/// The credential this instance holds for its upstream, if it has enrolled.
+pub fn credential(store: &dyn DocStore) -> Result<Option<UpstreamCredential>, StoreError> {
+    match store.get_meta(CREDENTIAL_META)? {
+        Some(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|_| StoreError::Corrupt("upstream credential".into())),
+        None => Ok(None),
+    }
+}
+
+pub fn save_credential(store: &dyn DocStore, c: &UpstreamCredential) -> Result<(), StoreError> {
+    store.put_meta(CREDENTIAL_META, &to_json(c)?)
+}
+
+/// The bearer token for a credential of instance `id`.
+pub fn bearer(id: &uuid::Uuid, secret: &str) -> String {
+    format!("{CREDENTIAL_PREFIX}{id}.{secret}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tideline_sync::MemoryStore;
+
+    fn key_b64() -> String {
+        let k = ed25519_dalek::SigningKey::generate(&mut rand_core::OsRng);
+        B64.encode(k.verifying_key().as_bytes())
+    }
+
+    #[test]
+    fn a_code_enrols_one_device_once_and_revocation_ends_it() {
+        let store = MemoryStore::default();
+        let (code, _) =
+            issue_code(&store, "BB-01", DeviceKind::Boat, Duration::from_secs(3600)).unwrap();
+        let id = uuid::Uuid::new_v4();
+        let (device, secret) =
+            enroll(&store, &code.to_lowercase(), id, &key_b64(), "BB-01").unwrap();
+        assert_eq!(device.station, "BB-01");
+        assert!(matches!(
+            enroll(&store, &code, uuid::Uuid::new_v4(), &key_b64(), "BB-01"),
+            Err(DeviceError::BadCode)
+        ));
+        let token = bearer(&id, &secret);
+        assert_eq!(authenticate(&store, &token).unwrap().unwrap().id, id);
+        assert_eq!(
+            authenticate(&store, &bearer(&id, "wrong"))
+                .unwrap()
+                .unwrap_err(),
+            Refusal::Invalid
+        );
+        assert_eq!(
+            authenticate(&store, "tld.garbage").unwrap().unwrap_err(),
+            Refusal::Invalid
+        );
+        revoke(&store, &id).unwrap();
+        assert_eq!(
+            authenticate(&store, &token).unwrap().unwrap_err(),
+            Refusal::Revoked(id)
+        );
+        let (code, _) =
+            issue_code(&store, "BB-01", DeviceKind::Boat, Duration::from_secs(3600)).unwrap();
+        assert!(matches!(
+            enroll(&store, &code, id, &key_b64(), "BB-01"),
+            Err(DeviceError::Revoked(_))
+        ));
+    }
+
+    #[test]
+    fn expired_codes_and_bad_keys_are_refused() {
+        let store = MemoryStore::default();
+        let (code, _) = issue_code(&store, "BB-01", DeviceKind::Boat, Duration::ZERO).unwrap();
+        assert!(matches!(
+            enroll(&store, &code, uuid::Uuid::new_v4(), &key_b64(), "BB-01"),
+            Err(DeviceError::BadCode)
+        ));
+        let (code, _) =
+            issue_code(&store, "BB-01", DeviceKind::Boat, Duration::from_secs(60)).unwrap();
+        assert!(matches!(
+            enroll(&store, &code, uuid::Uuid::new_v4(), &key_b64(), "LC-01"),
+            Err(DeviceError::WrongStation { .. })
+        ));
+        assert!(matches!(
+            enroll(&store, &code, uuid::Uuid::new_v4(), "not a key", "BB-01"),
+            Err(DeviceError::BadKey)
+        ));
+    }
+
+    #[test]
+    fn a_device_is_vouched_for_by_its_first_station_only() {
+        let store = MemoryStore::default();
+        let (a, b) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
+        let boat = [9u8; 16];
+        assert!(vouch(&store, &a, &boat).unwrap());
+        assert!(vouch(&store, &a, &boat).unwrap());
+        assert!(!vouch(&store, &b, &boat).unwrap());
+    }
+}
