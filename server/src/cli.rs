@@ -11,7 +11,7 @@ use crate::auth::{audit, AuditLog, Event, InstanceKey};
 use crate::config::{Overrides, Settings};
 use crate::export::{repeat_tables, Exporter, Format};
 use crate::startup::{open_records, Application, SharedRecords};
-use crate::upstream::{http_client, status_json, sync_and_record};
+use crate::upstream::{http_client, load_ca, status_json, sync_and_record};
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
 use serde_json::{Map, Value as Json};
@@ -45,6 +45,10 @@ struct GlobalArgs {
     /// This instance's station code [default: LOCAL].
     #[arg(long, global = true, env = "TIDELINE_STATION")]
     station: Option<String>,
+    /// CA certificate (PEM) to trust for an https:// upstream, or the
+    /// upstream's own certificate to pin it.
+    #[arg(long, global = true, env = "TIDELINE_UPSTREAM_CA")]
+    upstream_ca: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -72,6 +76,12 @@ enum Command {
         /// Change bytes per sync exchange, in KiB [default: 1024].
         #[arg(long, env = "TIDELINE_SYNC_PAGE_KIB")]
         sync_page_kib: Option<u64>,
+        /// Serve HTTPS with this certificate chain (PEM); needs --tls-key.
+        #[arg(long, env = "TIDELINE_TLS_CERT")]
+        tls_cert: Option<PathBuf>,
+        /// The certificate's private key (PEM).
+        #[arg(long, env = "TIDELINE_TLS_KEY")]
+        tls_key: Option<PathBuf>,
     },
     /// Sync with the upstream now (with a progress bar), or show sync status.
     Sync {
@@ -224,6 +234,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         config: cli.global.config,
         data_dir: cli.global.data_dir,
         station: cli.global.station,
+        upstream_ca: cli.global.upstream_ca,
         ..Default::default()
     };
     match cli.command {
@@ -235,7 +246,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             sync_interval_secs,
             no_auto_sync,
             sync_page_kib,
+            tls_cert,
+            tls_key,
         } => {
+            over.tls_cert = tls_cert;
+            over.tls_key = tls_key;
             over.auto_sync = no_auto_sync.then_some(false);
             over.sync_page_kib = sync_page_kib;
             over.listen = listen;
@@ -283,12 +298,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 bail!("no upstream: pass --upstream URL or set `upstream` in the config file");
             };
             let records = open_offline(&settings)?;
+            let ca = settings.upstream_ca.as_deref().map(load_ca).transpose()?;
             let c = crate::upstream::enroll(
                 &records,
                 &settings.data_dir,
                 &upstream,
                 &code,
-                &http_client(),
+                &http_client(ca.as_ref()),
             )?;
             println!(
                 "enrolled with {} as a device of station {}; `tideline sync` and `serve --upstream` now sync with it",
@@ -380,7 +396,9 @@ fn sync_now(settings: &Settings, page_bytes: u64) -> anyhow::Result<()> {
     let bar = indicatif::ProgressBar::new_spinner();
     bar.set_message(format!("syncing with {upstream}"));
     bar.enable_steady_tick(std::time::Duration::from_millis(120));
-    let result = sync_and_record(&records, &upstream, &http_client(), page_bytes, |o| {
+    let ca = settings.upstream_ca.as_deref().map(load_ca).transpose()?;
+    let http = http_client(ca.as_ref());
+    let result = sync_and_record(&records, &upstream, &http, page_bytes, |o| {
         bar.set_message(format!(
             "pushed {} · pulled {} · sent {} · received {} · {} round trip(s)",
             o.pushed,

@@ -36,6 +36,9 @@ pub struct FileConfig {
     pub sync_page_kib: Option<u64>,
     pub session_idle_minutes: Option<u64>,
     pub session_max_hours: Option<u64>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub upstream_ca: Option<PathBuf>,
 }
 
 /// Values given on the command line or through the environment (clap merges
@@ -52,6 +55,9 @@ pub struct Overrides {
     pub sync_interval_secs: Option<u64>,
     pub auto_sync: Option<bool>,
     pub sync_page_kib: Option<u64>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub upstream_ca: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone)]
@@ -76,6 +82,11 @@ pub struct Settings {
     pub session_idle: std::time::Duration,
     /// ...and this long after login, however busy.
     pub session_max_age: std::time::Duration,
+    /// Serve HTTPS with this certificate chain and key (PEM); both or neither.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// Trust the upstream's certificate through this CA (or the certificate
+    /// itself, pinned), in addition to the public roots.
+    pub upstream_ca: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -103,6 +114,8 @@ pub enum ConfigError {
         "session_idle_minutes must be between 1 and 10080, and session_max_hours between 1 and 720"
     )]
     Session,
+    #[error("tls_cert and tls_key go together: give both or neither")]
+    TlsPair,
 }
 
 impl FileConfig {
@@ -183,7 +196,17 @@ impl Settings {
         if !(1..=10_080).contains(&idle_minutes) || !(1..=720).contains(&max_hours) {
             return Err(ConfigError::Session);
         }
+        let tls = match (
+            over.tls_cert.or(file.tls_cert),
+            over.tls_key.or(file.tls_key),
+        ) {
+            (Some(cert), Some(key)) => Some((cert, key)),
+            (None, None) => None,
+            _ => return Err(ConfigError::TlsPair),
+        };
         Ok(Settings {
+            tls,
+            upstream_ca: over.upstream_ca.or(file.upstream_ca),
             session_idle: std::time::Duration::from_secs(idle_minutes * 60),
             session_max_age: std::time::Duration::from_secs(max_hours * 3600),
             sync_page_bytes: sync_page_kib * 1024,

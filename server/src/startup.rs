@@ -134,10 +134,19 @@ impl Application {
         let listener = TcpListener::bind(settings.listen)
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.listen))?;
         let addr = listener.local_addr()?;
-        let agent = settings
-            .upstream
-            .as_ref()
-            .map(|url| SyncAgent::new(records.clone(), url.clone(), settings.sync_page_bytes));
+        let ca = settings
+            .upstream_ca
+            .as_deref()
+            .map(crate::upstream::load_ca)
+            .transpose()?;
+        let agent = settings.upstream.as_ref().map(|url| {
+            SyncAgent::new(
+                records.clone(),
+                url.clone(),
+                settings.sync_page_bytes,
+                ca.clone(),
+            )
+        });
         if let Some(agent) = agent.as_ref().filter(|_| settings.auto_sync) {
             let timing = LoopTiming {
                 interval: std::time::Duration::from_secs(settings.sync_interval_secs),
@@ -164,9 +173,14 @@ impl Application {
             account_limits: Limiter::new(ACCOUNT_ATTEMPTS, LOGIN_WINDOW),
             address_limits: Limiter::new(ADDRESS_ATTEMPTS, LOGIN_WINDOW),
             setup: Mutex::new(setup),
-            tls: false,
+            tls: settings.tls.is_some(),
         });
         let limit = settings.max_body_bytes;
+        let tls = settings
+            .tls
+            .as_ref()
+            .map(|(c, k)| tls_config(c, k))
+            .transpose()?;
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
@@ -180,8 +194,11 @@ impl Application {
                 .wrap(from_fn(access::authenticate))
                 .wrap(tracing_actix())
                 .configure(routes::configure)
-        })
-        .listen(listener)?
+        });
+        let server = match tls {
+            Some(config) => server.listen_rustls_0_23(listener, config)?,
+            None => server.listen(listener)?,
+        }
         .run();
         Ok(Application {
             server,
@@ -210,6 +227,31 @@ impl Application {
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         self.server.await
     }
+}
+
+/// The TLS configuration from a PEM certificate chain and its private key.
+fn tls_config(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> anyhow::Result<rustls::ServerConfig> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let chain = CertificateDer::pem_file_iter(cert)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| anyhow::anyhow!("cannot read the certificate {}: {e}", cert.display()))?;
+    if chain.is_empty() {
+        anyhow::bail!("{} holds no certificate", cert.display());
+    }
+    let key_der = PrivateKeyDer::from_pem_file(key)
+        .map_err(|e| anyhow::anyhow!("cannot read the private key {}: {e}", key.display()))?;
+    rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| anyhow::anyhow!("TLS setup failed: {e}"))?
+    .with_no_client_auth()
+    .with_single_cert(chain, key_der)
+    .map_err(|e| anyhow::anyhow!("the certificate and key do not make a TLS identity: {e}"))
 }
 
 /// Request logging: method, path and status only, never bodies.

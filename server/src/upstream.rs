@@ -147,13 +147,25 @@ pub fn sync_once(
 }
 
 /// The blocking HTTP client sync uses: bounded waits, so a dead link fails
-/// instead of hanging a sync forever.
-pub fn http_client() -> reqwest::blocking::Client {
-    reqwest::blocking::Client::builder()
+/// instead of hanging a sync forever; `ca` is trusted besides the public roots.
+pub fn http_client(ca: Option<&reqwest::Certificate>) -> reqwest::blocking::Client {
+    let mut builder = reqwest::blocking::Client::builder()
         .connect_timeout(Duration::from_secs(10))
-        .timeout(Duration::from_secs(120))
+        .timeout(Duration::from_secs(120));
+    if let Some(ca) = ca {
+        builder = builder.add_root_certificate(ca.clone());
+    }
+    builder
         .build()
         .unwrap_or_else(|_| reqwest::blocking::Client::new())
+}
+
+/// Read the CA (or pinned certificate) to trust for the upstream.
+pub fn load_ca(path: &std::path::Path) -> anyhow::Result<reqwest::Certificate> {
+    let pem = std::fs::read(path)
+        .map_err(|e| anyhow::anyhow!("cannot read the upstream CA {}: {e}", path.display()))?;
+    reqwest::Certificate::from_pem(&pem)
+        .map_err(|e| anyhow::anyhow!("{} is not a PEM certificate: {e}", path.display()))
 }
 
 /// What the last syncs did, as `GET /api/v1/sync/status` and `tideline sync
@@ -259,17 +271,24 @@ pub struct SyncAgent {
     pub records: SharedRecords,
     pub upstream: String,
     page_bytes: u64,
+    ca: Option<reqwest::Certificate>,
     running: Mutex<bool>,
     gate: tokio::sync::Mutex<()>,
     changed: tokio::sync::Notify,
 }
 
 impl SyncAgent {
-    pub fn new(records: SharedRecords, upstream: String, page_bytes: u64) -> Arc<Self> {
+    pub fn new(
+        records: SharedRecords,
+        upstream: String,
+        page_bytes: u64,
+        ca: Option<reqwest::Certificate>,
+    ) -> Arc<Self> {
         Arc::new(SyncAgent {
             records,
             upstream,
             page_bytes,
+            ca,
             running: Mutex::new(false),
             gate: tokio::sync::Mutex::new(()),
             changed: tokio::sync::Notify::new(),
@@ -296,7 +315,7 @@ impl SyncAgent {
             sync_and_record(
                 &agent.records,
                 &agent.upstream,
-                &http_client(),
+                &http_client(agent.ca.as_ref()),
                 agent.page_bytes,
                 |_| {},
             )

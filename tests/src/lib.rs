@@ -34,20 +34,35 @@ pub fn add_user(records: &SharedRecords, name: &str, role: &str, station: &str) 
 
 /// A client that sends `token` with every request.
 pub fn client_with(token: &str) -> reqwest::Client {
+    client_trusting(token, None)
+}
+
+fn client_trusting(token: &str, ca: Option<&reqwest::Certificate>) -> reqwest::Client {
     let mut headers = reqwest::header::HeaderMap::new();
     headers.insert(
         reqwest::header::AUTHORIZATION,
         format!("Bearer {token}").parse().expect("header"),
     );
-    reqwest::Client::builder()
-        .default_headers(headers)
-        .build()
-        .expect("client")
+    let mut builder = reqwest::Client::builder().default_headers(headers);
+    if let Some(ca) = ca {
+        builder = builder.add_root_certificate(ca.clone());
+    }
+    builder.build().expect("client")
 }
 
 /// Log in over HTTP; panics unless it works.
 pub async fn login(base: &str, name: &str) -> String {
-    let resp = reqwest::Client::new()
+    login_with(base, name, None).await
+}
+
+async fn login_with(base: &str, name: &str, ca: Option<&reqwest::Certificate>) -> String {
+    let mut builder = reqwest::Client::builder();
+    if let Some(ca) = ca {
+        builder = builder.add_root_certificate(ca.clone());
+    }
+    let resp = builder
+        .build()
+        .expect("client")
         .post(format!("{base}/api/v1/login"))
         .json(&json!({"username": name, "password": PASSWORD}))
         .send()
@@ -107,6 +122,37 @@ impl Instance {
         Self::serve(name, settings, records).await
     }
 
+    /// Serve HTTPS with `cert` and `key`; the harness's own client trusts `ca`.
+    pub async fn start_tls(
+        name: &str,
+        dir: &Path,
+        station: &str,
+        cert: &Path,
+        key: &Path,
+        ca: &Path,
+    ) -> Instance {
+        let mut settings = settings(dir, "127.0.0.1:0", station, None);
+        settings.tls = Some((cert.to_path_buf(), key.to_path_buf()));
+        settings.upstream_ca = Some(ca.to_path_buf());
+        let records = open_records(&settings).expect("open store");
+        Self::serve(name, settings, records).await
+    }
+
+    /// Like [`Self::start_under`], trusting `ca` for the upstream's certificate.
+    pub async fn start_under_ca(
+        name: &str,
+        dir: &Path,
+        station: &str,
+        up: &Instance,
+        url: &str,
+        ca: &Path,
+    ) -> Instance {
+        let mut settings = settings(dir, "127.0.0.1:0", station, Some(url));
+        settings.upstream_ca = Some(ca.to_path_buf());
+        let records = up.enrol(&settings).await;
+        Self::serve(name, settings, records).await
+    }
+
     /// Like [`Self::start_under`], syncing by itself as a deployed one does.
     pub async fn start_syncing(
         name: &str,
@@ -142,12 +188,16 @@ impl Instance {
         let (r, s) = (records.clone(), settings.clone());
         tokio::task::spawn_blocking(move || {
             let url = s.upstream.clone().expect("an upstream");
+            let ca = s
+                .upstream_ca
+                .as_deref()
+                .map(|p| tideline_server::upstream::load_ca(p).expect("the upstream CA"));
             tideline_server::upstream::enroll(
                 &r,
                 &s.data_dir,
                 &url,
                 &code,
-                &tideline_server::upstream::http_client(),
+                &tideline_server::upstream::http_client(ca.as_ref()),
             )
             .expect("enrol");
         })
@@ -159,19 +209,30 @@ impl Instance {
     async fn serve(name: &str, settings: Settings, records: SharedRecords) -> Instance {
         add_user(&records, TESTER, "supervisor", &settings.station);
         let app = Application::with_records(&settings, records.clone()).expect("start");
-        let base = format!("http://{}", app.addr());
+        // The test certificates name localhost, so HTTPS goes there by name.
+        let base = match settings.tls {
+            Some(_) => format!("https://localhost:{}", app.port()),
+            None => format!("http://{}", app.addr()),
+        };
+        let ca = settings
+            .tls
+            .as_ref()
+            .and(settings.upstream_ca.as_deref())
+            .map(|p| {
+                reqwest::Certificate::from_pem(&std::fs::read(p).expect("read the CA")).expect("CA")
+            });
         let mut settings = settings;
         settings.listen = app.addr();
         let handle = app.handle();
         tokio::spawn(app.run_until_stopped());
-        let token = login(&base, TESTER).await;
+        let token = login_with(&base, TESTER, ca.as_ref()).await;
         Instance {
             name: name.to_string(),
             base,
             settings,
             records,
             handle: Some(handle),
-            client: client_with(&token),
+            client: client_trusting(&token, ca.as_ref()),
         }
     }
 

@@ -163,7 +163,7 @@ async fn an_instance_that_never_enrolled_is_told_how_to() {
         tideline_server::upstream::sync_once(
             &records,
             settings.upstream.as_deref().unwrap(),
-            &tideline_server::upstream::http_client(),
+            &tideline_server::upstream::http_client(None),
             1 << 20,
             |_| {},
         )
@@ -188,4 +188,73 @@ async fn an_instance_that_never_enrolled_is_told_how_to() {
 
 fn uuid_like() -> String {
     RecordId::new().to_string()
+}
+
+/// A CA and a certificate it signed for localhost, written as PEM files:
+/// (ca.pem, cert.pem, key.pem).
+fn certificates(
+    dir: &std::path::Path,
+) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "Tideline test CA");
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let params = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+    let cert = params.signed_by(&key, &ca, &ca_key).unwrap();
+    let paths = (
+        dir.join("ca.pem"),
+        dir.join("cert.pem"),
+        dir.join("key.pem"),
+    );
+    std::fs::write(&paths.0, ca.pem()).unwrap();
+    std::fs::write(&paths.1, cert.pem()).unwrap();
+    std::fs::write(&paths.2, key.serialize_pem()).unwrap();
+    paths
+}
+
+#[tokio::test]
+async fn a_boat_syncs_with_its_station_over_tls() {
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let (ca, cert, key) = certificates(dirs[2].path());
+    let station = Instance::start_tls("station", dirs[0].path(), "BB-01", &cert, &key, &ca).await;
+    assert!(station.base.starts_with("https://"));
+    let boat = Instance::start_under_ca(
+        "boat",
+        dirs[1].path(),
+        "BB-01",
+        &station,
+        &station.base,
+        &ca,
+    )
+    .await;
+    let made = boat.create("boarding-report", report("Over TLS")).await;
+    let outcome = boat.sync_ok().await;
+    assert_eq!(outcome["pushed"], 1);
+    let id = made["id"].as_str().unwrap();
+    assert_eq!(station.get(id).await["fields"]["vessel_name"], "Over TLS");
+
+    // Plain HTTP to the TLS port gets nowhere, and a client that does not
+    // trust the CA refuses the station's certificate.
+    let plain = station.base.replace("https://", "http://");
+    assert!(reqwest::get(format!("{plain}/healthz")).await.is_err());
+    let err = reqwest::get(format!("{}/healthz", station.base))
+        .await
+        .unwrap_err();
+    assert!(err.is_connect() || err.is_request(), "{err}");
+
+    // Session cookies are Secure over TLS.
+    let resp = station
+        .client
+        .post(station.url("/api/v1/login"))
+        .json(&json!({"username": "tester", "password": tideline_tests::PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    let cookie = resp.headers()["set-cookie"].to_str().unwrap().to_string();
+    assert!(cookie.contains("Secure"), "{cookie}");
 }
