@@ -5,9 +5,9 @@
 //! one process per directory, so while `tideline serve` runs on it they stop
 //! with a clear message (pointing at the HTTP API instead) and touch nothing.
 
-use crate::auth::devices;
 use crate::auth::users::{self, Role, Username};
 use crate::auth::{audit, AuditLog, Event, InstanceKey};
+use crate::auth::{devices, stations};
 use crate::config::{Overrides, Settings};
 use crate::export::{repeat_tables, Exporter, Format};
 use crate::startup::{open_records, Application, SharedRecords};
@@ -162,6 +162,15 @@ enum AdminCommand {
     Revoke { device: String },
     /// List enrolled devices.
     Devices,
+    /// Create a station (at HQ): its code, name and island.
+    CreateStation {
+        #[arg(long)]
+        code: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        island: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -325,6 +334,22 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let records = open_offline(&settings)?;
             revoke(&records, &device)
         }
+        Command::Admin(AdminCommand::CreateStation { code, name, island }) => {
+            let settings = Settings::resolve(&over)?;
+            let records = open_offline(&settings)?;
+            let store = records.store().as_ref();
+            let station = stations::create(store, &code, &name, &island)?;
+            AuditLog::new().append(
+                store,
+                Event::new("cli", "station.create").target(station.code.clone()),
+                true,
+            )?;
+            println!(
+                "created station {} ({}, {})",
+                station.code, station.name, station.island
+            );
+            Ok(())
+        }
         Command::Admin(AdminCommand::Devices) => {
             let settings = Settings::resolve(&over)?;
             let records = open_offline(&settings)?;
@@ -447,8 +472,9 @@ fn create_user(
     let name = Username::try_from(username.to_string())?;
     let role: Role = role.parse()?;
     let station = station.unwrap_or(records.station());
-    let password = read_password()?;
     let store = records.store().as_ref();
+    stations::check_known(store, records.station(), station)?;
+    let password = read_password()?;
     let user = users::create(store, name, role, station, &password)?;
     AuditLog::new().append(
         store,
@@ -513,6 +539,7 @@ fn enroll_code(
     let kind: devices::DeviceKind = kind.parse()?;
     let valid = parse_duration(expires)?;
     let store = records.store().as_ref();
+    stations::check_known(store, records.station(), &station)?;
     let (code, expires_at) = devices::issue_code(store, &station, kind, valid)?;
     AuditLog::new().append(
         store,

@@ -446,3 +446,139 @@ async fn the_audit_log_records_logins_reads_writes_and_exports() {
     // Only admins read it.
     assert_eq!(app.get("/api/v1/audit").await.status(), 403);
 }
+
+#[tokio::test]
+async fn admins_manage_stations_and_people_and_changes_apply_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = settings(dir.path());
+    s.station = "HQ".into();
+    let records = open_records(&s).unwrap();
+    add_user(&records, "root", "admin", "HQ");
+    add_user(&records, "olive", "officer", "HQ");
+    let app = Application::with_records(&s, records).unwrap();
+    let base = format!("http://{}", app.addr());
+    tokio::spawn(app.run_until_stopped());
+    let admin = client_with(&login(&base, "root").await);
+
+    // People and devices belong to stations that exist.
+    let new_user =
+        json!({"username": "bb", "role": "officer", "station": "BB-01", "password": PASSWORD});
+    let resp = admin
+        .post(format!("{base}/api/v1/users"))
+        .json(&new_user)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 422);
+    let code = json!({"station": "BB-01", "kind": "station"});
+    let resp = admin
+        .post(format!("{base}/api/v1/devices/codes"))
+        .json(&code)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 422);
+    let station = json!({"code": "BB-01", "name": "Bridgetown", "island": "Barbados"});
+    let resp = admin
+        .post(format!("{base}/api/v1/stations"))
+        .json(&station)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    let resp = admin
+        .post(format!("{base}/api/v1/stations"))
+        .json(&station)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 409);
+    let resp = admin
+        .post(format!("{base}/api/v1/users"))
+        .json(&new_user)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    let resp = admin
+        .post(format!("{base}/api/v1/devices/codes"))
+        .json(&code)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    let listed: Value = admin
+        .get(format!("{base}/api/v1/stations"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["stations"][0]["island"], "Barbados");
+
+    // A role change ends the user's sessions; a disabled user cannot log in.
+    let olive = client_with(&login(&base, "olive").await);
+    assert_eq!(
+        olive
+            .get(format!("{base}/api/v1/records"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let resp = admin
+        .patch(format!("{base}/api/v1/users/olive"))
+        .json(&json!({"role": "analyst"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        olive
+            .get(format!("{base}/api/v1/records"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    let me: Value = client_with(&login(&base, "olive").await)
+        .get(format!("{base}/api/v1/me"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["role"], "analyst");
+    admin
+        .patch(format!("{base}/api/v1/users/olive"))
+        .json(&json!({"disabled": true}))
+        .send()
+        .await
+        .unwrap();
+    let resp = reqwest::Client::new()
+        .post(format!("{base}/api/v1/login"))
+        .json(&json!({"username": "olive", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+
+    let audit: Value = admin
+        .get(format!(
+            "{base}/api/v1/audit?action=user.update&target=olive"
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let entries = audit["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 2);
+    assert_eq!(entries[0]["details"]["role"], "analyst");
+    assert!(!audit.to_string().contains(PASSWORD));
+}

@@ -219,6 +219,18 @@ impl ServerProcess {
 
     /// A one-time code enrolling a `kind` (boat or station) of `station` here.
     pub fn enroll_code(&self, station: &str, kind: &str) -> anyhow::Result<String> {
+        // At HQ the station must exist first; elsewhere it is the server's own.
+        let made = reqwest::blocking::Client::new()
+            .post(self.url("/api/v1/stations"))
+            .bearer_auth(&self.admin_token)
+            .json(&serde_json::json!({"code": station, "name": station, "island": "Test"}))
+            .send()
+            .context("create a station")?;
+        ensure!(
+            [201, 403, 409].contains(&made.status().as_u16()),
+            "{}: could not create station {station}",
+            self.name
+        );
         let resp = reqwest::blocking::Client::new()
             .post(self.url("/api/v1/devices/codes"))
             .bearer_auth(&self.admin_token)

@@ -6,6 +6,7 @@ pub mod audit;
 pub mod devices;
 pub mod identity;
 pub mod sessions;
+pub mod stations;
 pub mod users;
 
 pub use audit::{AuditLog, Event};

@@ -235,6 +235,47 @@ pub fn create(
     Ok(user)
 }
 
+/// What an admin may change about a user; None leaves it as it is.
+#[derive(Debug, Default)]
+pub struct Change {
+    pub role: Option<Role>,
+    pub station: Option<String>,
+    pub disabled: Option<bool>,
+    pub password: Option<String>,
+}
+
+/// Change a user durably; returns the user as now stored.
+pub fn update(
+    store: &dyn DocStore,
+    name: &Username,
+    change: Change,
+) -> Result<Option<User>, UserError> {
+    let Some(mut user) = get(store, name)? else {
+        return Ok(None);
+    };
+    if let Some(role) = change.role {
+        user.role = role;
+    }
+    if let Some(station) = change.station {
+        user.station = station_code(&station)?;
+    }
+    if let Some(disabled) = change.disabled {
+        user.disabled = disabled;
+    }
+    if let Some(password) = change.password {
+        user.password_hash = hash_password(&password)?;
+    }
+    let bytes = serde_json::to_vec(&user).map_err(|e| StoreError::Io(e.to_string()))?;
+    store.commit(Commit {
+        records: Vec::new(),
+        state: vec![StateWrite {
+            key: user_key(&user.username),
+            value: Some(bytes),
+        }],
+    })?;
+    Ok(Some(user))
+}
+
 /// The user if `password` is theirs and the account is enabled. Costs one
 /// argon2 verification whether or not the user exists.
 pub fn authenticate(

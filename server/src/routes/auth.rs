@@ -2,6 +2,7 @@
 //! reading the audit log.
 
 use crate::access::{presented_token, Access, Action, SESSION_COOKIE};
+use crate::auth::stations;
 use crate::auth::users::{self, Role, Username, HQ};
 use crate::auth::{audit, Event};
 use crate::error::ApiError;
@@ -224,6 +225,15 @@ pub async fn create_user(
     let name = Username::try_from(username).map_err(|e| invalid("username", e))?;
     let role: Role = role.parse().map_err(|e| invalid("role", e))?;
     let station = station.unwrap_or_else(|| state.records.station().to_string());
+    stations::check_known(
+        state.records.store().as_ref(),
+        state.records.station(),
+        &station,
+    )
+    .map_err(|e| match e {
+        stations::StationError::Store(e) => ApiError::internal(e),
+        other => invalid_station(other),
+    })?;
     // An admin of one station manages that station's people only.
     if access.station().is_some_and(|own| own != station)
         || (station == HQ && access.station().is_some())
@@ -320,4 +330,148 @@ pub async fn audit_log(
         .await?
         .map_err(ApiError::internal)?;
     Ok(HttpResponse::Ok().json(json!({ "entries": entries })))
+}
+
+fn invalid_station(e: stations::StationError) -> ApiError {
+    ApiError::unprocessable("invalid_station", e.to_string())
+        .with_details(json!([{ "path": "station", "message": e.to_string() }]))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserChange {
+    role: Option<String>,
+    station: Option<String>,
+    disabled: Option<bool>,
+    password: Option<String>,
+}
+
+/// Change a user's role, station, password, or lock them out; their sessions
+/// end, so the change applies at once.
+pub async fn update_user(
+    state: web::Data<AppState>,
+    access: Access,
+    name: web::Path<String>,
+    body: web::Json<UserChange>,
+) -> Result<HttpResponse, ApiError> {
+    access.require(Action::ManageUsers)?;
+    let name = Username::try_from(name.into_inner())
+        .map_err(|e| ApiError::not_found("not_found", e.to_string()))?;
+    let UserChange {
+        role,
+        station,
+        disabled,
+        password,
+    } = body.into_inner();
+    let role = role
+        .map(|r| r.parse::<Role>())
+        .transpose()
+        .map_err(|e| ApiError::unprocessable("invalid_user", e.to_string()))?;
+    if let Some(s) = &station {
+        stations::check_known(state.records.store().as_ref(), state.records.station(), s)
+            .map_err(invalid_station)?;
+        if access.station().is_some_and(|own| own != s) {
+            return Err(ApiError::forbidden(
+                "You may not move people to another station.",
+            ));
+        }
+    }
+    let details = json!({
+        "role": role,
+        "station": station,
+        "disabled": disabled,
+        "password_changed": password.is_some(),
+    });
+    let st = state.clone();
+    let actor = access.actor();
+    let own = access.station().map(str::to_string);
+    let user = web::block(move || -> Result<_, ApiError> {
+        let store = st.records.store().as_ref();
+        // An admin of one station changes that station's people only.
+        match users::get(store, &name).map_err(ApiError::internal)? {
+            Some(u) if own.as_ref().is_none_or(|s| *s == u.station) => {}
+            _ => return Err(ApiError::not_found("not_found", format!("No user {name}."))),
+        }
+        let change = users::Change {
+            role,
+            station,
+            disabled,
+            password,
+        };
+        let user = users::update(store, &name, change)
+            .map_err(|e| match e {
+                users::UserError::Store(e) => ApiError::internal(e),
+                other => ApiError::unprocessable("invalid_user", other.to_string()),
+            })?
+            .ok_or_else(|| ApiError::not_found("not_found", format!("No user {name}.")))?;
+        st.sessions.end_all_of(&user.username);
+        st.audit
+            .append(
+                store,
+                Event::new(actor, "user.update")
+                    .target(user.username.to_string())
+                    .details(details),
+                true,
+            )
+            .map_err(ApiError::internal)?;
+        Ok(user)
+    })
+    .await??;
+    Ok(HttpResponse::Ok().json(json!({
+        "username": user.username,
+        "role": user.role,
+        "station": user.station,
+        "disabled": user.disabled,
+    })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewStation {
+    code: String,
+    name: String,
+    island: String,
+}
+
+/// Stations are HQ's to define.
+pub async fn create_station(
+    state: web::Data<AppState>,
+    access: Access,
+    body: web::Json<NewStation>,
+) -> Result<HttpResponse, ApiError> {
+    access.require(Action::ManageUsers)?;
+    if access.station().is_some() {
+        return Err(ApiError::forbidden("Stations are created by admins at HQ."));
+    }
+    let NewStation { code, name, island } = body.into_inner();
+    let st = state.clone();
+    let actor = access.actor();
+    let station = web::block(move || -> Result<_, ApiError> {
+        let store = st.records.store().as_ref();
+        let station = stations::create(store, &code, &name, &island).map_err(|e| match e {
+            stations::StationError::Store(e) => ApiError::internal(e),
+            e @ stations::StationError::Exists(_) => {
+                ApiError::conflict("station_exists", e.to_string())
+            }
+            other => invalid_station(other),
+        })?;
+        st.audit
+            .append(
+                store,
+                Event::new(actor, "station.create").target(station.code.clone()),
+                true,
+            )
+            .map_err(ApiError::internal)?;
+        Ok(station)
+    })
+    .await??;
+    Ok(HttpResponse::Created().json(station))
+}
+
+pub async fn list_stations(
+    state: web::Data<AppState>,
+    _: Access,
+) -> Result<HttpResponse, ApiError> {
+    let all = stations::list(state.records.store().as_ref()).map_err(ApiError::internal)?;
+    Ok(HttpResponse::Ok().json(json!({ "stations": all })))
 }

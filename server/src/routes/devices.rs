@@ -3,6 +3,7 @@
 
 use crate::access::{Access, Action};
 use crate::auth::devices::{self, DeviceError, DeviceKind};
+use crate::auth::stations;
 use crate::auth::users::{station_code, HQ};
 use crate::auth::Event;
 use crate::error::ApiError;
@@ -117,6 +118,15 @@ pub async fn issue_code(
     if !(1..=24 * 30).contains(&hours) {
         return Err(invalid("expires_hours", "between 1 and 720 hours".into()));
     }
+    stations::check_known(
+        state.records.store().as_ref(),
+        state.records.station(),
+        &station,
+    )
+    .map_err(|e| match e {
+        stations::StationError::Store(e) => ApiError::internal(e),
+        other => invalid("station", other.to_string()),
+    })?;
     if station == HQ || access.station().is_some_and(|own| own != station) {
         return Err(ApiError::forbidden(format!(
             "You may enrol devices of station {} only.",
