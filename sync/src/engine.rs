@@ -1,4 +1,4 @@
-//! The sync engine: both ends of one exchange of protocol v1 (docs/SYNC.md),
+//! The sync engine: both ends of one exchange of protocol v2 (docs/SYNC.md),
 //! over a [`Records`] service and without any network code. The server moves
 //! the bytes; tests call these functions directly.
 //!

@@ -1,4 +1,4 @@
-//! The sync wire format (protocol v1), see docs/SYNC.md.
+//! The sync wire format (protocol v2), see docs/SYNC.md.
 //!
 //! A message on the wire is `MAGIC` (4 bytes), the protocol version (u16,
 //! big-endian), then a zstd frame holding the postcard encoding of a
