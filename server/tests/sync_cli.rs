@@ -193,6 +193,32 @@ fn sync_reports_what_it_did_and_says_when_the_upstream_is_away() {
     .unwrap();
     assert_eq!(st["last_error"], Value::Null);
     assert_eq!(st["last_outcome"]["pushed"], 5);
+
+    // The station's admin revokes the boat, offline on the station's directory.
+    let identity = String::from_utf8(tideline(&boat, &["identity"]).stdout).unwrap();
+    let boat_id = identity
+        .lines()
+        .find_map(|l| l.strip_prefix("instance id: "))
+        .unwrap()
+        .trim()
+        .to_string();
+    let listen = station.base.trim_start_matches("http://").to_string();
+    drop(station);
+    let out = tideline(&station_dir, &["admin", "revoke", &boat_id]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let station = serve(&station_dir, &listen);
+    fill(&boat, 1);
+    let out = sync(&boat, &station.base, &[]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("403") && err.contains("revoked"), "{err}");
+    // The boat's own records are all still there.
+    assert_eq!(local_views(&boat).len(), 6);
+    assert_eq!(remote_views(&station).len(), 5);
 }
 
 #[test]
