@@ -302,11 +302,7 @@ pub fn authenticate(
         .map_or(decoy_hash(), |u| u.password_hash.as_str());
     let ok = password.len() <= MAX_PASSWORD_BYTES
         && PasswordHash::new(hash)
-            .map(|h| {
-                hasher()
-                    .verify_password(password.as_bytes(), &h)
-                    .is_ok()
-            })
+            .map(|h| hasher().verify_password(password.as_bytes(), &h).is_ok())
             .unwrap_or(false);
     Ok(user.filter(|u| ok && !u.disabled))
 }
