@@ -6,6 +6,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod blobs;
 pub mod engine;
 pub mod plan;
 pub mod protocol;
