@@ -243,9 +243,34 @@ impl Scoped<'_> {
     pub fn get(&self, id: &RecordId) -> Result<Box<RawValue>, ApiError> {
         self.access.require(Action::ReadRecords)?;
         self.check(id)?;
-        let view = self.records.get(id)?;
+        let view = self.with_pending(self.records.get(id)?)?;
         self.audit("record.view", id)?;
         Ok(view)
+    }
+
+    /// Fail unless the caller may change this record.
+    pub fn check_writable(&self, id: &RecordId) -> Result<(), ApiError> {
+        self.access.require(Action::WriteRecords)?;
+        self.check(id)
+    }
+
+    /// Mark each attachment whose file has not arrived here yet as
+    /// `"pending": true` (and the others `false`); the stored view cannot know.
+    fn with_pending(&self, view: Box<RawValue>) -> Result<Box<RawValue>, ApiError> {
+        if !view.get().contains("\"sha256\"") {
+            return Ok(view);
+        }
+        let mut value: Json = serde_json::from_str(view.get()).map_err(ApiError::internal)?;
+        if let Some(list) = value["attachments"].as_array_mut() {
+            for a in list {
+                let here = a["sha256"]
+                    .as_str()
+                    .and_then(|h| h.parse::<tideline_sync::blobs::BlobHash>().ok())
+                    .is_some_and(|h| self.state.blobs.has(&h));
+                a["pending"] = Json::Bool(!here);
+            }
+        }
+        RawValue::from_string(value.to_string()).map_err(ApiError::internal)
     }
 
     pub fn automerge_bytes(&self, id: &RecordId) -> Result<Vec<u8>, ApiError> {

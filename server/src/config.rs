@@ -39,6 +39,8 @@ pub struct FileConfig {
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
     pub upstream_ca: Option<PathBuf>,
+    pub attachment_max_mb: Option<u64>,
+    pub attachment_types: Option<Vec<String>>,
 }
 
 /// Values given on the command line or through the environment (clap merges
@@ -87,7 +89,26 @@ pub struct Settings {
     /// Trust the upstream's certificate through this CA (or the certificate
     /// itself, pinned), in addition to the public roots.
     pub upstream_ca: Option<PathBuf>,
+    pub attachments: AttachmentPolicy,
 }
+
+/// What files may be attached to records.
+#[derive(Debug, Clone)]
+pub struct AttachmentPolicy {
+    pub max_bytes: usize,
+    /// MIME types, as recognised from a file's first bytes.
+    pub types: Vec<String>,
+}
+
+pub const DEFAULT_ATTACHMENT_MB: u64 = 25;
+/// Photos (JPEG, PNG, HEIC, WebP) and PDF documents.
+pub const DEFAULT_ATTACHMENT_TYPES: [&str; 5] = [
+    "image/jpeg",
+    "image/png",
+    "image/heif",
+    "image/webp",
+    "application/pdf",
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -116,6 +137,8 @@ pub enum ConfigError {
     Session,
     #[error("tls_cert and tls_key go together: give both or neither")]
     TlsPair,
+    #[error("attachment_max_mb must be between 1 and 1024, and attachment_types a non-empty list")]
+    Attachments,
 }
 
 impl FileConfig {
@@ -204,7 +227,21 @@ impl Settings {
             (None, None) => None,
             _ => return Err(ConfigError::TlsPair),
         };
+        let max_mb = file.attachment_max_mb.unwrap_or(DEFAULT_ATTACHMENT_MB);
+        let types = file.attachment_types.unwrap_or_else(|| {
+            DEFAULT_ATTACHMENT_TYPES
+                .iter()
+                .map(|t| t.to_string())
+                .collect()
+        });
+        if !(1..=1024).contains(&max_mb) || types.is_empty() {
+            return Err(ConfigError::Attachments);
+        }
         Ok(Settings {
+            attachments: AttachmentPolicy {
+                max_bytes: (max_mb * 1024 * 1024) as usize,
+                types,
+            },
             tls,
             upstream_ca: over.upstream_ca.or(file.upstream_ca),
             session_idle: std::time::Duration::from_secs(idle_minutes * 60),

@@ -110,6 +110,15 @@ impl ApiError {
         .with_details(json!({ "limit_bytes": limit }))
     }
 
+    /// A file whose content is not an accepted type.
+    pub fn unsupported_type(message: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_file_type",
+            message,
+        )
+    }
+
     pub fn unsupported_media_type() -> Self {
         Self::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,

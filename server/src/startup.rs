@@ -6,7 +6,7 @@ use crate::access;
 use crate::auth::sessions::{Limiter, Sessions};
 use crate::auth::users;
 use crate::auth::{AuditLog, InstanceKey};
-use crate::config::Settings;
+use crate::config::{AttachmentPolicy, Settings};
 use crate::error::{json_error, query_error};
 use crate::routes;
 use crate::upstream::{LoopTiming, SyncAgent};
@@ -17,6 +17,7 @@ use std::net::{SocketAddr, TcpListener};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tideline_schemas::FormRegistry;
+use tideline_sync::blobs::BlobStore;
 use tideline_sync::engine::Upstream;
 use tideline_sync::{DocStore, Records, SledStore};
 
@@ -41,6 +42,8 @@ pub struct AppState {
     pub setup: Mutex<Option<SetupCode>>,
     /// Whether clients reach this instance over TLS (cookies are then `Secure`).
     pub tls: bool,
+    pub blobs: Arc<BlobStore>,
+    pub attachments: AttachmentPolicy,
 }
 
 /// A one-time code, valid until `expires`, for creating the first admin.
@@ -174,6 +177,8 @@ impl Application {
             address_limits: Limiter::new(ADDRESS_ATTEMPTS, LOGIN_WINDOW),
             setup: Mutex::new(setup),
             tls: settings.tls.is_some(),
+            blobs: Arc::new(BlobStore::open(&settings.data_dir)?),
+            attachments: settings.attachments.clone(),
         });
         let limit = settings.max_body_bytes;
         let tls = settings

@@ -33,9 +33,25 @@ use std::str::FromStr;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct BlobHash([u8; 32]);
 
+impl serde::Serialize for BlobHash {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_hex())
+    }
+}
+
+impl From<[u8; 32]> for BlobHash {
+    fn from(bytes: [u8; 32]) -> Self {
+        BlobHash(bytes)
+    }
+}
+
 impl BlobHash {
     pub fn of(bytes: &[u8]) -> BlobHash {
         BlobHash(Sha256::digest(bytes).into())
+    }
+
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
     }
 
     pub fn to_hex(&self) -> String {

@@ -270,6 +270,17 @@ impl RecordDoc {
         self.doc.get_changes(&known)
     }
 
+    /// Append an entry (a JSON object) to the record's `attachments` list.
+    pub fn add_attachment(&mut self, entry: &Json) -> Result<(), DocError> {
+        let list = match self.doc.get(ROOT, "attachments")? {
+            Some((Value::Object(ObjType::List), id)) => id,
+            _ => self.doc.put_object(ROOT, "attachments", ObjType::List)?,
+        };
+        let at = self.doc.length(&list);
+        write_new(&mut self.doc, &list, Slot::Insert(at), entry, Ctx::None)?;
+        Ok(())
+    }
+
     /// Whether the change with this hash is part of the document.
     pub fn has_change(&mut self, hash: &ChangeHash) -> bool {
         self.doc.get_change_meta_by_hash(hash).is_some()

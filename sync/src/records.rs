@@ -7,6 +7,7 @@
 //! incremental chunk together with a fresh JSON view and summary, in one durable
 //! store write. Reads and lists never load documents: they serve the cached views.
 
+use crate::blobs::BlobHash;
 use crate::record::{ConflictValue, DocError, RecordDoc, RecordMeta, Status};
 use crate::store::{
     Commit, DocStore, DocWrite, RecordWrite, StateWrite, StoreError, StoredDoc, Summary,
@@ -313,6 +314,88 @@ impl<S: DocStore> Records<S> {
             DocWrite::Append(chunk)
         };
         self.store_doc(&mut doc, Some(form), write)
+    }
+
+    /// Attach a stored file to a record: append it to `attachments` (once per
+    /// hash) and, when `field` names an image field of the record's form, put
+    /// its hash there too (appended when the field takes several).
+    pub fn add_attachment(
+        &self,
+        id: &RecordId,
+        attachment: &Attachment,
+        field: Option<&str>,
+    ) -> Result<Box<RawValue>, RecordsError> {
+        let _guard = self.lock();
+        let stored = self.store.load(id)?.ok_or(RecordsError::NotFound(*id))?;
+        let mut doc = self.load_doc(&stored)?;
+        let meta = doc.meta()?;
+        let form = self
+            .forms
+            .get(&meta.form, meta.form_version)
+            .ok_or_else(|| RecordsError::UnknownFormVersion {
+                form: meta.form.clone(),
+                version: meta.form_version,
+            })?;
+        let hash = attachment.sha256.to_hex();
+        let mut fields_patch = Map::new();
+        if let Some(name) = field {
+            let target = image_field(form, name)?;
+            let value = if target.multiple {
+                let mut list = doc
+                    .fields()
+                    .get(name)
+                    .and_then(Json::as_array)
+                    .cloned()
+                    .unwrap_or_default();
+                if !list.iter().any(|v| v.as_str() == Some(hash.as_str())) {
+                    list.push(Json::String(hash.clone()));
+                }
+                Json::Array(list)
+            } else {
+                Json::String(hash.clone())
+            };
+            fields_patch.insert(name.to_string(), value);
+        }
+        let heads = doc.heads();
+        if !fields_patch.is_empty() {
+            doc.update_fields(form, &fields_patch)?;
+        }
+        let listed = doc.attachments().as_array().is_some_and(|list| {
+            list.iter()
+                .any(|a| a["sha256"].as_str() == Some(hash.as_str()))
+        });
+        if !listed {
+            let entry =
+                serde_json::to_value(attachment).map_err(|e| StoreError::Io(e.to_string()))?;
+            doc.add_attachment(&entry)?;
+        }
+        if doc.commit("attach", now_secs()).is_none() {
+            return self.view_of(id);
+        }
+        let write = DocWrite::Append(doc.save_after(&heads));
+        self.store_doc(&mut doc, Some(form), write)
+    }
+
+    /// Check, before a file is stored for it, that `field` (if any) is an
+    /// image field of the record's form.
+    pub fn check_image_field(
+        &self,
+        id: &RecordId,
+        field: Option<&str>,
+    ) -> Result<(), RecordsError> {
+        let Some(name) = field else {
+            return Ok(());
+        };
+        let stored = self.store.load(id)?.ok_or(RecordsError::NotFound(*id))?;
+        let meta = self.load_doc(&stored)?.meta()?;
+        let form = self
+            .forms
+            .get(&meta.form, meta.form_version)
+            .ok_or_else(|| RecordsError::UnknownFormVersion {
+                form: meta.form.clone(),
+                version: meta.form_version,
+            })?;
+        image_field(form, name).map(|_| ())
     }
 
     /// The cached JSON view of one record.
@@ -645,6 +728,7 @@ impl<S: DocStore> Records<S> {
             station: view.station.clone(),
             status: view.status.clone(),
             heads: doc.heads().iter().map(|h| h.0).collect(),
+            attachments: attachment_hashes(&view.attachments),
         };
         let json = serde_json::to_vec(&view).map_err(|e| StoreError::Io(e.to_string()))?;
         Ok(RecordWrite {
@@ -667,6 +751,42 @@ impl<S: DocStore> Records<S> {
         self.store.write(write)?;
         RawValue::from_string(json).map_err(|e| RecordsError::Store(StoreError::Io(e.to_string())))
     }
+}
+
+/// The hashes an `attachments` list references (entries without a valid one
+/// are ignored: a peer's malformed entry cannot grant access to anything).
+fn attachment_hashes(list: &Json) -> Vec<[u8; 32]> {
+    list.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|a| a["sha256"].as_str()?.parse::<BlobHash>().ok())
+        .map(|h| *h.as_bytes())
+        .collect()
+}
+
+fn image_field<'f>(
+    form: &'f Form,
+    name: &str,
+) -> Result<&'f tideline_schemas::Field, RecordsError> {
+    form.fields
+        .iter()
+        .find(|f| f.name == name && f.field_type == tideline_schemas::FieldType::Image)
+        .ok_or_else(|| {
+            RecordsError::Invalid(vec![Violation {
+                path: name.to_string(),
+                kind: tideline_schemas::ViolationKind::Unknown,
+                message: format!("{name:?} is not an image field of this form."),
+            }])
+        })
+}
+
+/// A file attached to a record, as its `attachments` list holds it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Attachment {
+    pub sha256: BlobHash,
+    pub name: String,
+    pub mime: String,
+    pub size: u64,
 }
 
 enum Merged {

@@ -2,6 +2,7 @@
 //! edge, run the (blocking, fsyncing) record service on the blocking pool, and
 //! return JSON or an [`ApiError`](crate::error::ApiError).
 
+mod attachments;
 mod auth;
 mod devices;
 mod export;
@@ -41,6 +42,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route("/records/{id}", web::patch().to(records::patch))
                 .route("/records/{id}/automerge", web::get().to(records::automerge))
                 .route("/records/{id}/resolve", web::post().to(records::resolve))
+                .route(
+                    "/records/{id}/attachments",
+                    web::post().to(attachments::attach),
+                )
+                .route("/blobs/{sha256}", web::get().to(attachments::blob))
                 .route("/sync/status", web::get().to(sync::status))
                 .route("/sync/now", web::post().to(sync::now))
                 .route("/export", web::get().to(export::export)),

@@ -58,6 +58,9 @@ pub struct Summary {
     pub station: String,
     pub status: String,
     pub heads: Vec<[u8; 32]>,
+    /// SHA-256 of every attachment the record references: who may read a
+    /// blob is decided from these without loading documents.
+    pub attachments: Vec<[u8; 32]>,
 }
 
 impl Summary {

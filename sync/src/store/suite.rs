@@ -14,6 +14,7 @@ pub(super) fn write(id: RecordId, doc: DocWrite, status: &str) -> RecordWrite {
             station: "BB-01".into(),
             status: status.into(),
             heads: vec![[7; 32]],
+            attachments: Vec::new(),
         },
     }
 }
