@@ -36,6 +36,8 @@ const PUBLIC: [&str; 4] = [
 ];
 /// The one path for devices (downstream instances) rather than people.
 const DEVICE_PATH: &str = "/sync/v1";
+/// ...and the file uploads that follow it.
+const DEVICE_PREFIX: &str = "/sync/v1/";
 
 /// What a caller may do. Record actions are further limited to the caller's station.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,7 +106,7 @@ pub async fn authenticate(
         .cloned()
         .ok_or_else(|| ApiError::internal("no application state"))?;
     let token = presented_token(req.request());
-    if req.path() == DEVICE_PATH {
+    if req.path() == DEVICE_PATH || req.path().starts_with(DEVICE_PREFIX) {
         let token = token.ok_or_else(ApiError::unenrolled)?;
         let checked = devices::authenticate(state.records.store().as_ref(), &token)
             .map_err(ApiError::internal)?;

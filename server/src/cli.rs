@@ -423,7 +423,8 @@ fn sync_now(settings: &Settings, page_bytes: u64) -> anyhow::Result<()> {
     bar.enable_steady_tick(std::time::Duration::from_millis(120));
     let ca = settings.upstream_ca.as_deref().map(load_ca).transpose()?;
     let http = http_client(ca.as_ref());
-    let result = sync_and_record(&records, &upstream, &http, page_bytes, |o| {
+    let blobs = tideline_sync::blobs::BlobStore::open(&settings.data_dir)?;
+    let result = sync_and_record(&records, &blobs, &upstream, &http, page_bytes, |o| {
         bar.set_message(format!(
             "pushed {} · pulled {} · sent {} · received {} · {} round trip(s)",
             o.pushed,

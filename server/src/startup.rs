@@ -142,9 +142,11 @@ impl Application {
             .as_deref()
             .map(crate::upstream::load_ca)
             .transpose()?;
+        let blobs = Arc::new(BlobStore::open(&settings.data_dir)?);
         let agent = settings.upstream.as_ref().map(|url| {
             SyncAgent::new(
                 records.clone(),
+                blobs.clone(),
                 url.clone(),
                 settings.sync_page_bytes,
                 ca.clone(),
@@ -177,7 +179,7 @@ impl Application {
             address_limits: Limiter::new(ADDRESS_ATTEMPTS, LOGIN_WINDOW),
             setup: Mutex::new(setup),
             tls: settings.tls.is_some(),
-            blobs: Arc::new(BlobStore::open(&settings.data_dir)?),
+            blobs,
             attachments: settings.attachments.clone(),
         });
         let limit = settings.max_body_bytes;

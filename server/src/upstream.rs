@@ -13,6 +13,7 @@ use crate::startup::SharedRecords;
 use serde::{Deserialize, Serialize};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tideline_sync::blobs::{BlobHash, BlobStore};
 use tideline_sync::engine::{Downstream, SyncError};
 use tideline_sync::protocol::{self, Limits};
 use tideline_sync::DocStore;
@@ -35,6 +36,12 @@ pub struct Outcome {
     pub bytes_sent: usize,
     pub bytes_received: usize,
     pub duration_ms: u64,
+    /// Attachment files the upstream accepted in this sync.
+    #[serde(default)]
+    pub files_sent: usize,
+    /// Bytes of attachment files sent (chunk bodies).
+    #[serde(default)]
+    pub file_bytes_sent: u64,
 }
 
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
@@ -64,6 +71,7 @@ impl From<SyncError> for SyncFailure {
 /// `progress` sees the running totals after every exchange.
 pub fn sync_once(
     records: &SharedRecords,
+    blobs: &BlobStore,
     upstream: &str,
     http: &reqwest::blocking::Client,
     page_bytes: u64,
@@ -142,8 +150,111 @@ pub fn sync_once(
             break;
         }
     }
+    // Files after the records that reference them: the upstream accepts only
+    // files a record it holds refers to.
+    push_files(
+        records,
+        blobs,
+        upstream,
+        http,
+        &bearer,
+        &mut outcome,
+        &mut progress,
+    )?;
     outcome.duration_ms = started.elapsed().as_millis() as u64;
     Ok(outcome)
+}
+
+/// Bytes per file upload request: a cut costs at most this much again.
+pub const FILE_CHUNK: usize = 256 * 1024;
+const FILE_SENT: &[u8] = b"ds/file/";
+
+/// Upload every file local records reference that the upstream has not
+/// accepted yet, each resuming from what the upstream already holds.
+fn push_files(
+    records: &SharedRecords,
+    blobs: &BlobStore,
+    upstream: &str,
+    http: &reqwest::blocking::Client,
+    bearer: &str,
+    outcome: &mut Outcome,
+    progress: &mut impl FnMut(&Outcome),
+) -> Result<(), SyncFailure> {
+    let store = records.store().as_ref();
+    let local = |e: tideline_sync::StoreError| SyncFailure::Local(e.to_string());
+    let mut wanted = std::collections::BTreeSet::new();
+    store
+        .scan_summaries(&mut |_, s| {
+            wanted.extend(s.attachments.iter().copied().map(BlobHash::from));
+            true
+        })
+        .map_err(local)?;
+    let base = format!("{}/sync/v1/blobs", upstream.trim_end_matches('/'));
+    for hash in wanted {
+        let sent_key = [FILE_SENT, hash.as_bytes()].concat();
+        if !blobs.has(&hash) || store.get_state(&sent_key).map_err(local)?.is_some() {
+            continue;
+        }
+        let url = format!("{base}/{hash}");
+        let answer = call(http.get(&url).bearer_auth(bearer), upstream)?;
+        let mut held = answer["held"].as_u64().unwrap_or(0);
+        if !answer["complete"].as_bool().unwrap_or(false) {
+            let path = blobs
+                .path(&hash)
+                .ok_or_else(|| SyncFailure::Local(format!("file {hash} vanished")))?;
+            let data = std::fs::read(&path).map_err(|e| SyncFailure::Local(e.to_string()))?;
+            while (held as usize) < data.len() {
+                let end = (held as usize + FILE_CHUNK).min(data.len());
+                let chunk = data[held as usize..end].to_vec();
+                let sent = chunk.len() as u64;
+                let answer = call(
+                    http.put(format!("{url}?offset={held}"))
+                        .bearer_auth(bearer)
+                        .body(chunk),
+                    upstream,
+                )?;
+                outcome.file_bytes_sent += sent;
+                held = answer["held"].as_u64().unwrap_or(end as u64);
+                progress(outcome);
+            }
+            call(
+                http.post(format!("{url}/finish")).bearer_auth(bearer),
+                upstream,
+            )?;
+        }
+        store
+            .put_state_lazy(vec![tideline_sync::store::StateWrite {
+                key: sent_key,
+                value: Some(Vec::new()),
+            }])
+            .map_err(local)?;
+        outcome.files_sent += 1;
+        progress(outcome);
+    }
+    Ok(())
+}
+
+/// One JSON request to the upstream; a non-2xx answer is a refusal with its message.
+fn call(
+    request: reqwest::blocking::RequestBuilder,
+    upstream: &str,
+) -> Result<serde_json::Value, SyncFailure> {
+    let response = request.send().map_err(|e| SyncFailure::Unreachable {
+        url: upstream.to_string(),
+        message: e.to_string(),
+    })?;
+    let status = response.status();
+    let body: serde_json::Value = response.json().unwrap_or(serde_json::Value::Null);
+    if !status.is_success() {
+        return Err(SyncFailure::Refused {
+            status: status.as_u16(),
+            message: body["message"]
+                .as_str()
+                .unwrap_or("no reason given")
+                .to_string(),
+        });
+    }
+    Ok(body)
 }
 
 /// The blocking HTTP client sync uses: bounded waits, so a dead link fails
@@ -227,6 +338,7 @@ fn now() -> String {
 /// Run one sync and record its result in the status.
 pub fn sync_and_record(
     records: &SharedRecords,
+    blobs: &BlobStore,
     upstream: &str,
     http: &reqwest::blocking::Client,
     page_bytes: u64,
@@ -234,7 +346,7 @@ pub fn sync_and_record(
 ) -> Result<Outcome, SyncFailure> {
     let mut record = load_record(records);
     record.last_attempt = Some(now());
-    let result = sync_once(records, upstream, http, page_bytes, progress);
+    let result = sync_once(records, blobs, upstream, http, page_bytes, progress);
     match &result {
         Ok(outcome) => {
             record.last_success = record.last_attempt.clone();
@@ -269,6 +381,7 @@ impl Default for LoopTiming {
 /// `sync/now` endpoint; one sync runs at a time.
 pub struct SyncAgent {
     pub records: SharedRecords,
+    blobs: Arc<BlobStore>,
     pub upstream: String,
     page_bytes: u64,
     ca: Option<reqwest::Certificate>,
@@ -280,12 +393,14 @@ pub struct SyncAgent {
 impl SyncAgent {
     pub fn new(
         records: SharedRecords,
+        blobs: Arc<BlobStore>,
         upstream: String,
         page_bytes: u64,
         ca: Option<reqwest::Certificate>,
     ) -> Arc<Self> {
         Arc::new(SyncAgent {
             records,
+            blobs,
             upstream,
             page_bytes,
             ca,
@@ -314,6 +429,7 @@ impl SyncAgent {
         let result = tokio::task::spawn_blocking(move || {
             sync_and_record(
                 &agent.records,
+                &agent.blobs,
                 &agent.upstream,
                 &http_client(agent.ca.as_ref()),
                 agent.page_bytes,

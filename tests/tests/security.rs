@@ -160,8 +160,10 @@ async fn an_instance_that_never_enrolled_is_told_how_to() {
         tideline_tests::settings(dirs[1].path(), "127.0.0.1:0", "BB-01", Some(&station.base));
     let records = tideline_server::startup::open_records(&settings).unwrap();
     let outcome = tokio::task::spawn_blocking(move || {
+        let blobs = tideline_sync::blobs::BlobStore::open(&settings.data_dir).unwrap();
         tideline_server::upstream::sync_once(
             &records,
+            &blobs,
             settings.upstream.as_deref().unwrap(),
             &tideline_server::upstream::http_client(None),
             1 << 20,

@@ -4,6 +4,7 @@
 
 mod attachments;
 mod auth;
+mod blob_sync;
 mod devices;
 mod export;
 mod forms;
@@ -18,6 +19,12 @@ use tideline_schemas::RecordId;
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/healthz", web::get().to(health::healthz))
         .route("/sync/v1", web::post().to(sync::exchange))
+        .route("/sync/v1/blobs/{sha256}", web::get().to(blob_sync::held))
+        .route("/sync/v1/blobs/{sha256}", web::put().to(blob_sync::append))
+        .route(
+            "/sync/v1/blobs/{sha256}/finish",
+            web::post().to(blob_sync::finish),
+        )
         .service(
             web::scope("/api/v1")
                 .route("/login", web::post().to(auth::login))

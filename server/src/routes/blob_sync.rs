@@ -1,0 +1,136 @@
+//! The resumable upload of attachment files from a downstream, after the
+//! records that reference them (docs/SYNC.md, "Attachments"): ask how many
+//! bytes the upstream holds, append the rest in chunks from that offset, then
+//! ask it to verify the SHA-256 and accept the file.
+//!
+//! Only enrolled devices call these, and only for files referenced by a
+//! record of their own station that the upstream already holds.
+
+use crate::auth::devices::Device;
+use crate::error::ApiError;
+use crate::startup::AppState;
+use actix_web::{web, HttpResponse};
+use serde::Deserialize;
+use serde_json::json;
+use tideline_sync::blobs::{BadHash, BlobError, BlobHash};
+use tideline_sync::DocStore;
+
+/// The largest chunk one append may carry.
+pub const MAX_CHUNK: usize = 4 * 1024 * 1024;
+
+fn parse(hash: &str) -> Result<BlobHash, ApiError> {
+    hash.parse()
+        .map_err(|e: BadHash| ApiError::bad_request("invalid_hash", e.to_string()))
+}
+
+/// The file must be referenced by a record of the device's station.
+fn check_referenced(state: &AppState, device: &Device, hash: &BlobHash) -> Result<(), ApiError> {
+    let mut found = false;
+    state
+        .records
+        .store()
+        .scan_summaries(&mut |_, s| {
+            found = s.station == device.station && s.attachments.contains(hash.as_bytes());
+            !found
+        })
+        .map_err(ApiError::internal)?;
+    if found {
+        Ok(())
+    } else {
+        Err(ApiError::not_found(
+            "not_referenced",
+            format!(
+                "No record of station {} here references file {hash}; sync the records first.",
+                device.station
+            ),
+        ))
+    }
+}
+
+fn blob_error(e: BlobError) -> ApiError {
+    match e {
+        BlobError::Offset { offset, held } => ApiError::conflict(
+            "offset_mismatch",
+            format!("The upload continues at byte {held}, not {offset}."),
+        )
+        .with_details(json!({ "held": held })),
+        BlobError::Mismatch(_) => ApiError::unprocessable("hash_mismatch", e.to_string()),
+        BlobError::TooLarge(_) | BlobError::Io(_) => ApiError::internal(e),
+    }
+}
+
+/// `GET /sync/v1/blobs/{sha256}` → `{"held", "complete"}`.
+pub async fn held(
+    state: web::Data<AppState>,
+    device: web::ReqData<Device>,
+    hash: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let hash = parse(&hash)?;
+    let device = device.into_inner();
+    let st = state.clone();
+    let (held, complete) = web::block(move || -> Result<_, ApiError> {
+        check_referenced(&st, &device, &hash)?;
+        let held = st.blobs.partial_len(&hash).map_err(blob_error)?;
+        Ok((held, st.blobs.has(&hash)))
+    })
+    .await??;
+    Ok(HttpResponse::Ok().json(json!({ "held": held, "complete": complete })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppendQuery {
+    offset: u64,
+}
+
+/// `PUT /sync/v1/blobs/{sha256}?offset=N` with a chunk → `{"held"}`. A chunk
+/// is appended only when it arrived whole, and only at the bytes held.
+pub async fn append(
+    state: web::Data<AppState>,
+    device: web::ReqData<Device>,
+    hash: web::Path<String>,
+    query: web::Query<AppendQuery>,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let hash = parse(&hash)?;
+    let device = device.into_inner();
+    let bytes = match payload.to_bytes_limited(MAX_CHUNK).await {
+        Ok(Ok(bytes)) => bytes,
+        Ok(Err(e)) => {
+            return Err(ApiError::bad_request(
+                "bad_body",
+                format!("The chunk could not be read: {e}."),
+            ))
+        }
+        Err(_) => return Err(ApiError::too_large(MAX_CHUNK)),
+    };
+    let offset = query.offset;
+    let limit = state.attachments.max_bytes as u64;
+    if offset + bytes.len() as u64 > limit {
+        return Err(ApiError::too_large(state.attachments.max_bytes));
+    }
+    let st = state.clone();
+    let held = web::block(move || -> Result<_, ApiError> {
+        check_referenced(&st, &device, &hash)?;
+        st.blobs.append(&hash, offset, &bytes).map_err(blob_error)
+    })
+    .await??;
+    Ok(HttpResponse::Ok().json(json!({ "held": held })))
+}
+
+/// `POST /sync/v1/blobs/{sha256}/finish`: verify and accept the file.
+pub async fn finish(
+    state: web::Data<AppState>,
+    device: web::ReqData<Device>,
+    hash: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let hash = parse(&hash)?;
+    let device = device.into_inner();
+    let st = state.clone();
+    let size = web::block(move || -> Result<_, ApiError> {
+        check_referenced(&st, &device, &hash)?;
+        st.blobs.finish(&hash).map_err(blob_error)
+    })
+    .await??;
+    Ok(HttpResponse::Ok().json(json!({ "size": size })))
+}
