@@ -8,6 +8,10 @@
 //!   (`crew`, `seizures`) is its own table with one row per item, keyed by
 //!   `record_id` and `index`. Geopoints split into `<name>.lat`/`<name>.lon`,
 //!   lists join with `"; "`, and a repeat appears in the main table as `<name>_count`.
+//!
+//! Every format names each record's attachments: `jsonl` and `geojson` carry
+//! the `attachments` list (`sha256`, `name`, `mime`, `size`); the main CSV
+//! table has an `attachments` column of `name (sha256)` entries.
 
 use serde_json::{json, Map, Value as Json};
 use std::io::Write;
@@ -169,6 +173,7 @@ impl<'a, W: Write> Exporter<'a, W> {
                         columns.extend(columns_for(f.fields.iter(), &mut seen));
                     }
                     columns.push(Column::Meta("conflicts"));
+                    columns.push(Column::Meta("attachments"));
                 }
                 Some(name) => {
                     let repeats: Vec<&Field> = in_scope
@@ -247,6 +252,15 @@ impl<'a, W: Write> Exporter<'a, W> {
                     .map(|m| m.keys().map(|k| Json::String(k.clone())).collect())
                     .unwrap_or_default();
                 conflicts_view["conflicts"] = Json::Array(paths);
+                let files: Vec<Json> = view["attachments"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|a| {
+                        Json::String(format!("{} ({})", plain(&a["name"]), plain(&a["sha256"])))
+                    })
+                    .collect();
+                conflicts_view["attachments"] = Json::Array(files);
                 let row: Vec<String> = self
                     .columns
                     .iter()
@@ -316,6 +330,7 @@ fn feature(view: &Json) -> Json {
             }
         }
     }
+    properties.insert("attachments".into(), view["attachments"].clone());
     json!({"type": "Feature", "id": view["id"], "geometry": geometry, "properties": properties})
 }
 

@@ -176,3 +176,36 @@ async fn a_blob_is_readable_only_through_a_record_in_scope() {
     assert_eq!(app.anonymous.get(&url).send().await.unwrap().status(), 401);
     assert_eq!(app.client.get(&url).send().await.unwrap().status(), 200);
 }
+
+#[tokio::test]
+async fn exports_name_each_record_s_files() {
+    let app = spawn_app().await;
+    let id = app.create(&report()).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let photo = jpeg(3_000);
+    app.client
+        .post(app.url(&format!("/api/v1/records/{id}/attachments?name=stern.jpg")))
+        .body(photo.clone())
+        .send()
+        .await
+        .unwrap();
+    let hash = sha256_hex(&photo);
+    let export = |format: &'static str| {
+        let url = app.url(&format!("/api/v1/export?format={format}"));
+        let client = app.client.clone();
+        async move { client.get(url).send().await.unwrap().text().await.unwrap() }
+    };
+    let csv = export("csv").await;
+    let header = csv.lines().next().unwrap();
+    assert!(header.ends_with(",attachments"), "{header}");
+    assert!(csv.contains(&format!("stern.jpg ({hash})")), "{csv}");
+    let geojson: Value = serde_json::from_str(&export("geojson").await).unwrap();
+    assert_eq!(
+        geojson["features"][0]["properties"]["attachments"][0]["sha256"],
+        hash.as_str()
+    );
+    let jsonl: Value = serde_json::from_str(export("jsonl").await.lines().next().unwrap()).unwrap();
+    assert_eq!(jsonl["attachments"][0]["name"], "stern.jpg");
+}
