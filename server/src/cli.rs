@@ -114,6 +114,9 @@ enum Command {
     /// Check the audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Attachment files.
+    #[command(subcommand)]
+    Attachments(AttachmentsCommand),
     /// Export records as JSON lines, CSV or GeoJSON.
     Export {
         #[arg(long)]
@@ -170,6 +173,21 @@ enum AdminCommand {
         name: String,
         #[arg(long)]
         island: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum AttachmentsCommand {
+    /// Remove files no record references, untouched for the grace period
+    /// (uploads whose record never arrived, or never synced). Referenced
+    /// files are never removed.
+    Gc {
+        /// How long an unreferenced file is kept: 90m, 24h, 7d [default: 7d].
+        #[arg(long, default_value = "7d")]
+        grace: String,
+        /// Only list what would be removed.
+        #[arg(long)]
+        dry_run: bool,
     },
 }
 
@@ -365,6 +383,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Attachments(AttachmentsCommand::Gc { grace, dry_run }) => {
+            let settings = Settings::resolve(&over)?;
+            let records = open_offline(&settings)?;
+            collect_files(&records, &settings.data_dir, &grace, dry_run)
+        }
         Command::Audit(AuditCommand::Verify) => {
             let settings = Settings::resolve(&over)?;
             let records = open_offline(&settings)?;
@@ -524,8 +547,8 @@ fn parse_duration(text: &str) -> anyhow::Result<std::time::Duration> {
         "d" => n * 86_400,
         _ => bail!("{text:?} is not a duration like 90m, 24h or 7d"),
     };
-    if secs == 0 || secs > 30 * 86_400 {
-        bail!("a code may be valid for 1 minute to 30 days");
+    if secs == 0 {
+        bail!("{text:?} is no time at all");
     }
     Ok(std::time::Duration::from_secs(secs))
 }
@@ -539,6 +562,9 @@ fn enroll_code(
     let station = users::station_code(station)?;
     let kind: devices::DeviceKind = kind.parse()?;
     let valid = parse_duration(expires)?;
+    if valid.as_secs() > 30 * 86_400 {
+        bail!("a code may be valid for 30 days at most");
+    }
     let store = records.store().as_ref();
     stations::check_known(store, records.station(), &station)?;
     let (code, expires_at) = devices::issue_code(store, &station, kind, valid)?;
@@ -557,6 +583,44 @@ fn enroll_code(
         "one-time code for a {} of station {station}, valid until {until}: on the device, run \
          `tideline --station {station} enroll --upstream URL --code {code}`",
         format!("{kind:?}").to_lowercase()
+    );
+    Ok(())
+}
+
+fn collect_files(
+    records: &SharedRecords,
+    data: &Path,
+    grace: &str,
+    dry_run: bool,
+) -> anyhow::Result<()> {
+    let grace = parse_duration(grace)?;
+    let blobs = tideline_sync::blobs::BlobStore::open(data)?;
+    let mut referenced = std::collections::HashSet::new();
+    records.store().scan_summaries(&mut |_, s| {
+        referenced.extend(
+            s.attachments
+                .iter()
+                .copied()
+                .map(tideline_sync::blobs::BlobHash::from),
+        );
+        true
+    })?;
+    let before = std::time::SystemTime::now() - grace;
+    let removed = blobs.collect(&referenced, before, dry_run)?;
+    let bytes: u64 = removed.iter().map(|(_, n, _)| n).sum();
+    for (hash, size, complete) in &removed {
+        println!(
+            "{} {hash} ({size} bytes{})",
+            if dry_run { "would remove" } else { "removed" },
+            if *complete { "" } else { ", unfinished upload" }
+        );
+    }
+    println!(
+        "{} {} unreferenced file(s), {}; {} referenced file(s) kept",
+        if dry_run { "would remove" } else { "removed" },
+        removed.len(),
+        human_bytes(bytes as usize),
+        referenced.len()
     );
     Ok(())
 }

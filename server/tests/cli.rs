@@ -390,3 +390,58 @@ fn identity_users_and_an_audit_log_that_shows_tampering() {
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(text.contains("entry 1: the entry was altered"), "{text}");
 }
+
+#[test]
+fn attachment_collection_removes_only_old_unreferenced_files() {
+    use tideline_sync::blobs::BlobStore;
+    use tideline_sync::records::Attachment;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (kept, orphan) = {
+        let records = tideline_server::startup::open_records(&common::settings(&data)).unwrap();
+        let view = records
+            .create("vessel-sighting", sighting().as_object().unwrap())
+            .unwrap();
+        let id = serde_json::from_str::<Value>(view.get()).unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let blobs = BlobStore::open(&data).unwrap();
+        let kept = blobs.put(b"\xff\xd8\xff photo of the bow").unwrap();
+        let attachment = Attachment {
+            sha256: kept,
+            name: "bow.jpg".into(),
+            mime: "image/jpeg".into(),
+            size: 21,
+        };
+        records.add_attachment(&id, &attachment, None).unwrap();
+        let orphan = blobs.put(b"an upload whose record never came").unwrap();
+        // Both files are older than the grace period.
+        let old = std::time::SystemTime::now() - std::time::Duration::from_secs(30 * 86_400);
+        for h in [kept, orphan] {
+            std::fs::File::options()
+                .write(true)
+                .open(blobs.path(&h).unwrap())
+                .unwrap()
+                .set_modified(old)
+                .unwrap();
+        }
+        (kept, orphan)
+    };
+    let out = run(&mut tideline(&data, &["attachments", "gc", "--dry-run"]));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(text.contains(&format!("would remove {orphan}")), "{text}");
+    assert!(!text.contains(&kept.to_hex()), "{text}");
+    let blobs = BlobStore::open(&data).unwrap();
+    assert!(blobs.has(&orphan));
+    let out = run(&mut tideline(&data, &["attachments", "gc"]));
+    assert!(out.status.success());
+    assert!(!blobs.has(&orphan));
+    assert!(blobs.has(&kept), "a referenced file was removed");
+}

@@ -217,6 +217,55 @@ impl BlobStore {
         Ok(size)
     }
 
+    /// Remove files no record references and nobody has touched since
+    /// `before`: complete blobs and unfinished uploads alike. A referenced
+    /// file is never removed, whatever its age. With `dry_run`, only report.
+    /// Returns what was (or would be) removed: hash, bytes, and whether it
+    /// was a complete blob.
+    pub fn collect(
+        &self,
+        referenced: &std::collections::HashSet<BlobHash>,
+        before: std::time::SystemTime,
+        dry_run: bool,
+    ) -> Result<Vec<(BlobHash, u64, bool)>, BlobError> {
+        let mut candidates = Vec::new();
+        for shard in fs::read_dir(&self.root).map_err(io)? {
+            let shard = shard.map_err(io)?.path();
+            if !shard.is_dir() || shard == self.partial {
+                continue;
+            }
+            for f in fs::read_dir(&shard).map_err(io)? {
+                candidates.push((f.map_err(io)?.path(), true));
+            }
+        }
+        for f in fs::read_dir(&self.partial).map_err(io)? {
+            candidates.push((f.map_err(io)?.path(), false));
+        }
+        let mut removed = Vec::new();
+        for (path, complete) in candidates {
+            // Anything not named by a hash is not ours to judge.
+            let Some(hash) = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.parse::<BlobHash>().ok())
+            else {
+                continue;
+            };
+            if referenced.contains(&hash) {
+                continue;
+            }
+            let meta = fs::metadata(&path).map_err(io)?;
+            if meta.modified().map_err(io)? >= before {
+                continue;
+            }
+            if !dry_run {
+                fs::remove_file(&path).map_err(io)?;
+            }
+            removed.push((hash, meta.len(), complete));
+        }
+        Ok(removed)
+    }
+
     /// Store a whole file at once (an upload from this instance's own user).
     pub fn put(&self, bytes: &[u8]) -> Result<BlobHash, BlobError> {
         let hash = BlobHash::of(bytes);
@@ -278,6 +327,45 @@ mod tests {
         assert!(store.append(&h, 0, b"01234").is_err());
         store.append(&h, 5, b"56789").unwrap();
         assert_eq!(store.finish(&h).unwrap(), 10);
+    }
+
+    #[test]
+    fn collection_keeps_referenced_and_recent_files() {
+        use std::collections::HashSet;
+        use std::time::{Duration, SystemTime};
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(dir.path()).unwrap();
+        let kept = store.put(b"referenced").unwrap();
+        let orphan = store.put(b"never synced").unwrap();
+        let half = BlobHash::of(b"an upload that stopped");
+        store.append(&half, 0, b"an upload").unwrap();
+        let referenced: HashSet<BlobHash> = [kept].into_iter().collect();
+
+        // Within the grace period nothing goes.
+        let long_ago = SystemTime::now() - Duration::from_secs(3600);
+        assert!(store
+            .collect(&referenced, long_ago, false)
+            .unwrap()
+            .is_empty());
+        // Past it, the dry run reports and removes nothing.
+        let later = SystemTime::now() + Duration::from_secs(3600);
+        let report = store.collect(&referenced, later, true).unwrap();
+        assert_eq!(report.len(), 2);
+        assert!(store.has(&orphan));
+        // The real run removes the orphan and the stopped upload, never the referenced file.
+        let mut gone: Vec<BlobHash> = store
+            .collect(&referenced, later, false)
+            .unwrap()
+            .into_iter()
+            .map(|(h, _, _)| h)
+            .collect();
+        gone.sort();
+        let mut expected = vec![orphan, half];
+        expected.sort();
+        assert_eq!(gone, expected);
+        assert!(store.has(&kept));
+        assert!(!store.has(&orphan));
+        assert_eq!(store.partial_len(&half).unwrap(), 0);
     }
 
     proptest! {
