@@ -117,7 +117,8 @@ enum Command {
     /// Attachment files.
     #[command(subcommand)]
     Attachments(AttachmentsCommand),
-    /// Export records as JSON lines, CSV or GeoJSON.
+    /// Export records as JSON lines, CSV or GeoJSON, or as a zip archive with
+    /// their files (`--format zip --out FILE`).
     Export {
         #[arg(long)]
         format: String,
@@ -402,8 +403,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             table,
         } => {
             let settings = Settings::resolve(&over)?;
-            let format: Format = format.parse().map_err(anyhow::Error::msg)?;
             let filter = filter(form, filter_station, status)?;
+            if format == "zip" {
+                let Some(out) = out else {
+                    bail!("a zip archive needs --out FILE");
+                };
+                let records = open_offline(&settings)?;
+                return export_archive(&records, &settings.data_dir, &filter, &out);
+            }
+            let format: Format = format
+                .parse()
+                .map_err(|m: String| anyhow::anyhow!("{m}, or zip"))?;
             let records = open_offline(&settings)?;
             export(&records, format, &filter, out.as_deref(), table.as_deref())
         }
@@ -788,6 +798,43 @@ fn pretty(raw: &str) -> String {
     serde_json::from_str::<Json>(raw)
         .and_then(|v| serde_json::to_string_pretty(&v))
         .unwrap_or_else(|_| raw.to_string())
+}
+
+fn export_archive(
+    records: &SharedRecords,
+    data: &Path,
+    filter: &Filter,
+    out: &Path,
+) -> anyhow::Result<()> {
+    let blobs = tideline_sync::blobs::BlobStore::open(data)?;
+    let mut views = Vec::new();
+    records.for_each(filter, |view| -> anyhow::Result<()> {
+        views.push(view.to_owned());
+        Ok(())
+    })?;
+    // Written beside the target and renamed, so a failed export leaves no half archive.
+    let tmp = out.with_extension("zip.partial");
+    let file =
+        std::fs::File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+    let summary = crate::export::write_archive(std::io::BufWriter::new(file), views, |sha| {
+        sha.parse().ok().and_then(|h| blobs.path(&h))
+    })?;
+    std::fs::rename(&tmp, out)?;
+    println!(
+        "wrote {}: {} record(s), {} file(s){}",
+        out.display(),
+        summary.records,
+        summary.files,
+        if summary.missing > 0 {
+            format!(
+                ", {} referenced file(s) not on this instance (listed as included=no)",
+                summary.missing
+            )
+        } else {
+            String::new()
+        }
+    );
+    Ok(())
 }
 
 fn export(

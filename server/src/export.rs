@@ -349,3 +349,83 @@ pub fn repeat_tables(forms: &FormRegistry, form: Option<&str>) -> Vec<String> {
     }
     names
 }
+
+/// What an archive export holds.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct ArchiveSummary {
+    pub records: usize,
+    pub files: usize,
+    /// Files records reference that have not reached this instance.
+    pub missing: usize,
+}
+
+const ARCHIVE_README: &str = "Tideline export archive\n\
+\n\
+records.jsonl      one record view per line, as the API returns it\n\
+attachments.csv    every file a record references: record_id, sha256, name, mime, size, included\n\
+files/<sha256>     each included file, named by its SHA-256; check one with\n\
+                   `sha256sum files/<sha256>` (the name is the expected sum)\n\
+\n\
+A file marked included=no had not reached the exporting instance.\n";
+
+/// Write records and the files they reference as one zip archive, for court
+/// or archive: the views as JSON lines, an index of attachments, and each
+/// file under its SHA-256 so anyone can check it is the one recorded.
+pub fn write_archive<W: Write + std::io::Seek>(
+    out: W,
+    views: impl IntoIterator<Item = Box<serde_json::value::RawValue>>,
+    file_path: impl Fn(&str) -> Option<std::path::PathBuf>,
+) -> Result<ArchiveSummary, ExportError> {
+    use zip::write::SimpleFileOptions;
+    use zip::CompressionMethod;
+    let zip_err = |e: zip::result::ZipError| ExportError::Io(std::io::Error::other(e));
+    let mut zip = zip::ZipWriter::new(out);
+    let text = SimpleFileOptions::default().compression_method(CompressionMethod::Deflated);
+    // Photos and PDFs are compressed already.
+    let stored = SimpleFileOptions::default().compression_method(CompressionMethod::Stored);
+    let mut summary = ArchiveSummary::default();
+    let mut index = csv::Writer::from_writer(Vec::new());
+    index.write_record(["record_id", "sha256", "name", "mime", "size", "included"])?;
+    let mut files: Vec<String> = Vec::new();
+    zip.start_file("records.jsonl", text).map_err(zip_err)?;
+    for view in views {
+        zip.write_all(view.get().as_bytes())?;
+        zip.write_all(b"\n")?;
+        summary.records += 1;
+        let v: Json = serde_json::from_str(view.get()).map_err(std::io::Error::other)?;
+        for a in v["attachments"].as_array().into_iter().flatten() {
+            let sha = plain(&a["sha256"]);
+            let included = file_path(&sha).is_some();
+            index.write_record([
+                plain(&v["id"]),
+                sha.clone(),
+                plain(&a["name"]),
+                plain(&a["mime"]),
+                plain(&a["size"]),
+                (if included { "yes" } else { "no" }).to_string(),
+            ])?;
+            if !included {
+                summary.missing += 1;
+            } else if !files.contains(&sha) {
+                files.push(sha);
+            }
+        }
+    }
+    for sha in &files {
+        let Some(path) = file_path(sha) else { continue };
+        zip.start_file(format!("files/{sha}"), stored)
+            .map_err(zip_err)?;
+        let mut f = std::fs::File::open(path)?;
+        std::io::copy(&mut f, &mut zip)?;
+        summary.files += 1;
+    }
+    zip.start_file("attachments.csv", text).map_err(zip_err)?;
+    let index = index
+        .into_inner()
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
+    zip.write_all(&index)?;
+    zip.start_file("README.txt", text).map_err(zip_err)?;
+    zip.write_all(ARCHIVE_README.as_bytes())?;
+    zip.finish().map_err(zip_err)?;
+    Ok(summary)
+}

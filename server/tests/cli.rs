@@ -445,3 +445,88 @@ fn attachment_collection_removes_only_old_unreferenced_files() {
     assert!(!blobs.has(&orphan));
     assert!(blobs.has(&kept), "a referenced file was removed");
 }
+
+#[test]
+fn a_zip_export_holds_the_records_and_their_files_under_their_hashes() {
+    use std::io::Read;
+    use tideline_sync::blobs::{BlobHash, BlobStore};
+    use tideline_sync::records::Attachment;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let photo = b"\xff\xd8\xff photo of the seized catch".to_vec();
+    let lost = b"\xff\xd8\xff a photo this instance never received".to_vec();
+    {
+        let records = tideline_server::startup::open_records(&common::settings(&data)).unwrap();
+        let blobs = BlobStore::open(&data).unwrap();
+        for (bytes, keep) in [(&photo, true), (&lost, false)] {
+            let view = records
+                .create("vessel-sighting", sighting().as_object().unwrap())
+                .unwrap();
+            let id = serde_json::from_str::<Value>(view.get()).unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .parse()
+                .unwrap();
+            let hash = blobs.put(bytes).unwrap();
+            let a = Attachment {
+                sha256: hash,
+                name: "catch.jpg".into(),
+                mime: "image/jpeg".into(),
+                size: bytes.len() as u64,
+            };
+            records.add_attachment(&id, &a, None).unwrap();
+            if !keep {
+                std::fs::remove_file(blobs.path(&hash).unwrap()).unwrap();
+            }
+        }
+    }
+    let out_path = dir.path().join("court.zip");
+    let out = run(tideline(&data, &["export", "--format", "zip", "--out"]).arg(&out_path));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        said.contains("2 record(s), 1 file(s), 1 referenced file(s) not on this instance"),
+        "{said}"
+    );
+
+    let mut zip = zip::ZipArchive::new(std::fs::File::open(&out_path).unwrap()).unwrap();
+    let mut read = |name: &str| {
+        let mut buf = Vec::new();
+        zip.by_name(name).unwrap().read_to_end(&mut buf).unwrap();
+        buf
+    };
+    assert_eq!(
+        String::from_utf8(read("records.jsonl"))
+            .unwrap()
+            .lines()
+            .count(),
+        2
+    );
+    let hash = BlobHash::of(&photo).to_hex();
+    let file = read(&format!("files/{hash}"));
+    assert_eq!(
+        BlobHash::of(&file).to_hex(),
+        hash,
+        "the file is the one recorded"
+    );
+    let index = String::from_utf8(read("attachments.csv")).unwrap();
+    assert!(
+        index.contains(&format!("{hash},catch.jpg,image/jpeg,{},yes", photo.len())),
+        "{index}"
+    );
+    assert!(
+        index.contains(&format!(
+            "{},catch.jpg,image/jpeg,{},no",
+            BlobHash::of(&lost),
+            lost.len()
+        )),
+        "{index}"
+    );
+    assert!(!read("README.txt").is_empty());
+    // No half-written archive is left beside it.
+    assert!(!dir.path().join("court.zip.partial").exists());
+}
