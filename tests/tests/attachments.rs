@@ -160,12 +160,14 @@ async fn a_cut_upload_resumes_from_what_the_upstream_holds() {
             .build()
             .unwrap();
         let blobs = tideline_sync::blobs::BlobStore::open(&data).unwrap();
+        let mut last = String::new();
         for attempt in 1..=3000 {
-            if sync_once(&records, &blobs, &url, &http, 1 << 20, |_| {}).is_ok() {
-                return attempt;
+            match sync_once(&records, &blobs, &url, &http, 1 << 20, |_| {}) {
+                Ok(_) => return attempt,
+                Err(e) => last = e.to_string(),
             }
         }
-        panic!("the upload never completed");
+        panic!("the upload never completed; last error: {last}");
     })
     .await
     .unwrap();
