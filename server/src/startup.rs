@@ -59,22 +59,6 @@ pub const ACCOUNT_ATTEMPTS: u32 = 5;
 pub const ADDRESS_ATTEMPTS: u32 = 20;
 pub const LOGIN_WINDOW: Duration = Duration::from_secs(15 * 60);
 
-/// A code people can read out over a radio: 12 characters without look-alikes.
-fn setup_code() -> String {
-    const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZ23456789";
-    let mut bytes = [0u8; 12];
-    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut bytes);
-    let chars: Vec<char> = bytes
-        .iter()
-        .map(|b| ALPHABET[(*b as usize) % ALPHABET.len()] as char)
-        .collect();
-    chars
-        .chunks(4)
-        .map(|c| c.iter().collect::<String>())
-        .collect::<Vec<_>>()
-        .join("-")
-}
-
 impl AppState {
     /// A record changed here: let the sync loop know.
     pub fn local_change(&self) {
@@ -163,7 +147,7 @@ impl Application {
             None
         } else {
             Some(SetupCode {
-                code: setup_code(),
+                code: crate::auth::sessions::readable_code(3),
                 expires: Instant::now() + SETUP_CODE_LIFETIME,
             })
         };

@@ -259,13 +259,7 @@ impl<S: DocStore> Records<S> {
         let stored = self.store.load(id)?.ok_or(RecordsError::NotFound(*id))?;
         let mut doc = self.load_doc(&stored)?;
         let meta = doc.meta()?;
-        let form = self
-            .forms
-            .get(&meta.form, meta.form_version)
-            .ok_or_else(|| RecordsError::UnknownFormVersion {
-                form: meta.form.clone(),
-                version: meta.form_version,
-            })?;
+        let form = self.form_of(&meta)?;
         let from = doc.status().unwrap_or(Status::Draft);
         let to = patch.status.unwrap_or(from);
         if !transition_allowed(from, to) {
@@ -329,13 +323,7 @@ impl<S: DocStore> Records<S> {
         let stored = self.store.load(id)?.ok_or(RecordsError::NotFound(*id))?;
         let mut doc = self.load_doc(&stored)?;
         let meta = doc.meta()?;
-        let form = self
-            .forms
-            .get(&meta.form, meta.form_version)
-            .ok_or_else(|| RecordsError::UnknownFormVersion {
-                form: meta.form.clone(),
-                version: meta.form_version,
-            })?;
+        let form = self.form_of(&meta)?;
         let hash = attachment.sha256.to_hex();
         let mut fields_patch = Map::new();
         if let Some(name) = field {
@@ -388,13 +376,7 @@ impl<S: DocStore> Records<S> {
         };
         let stored = self.store.load(id)?.ok_or(RecordsError::NotFound(*id))?;
         let meta = self.load_doc(&stored)?.meta()?;
-        let form = self
-            .forms
-            .get(&meta.form, meta.form_version)
-            .ok_or_else(|| RecordsError::UnknownFormVersion {
-                form: meta.form.clone(),
-                version: meta.form_version,
-            })?;
+        let form = self.form_of(&meta)?;
         image_field(form, name).map(|_| ())
     }
 
@@ -695,6 +677,16 @@ impl<S: DocStore> Records<S> {
         // step itself wrote nothing and an earlier flush failed.
         self.store.ensure_durable()?;
         Ok(doc.generate_sync_message(state))
+    }
+
+    /// The form version a record was made with; editing needs it.
+    fn form_of(&self, meta: &RecordMeta) -> Result<&Form, RecordsError> {
+        self.forms
+            .get(&meta.form, meta.form_version)
+            .ok_or_else(|| RecordsError::UnknownFormVersion {
+                form: meta.form.clone(),
+                version: meta.form_version,
+            })
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, ()> {

@@ -118,22 +118,6 @@ fn now() -> i64 {
     chrono::Utc::now().timestamp()
 }
 
-/// A code people can type from a message: 16 characters without look-alikes.
-fn new_code() -> String {
-    const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZ23456789";
-    let mut bytes = [0u8; 16];
-    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut bytes);
-    let chars: Vec<char> = bytes
-        .iter()
-        .map(|b| ALPHABET[(*b as usize) % ALPHABET.len()] as char)
-        .collect();
-    chars
-        .chunks(4)
-        .map(|c| c.iter().collect::<String>())
-        .collect::<Vec<_>>()
-        .join("-")
-}
-
 fn normalise_code(code: &str) -> String {
     code.trim().to_ascii_uppercase()
 }
@@ -145,7 +129,7 @@ pub fn issue_code(
     kind: DeviceKind,
     valid_for: Duration,
 ) -> Result<(String, i64), StoreError> {
-    let code = new_code();
+    let code = super::sessions::readable_code(4);
     let expires_at = now() + valid_for.as_secs() as i64;
     let entry = Code {
         station: station.to_string(),

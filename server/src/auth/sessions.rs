@@ -45,6 +45,23 @@ fn hash(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
 }
 
+/// A one-time code people can read out or type from a message: `groups` of
+/// four characters from an alphabet without look-alikes (5 bits each).
+pub fn readable_code(groups: usize) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+    let mut bytes = vec![0u8; groups * 4];
+    rand_core::OsRng.fill_bytes(&mut bytes);
+    let chars: Vec<char> = bytes
+        .iter()
+        .map(|b| ALPHABET[(*b as usize) % ALPHABET.len()] as char)
+        .collect();
+    chars
+        .chunks(4)
+        .map(|c| c.iter().collect::<String>())
+        .collect::<Vec<_>>()
+        .join("-")
+}
+
 /// 32 random bytes, URL-safe base64, behind `prefix`.
 pub fn random_token(prefix: &str) -> String {
     let mut bytes = [0u8; 32];

@@ -32,7 +32,8 @@ fn session_cookie(token: &str, state: &AppState) -> Cookie<'static> {
         .finish()
 }
 
-fn peer(req: &HttpRequest) -> String {
+/// The client's address, as login throttling and the audit log name it.
+pub(super) fn peer(req: &HttpRequest) -> String {
     req.peer_addr()
         .map(|a| a.ip().to_string())
         .unwrap_or_else(|| "unknown".into())

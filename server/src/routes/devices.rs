@@ -33,12 +33,7 @@ pub async fn enroll(
     req: HttpRequest,
     body: web::Json<EnrollBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let address = format!(
-        "ip:{}",
-        req.peer_addr()
-            .map(|a| a.ip().to_string())
-            .unwrap_or_default()
-    );
+    let address = format!("ip:{}", super::auth::peer(&req));
     if let Some(wait) = state.address_limits.blocked(&address) {
         return Err(ApiError::too_many_attempts(wait));
     }
