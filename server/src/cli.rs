@@ -605,16 +605,8 @@ fn collect_files(
 ) -> anyhow::Result<()> {
     let grace = parse_duration(grace)?;
     let blobs = tideline_sync::blobs::BlobStore::open(data)?;
-    let mut referenced = std::collections::HashSet::new();
-    records.store().scan_summaries(&mut |_, s| {
-        referenced.extend(
-            s.attachments
-                .iter()
-                .copied()
-                .map(tideline_sync::blobs::BlobHash::from),
-        );
-        true
-    })?;
+    let referenced: std::collections::HashSet<_> =
+        records.referenced_files()?.into_iter().collect();
     let before = std::time::SystemTime::now() - grace;
     let removed = blobs.collect(&referenced, before, dry_run)?;
     let bytes: u64 = removed.iter().map(|(_, n, _)| n).sum();

@@ -13,7 +13,7 @@ use crate::startup::SharedRecords;
 use serde::{Deserialize, Serialize};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tideline_sync::blobs::{BlobHash, BlobStore};
+use tideline_sync::blobs::BlobStore;
 use tideline_sync::engine::{Downstream, SyncError};
 use tideline_sync::protocol::{self, Limits};
 use tideline_sync::DocStore;
@@ -182,13 +182,9 @@ fn push_files(
 ) -> Result<(), SyncFailure> {
     let store = records.store().as_ref();
     let local = |e: tideline_sync::StoreError| SyncFailure::Local(e.to_string());
-    let mut wanted = std::collections::BTreeSet::new();
-    store
-        .scan_summaries(&mut |_, s| {
-            wanted.extend(s.attachments.iter().copied().map(BlobHash::from));
-            true
-        })
-        .map_err(local)?;
+    let wanted = records
+        .referenced_files()
+        .map_err(|e| SyncFailure::Local(e.to_string()))?;
     let base = format!("{}/sync/v1/blobs", upstream.trim_end_matches('/'));
     for hash in wanted {
         let sent_key = [FILE_SENT, hash.as_bytes()].concat();

@@ -364,6 +364,28 @@ impl<S: DocStore> Records<S> {
         self.store_doc(&mut doc, Some(form), write)
     }
 
+    /// Every attachment file some record references, from the summaries.
+    pub fn referenced_files(&self) -> Result<std::collections::BTreeSet<BlobHash>, RecordsError> {
+        let mut files = std::collections::BTreeSet::new();
+        self.store.scan_summaries(&mut |_, s| {
+            files.extend(s.attachments.iter().copied().map(BlobHash::from));
+            true
+        })?;
+        Ok(files)
+    }
+
+    /// Whether a record of `station` (of any station when None) references
+    /// the file `hash`; this decides who may read or upload it.
+    pub fn references(&self, hash: &BlobHash, station: Option<&str>) -> Result<bool, RecordsError> {
+        let mut found = false;
+        self.store.scan_summaries(&mut |_, s| {
+            found = s.attachments.contains(hash.as_bytes())
+                && station.is_none_or(|own| own == s.station);
+            !found
+        })?;
+        Ok(found)
+    }
+
     /// Check, before a file is stored for it, that `field` (if any) is an
     /// image field of the record's form.
     pub fn check_image_field(

@@ -14,7 +14,6 @@ use serde::Deserialize;
 use serde_json::json;
 use tideline_sync::blobs::{BlobError, BlobHash};
 use tideline_sync::records::Attachment;
-use tideline_sync::DocStore;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -112,20 +111,7 @@ pub async fn blob(
     })?;
     let st = state.clone();
     let path = web::block(move || -> Result<_, ApiError> {
-        let mut visible = false;
-        let station = access.station().map(str::to_string);
-        st.records
-            .store()
-            .scan_summaries(&mut |_, s| {
-                if s.attachments.contains(hash.as_bytes())
-                    && station.as_ref().is_none_or(|own| *own == s.station)
-                {
-                    visible = true;
-                    return false;
-                }
-                true
-            })
-            .map_err(ApiError::internal)?;
+        let visible = st.records.references(&hash, access.station())?;
         let missing = || ApiError::not_found("not_found", format!("No file {hash} here."));
         if !visible {
             return Err(missing());

@@ -13,7 +13,6 @@ use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
 use tideline_sync::blobs::{BadHash, BlobError, BlobHash};
-use tideline_sync::DocStore;
 
 /// The largest chunk one append may carry.
 pub const MAX_CHUNK: usize = 4 * 1024 * 1024;
@@ -25,16 +24,7 @@ fn parse(hash: &str) -> Result<BlobHash, ApiError> {
 
 /// The file must be referenced by a record of the device's station.
 fn check_referenced(state: &AppState, device: &Device, hash: &BlobHash) -> Result<(), ApiError> {
-    let mut found = false;
-    state
-        .records
-        .store()
-        .scan_summaries(&mut |_, s| {
-            found = s.station == device.station && s.attachments.contains(hash.as_bytes());
-            !found
-        })
-        .map_err(ApiError::internal)?;
-    if found {
+    if state.records.references(hash, Some(&device.station))? {
         Ok(())
     } else {
         Err(ApiError::not_found(
