@@ -457,27 +457,42 @@ fn sync_now(settings: &Settings, page_bytes: u64) -> anyhow::Result<()> {
     let ca = settings.upstream_ca.as_deref().map(load_ca).transpose()?;
     let http = http_client(ca.as_ref());
     let blobs = tideline_sync::blobs::BlobStore::open(&settings.data_dir)?;
-    let result = sync_and_record(&records, &blobs, &upstream, &http, page_bytes, |o| {
-        bar.set_message(format!(
-            "pushed {} · pulled {} · sent {} · received {} · {} round trip(s)",
-            o.pushed,
-            o.pulled,
-            human_bytes(o.bytes_sent),
-            human_bytes(o.bytes_received),
-            o.round_trips
-        ));
-    });
+    let fetch = crate::upstream::FileFetch {
+        eager_forms: settings.attachments.eager_forms.clone(),
+        requested: Vec::new(),
+        max_bytes: settings.attachments.max_bytes as u64,
+    };
+    let result = sync_and_record(
+        &records,
+        &blobs,
+        &upstream,
+        &http,
+        page_bytes,
+        &fetch,
+        |o| {
+            bar.set_message(format!(
+                "pushed {} · pulled {} · sent {} · received {} · {} round trip(s)",
+                o.pushed,
+                o.pulled,
+                human_bytes(o.bytes_sent as u64 + o.file_bytes_sent),
+                human_bytes(o.bytes_received as u64 + o.file_bytes_received),
+                o.round_trips
+            ));
+        },
+    );
     bar.finish_and_clear();
     let o = result.context(
         "sync stopped; what was exchanged before the failure is kept, the rest goes next time, \
          and local records stay usable offline",
     )?;
     println!(
-        "synced with {upstream}: pushed {} record(s), pulled {}, sent {}, received {}, {} round trip(s) in {:.1} s{}",
+        "synced with {upstream}: pushed {} record(s) and {} file(s), pulled {} record(s) and {} file(s), sent {}, received {}, {} round trip(s) in {:.1} s{}",
         o.pushed,
+        o.files_sent,
         o.pulled,
-        human_bytes(o.bytes_sent),
-        human_bytes(o.bytes_received),
+        o.files_received,
+        human_bytes(o.bytes_sent as u64 + o.file_bytes_sent),
+        human_bytes(o.bytes_received as u64 + o.file_bytes_received),
         o.round_trips,
         o.duration_ms as f64 / 1000.0,
         if o.rejected > 0 {
@@ -606,7 +621,7 @@ fn collect_files(
     let grace = parse_duration(grace)?;
     let blobs = tideline_sync::blobs::BlobStore::open(data)?;
     let referenced: std::collections::HashSet<_> =
-        records.referenced_files()?.into_iter().collect();
+        records.referenced_files(None)?.into_iter().collect();
     let before = std::time::SystemTime::now() - grace;
     let removed = blobs.collect(&referenced, before, dry_run)?;
     let bytes: u64 = removed.iter().map(|(_, n, _)| n).sum();
@@ -621,7 +636,7 @@ fn collect_files(
         "{} {} unreferenced file(s), {}; {} referenced file(s) kept",
         if dry_run { "would remove" } else { "removed" },
         removed.len(),
-        human_bytes(bytes as usize),
+        human_bytes(bytes),
         referenced.len()
     );
     Ok(())
@@ -661,7 +676,7 @@ fn audit_verify(records: &SharedRecords) -> anyhow::Result<()> {
     )
 }
 
-fn human_bytes(n: usize) -> String {
+fn human_bytes(n: u64) -> String {
     match n {
         n if n < 1024 => format!("{n} B"),
         n if n < 1024 * 1024 => format!("{:.1} KiB", n as f64 / 1024.0),

@@ -41,6 +41,7 @@ pub struct FileConfig {
     pub upstream_ca: Option<PathBuf>,
     pub attachment_max_mb: Option<u64>,
     pub attachment_types: Option<Vec<String>>,
+    pub attachment_eager_forms: Option<Vec<String>>,
 }
 
 /// Values given on the command line or through the environment (clap merges
@@ -98,6 +99,10 @@ pub struct AttachmentPolicy {
     pub max_bytes: usize,
     /// MIME types, as recognised from a file's first bytes.
     pub types: Vec<String>,
+    /// Forms whose records' files a downstream fetches from its upstream at
+    /// every sync. Files of other records come down only when someone opens
+    /// them: a boat must not pull headquarters' whole archive over satellite.
+    pub eager_forms: Vec<String>,
 }
 
 pub const DEFAULT_ATTACHMENT_MB: u64 = 25;
@@ -241,6 +246,7 @@ impl Settings {
             attachments: AttachmentPolicy {
                 max_bytes: (max_mb * 1024 * 1024) as usize,
                 types,
+                eager_forms: file.attachment_eager_forms.unwrap_or_default(),
             },
             tls,
             upstream_ca: over.upstream_ca.or(file.upstream_ca),

@@ -134,6 +134,11 @@ impl Application {
                 url.clone(),
                 settings.sync_page_bytes,
                 ca.clone(),
+                crate::upstream::FileFetch {
+                    eager_forms: settings.attachments.eager_forms.clone(),
+                    requested: Vec::new(),
+                    max_bytes: settings.attachments.max_bytes as u64,
+                },
             )
         });
         if let Some(agent) = agent.as_ref().filter(|_| settings.auto_sync) {

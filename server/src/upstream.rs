@@ -13,7 +13,7 @@ use crate::startup::SharedRecords;
 use serde::{Deserialize, Serialize};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tideline_sync::blobs::BlobStore;
+use tideline_sync::blobs::{BlobHash, BlobStore};
 use tideline_sync::engine::{Downstream, SyncError};
 use tideline_sync::protocol::{self, Limits};
 use tideline_sync::DocStore;
@@ -42,6 +42,11 @@ pub struct Outcome {
     /// Bytes of attachment files sent (chunk bodies).
     #[serde(default)]
     pub file_bytes_sent: u64,
+    /// Attachment files fetched from the upstream in this sync.
+    #[serde(default)]
+    pub files_received: usize,
+    #[serde(default)]
+    pub file_bytes_received: u64,
 }
 
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
@@ -75,6 +80,7 @@ pub fn sync_once(
     upstream: &str,
     http: &reqwest::blocking::Client,
     page_bytes: u64,
+    fetch: &FileFetch,
     mut progress: impl FnMut(&Outcome),
 ) -> Result<Outcome, SyncFailure> {
     let started = Instant::now();
@@ -151,83 +157,323 @@ pub fn sync_once(
         }
     }
     // Files after the records that reference them: the upstream accepts only
-    // files a record it holds refers to.
-    push_files(
+    // files a record it holds refers to. Files someone here is waiting for
+    // come first.
+    let link = FileLink {
         records,
         blobs,
         upstream,
         http,
-        &bearer,
-        &mut outcome,
-        &mut progress,
-    )?;
+        bearer: &bearer,
+        base: format!("{}/sync/v1/blobs", upstream.trim_end_matches('/')),
+    };
+    pull_files(&link, fetch, false, &mut outcome, &mut progress)?;
+    push_files(&link, &mut outcome, &mut progress)?;
+    pull_files(&link, fetch, true, &mut outcome, &mut progress)?;
     outcome.duration_ms = started.elapsed().as_millis() as u64;
     Ok(outcome)
 }
 
 /// Bytes per file upload request: a cut costs at most this much again.
 pub const FILE_CHUNK: usize = 256 * 1024;
+/// Bytes of a download written (and fsynced) at a time.
+const RECEIVE_BUFFER: usize = 256 * 1024;
+/// Bytes asked for per download request: about a minute at 256 kbit/s,
+/// well inside the client's request timeout.
+const DOWNLOAD_SPAN: u64 = 2 * 1024 * 1024;
+/// Attempts in a row that move a file no further before a sync gives up on
+/// the link; attempts that make progress are retried at once, so one sync
+/// gets a file through a link that keeps dropping.
+const STALLED_ATTEMPTS: u32 = 3;
 const FILE_SENT: &[u8] = b"ds/file/";
+
+/// Which of the upstream's files a sync fetches.
+#[derive(Debug, Clone, Default)]
+pub struct FileFetch {
+    /// Files of records of these forms, at every sync.
+    pub eager_forms: Vec<String>,
+    /// Files someone here has opened; they come first.
+    pub requested: Vec<BlobHash>,
+    /// The largest file accepted.
+    pub max_bytes: u64,
+}
+
+/// The link to the upstream as the file transfers use it.
+struct FileLink<'a> {
+    records: &'a SharedRecords,
+    blobs: &'a BlobStore,
+    upstream: &'a str,
+    http: &'a reqwest::blocking::Client,
+    bearer: &'a str,
+    base: String,
+}
+
+impl FileLink<'_> {
+    fn url(&self, hash: &BlobHash) -> String {
+        format!("{}/{hash}", self.base)
+    }
+
+    fn unreachable(&self, e: impl std::fmt::Display) -> SyncFailure {
+        SyncFailure::Unreachable {
+            url: self.upstream.to_string(),
+            message: e.to_string(),
+        }
+    }
+
+    /// Remember that the upstream has `hash`, so it is never offered again.
+    fn mark_sent(&self, hash: &BlobHash) -> Result<(), SyncFailure> {
+        self.records
+            .store()
+            .put_state_lazy(vec![tideline_sync::store::StateWrite {
+                key: [FILE_SENT, hash.as_bytes()].concat(),
+                value: Some(Vec::new()),
+            }])
+            .map_err(|e| SyncFailure::Local(e.to_string()))
+    }
+
+    fn is_sent(&self, hash: &BlobHash) -> Result<bool, SyncFailure> {
+        let key = [FILE_SENT, hash.as_bytes()].concat();
+        Ok(self
+            .records
+            .store()
+            .get_state(&key)
+            .map_err(|e| SyncFailure::Local(e.to_string()))?
+            .is_some())
+    }
+}
 
 /// Upload every file local records reference that the upstream has not
 /// accepted yet, each resuming from what the upstream already holds.
 fn push_files(
-    records: &SharedRecords,
-    blobs: &BlobStore,
-    upstream: &str,
-    http: &reqwest::blocking::Client,
-    bearer: &str,
+    link: &FileLink,
     outcome: &mut Outcome,
     progress: &mut impl FnMut(&Outcome),
 ) -> Result<(), SyncFailure> {
-    let store = records.store().as_ref();
-    let local = |e: tideline_sync::StoreError| SyncFailure::Local(e.to_string());
-    let wanted = records
-        .referenced_files()
+    let wanted = link
+        .records
+        .referenced_files(None)
         .map_err(|e| SyncFailure::Local(e.to_string()))?;
-    let base = format!("{}/sync/v1/blobs", upstream.trim_end_matches('/'));
     for hash in wanted {
-        let sent_key = [FILE_SENT, hash.as_bytes()].concat();
-        if !blobs.has(&hash) || store.get_state(&sent_key).map_err(local)?.is_some() {
+        if !link.blobs.has(&hash) || link.is_sent(&hash)? {
             continue;
         }
-        let url = format!("{base}/{hash}");
-        let answer = call(http.get(&url).bearer_auth(bearer), upstream)?;
-        let mut held = answer["held"].as_u64().unwrap_or(0);
-        if !answer["complete"].as_bool().unwrap_or(false) {
-            let path = blobs
-                .path(&hash)
-                .ok_or_else(|| SyncFailure::Local(format!("file {hash} vanished")))?;
-            let data = std::fs::read(&path).map_err(|e| SyncFailure::Local(e.to_string()))?;
-            while (held as usize) < data.len() {
-                let end = (held as usize + FILE_CHUNK).min(data.len());
-                let chunk = data[held as usize..end].to_vec();
-                let sent = chunk.len() as u64;
-                let answer = call(
-                    http.put(format!("{url}?offset={held}"))
-                        .bearer_auth(bearer)
-                        .body(chunk),
-                    upstream,
-                )?;
-                outcome.file_bytes_sent += sent;
-                held = answer["held"].as_u64().unwrap_or(end as u64);
-                progress(outcome);
-            }
-            call(
-                http.post(format!("{url}/finish")).bearer_auth(bearer),
-                upstream,
-            )?;
-        }
-        store
-            .put_state_lazy(vec![tideline_sync::store::StateWrite {
-                key: sent_key,
-                value: Some(Vec::new()),
-            }])
-            .map_err(local)?;
+        upload(link, &hash, outcome, progress)?;
+        link.mark_sent(&hash)?;
         outcome.files_sent += 1;
         progress(outcome);
     }
     Ok(())
+}
+
+/// Send one file: ask what the upstream holds, append the rest chunk by
+/// chunk, and have it verified. A cut link is retried from what the upstream
+/// then holds, for as long as attempts make progress.
+fn upload(
+    link: &FileLink,
+    hash: &BlobHash,
+    outcome: &mut Outcome,
+    progress: &mut impl FnMut(&Outcome),
+) -> Result<(), SyncFailure> {
+    let url = link.url(hash);
+    let path = link
+        .blobs
+        .path(hash)
+        .ok_or_else(|| SyncFailure::Local(format!("file {hash} vanished")))?;
+    let data = std::fs::read(&path).map_err(|e| SyncFailure::Local(e.to_string()))?;
+    let mut stalled = 0;
+    let mut best = None;
+    loop {
+        let attempt = (|| -> Result<(), SyncFailure> {
+            let answer = call(link.http.get(&url).bearer_auth(link.bearer), link.upstream)?;
+            let mut held = answer["held"].as_u64().unwrap_or(0);
+            best = best.max(Some(held));
+            if answer["complete"].as_bool().unwrap_or(false) {
+                return Ok(());
+            }
+            while (held as usize) < data.len() {
+                let end = (held as usize + FILE_CHUNK).min(data.len());
+                let chunk = data[held as usize..end].to_vec();
+                let sent = chunk.len() as u64;
+                outcome.file_bytes_sent += sent;
+                let answer = call(
+                    link.http
+                        .put(format!("{url}?offset={held}"))
+                        .bearer_auth(link.bearer)
+                        .body(chunk),
+                    link.upstream,
+                )?;
+                held = answer["held"].as_u64().unwrap_or(end as u64);
+                best = best.max(Some(held));
+                stalled = 0;
+                progress(outcome);
+            }
+            call(
+                link.http
+                    .post(format!("{url}/finish"))
+                    .bearer_auth(link.bearer),
+                link.upstream,
+            )?;
+            Ok(())
+        })();
+        match attempt {
+            Ok(()) => return Ok(()),
+            Err(e @ SyncFailure::Unreachable { .. }) => {
+                stalled += 1;
+                if stalled >= STALLED_ATTEMPTS {
+                    return Err(e);
+                }
+                tracing::debug!(file = %hash, held = ?best, "file upload cut; resuming");
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Fetch the upstream files this instance wants and lacks: those someone
+/// opened first, then those of the eager forms.
+fn pull_files(
+    link: &FileLink,
+    fetch: &FileFetch,
+    eager: bool,
+    outcome: &mut Outcome,
+    progress: &mut impl FnMut(&Outcome),
+) -> Result<(), SyncFailure> {
+    let wanted: Vec<BlobHash> = if eager {
+        if fetch.eager_forms.is_empty() {
+            return Ok(());
+        }
+        link.records
+            .referenced_files(Some(&fetch.eager_forms))
+            .map_err(|e| SyncFailure::Local(e.to_string()))?
+            .into_iter()
+            .collect()
+    } else {
+        fetch.requested.clone()
+    };
+    for hash in wanted {
+        if link.blobs.has(&hash) {
+            continue;
+        }
+        if download(link, &hash, fetch.max_bytes, outcome, progress)? {
+            // The upstream has it: never offer it back.
+            link.mark_sent(&hash)?;
+            outcome.files_received += 1;
+            progress(outcome);
+        }
+    }
+    Ok(())
+}
+
+/// Fetch one file with ranged requests from the bytes held here, appending
+/// what arrives as it arrives, and keep it once its SHA-256 matches. False
+/// when the upstream does not have the file yet either.
+fn download(
+    link: &FileLink,
+    hash: &BlobHash,
+    max_bytes: u64,
+    outcome: &mut Outcome,
+    progress: &mut impl FnMut(&Outcome),
+) -> Result<bool, SyncFailure> {
+    let url = format!("{}/content", link.url(hash));
+    let local = |e: tideline_sync::blobs::BlobError| SyncFailure::Local(e.to_string());
+    let mut stalled = 0;
+    loop {
+        let held = link.blobs.partial_len(hash).map_err(local)?;
+        let last = held + DOWNLOAD_SPAN - 1;
+        let sent = link
+            .http
+            .get(&url)
+            .bearer_auth(link.bearer)
+            .header(reqwest::header::RANGE, format!("bytes={held}-{last}"))
+            .send();
+        let mut response = match sent {
+            Ok(r) => r,
+            Err(e) => {
+                stalled += 1;
+                if stalled >= STALLED_ATTEMPTS {
+                    return Err(link.unreachable(e));
+                }
+                continue;
+            }
+        };
+        let status = response.status();
+        // The file's full size, from `Content-Range: bytes a-b/size`.
+        let size = match status.as_u16() {
+            206 => response
+                .headers()
+                .get(reqwest::header::CONTENT_RANGE)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.rsplit('/').next())
+                .and_then(|v| v.parse::<u64>().ok())
+                .ok_or_else(|| {
+                    SyncFailure::Protocol(format!("no file size in the answer for {hash}"))
+                })?,
+            // A whole file, when a range was not honoured.
+            200 if held == 0 => response.content_length().unwrap_or(u64::MAX),
+            // Everything is here already: only the check is left.
+            416 => break,
+            404 => return Ok(false),
+            _ => {
+                let body: serde_json::Value = response.json().unwrap_or_default();
+                return Err(SyncFailure::Refused {
+                    status: status.as_u16(),
+                    message: body["message"]
+                        .as_str()
+                        .unwrap_or("no reason given")
+                        .to_string(),
+                });
+            }
+        };
+        if size > max_bytes {
+            return Err(SyncFailure::Protocol(format!(
+                "file {hash} is larger than the limit of {max_bytes} bytes"
+            )));
+        }
+        let mut at = held;
+        let mut buffer = Vec::with_capacity(RECEIVE_BUFFER);
+        let mut chunk = vec![0u8; 64 * 1024];
+        let cut = loop {
+            match std::io::Read::read(&mut response, &mut chunk) {
+                Ok(0) => break None,
+                Ok(n) => buffer.extend_from_slice(&chunk[..n]),
+                Err(e) => break Some(e),
+            }
+            if at + buffer.len() as u64 > size {
+                return Err(SyncFailure::Protocol(format!(
+                    "the upstream sent more of {hash} than its size"
+                )));
+            }
+            if buffer.len() >= RECEIVE_BUFFER {
+                at = link.blobs.append(hash, at, &buffer).map_err(local)?;
+                outcome.file_bytes_received += buffer.len() as u64;
+                buffer.clear();
+                stalled = 0;
+                progress(outcome);
+            }
+        };
+        // What arrived before a cut is a true prefix of the file: keep it.
+        if !buffer.is_empty() {
+            at = link.blobs.append(hash, at, &buffer).map_err(local)?;
+            outcome.file_bytes_received += buffer.len() as u64;
+            stalled = 0;
+        }
+        if let Some(e) = cut {
+            stalled += 1;
+            if stalled >= STALLED_ATTEMPTS {
+                return Err(link.unreachable(e));
+            }
+            tracing::debug!(file = %hash, "file download cut; resuming");
+        } else if at >= size || status.as_u16() == 200 {
+            break;
+        }
+    }
+    match link.blobs.finish(hash) {
+        Ok(_) => Ok(true),
+        Err(e @ tideline_sync::blobs::BlobError::Mismatch(_)) => {
+            Err(SyncFailure::Protocol(e.to_string()))
+        }
+        Err(e) => Err(local(e)),
+    }
 }
 
 /// One JSON request to the upstream; a non-2xx answer is a refusal with its message.
@@ -338,11 +584,12 @@ pub fn sync_and_record(
     upstream: &str,
     http: &reqwest::blocking::Client,
     page_bytes: u64,
+    fetch: &FileFetch,
     progress: impl FnMut(&Outcome),
 ) -> Result<Outcome, SyncFailure> {
     let mut record = load_record(records);
     record.last_attempt = Some(now());
-    let result = sync_once(records, blobs, upstream, http, page_bytes, progress);
+    let result = sync_once(records, blobs, upstream, http, page_bytes, fetch, progress);
     match &result {
         Ok(outcome) => {
             record.last_success = record.last_attempt.clone();
@@ -381,6 +628,10 @@ pub struct SyncAgent {
     pub upstream: String,
     page_bytes: u64,
     ca: Option<reqwest::Certificate>,
+    /// Eager forms and size limit; `requested` is filled in per sync.
+    fetch: FileFetch,
+    /// Files people here have opened and the upstream has not sent yet.
+    requested: Mutex<std::collections::BTreeSet<BlobHash>>,
     running: Mutex<bool>,
     gate: tokio::sync::Mutex<()>,
     changed: tokio::sync::Notify,
@@ -393,6 +644,7 @@ impl SyncAgent {
         upstream: String,
         page_bytes: u64,
         ca: Option<reqwest::Certificate>,
+        fetch: FileFetch,
     ) -> Arc<Self> {
         Arc::new(SyncAgent {
             records,
@@ -400,6 +652,8 @@ impl SyncAgent {
             upstream,
             page_bytes,
             ca,
+            fetch,
+            requested: Mutex::default(),
             running: Mutex::new(false),
             gate: tokio::sync::Mutex::new(()),
             changed: tokio::sync::Notify::new(),
@@ -411,6 +665,15 @@ impl SyncAgent {
         self.changed.notify_one();
     }
 
+    /// Someone here opened a file that has not arrived: fetch it at the next
+    /// sync, before anything else.
+    pub fn request_file(&self, hash: BlobHash) {
+        self.requested
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(hash);
+    }
+
     pub fn is_running(&self) -> bool {
         *self.running.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -420,6 +683,16 @@ impl SyncAgent {
         let _gate = self.gate.lock().await;
         *self.running.lock().unwrap_or_else(|p| p.into_inner()) = true;
         let agent = self.clone();
+        let fetch = FileFetch {
+            requested: self
+                .requested
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+                .copied()
+                .collect(),
+            ..self.fetch.clone()
+        };
         // The blocking client owns a runtime of its own, which must be made and
         // dropped off the async threads: so one per sync, on the blocking thread.
         let result = tokio::task::spawn_blocking(move || {
@@ -429,11 +702,16 @@ impl SyncAgent {
                 &agent.upstream,
                 &http_client(agent.ca.as_ref()),
                 agent.page_bytes,
+                &fetch,
                 |_| {},
             )
         })
         .await
         .unwrap_or_else(|e| Err(SyncFailure::Local(e.to_string())));
+        self.requested
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|h| !self.blobs.has(h));
         *self.running.lock().unwrap_or_else(|p| p.into_inner()) = false;
         match &result {
             Ok(o) => tracing::info!(
@@ -442,6 +720,8 @@ impl SyncAgent {
                 round_trips = o.round_trips,
                 bytes_sent = o.bytes_sent,
                 bytes_received = o.bytes_received,
+                files_sent = o.files_sent,
+                files_received = o.files_received,
                 "sync done"
             ),
             Err(e) => tracing::warn!(error = %e, "sync failed"),

@@ -286,5 +286,6 @@ fn an_upstream_killed_mid_sync_loses_nothing_it_acknowledged() {
     assert_eq!(remote, local_views(&boat));
     // A further sync has nothing to do.
     let out = sync(&boat, &station.base, &[]);
-    assert!(String::from_utf8_lossy(&out.stdout).contains("pushed 0 record(s), pulled 0"));
+    assert!(String::from_utf8_lossy(&out.stdout)
+        .contains("pushed 0 record(s) and 0 file(s), pulled 0 record(s)"));
 }

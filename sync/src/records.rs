@@ -364,11 +364,17 @@ impl<S: DocStore> Records<S> {
         self.store_doc(&mut doc, Some(form), write)
     }
 
-    /// Every attachment file some record references, from the summaries.
-    pub fn referenced_files(&self) -> Result<std::collections::BTreeSet<BlobHash>, RecordsError> {
+    /// Every attachment file referenced by a record of one of `forms` (of
+    /// any form when None), from the summaries.
+    pub fn referenced_files(
+        &self,
+        forms: Option<&[String]>,
+    ) -> Result<std::collections::BTreeSet<BlobHash>, RecordsError> {
         let mut files = std::collections::BTreeSet::new();
         self.store.scan_summaries(&mut |_, s| {
-            files.extend(s.attachments.iter().copied().map(BlobHash::from));
+            if forms.is_none_or(|forms| forms.contains(&s.form)) {
+                files.extend(s.attachments.iter().copied().map(BlobHash::from));
+            }
             true
         })?;
         Ok(files)

@@ -117,7 +117,20 @@ impl Instance {
         up: &Instance,
         url: &str,
     ) -> Instance {
-        let settings = settings(dir, "127.0.0.1:0", station, Some(url));
+        Self::start_under_with(name, dir, station, up, url, |_| {}).await
+    }
+
+    /// Like [`Self::start_under`], with its settings adjusted by `configure`.
+    pub async fn start_under_with(
+        name: &str,
+        dir: &Path,
+        station: &str,
+        up: &Instance,
+        url: &str,
+        configure: impl FnOnce(&mut Settings),
+    ) -> Instance {
+        let mut settings = settings(dir, "127.0.0.1:0", station, Some(url));
+        configure(&mut settings);
         let records = up.enrol(&settings).await;
         Self::serve(name, settings, records).await
     }
@@ -147,10 +160,10 @@ impl Instance {
         url: &str,
         ca: &Path,
     ) -> Instance {
-        let mut settings = settings(dir, "127.0.0.1:0", station, Some(url));
-        settings.upstream_ca = Some(ca.to_path_buf());
-        let records = up.enrol(&settings).await;
-        Self::serve(name, settings, records).await
+        Self::start_under_with(name, dir, station, up, url, |s| {
+            s.upstream_ca = Some(ca.to_path_buf())
+        })
+        .await
     }
 
     /// Like [`Self::start_under`], syncing by itself as a deployed one does.
@@ -161,11 +174,11 @@ impl Instance {
         up: &Instance,
         url: &str,
     ) -> Instance {
-        let mut settings = settings(dir, "127.0.0.1:0", station, Some(url));
-        settings.auto_sync = true;
-        settings.sync_interval_secs = 86_400;
-        let records = up.enrol(&settings).await;
-        Self::serve(name, settings, records).await
+        Self::start_under_with(name, dir, station, up, url, |s| {
+            s.auto_sync = true;
+            s.sync_interval_secs = 86_400;
+        })
+        .await
     }
 
     /// Open the store of a new downstream and enrol it with this instance, as

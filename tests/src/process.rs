@@ -251,6 +251,25 @@ impl ServerProcess {
     }
 }
 
+/// The `tideline` binary a harness measures: `explicit` if given, else
+/// `$TIDELINE_BIN`, else the workspace's release build.
+pub fn tideline_bin(explicit: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    let bin = explicit
+        .or_else(|| std::env::var_os("TIDELINE_BIN").map(PathBuf::from))
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("..")
+                .join("target/release/tideline")
+        });
+    ensure!(
+        bin.is_file(),
+        "{} does not exist; build it with `cargo build --release -p tideline-server` \
+         or pass --tideline PATH",
+        bin.display()
+    );
+    Ok(bin)
+}
+
 /// VmRSS and VmHWM of a process, in MiB.
 pub fn memory_mb(pid: u32) -> anyhow::Result<(f64, f64)> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))

@@ -215,6 +215,8 @@ pub struct ProxyStats {
     /// Connections cut in each direction (at least one byte withheld).
     pub cuts_to_server: u64,
     pub cuts_to_client: u64,
+    /// Connections closed by [`FaultProxy::drop_connections`].
+    pub drops: u64,
 }
 
 impl ProxyStats {
@@ -231,6 +233,7 @@ struct Counters {
     bytes_to_client: AtomicU64,
     cuts_to_server: AtomicU64,
     cuts_to_client: AtomicU64,
+    drops: AtomicU64,
 }
 
 struct Settings {
@@ -244,6 +247,8 @@ struct Shared {
     target: SocketAddr,
     settings: Mutex<Settings>,
     counters: Counters,
+    /// Bumped to close every live connection at once (the link going down).
+    link_drops: watch::Sender<u64>,
 }
 
 /// What was decided for one connection.
@@ -311,6 +316,7 @@ impl FaultProxy {
                 to_client: config.to_client,
             }),
             counters: Counters::default(),
+            link_drops: watch::channel(0).0,
         });
         let (stop, stopped) = watch::channel(false);
         let task = tokio::spawn(accept_loop(listener, shared.clone(), stopped));
@@ -350,6 +356,13 @@ impl FaultProxy {
             .unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The link goes down for a moment: every connection relayed now is
+    /// closed at once, mid-message in either direction, as when a satellite
+    /// window closes. New connections are relayed as before.
+    pub fn drop_connections(&self) {
+        self.shared.link_drops.send_modify(|n| *n += 1);
+    }
+
     /// A snapshot of the counters (each read atomically; the set is not one
     /// instant if connections are still running).
     pub fn stats(&self) -> ProxyStats {
@@ -361,6 +374,7 @@ impl FaultProxy {
             bytes_to_client: c.bytes_to_client.load(Ordering::Relaxed),
             cuts_to_server: c.cuts_to_server.load(Ordering::Relaxed),
             cuts_to_client: c.cuts_to_client.load(Ordering::Relaxed),
+            drops: c.drops.load(Ordering::Relaxed),
         }
     }
 
@@ -429,6 +443,7 @@ enum Ended {
 }
 
 async fn relay(client: TcpStream, shared: Arc<Shared>, fate: Fate) {
+    let mut link_drops = shared.link_drops.subscribe();
     let server = match TcpStream::connect(shared.target).await {
         Ok(s) => s,
         Err(_) => {
@@ -463,6 +478,10 @@ async fn relay(client: TcpStream, shared: Arc<Shared>, fate: Fate) {
     let (first_direction, first) = tokio::select! {
         ended = &mut up => (Direction::ToServer, ended),
         ended = &mut down => (Direction::ToClient, ended),
+        _ = link_drops.changed() => {
+            c.drops.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
     };
     let count = |direction, ended: Ended| {
         if ended == Ended::Cut {
@@ -477,11 +496,18 @@ async fn relay(client: TcpStream, shared: Arc<Shared>, fate: Fate) {
     // A cut or an error kills the whole connection: returning drops both
     // sockets. A clean end of one direction is a half-close; let the other finish.
     if first == Ended::Eof {
-        let second = match first_direction {
-            Direction::ToServer => down.await,
-            Direction::ToClient => up.await,
+        let rest = async {
+            match first_direction {
+                Direction::ToServer => down.await,
+                Direction::ToClient => up.await,
+            }
         };
-        count(first_direction.other(), second);
+        tokio::select! {
+            second = rest => count(first_direction.other(), second),
+            _ = link_drops.changed() => {
+                c.drops.fetch_add(1, Ordering::Relaxed);
+            }
+        }
     }
 }
 

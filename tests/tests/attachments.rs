@@ -162,7 +162,15 @@ async fn a_cut_upload_resumes_from_what_the_upstream_holds() {
         let blobs = tideline_sync::blobs::BlobStore::open(&data).unwrap();
         let mut last = String::new();
         for attempt in 1..=3000 {
-            match sync_once(&records, &blobs, &url, &http, 1 << 20, |_| {}) {
+            match sync_once(
+                &records,
+                &blobs,
+                &url,
+                &http,
+                1 << 20,
+                &Default::default(),
+                |_| {},
+            ) {
                 Ok(_) => return attempt,
                 Err(e) => last = e.to_string(),
             }
@@ -197,5 +205,227 @@ async fn a_cut_upload_resumes_from_what_the_upstream_holds() {
     eprintln!(
         "cut upload: {} byte file, {attempts} attempts, {requests} requests, {cuts} cuts, {sent} bytes sent",
         photo.len()
+    );
+}
+
+/// A JPEG-looking file of `len` bytes, different for each `seed`.
+fn photo(seed: u32, len: u32) -> Vec<u8> {
+    let mut bytes = vec![0xFF, 0xD8, 0xFF, 0xE0];
+    bytes.extend((0..len).map(|i| (i.wrapping_add(seed).wrapping_mul(2_654_435_761) >> 24) as u8));
+    bytes
+}
+
+/// Attach `bytes` to record `id` on `inst`; returns the file's SHA-256.
+async fn attach(inst: &Instance, id: &str, name: &str, bytes: &[u8]) -> String {
+    let resp = inst
+        .client
+        .post(inst.url(&format!("/api/v1/records/{id}/attachments?name={name}")))
+        .body(bytes.to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201, "{}: attach failed", inst.name);
+    tideline_sync::blobs::BlobHash::of(bytes).to_hex()
+}
+
+async fn fetch_blob(inst: &Instance, hash: &str) -> (u16, Vec<u8>) {
+    let resp = inst
+        .client
+        .get(inst.url(&format!("/api/v1/blobs/{hash}")))
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.bytes().await.unwrap().to_vec())
+}
+
+/// Headquarters adds evidence photos to a boat's reports. They reach the boat
+/// only when someone there opens one: the boat asks its station, which asks
+/// headquarters, and the file comes down in the same request. A photo nobody
+/// opened stays at headquarters.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_boat_fetches_an_upstream_file_when_someone_opens_it() {
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let hq = Instance::start("hq", dirs[0].path(), "HQ").await;
+    let station = Instance::start_under("station", dirs[1].path(), "BB-01", &hq, &hq.base).await;
+    let boat =
+        Instance::start_under("boat", dirs[2].path(), "BB-01", &station, &station.base).await;
+    let first = boat.create("boarding-report", report("Sea Breeze")).await;
+    let second = boat.create("boarding-report", report("Morning Star")).await;
+    let (first, second) = (
+        first["id"].as_str().unwrap(),
+        second["id"].as_str().unwrap(),
+    );
+    boat.sync_ok().await;
+    station.sync_ok().await;
+
+    let opened = photo(1, 600_000);
+    let unopened = photo(2, 600_000);
+    let opened_hash = attach(&hq, first, "stern.jpg", &opened).await;
+    let unopened_hash = attach(&hq, second, "cargo.jpg", &unopened).await;
+    station.sync_ok().await;
+    boat.sync_ok().await;
+    assert_eq!(boat.get(first).await["attachments"][0]["pending"], true);
+    assert_eq!(station.get(first).await["attachments"][0]["pending"], true);
+
+    let (status, bytes) = fetch_blob(&boat, &opened_hash).await;
+    assert_eq!(status, 200);
+    assert_eq!(bytes, opened);
+    assert_eq!(boat.get(first).await["attachments"][0]["pending"], false);
+    assert_eq!(station.get(first).await["attachments"][0]["pending"], false);
+
+    // Lazy: the other photo was not fetched, by either sync.
+    let again = boat.sync_ok().await;
+    assert_eq!(again["files_received"], 0);
+    assert_eq!(again["files_sent"], 0, "a fetched file is not sent back up");
+    assert_eq!(boat.get(second).await["attachments"][0]["pending"], true);
+    assert_eq!(station.get(second).await["attachments"][0]["pending"], true);
+    assert!(!dirs[2]
+        .path()
+        .join("attachments")
+        .join(&unopened_hash[..2])
+        .join(&unopened_hash)
+        .exists());
+}
+
+/// With `attachment_eager_forms`, a downstream fetches the files of those
+/// forms' records at every sync, and only those.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_of_eager_forms_come_down_with_the_sync() {
+    let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let station = Instance::start("station", dirs[0].path(), "BB-01").await;
+    let boat = Instance::start_under_with(
+        "boat",
+        dirs[1].path(),
+        "BB-01",
+        &station,
+        &station.base,
+        |s| s.attachments.eager_forms = vec!["boarding-report".into()],
+    )
+    .await;
+    let report_id = station
+        .create("boarding-report", report("Sea Breeze"))
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let sighting_id = station
+        .create(
+            "vessel-sighting",
+            serde_json::json!({
+                "sighted_at": "2026-11-20T09:00:00-04:00",
+                "position": {"lat": 13.1, "lon": -59.6},
+                "description": "Pirogue heading north at speed"
+            }),
+        )
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let wanted = photo(3, 400_000);
+    let not_wanted = photo(4, 400_000);
+    attach(&station, &report_id, "deck.jpg", &wanted).await;
+    attach(&station, &sighting_id, "far.jpg", &not_wanted).await;
+
+    let outcome = boat.sync_ok().await;
+    assert_eq!(outcome["files_received"], 1, "{outcome}");
+    assert_eq!(outcome["file_bytes_received"], wanted.len());
+    assert_eq!(
+        boat.get(&report_id).await["attachments"][0]["pending"],
+        false
+    );
+    assert_eq!(
+        boat.get(&sighting_id).await["attachments"][0]["pending"],
+        true
+    );
+    let again = boat.sync_ok().await;
+    assert_eq!(again["files_received"], 0);
+    assert_eq!(again["files_sent"], 0);
+}
+
+/// A download cut again and again keeps every byte that arrived and asks
+/// only for the rest: the file arrives whole, and what crossed the link is
+/// the file once plus each request's own overhead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cut_download_resumes_from_what_the_downstream_holds() {
+    use tideline_server::upstream::{sync_once, FileFetch};
+    use tideline_tests::proxy::{FaultPlan, FaultProxy, ProxyConfig};
+
+    let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let station = Instance::start("station", dirs[0].path(), "BB-01").await;
+    let proxy = FaultProxy::start(
+        station.settings.listen,
+        ProxyConfig {
+            seed: 11,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let boat = Instance::start_under("boat", dirs[1].path(), "BB-01", &station, &proxy.url()).await;
+    let id = station
+        .create("boarding-report", report("Sea Breeze"))
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let file = photo(5, 4 * 1024 * 1024);
+    let hash = attach(&station, &id, "hold.jpg", &file).await;
+    boat.sync_ok().await;
+    assert_eq!(boat.get(&id).await["attachments"][0]["pending"], true);
+
+    // Every answer longer than its cut offset is cut: the download only
+    // ever gets through in pieces.
+    proxy.set_faults(FaultPlan {
+        cut_probability: 1.0,
+        to_server_share: 0.0,
+        offsets: 1..=file.len() as u64 / 4,
+    });
+    let before = proxy.stats();
+    let (records, data, url) = (
+        boat.records.clone(),
+        dirs[1].path().to_path_buf(),
+        proxy.url(),
+    );
+    let fetch = FileFetch {
+        requested: vec![hash.parse().unwrap()],
+        max_bytes: 25 << 20,
+        ..Default::default()
+    };
+    let attempts = tokio::task::spawn_blocking(move || {
+        let http = reqwest::blocking::Client::builder()
+            .pool_max_idle_per_host(0)
+            .build()
+            .unwrap();
+        let blobs = tideline_sync::blobs::BlobStore::open(&data).unwrap();
+        let mut last = String::new();
+        for attempt in 1..=500 {
+            match sync_once(&records, &blobs, &url, &http, 1 << 20, &fetch, |_| {}) {
+                Ok(o) if o.files_received == 1 => return attempt,
+                Ok(o) => last = format!("{o:?}"),
+                Err(e) => last = e.to_string(),
+            }
+        }
+        panic!("the download never completed; last: {last}");
+    })
+    .await
+    .unwrap();
+    let after = proxy.stats();
+    let cuts = after.cuts_to_client - before.cuts_to_client;
+    let requests = after.connections - before.connections;
+    let received = after.bytes_to_client - before.bytes_to_client;
+    assert!(cuts >= 5, "only {cuts} cuts in {attempts} attempts");
+    assert!(
+        received <= file.len() as u64 + requests * 2048,
+        "{received} bytes received for a {} byte file in {requests} requests",
+        file.len()
+    );
+    assert_eq!(boat.get(&id).await["attachments"][0]["pending"], false);
+    let (status, bytes) = fetch_blob(&boat, &hash).await;
+    assert_eq!(status, 200);
+    assert_eq!(bytes, file);
+    eprintln!(
+        "cut download: {} byte file, {attempts} attempts, {requests} requests, {cuts} cuts, {received} bytes received",
+        file.len()
     );
 }

@@ -501,3 +501,27 @@ async fn shutdown_closes_the_listener_and_open_connections() {
         tokio::task::yield_now().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_link_drop_closes_live_connections_and_the_next_ones_get_through() {
+    let proxy = FaultProxy::start(echo().await, ProxyConfig::default())
+        .await
+        .unwrap();
+    let mut open = TcpStream::connect(proxy.addr()).await.unwrap();
+    open.write_all(b"hello").await.unwrap();
+    let mut hello = [0u8; 5];
+    open.read_exact(&mut hello).await.unwrap();
+    proxy.drop_connections();
+    assert!(
+        read_all(&mut open).await.is_empty(),
+        "the live connection was closed"
+    );
+    assert_eq!(proxy.stats().drops, 1);
+
+    let mut next = TcpStream::connect(proxy.addr()).await.unwrap();
+    next.write_all(b"again").await.unwrap();
+    let mut again = [0u8; 5];
+    next.read_exact(&mut again).await.unwrap();
+    assert_eq!(&again, b"again");
+    assert_eq!(proxy.stats().drops, 1, "a drop is not sticky");
+}

@@ -167,6 +167,7 @@ async fn an_instance_that_never_enrolled_is_told_how_to() {
             settings.upstream.as_deref().unwrap(),
             &tideline_server::upstream::http_client(None),
             1 << 20,
+            &Default::default(),
             |_| {},
         )
     })

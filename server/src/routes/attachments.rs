@@ -98,7 +98,18 @@ pub async fn attach(
     Ok(HttpResponse::Created().json(view))
 }
 
+/// How long opening a file that is still upstream waits for it to come down
+/// before answering that it is on its way.
+const FETCH_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+/// What a client is told to wait before asking again for such a file.
+const FETCH_RETRY_SECS: u64 = 15;
+
 /// `GET /api/v1/blobs/{sha256}`: the file, with its type, an ETag and ranges.
+///
+/// A file referenced here but not yet arrived is asked of the upstream
+/// (files come down only when someone opens them); small files over a good
+/// link are served in the same request, others answer 404 `pending` with a
+/// `Retry-After`.
 pub async fn blob(
     state: web::Data<AppState>,
     access: Access,
@@ -110,29 +121,68 @@ pub async fn blob(
         ApiError::bad_request("invalid_hash", e.to_string())
     })?;
     let st = state.clone();
-    let path = web::block(move || -> Result<_, ApiError> {
-        let visible = st.records.references(&hash, access.station())?;
-        let missing = || ApiError::not_found("not_found", format!("No file {hash} here."));
-        if !visible {
-            return Err(missing());
+    let station = access.station().map(str::to_string);
+    let visible = web::block(move || st.records.references(&hash, station.as_deref())).await??;
+    if !visible {
+        return Err(ApiError::not_found(
+            "not_found",
+            format!("No file {hash} here."),
+        ));
+    }
+    let requested = fetch_from_upstream(&state, hash).await;
+    let Some(path) = state.blobs.path(&hash) else {
+        let message = if requested {
+            format!("File {hash} is on its way from the upstream; ask again shortly.")
+        } else {
+            format!("File {hash} is referenced but has not arrived here yet.")
+        };
+        let mut error = ApiError::not_found("pending", message);
+        if requested {
+            error = error.with_details(json!({
+                "requested": true,
+                "retry_after_secs": FETCH_RETRY_SECS,
+            }));
         }
-        let path = st.blobs.path(&hash).ok_or_else(|| {
-            ApiError::not_found(
-                "pending",
-                format!("File {hash} is referenced but has not arrived here yet."),
-            )
-        })?;
+        return Err(error);
+    };
+    let st = state.clone();
+    web::block(move || {
         access.audit(
             &st,
             Event::new(access.actor(), "blob.view").target(hash.to_hex()),
-        )?;
-        Ok(path)
+        )
     })
     .await??;
+    serve_file(&path, &req)
+}
+
+/// If `hash` is not here and this instance has an upstream, ask the upstream
+/// for it and wait a little for it to arrive. Returns whether it was asked
+/// for. The sync goes on if the wait ends first, so the file is here for the
+/// next request; a station asked by a boat passes the request up the same way.
+pub(crate) async fn fetch_from_upstream(state: &AppState, hash: BlobHash) -> bool {
+    let Some(agent) = state.agent.as_ref().filter(|_| !state.blobs.has(&hash)) else {
+        return false;
+    };
+    agent.request_file(hash);
+    let sync = tokio::spawn({
+        let agent = agent.clone();
+        async move { agent.sync_now().await }
+    });
+    let _ = tokio::time::timeout(FETCH_WAIT, sync).await;
+    true
+}
+
+/// A stored file as an HTTP answer: its type from its first bytes, an ETag,
+/// and byte ranges, so a cut download resumes instead of starting again.
+pub(crate) fn serve_file(
+    path: &std::path::Path,
+    req: &HttpRequest,
+) -> Result<HttpResponse, ApiError> {
     let head = {
         use std::io::Read;
         let mut buf = [0u8; 64];
-        let n = std::fs::File::open(&path)
+        let n = std::fs::File::open(path)
             .and_then(|mut f| f.read(&mut buf))
             .map_err(ApiError::internal)?;
         buf[..n].to_vec()
@@ -141,9 +191,9 @@ pub async fn blob(
         .unwrap_or("application/octet-stream")
         .parse()
         .unwrap_or(actix_web::mime::APPLICATION_OCTET_STREAM);
-    let file = actix_files::NamedFile::open(&path)
+    let file = actix_files::NamedFile::open(path)
         .map_err(ApiError::internal)?
         .set_content_type(mime)
         .use_last_modified(false);
-    Ok(file.into_response(&req))
+    Ok(file.into_response(req))
 }

@@ -3,13 +3,16 @@
 //! bytes the upstream holds, append the rest in chunks from that offset, then
 //! ask it to verify the SHA-256 and accept the file.
 //!
+//! The other way, a downstream fetches a file it lacks with ranged `GET`s of
+//! its content, resuming from the bytes it holds.
+//!
 //! Only enrolled devices call these, and only for files referenced by a
 //! record of their own station that the upstream already holds.
 
 use crate::auth::devices::Device;
 use crate::error::ApiError;
 use crate::startup::AppState;
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
 use tideline_sync::blobs::{BadHash, BlobError, BlobHash};
@@ -123,4 +126,27 @@ pub async fn finish(
     })
     .await??;
     Ok(HttpResponse::Ok().json(json!({ "size": size })))
+}
+
+/// `GET /sync/v1/blobs/{sha256}/content`: the file, for a downstream that
+/// lacks it; `Range` resumes a cut download.
+pub async fn content(
+    state: web::Data<AppState>,
+    device: web::ReqData<Device>,
+    hash: web::Path<String>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let hash = parse(&hash)?;
+    let device = device.into_inner();
+    let st = state.clone();
+    web::block(move || check_referenced(&st, &device, &hash)).await??;
+    // Not here either: ask our own upstream, as a person opening it would.
+    super::attachments::fetch_from_upstream(&state, hash).await;
+    let path = state.blobs.path(&hash).ok_or_else(|| {
+        ApiError::not_found(
+            "pending",
+            format!("File {hash} has not arrived here either."),
+        )
+    })?;
+    super::attachments::serve_file(&path, &req)
 }

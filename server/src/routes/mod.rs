@@ -22,6 +22,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/sync/v1/blobs/{sha256}", web::get().to(blob_sync::held))
         .route("/sync/v1/blobs/{sha256}", web::put().to(blob_sync::append))
         .route(
+            "/sync/v1/blobs/{sha256}/content",
+            web::get().to(blob_sync::content),
+        )
+        .route(
             "/sync/v1/blobs/{sha256}/finish",
             web::post().to(blob_sync::finish),
         )

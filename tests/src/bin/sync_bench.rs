@@ -109,7 +109,7 @@ fn usage() -> &'static str {
 }
 
 fn parse_args() -> anyhow::Result<Options> {
-    let mut tideline = std::env::var_os("TIDELINE_BIN").map(PathBuf::from);
+    let mut tideline = None;
     let mut opts = Options {
         tideline: PathBuf::new(),
         records_per_boat: 2500,
@@ -162,17 +162,7 @@ fn parse_args() -> anyhow::Result<Options> {
         (0.0..=100.0).contains(&opts.drop_percent),
         "--drop-percent must be between 0 and 100"
     );
-    opts.tideline = tideline.unwrap_or_else(|| {
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("..")
-            .join("target/release/tideline")
-    });
-    ensure!(
-        opts.tideline.is_file(),
-        "{} does not exist; build it with `cargo build --release -p tideline-server` \
-         or pass --tideline PATH",
-        opts.tideline.display()
-    );
+    opts.tideline = tideline_tests::process::tideline_bin(tideline)?;
     Ok(opts)
 }
 
