@@ -346,11 +346,20 @@ impl<'a, S: DocStore> Downstream<'a, S> {
     /// plus records waiting for a repair.
     pub fn pending_changes(records: &Records<S>) -> Result<usize, SyncError> {
         let cp = Self::checkpoint(records)?;
-        let feed = records
-            .store()
-            .changes_since(cp.push_seq, usize::MAX)?
-            .len();
-        Ok(feed + records.store().scan_state(REPAIR)?.len())
+        let store = records.store();
+        let mut pending = 0;
+        // A record written by a pull (a merge) is in the feed too, but the
+        // upstream has it all: count only what a sync would really send.
+        for entry in store.changes_since(cp.push_seq, usize::MAX)? {
+            let Some(summary) = store.summary(&entry.id)? else {
+                continue;
+            };
+            let acked = heads_at(store, &key(ACKED, &[entry.id.as_bytes()]))?;
+            if !peer_has_all(&acked, &summary.change_hashes()) {
+                pending += 1;
+            }
+        }
+        Ok(pending + store.scan_state(REPAIR)?.len())
     }
 
     /// Build the next request: a page of local changes, the pull checkpoint and

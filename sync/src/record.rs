@@ -135,6 +135,65 @@ pub struct ConflictValue {
     pub author: String,
 }
 
+/// One change in a record's history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HistoryEntry {
+    /// The actor (device id, hex) that made the change.
+    pub author: String,
+    /// Seconds since the epoch, as the author's clock said.
+    pub time: i64,
+    pub message: String,
+    /// What it touched: field paths (`vessel_name`, `crew[1].name`), or
+    /// `status`, `review`, `attachments`, `meta`.
+    pub touched: Vec<String>,
+}
+
+/// The field a patch touched, as a path inside `fields` (or the top-level key
+/// outside them). Deeper edits name the innermost field, so a splice in a
+/// long text names that text.
+fn touched_path(patch: &automerge::Patch, in_text: bool) -> String {
+    use automerge::{PatchAction, Prop};
+    let mut props: Vec<Prop> = patch.path.iter().map(|(_, p)| p.clone()).collect();
+    match &patch.action {
+        PatchAction::PutMap { key, .. } | PatchAction::DeleteMap { key } => {
+            props.push(Prop::Map(key.clone()))
+        }
+        // Characters of a long text are not worth naming: the text is.
+        PatchAction::PutSeq { index, .. }
+        | PatchAction::Insert { index, .. }
+        | PatchAction::DeleteSeq { index, .. }
+            if !in_text =>
+        {
+            props.push(Prop::Seq(*index))
+        }
+        PatchAction::PutSeq { .. } | PatchAction::Insert { .. } | PatchAction::DeleteSeq { .. } => {
+        }
+        PatchAction::Conflict { prop } | PatchAction::Increment { prop, .. } => {
+            props.push(prop.clone())
+        }
+        PatchAction::SpliceText { .. } | PatchAction::Mark { .. } => {}
+    }
+    let mut props = props.into_iter();
+    let Some(Prop::Map(first)) = props.next() else {
+        return String::new();
+    };
+    if first != "fields" {
+        return first;
+    }
+    let mut out = String::new();
+    for prop in props {
+        match prop {
+            Prop::Map(k) if out.is_empty() => out.push_str(&k),
+            Prop::Map(k) => {
+                out.push('.');
+                out.push_str(&k);
+            }
+            Prop::Seq(i) => out.push_str(&format!("[{i}]")),
+        }
+    }
+    out
+}
+
 /// The typed face of a record's Automerge document.
 pub struct RecordDoc {
     doc: AutoCommit,
@@ -279,6 +338,43 @@ impl RecordDoc {
         let at = self.doc.length(&list);
         write_new(&mut self.doc, &list, Slot::Insert(at), entry, Ctx::None)?;
         Ok(())
+    }
+
+    /// Append a review comment (`{by, at, comment}`) to the record's `review` list.
+    pub fn add_review(&mut self, entry: &Json) -> Result<(), DocError> {
+        let list = match self.doc.get(ROOT, "review")? {
+            Some((Value::Object(ObjType::List), id)) => id,
+            _ => self.doc.put_object(ROOT, "review", ObjType::List)?,
+        };
+        let at = self.doc.length(&list);
+        write_new(&mut self.doc, &list, Slot::Insert(at), entry, Ctx::None)?;
+        Ok(())
+    }
+
+    /// Every change of the document in causal order: who (the actor, hex),
+    /// when, its message, and which field paths it touched (`crew[1].name`;
+    /// `status`, `review` and `attachments` outside the fields).
+    pub fn history(&mut self) -> Vec<HistoryEntry> {
+        let changes = self.doc.get_changes(&[]);
+        let mut entries = Vec::with_capacity(changes.len());
+        for change in changes {
+            let patches = self.doc.diff(change.deps(), &[change.hash()]);
+            let mut touched: Vec<String> = Vec::new();
+            for patch in patches {
+                let in_text = matches!(self.doc.object_type(&patch.obj), Ok(ObjType::Text));
+                let path = touched_path(&patch, in_text);
+                if !path.is_empty() && !touched.contains(&path) {
+                    touched.push(path);
+                }
+            }
+            entries.push(HistoryEntry {
+                author: change.actor_id().to_hex_string(),
+                time: change.timestamp(),
+                message: change.message().unwrap_or_default().to_string(),
+                touched,
+            });
+        }
+        entries
     }
 
     /// Whether the change with this hash is part of the document.

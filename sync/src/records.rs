@@ -8,7 +8,7 @@
 //! store write. Reads and lists never load documents: they serve the cached views.
 
 use crate::blobs::BlobHash;
-use crate::record::{ConflictValue, DocError, RecordDoc, RecordMeta, Status};
+use crate::record::{ConflictValue, DocError, HistoryEntry, RecordDoc, RecordMeta, Status};
 use crate::store::{
     Commit, DocStore, DocWrite, RecordWrite, StateWrite, StoreError, StoredDoc, Summary,
 };
@@ -112,6 +112,13 @@ pub struct Filter {
     pub form: Option<String>,
     pub station: Option<String>,
     pub status: Option<Status>,
+    /// Text some top-level text field contains, ignoring case (vessel name,
+    /// registration, findings...).
+    pub text: Option<String>,
+    /// Created at or after this time, and before that one: RFC 3339 UTC or a
+    /// prefix of it (`2026-11-20`), compared with `created_at` as text.
+    pub created_since: Option<String>,
+    pub created_before: Option<String>,
 }
 
 impl Filter {
@@ -119,6 +126,44 @@ impl Filter {
         self.form.as_ref().is_none_or(|f| *f == s.form)
             && self.station.as_ref().is_none_or(|st| *st == s.station)
             && self.status.is_none_or(|st| st.as_str() == s.status)
+    }
+
+    /// Whether matching needs the record's view, not only its summary.
+    fn needs_view(&self) -> bool {
+        self.text.is_some() || self.created_since.is_some() || self.created_before.is_some()
+    }
+
+    fn matches_view(&self, view: &RawValue) -> bool {
+        #[derive(serde::Deserialize)]
+        struct Searchable {
+            created_at: String,
+            #[serde(default)]
+            fields: Map<String, Json>,
+        }
+        let Ok(v) = serde_json::from_str::<Searchable>(view.get()) else {
+            return false;
+        };
+        if self
+            .created_since
+            .as_deref()
+            .is_some_and(|since| v.created_at.as_str() < since)
+            || self
+                .created_before
+                .as_deref()
+                .is_some_and(|before| v.created_at.as_str() >= before)
+        {
+            return false;
+        }
+        match &self.text {
+            None => true,
+            Some(needle) => {
+                let needle = needle.to_lowercase();
+                v.fields
+                    .values()
+                    .filter_map(Json::as_str)
+                    .any(|text| text.to_lowercase().contains(&needle))
+            }
+        }
     }
 }
 
@@ -364,6 +409,33 @@ impl<S: DocStore> Records<S> {
         self.store_doc(&mut doc, Some(form), write)
     }
 
+    /// Append a review comment by `by` (`user:alice`) to a record.
+    pub fn add_review(
+        &self,
+        id: &RecordId,
+        by: &str,
+        comment: &str,
+    ) -> Result<Box<RawValue>, RecordsError> {
+        let _guard = self.lock();
+        let stored = self.store.load(id)?.ok_or(RecordsError::NotFound(*id))?;
+        let mut doc = self.load_doc(&stored)?;
+        let meta = doc.meta()?;
+        let form = self.forms.get(&meta.form, meta.form_version);
+        let heads = doc.heads();
+        let now = now_secs();
+        doc.add_review(&serde_json::json!({ "by": by, "at": rfc3339(now), "comment": comment }))?;
+        doc.commit("review", now);
+        let chunk = doc.save_after(&heads);
+        self.store_doc(&mut doc, form, DocWrite::Append(chunk))
+    }
+
+    /// Every change of one record, oldest first (`RecordDoc::history`).
+    pub fn history(&self, id: &RecordId) -> Result<Vec<HistoryEntry>, RecordsError> {
+        let stored = self.store.load(id)?.ok_or(RecordsError::NotFound(*id))?;
+        let mut doc = self.load_doc(&stored)?;
+        Ok(doc.history())
+    }
+
     /// Every attachment file referenced by a record of one of `forms` (of
     /// any form when None), from the summaries.
     pub fn referenced_files(
@@ -424,6 +496,27 @@ impl<S: DocStore> Records<S> {
         let limit = limit.min(MAX_LIMIT);
         let mut total = 0usize;
         let mut ids = Vec::new();
+        if filter.needs_view() {
+            // Every candidate's view is read to count the matches.
+            let mut candidates = Vec::new();
+            self.store.scan_summaries(&mut |id, summary| {
+                if filter.matches(&summary) {
+                    candidates.push(id);
+                }
+                true
+            })?;
+            let mut records = Vec::new();
+            for id in candidates {
+                let view = self.view_of(&id)?;
+                if filter.matches_view(&view) {
+                    if total >= offset && records.len() < limit {
+                        records.push(view);
+                    }
+                    total += 1;
+                }
+            }
+            return Ok(Page { records, total });
+        }
         self.store.scan_summaries(&mut |id, summary| {
             if filter.matches(&summary) {
                 if total >= offset && ids.len() < limit {
@@ -456,7 +549,10 @@ impl<S: DocStore> Records<S> {
             })
             .map_err(RecordsError::from)?;
         for id in ids {
-            visit(self.view_of(&id)?)?;
+            let view = self.view_of(&id)?;
+            if !filter.needs_view() || filter.matches_view(&view) {
+                visit(view)?;
+            }
         }
         Ok(())
     }
