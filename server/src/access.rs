@@ -97,9 +97,12 @@ pub fn presented_token(req: &HttpRequest) -> Option<String> {
 pub async fn authenticate(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
-) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    if PUBLIC.contains(&req.path()) {
-        return next.call(req).await;
+) -> Result<
+    ServiceResponse<actix_web::body::EitherBody<impl MessageBody, actix_web::body::BoxBody>>,
+    actix_web::Error,
+> {
+    if PUBLIC.contains(&req.path()) || crate::web::is_public(req.path()) {
+        return next.call(req).await.map(|r| r.map_into_left_body());
     }
     let state = req
         .app_data::<web::Data<AppState>>()
@@ -116,15 +119,35 @@ pub async fn authenticate(
             Err(Refusal::Invalid) => return Err(ApiError::unenrolled().into()),
         };
     } else {
-        let user = token
-            .and_then(|token| state.sessions.check(&token))
-            .ok_or_else(ApiError::unauthenticated)?;
-        req.extensions_mut().insert(user);
+        match token.and_then(|token| state.sessions.check(&token)) {
+            Some(user) => {
+                req.extensions_mut().insert(user);
+            }
+            // A browser without a session goes to the sign-in page, and back after.
+            None if crate::web::is_page(req.path())
+                && req.method() == actix_web::http::Method::GET =>
+            {
+                let next = req
+                    .uri()
+                    .path_and_query()
+                    .map(|p| p.as_str().to_string())
+                    .unwrap_or_default();
+                let to = format!("/login?next={}", crate::web::urlencode(&next));
+                let resp = crate::web::see_other(&to);
+                return Ok(req.into_response(resp).map_into_right_body());
+            }
+            None if crate::web::is_page(req.path()) => {
+                let resp = crate::web::see_other("/login");
+                return Ok(req.into_response(resp).map_into_right_body());
+            }
+            None => return Err(ApiError::unauthenticated().into()),
+        }
     }
-    next.call(req).await
+    next.call(req).await.map(|r| r.map_into_left_body())
 }
 
 /// The caller of a request and the records they can see.
+#[derive(Clone)]
 pub struct Access {
     pub user: SessionUser,
 }
@@ -309,6 +332,25 @@ impl Scoped<'_> {
         let view = self.records.resolve(id, path, value)?;
         self.audit("record.resolve", id)?;
         Ok(view)
+    }
+
+    /// Add a review comment (supervisors).
+    pub fn comment(&self, id: &RecordId, comment: &str) -> Result<Box<RawValue>, ApiError> {
+        self.access.require(Action::Review)?;
+        self.check(id)?;
+        let view = self.records.add_review(id, &self.access.actor(), comment)?;
+        self.audit("record.comment", id)?;
+        Ok(view)
+    }
+
+    /// The record's change history (read with the record, so not audited again).
+    pub fn history(
+        &self,
+        id: &RecordId,
+    ) -> Result<Vec<tideline_sync::record::HistoryEntry>, ApiError> {
+        self.access.require(Action::ReadRecords)?;
+        self.check(id)?;
+        Ok(self.records.history(id)?)
     }
 
     /// The caller's filter narrowed to their scope; None when it asks for a

@@ -711,6 +711,7 @@ fn filter(
         form,
         station,
         status: status.map(|s| s.parse()).transpose()?,
+        ..Filter::default()
     })
 }
 

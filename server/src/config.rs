@@ -42,6 +42,7 @@ pub struct FileConfig {
     pub attachment_max_mb: Option<u64>,
     pub attachment_types: Option<Vec<String>>,
     pub attachment_eager_forms: Option<Vec<String>>,
+    pub map_tile_url: Option<String>,
 }
 
 /// Values given on the command line or through the environment (clap merges
@@ -91,6 +92,9 @@ pub struct Settings {
     /// itself, pinned), in addition to the public roots.
     pub upstream_ca: Option<PathBuf>,
     pub attachments: AttachmentPolicy,
+    /// Map tiles for the web interface's map (`https://host/{z}/{x}/{y}.png`);
+    /// without them the map is a coordinate grid.
+    pub map_tile_url: Option<String>,
 }
 
 /// What files may be attached to records.
@@ -140,6 +144,11 @@ pub enum ConfigError {
         "session_idle_minutes must be between 1 and 10080, and session_max_hours between 1 and 720"
     )]
     Session,
+    #[error(
+        "map_tile_url {0:?} must be an http(s) URL or a path with {{z}}, {{x}} and {{y}}, like \
+         https://tiles.example/{{z}}/{{x}}/{{y}}.png"
+    )]
+    MapTiles(String),
     #[error("tls_cert and tls_key go together: give both or neither")]
     TlsPair,
     #[error("attachment_max_mb must be between 1 and 1024, and attachment_types a non-empty list")]
@@ -242,7 +251,16 @@ impl Settings {
         if !(1..=1024).contains(&max_mb) || types.is_empty() {
             return Err(ConfigError::Attachments);
         }
+        let map_tile_url = file.map_tile_url.filter(|u| !u.trim().is_empty());
+        if let Some(url) = &map_tile_url {
+            if !(url.starts_with("http://") || url.starts_with("https://") || url.starts_with('/'))
+                || !["{z}", "{x}", "{y}"].iter().all(|p| url.contains(p))
+            {
+                return Err(ConfigError::MapTiles(url.clone()));
+            }
+        }
         Ok(Settings {
+            map_tile_url,
             attachments: AttachmentPolicy {
                 max_bytes: (max_mb * 1024 * 1024) as usize,
                 types,

@@ -140,6 +140,20 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         self.status
     }
+
+    /// The machine code (`invalid_record`, `not_found`...).
+    pub fn code(&self) -> &'static str {
+        self.code
+    }
+
+    /// The sentence for people; never internals (see [`ApiError::internal`]).
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    pub fn details(&self) -> &Json {
+        &self.details
+    }
 }
 
 impl fmt::Display for ApiError {

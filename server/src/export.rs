@@ -426,6 +426,7 @@ pub fn write_archive<W: Write + std::io::Seek>(
     zip.write_all(&index)?;
     zip.start_file("README.txt", text).map_err(zip_err)?;
     zip.write_all(ARCHIVE_README.as_bytes())?;
-    zip.finish().map_err(zip_err)?;
+    // Flushed here so that a write error is reported, not lost in a drop.
+    zip.finish().map_err(zip_err)?.flush()?;
     Ok(summary)
 }

@@ -14,6 +14,7 @@ pub mod export;
 pub mod routes;
 pub mod startup;
 pub mod upstream;
+pub mod web;
 
 pub use config::Settings;
 pub use startup::Application;

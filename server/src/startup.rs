@@ -44,6 +44,8 @@ pub struct AppState {
     pub tls: bool,
     pub blobs: Arc<BlobStore>,
     pub attachments: AttachmentPolicy,
+    /// Tile URL template for the web map, if any.
+    pub map_tiles: Option<String>,
 }
 
 /// A one-time code, valid until `expires`, for creating the first admin.
@@ -170,6 +172,7 @@ impl Application {
             tls: settings.tls.is_some(),
             blobs,
             attachments: settings.attachments.clone(),
+            map_tiles: settings.map_tile_url.clone(),
         });
         let limit = settings.max_body_bytes;
         let tls = settings
@@ -189,6 +192,7 @@ impl Application {
                 .app_data(web::QueryConfig::default().error_handler(|e, _| query_error(e).into()))
                 .wrap(from_fn(access::authenticate))
                 .wrap(tracing_actix())
+                .configure(crate::web::configure)
                 .configure(routes::configure)
         });
         let server = match tls {

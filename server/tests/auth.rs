@@ -38,7 +38,7 @@ async fn nothing_but_healthz_answers_without_a_session() {
         a.get(app.url("/api/v1/sync/status")),
         a.get(app.url("/api/v1/audit")),
         a.get(app.url("/api/v1/users")),
-        a.get(app.url("/no/such/page")),
+        a.get(app.url("/api/v1/no/such/thing")),
         // A forged or stale token is no better than none.
         a.get(app.url("/api/v1/records"))
             .bearer_auth("tls_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"),
@@ -48,6 +48,31 @@ async fn nothing_but_healthz_answers_without_a_session() {
         assert_eq!(status, 401, "{body}");
         assert_eq!(body["error"], "unauthenticated");
     }
+    // Pages of the web interface send a browser to the sign-in page instead,
+    // and show nothing.
+    let browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    for page in [
+        "/records",
+        "/records/new?form=boarding-report",
+        "/map",
+        "/no/such/page",
+    ] {
+        let resp = browser.get(app.url(page)).send().await.unwrap();
+        assert_eq!(resp.status(), 303, "{page}");
+        let to = resp.headers()["location"].to_str().unwrap().to_string();
+        assert!(to.starts_with("/login?next="), "{page} -> {to}");
+        assert!(resp.text().await.unwrap().is_empty());
+    }
+    let resp = browser
+        .post(app.url(&format!("/records/{id}/status")))
+        .form(&[("to", "closed")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 303);
     // The refused edit changed nothing.
     let view: Value = app
         .get(&format!("/api/v1/records/{id}"))

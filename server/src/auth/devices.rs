@@ -30,6 +30,15 @@ pub enum DeviceKind {
     Station,
 }
 
+impl std::fmt::Display for DeviceKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            DeviceKind::Boat => "boat",
+            DeviceKind::Station => "station",
+        })
+    }
+}
+
 impl std::str::FromStr for DeviceKind {
     type Err = DeviceError;
     fn from_str(s: &str) -> Result<Self, DeviceError> {

@@ -44,13 +44,6 @@ pub async fn attach(
     access.require(Action::WriteRecords)?;
     let id = record_id(&id)?;
     let AttachQuery { name, field } = query.into_inner();
-    let name = name.trim().to_string();
-    if name.is_empty() || name.chars().count() > 255 || name.contains(['/', '\\', '\0']) {
-        return Err(ApiError::bad_request(
-            "invalid_name",
-            "name must be a file name of 1 to 255 characters, without slashes.",
-        ));
-    }
     let limit = state.attachments.max_bytes;
     let bytes = match payload.to_bytes_limited(limit).await {
         Ok(Ok(bytes)) => bytes,
@@ -62,7 +55,36 @@ pub async fn attach(
         }
         Err(_) => return Err(ApiError::too_large(limit)),
     };
-    let mime = sniff(&bytes)
+    let st = state.clone();
+    let (view, _) =
+        web::block(move || store_attachment(&st, &access, &id, &name, field.as_deref(), &bytes))
+            .await??;
+    state.local_change();
+    Ok(HttpResponse::Created().json(view))
+}
+
+/// Check a file's type from its content, store it, and attach it to record
+/// `id` (and to image field `field`); the API and the web interface's entry
+/// page both come here. Blocking: call it inside `web::block`.
+pub(crate) fn store_attachment(
+    state: &AppState,
+    access: &Access,
+    id: &tideline_schemas::RecordId,
+    name: &str,
+    field: Option<&str>,
+    bytes: &[u8],
+) -> Result<(Box<serde_json::value::RawValue>, BlobHash), ApiError> {
+    if bytes.len() > state.attachments.max_bytes {
+        return Err(ApiError::too_large(state.attachments.max_bytes));
+    }
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 255 || name.contains(['/', '\\', '\0']) {
+        return Err(ApiError::bad_request(
+            "invalid_name",
+            "name must be a file name of 1 to 255 characters, without slashes.",
+        ));
+    }
+    let mime = sniff(bytes)
         .filter(|m| state.attachments.types.iter().any(|t| t == m))
         .ok_or_else(|| {
             ApiError::unsupported_type(format!(
@@ -70,32 +92,24 @@ pub async fn attach(
                 state.attachments.types.join(", ")
             ))
         })?;
-    let st = state.clone();
-    let view = web::block(move || -> Result<_, ApiError> {
-        // Scope and role first: nothing is stored for a record you cannot change.
-        access.records(&st).check_writable(&id)?;
-        st.records.check_image_field(&id, field.as_deref())?;
-        let hash = st.blobs.put(&bytes).map_err(blob_error)?;
-        let attachment = Attachment {
-            sha256: hash,
-            name,
-            mime: mime.to_string(),
-            size: bytes.len() as u64,
-        };
-        let view = st
-            .records
-            .add_attachment(&id, &attachment, field.as_deref())?;
-        access.audit(
-            &st,
-            Event::new(access.actor(), "record.attach")
-                .target(id.to_string())
-                .details(json!({ "sha256": hash, "mime": mime, "size": attachment.size })),
-        )?;
-        Ok(view)
-    })
-    .await??;
-    state.local_change();
-    Ok(HttpResponse::Created().json(view))
+    // Scope and role first: nothing is stored for a record you cannot change.
+    access.records(state).check_writable(id)?;
+    state.records.check_image_field(id, field)?;
+    let hash = state.blobs.put(bytes).map_err(blob_error)?;
+    let attachment = Attachment {
+        sha256: hash,
+        name: name.to_string(),
+        mime: mime.to_string(),
+        size: bytes.len() as u64,
+    };
+    let view = state.records.add_attachment(id, &attachment, field)?;
+    access.audit(
+        state,
+        Event::new(access.actor(), "record.attach")
+            .target(id.to_string())
+            .details(json!({ "sha256": hash, "mime": mime, "size": attachment.size })),
+    )?;
+    Ok((view, hash))
 }
 
 /// How long opening a file that is still upstream waits for it to come down

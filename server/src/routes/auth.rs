@@ -20,7 +20,7 @@ pub struct LoginBody {
     password: String,
 }
 
-fn session_cookie(token: &str, state: &AppState) -> Cookie<'static> {
+pub(crate) fn session_cookie(token: &str, state: &AppState) -> Cookie<'static> {
     Cookie::build(SESSION_COOKIE, token.to_string())
         .path("/")
         .http_only(true)
@@ -53,8 +53,28 @@ pub async fn login(
     body: web::Json<LoginBody>,
 ) -> Result<HttpResponse, ApiError> {
     let LoginBody { username, password } = body.into_inner();
+    let (user, token) = sign_in(&state, &req, username, password).await?;
+    Ok(HttpResponse::Ok()
+        .cookie(session_cookie(&token, &state))
+        .json(json!({
+            "token": token,
+            "username": user.username,
+            "role": user.role,
+            "station": user.station,
+            "idle_timeout_secs": state.sessions.idle().as_secs(),
+        })))
+}
+
+/// Check a password, with throttling and auditing, and start a session: the
+/// API's login and the web interface's sign-in page both come here.
+pub(crate) async fn sign_in(
+    state: &web::Data<AppState>,
+    req: &HttpRequest,
+    username: String,
+    password: String,
+) -> Result<(users::User, String), ApiError> {
     let account = format!("user:{username}");
-    let address = format!("ip:{}", peer(&req));
+    let address = format!("ip:{}", peer(req));
     let blocked = state
         .account_limits
         .blocked(&account)
@@ -72,29 +92,36 @@ pub async fn login(
         state.account_limits.fail(&account);
         state.address_limits.fail(&address);
         audit_now(
-            &state,
+            state,
             Event::new("anonymous", "login.failure")
                 .target(username.chars().take(64).collect::<String>())
-                .details(json!({ "address": peer(&req) })),
+                .details(json!({ "address": peer(req) })),
         )?;
         return Err(ApiError::bad_credentials("Unknown user or wrong password."));
     };
     state.account_limits.clear(&account);
     let token = state.sessions.start(&user);
     audit_now(
-        &state,
+        state,
         Event::new(format!("user:{}", user.username), "login.success")
-            .details(json!({ "address": peer(&req) })),
+            .details(json!({ "address": peer(req) })),
     )?;
-    Ok(HttpResponse::Ok()
-        .cookie(session_cookie(&token, &state))
-        .json(json!({
-            "token": token,
-            "username": user.username,
-            "role": user.role,
-            "station": user.station,
-            "idle_timeout_secs": state.sessions.idle().as_secs(),
-        })))
+    Ok((user, token))
+}
+
+/// End the caller's session; returns the cookie that removes it from the browser.
+pub(crate) fn sign_out(
+    state: &AppState,
+    access: &Access,
+    req: &HttpRequest,
+) -> Result<actix_web::cookie::Cookie<'static>, ApiError> {
+    if let Some(token) = presented_token(req) {
+        state.sessions.end(&token);
+    }
+    audit_now(state, Event::new(access.actor(), "logout"))?;
+    let mut gone = session_cookie("", state);
+    gone.make_removal();
+    Ok(gone)
 }
 
 pub async fn logout(
@@ -102,12 +129,7 @@ pub async fn logout(
     access: Access,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    if let Some(token) = presented_token(&req) {
-        state.sessions.end(&token);
-    }
-    audit_now(&state, Event::new(access.actor(), "logout"))?;
-    let mut gone = session_cookie("", &state);
-    gone.make_removal();
+    let gone = sign_out(&state, &access, &req)?;
     Ok(HttpResponse::NoContent().cookie(gone).finish())
 }
 

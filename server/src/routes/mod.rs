@@ -2,14 +2,14 @@
 //! edge, run the (blocking, fsyncing) record service on the blocking pool, and
 //! return JSON or an [`ApiError`](crate::error::ApiError).
 
-mod attachments;
-mod auth;
+pub(crate) mod attachments;
+pub(crate) mod auth;
 mod blob_sync;
 mod devices;
-mod export;
+pub(crate) mod export;
 mod forms;
 mod health;
-mod records;
+pub(crate) mod records;
 pub mod sync;
 
 use crate::error::ApiError;

@@ -48,6 +48,9 @@ pub struct ListQuery {
     form: Option<String>,
     station: Option<String>,
     status: Option<String>,
+    q: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
     limit: Option<usize>,
     offset: Option<usize>,
 }
@@ -62,16 +65,57 @@ pub(crate) fn parse_status(raw: &str) -> Result<Status, ApiError> {
     })
 }
 
-pub(crate) fn filter_of(
-    form: Option<String>,
-    station: Option<String>,
-    status: Option<&str>,
-) -> Result<Filter, ApiError> {
-    Ok(Filter {
-        form,
-        station,
-        status: status.map(parse_status).transpose()?,
-    })
+/// What a list, export or page asks for, as it arrives in a query string.
+#[derive(Debug, Default, Clone, Deserialize)]
+pub struct FilterQuery {
+    pub form: Option<String>,
+    pub station: Option<String>,
+    pub status: Option<String>,
+    /// Text to find in the records' text fields.
+    pub q: Option<String>,
+    /// First and last day (UTC, `YYYY-MM-DD`) the records were created on.
+    pub from: Option<String>,
+    pub to: Option<String>,
+}
+
+fn nonempty(v: &Option<String>) -> Option<String> {
+    v.as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+}
+
+impl FilterQuery {
+    pub fn filter(&self) -> Result<Filter, ApiError> {
+        let day =
+            |name: &str, raw: Option<String>| -> Result<Option<chrono::NaiveDate>, ApiError> {
+                raw.map(|d| {
+                    chrono::NaiveDate::parse_from_str(&d, "%Y-%m-%d").map_err(|_| {
+                        ApiError::bad_request(
+                            "invalid_query",
+                            format!("{name} must be a date like 2026-11-20, not {d:?}."),
+                        )
+                    })
+                })
+                .transpose()
+            };
+        let from = day("from", nonempty(&self.from))?;
+        let to = day("to", nonempty(&self.to))?;
+        Ok(Filter {
+            form: nonempty(&self.form),
+            station: nonempty(&self.station),
+            status: nonempty(&self.status)
+                .as_deref()
+                .map(parse_status)
+                .transpose()?,
+            text: nonempty(&self.q),
+            created_since: from.map(|d| d.format("%Y-%m-%d").to_string()),
+            // The last day is included: stop before the next one starts.
+            created_before: to
+                .and_then(|d| d.succ_opt())
+                .map(|d| d.format("%Y-%m-%d").to_string()),
+        })
+    }
 }
 
 pub async fn create(
@@ -106,7 +150,15 @@ pub async fn list(
         ));
     }
     let offset = q.offset.unwrap_or(0);
-    let filter = filter_of(q.form, q.station, q.status.as_deref())?;
+    let filter = FilterQuery {
+        form: q.form,
+        station: q.station,
+        status: q.status,
+        q: q.q,
+        from: q.from,
+        to: q.to,
+    }
+    .filter()?;
     let st = state.clone();
     let page = web::block(move || access.records(&st).list(filter, limit, offset)).await??;
     // The cached views go out as they are stored: building a JSON value from

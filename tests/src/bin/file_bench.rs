@@ -122,13 +122,14 @@ fn client() -> anyhow::Result<reqwest::Client> {
         .build()?)
 }
 
-/// Create a typical report on `server` and attach `file` to it.
+/// Create a typical report on `server` and attach `file` to it; returns the
+/// record's id and the file's hash.
 async fn report_with_photo(
     http: &reqwest::Client,
     server: &ServerProcess,
     vessel: &str,
     file: &[u8],
-) -> anyhow::Result<String> {
+) -> anyhow::Result<(String, String)> {
     let mut fields = tideline_schemas::samples::boarding_report(1);
     fields.insert("vessel_name".into(), json!(vessel));
     let made: Json = http
@@ -154,10 +155,10 @@ async fn report_with_photo(
         .context("attach the photo")?
         .json()
         .await?;
-    attached["attachments"][0]["sha256"]
+    let hash = attached["attachments"][0]["sha256"]
         .as_str()
-        .map(str::to_string)
-        .context("no attachment hash")
+        .context("no attachment hash")?;
+    Ok((id.to_string(), hash.to_string()))
 }
 
 /// `GET /api/v1/blobs/{hash}` on `server`: the bytes if the file is there.
@@ -304,7 +305,7 @@ async fn run(opts: &Options, t0: Instant) -> anyhow::Result<Json> {
 
     // Upload: boat → station.
     let up_file = photo(opts.seed, size);
-    let up_hash = report_with_photo(&http, &boat, "Sea Breeze", &up_file).await?;
+    let (_, up_hash) = report_with_photo(&http, &boat, "Sea Breeze", &up_file).await?;
     let drops = start_drops(&proxy, opts.drop_percent, opts.seed ^ 0xD12);
     let before = proxy.stats();
     let started = Instant::now();
@@ -331,7 +332,8 @@ async fn run(opts: &Options, t0: Instant) -> anyhow::Result<Json> {
 
     // Download: station → boat, when an officer opens it.
     let down_file = photo(opts.seed + 1, size);
-    let down_hash = report_with_photo(&http, &station, "Morning Star", &down_file).await?;
+    let (down_id, down_hash) =
+        report_with_photo(&http, &station, "Morning Star", &down_file).await?;
     drops.abort();
     // The report itself comes down first, on an unbroken link, so that the
     // timing below is the file's.
@@ -341,12 +343,28 @@ async fn run(opts: &Options, t0: Instant) -> anyhow::Result<Json> {
     let started = Instant::now();
     // Opening it asks the station for it and waits a few seconds; a large
     // file over a slow link then needs more syncs.
+    // The sync the opening started goes on in the background; a sync asked
+    // for meanwhile waits for it, so "done" is the file being on the boat.
     let syncs = if blob(&http, &boat, &down_hash).await?.is_some() {
         0
     } else {
-        sync_until(&http, &boat, deadline, |body| {
-            let received = body["files_received"].as_u64().unwrap_or(0);
-            async move { Ok(received >= 1) }
+        let (http2, boat_url, token) = (
+            http.clone(),
+            boat.url(&format!("/api/v1/records/{down_id}")),
+            boat.token.clone(),
+        );
+        sync_until(&http, &boat, deadline, move |_| {
+            let (http, url, token) = (http2.clone(), boat_url.clone(), token.clone());
+            async move {
+                let view: Json = http
+                    .get(&url)
+                    .bearer_auth(&token)
+                    .send()
+                    .await?
+                    .json()
+                    .await?;
+                Ok(view["attachments"][0]["pending"] == Json::Bool(false))
+            }
         })
         .await?
     };

@@ -1,0 +1,110 @@
+//! Signing in and out of the web interface. The checks, throttling and audit
+//! are the API's own (`routes::auth::sign_in`); this only draws the page and
+//! keeps the session in its cookie.
+
+use super::{see_other, PageResult};
+use crate::access::Access;
+use crate::routes::auth::{session_cookie, sign_in, sign_out};
+use crate::startup::AppState;
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use maud::{html, DOCTYPE};
+use serde::Deserialize;
+
+#[derive(Deserialize)]
+pub struct NextQuery {
+    next: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub struct LoginForm {
+    username: String,
+    password: String,
+    next: Option<String>,
+}
+
+/// Only a path of this instance: never send someone elsewhere after sign-in.
+fn safe_next(next: Option<&str>) -> String {
+    next.filter(|n| n.starts_with('/') && !n.starts_with("//") && !n.starts_with("/login"))
+        .unwrap_or("/records")
+        .to_string()
+}
+
+fn form(next: &str, username: &str, error: Option<&str>) -> maud::Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { "Sign in · Tideline" }
+                link rel="stylesheet" href="/assets/app.css";
+            }
+            body {
+                main.narrow #main {
+                    h1 { "Tideline" }
+                    p { "Sign in with the account your station's admin gave you." }
+                    @if let Some(e) = error {
+                        p.error #login-error role="alert" { (e) }
+                    }
+                    form method="post" action="/login" {
+                        input type="hidden" name="next" value=(next);
+                        div.field {
+                            label for="username" { "User name" }
+                            input #username name="username" type="text" autocomplete="username"
+                                required autofocus value=(username);
+                        }
+                        div.field {
+                            label for="password" { "Password" }
+                            input #password name="password" type="password"
+                                autocomplete="current-password" required;
+                        }
+                        button.primary type="submit" { "Sign in" }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `GET /login`
+pub async fn page(query: web::Query<NextQuery>) -> HttpResponse {
+    super::page(form(&safe_next(query.next.as_deref()), "", None))
+}
+
+/// `POST /login`
+pub async fn submit(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Form<LoginForm>,
+) -> PageResult {
+    let LoginForm {
+        username,
+        password,
+        next,
+    } = body.into_inner();
+    let next = safe_next(next.as_deref());
+    match sign_in(&state, &req, username.clone(), password).await {
+        Ok((_, token)) => {
+            let mut to = see_other(&next);
+            to.add_cookie(&session_cookie(&token, &state))
+                .map_err(crate::error::ApiError::internal)?;
+            Ok(to)
+        }
+        Err(e) if e.status() == StatusCode::INTERNAL_SERVER_ERROR => Err(e.into()),
+        Err(e) => {
+            let mut resp = super::page(form(&next, &username, Some(e.message())));
+            *resp.status_mut() = e.status();
+            Ok(resp)
+        }
+    }
+}
+
+/// `POST /logout`
+pub async fn logout(state: web::Data<AppState>, access: Access, req: HttpRequest) -> PageResult {
+    let gone = sign_out(&state, &access, &req)?;
+    let mut to = see_other("/login");
+    to.add_cookie(&gone)
+        .map_err(crate::error::ApiError::internal)?;
+    Ok(to)
+}

@@ -1,0 +1,361 @@
+//! The web interface in a real browser: Debian's Chromium driven through
+//! chromedriver (WebDriver), against a boat and its station served in this
+//! process. `.ci/run` installs both; set `CHROMEDRIVER` and `CHROMIUM` to
+//! use others.
+//!
+//! An officer on the boat signs in, fills a boarding report with two crew
+//! members, a seizure and a photo, submits it with the outcome missing,
+//! sees the problem beside that field with everything typed still there,
+//! fixes it and submits. The report syncs to the station, where the same
+//! field was meanwhile changed on both sides; the supervisor there sees the
+//! conflict with both values and their authors, keeps one with a click, and
+//! the resolution reaches the boat.
+//!
+//! Screenshots of the main pages are written to `target/screenshots/`, and
+//! to `docs/screenshots/` as well with `TIDELINE_UPDATE_SCREENSHOTS=1`.
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use tideline_tests::{add_user, Instance, PASSWORD};
+
+/// chromedriver, killed when the test ends however it ends.
+struct Driver {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn start_driver() -> Driver {
+    let bin = std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "/usr/bin/chromedriver".into());
+    assert!(
+        Path::new(&bin).exists(),
+        "{bin} is missing: install Debian's chromium and chromium-driver (as .ci/run does) \
+         or set CHROMEDRIVER"
+    );
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Command::new(&bin)
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start chromedriver");
+    let driver = Driver {
+        child,
+        url: format!("http://127.0.0.1:{port}"),
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        assert!(Instant::now() < deadline, "chromedriver did not start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    driver
+}
+
+async fn browser(driver: &Driver, profile: &Path) -> Client {
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        json!({
+            "binary": chromium,
+            // As root in a container, with no network beyond loopback.
+            "args": [
+                "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--disable-background-networking", "--disable-component-update",
+                "--disable-sync", "--no-first-run", "--disable-quic",
+                "--window-size=1280,1000",
+                format!("--user-data-dir={}", profile.display()),
+            ],
+        }),
+    );
+    ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        .capabilities(caps)
+        .connect(&driver.url)
+        .await
+        .expect("a browser session")
+}
+
+async fn css(c: &Client, selector: &str) -> fantoccini::elements::Element {
+    match c
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css(selector))
+        .await
+    {
+        Ok(e) => e,
+        Err(e) => {
+            let url = c.current_url().await.ok();
+            let page = c.source().await.unwrap_or_default();
+            panic!("no {selector} on {url:?}: {e}\n{page}")
+        }
+    }
+}
+
+async fn type_into(c: &Client, selector: &str, text: &str) {
+    css(c, selector).await.send_keys(text).await.unwrap();
+}
+
+async fn choose(c: &Client, selector: &str, value: &str) {
+    css(c, selector).await.select_by_value(value).await.unwrap();
+}
+
+async fn click(c: &Client, selector: &str) {
+    css(c, selector).await.click().await.unwrap();
+}
+
+async fn value_of(c: &Client, selector: &str) -> String {
+    css(c, selector)
+        .await
+        .prop("value")
+        .await
+        .unwrap()
+        .unwrap_or_default()
+}
+
+/// Wait until the page's path starts with `prefix`.
+async fn arrive(c: &Client, prefix: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let url = c.current_url().await.unwrap();
+        if url.path().starts_with(prefix) {
+            return url.path().to_string();
+        }
+        assert!(Instant::now() < deadline, "still at {url}, wanted {prefix}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn sign_in(c: &Client, base: &str, user: &str) {
+    c.goto(&format!("{base}/login")).await.unwrap();
+    type_into(c, "#username", user).await;
+    type_into(c, "#password", PASSWORD).await;
+    click(c, "button[type=submit]").await;
+    arrive(c, "/records").await;
+}
+
+fn screenshot_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/screenshots")
+}
+
+async fn screenshot(c: &Client, name: &str) {
+    let png = c.screenshot().await.unwrap();
+    let dir = screenshot_dir();
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join(format!("{name}.png")), &png).unwrap();
+    if std::env::var_os("TIDELINE_UPDATE_SCREENSHOTS").is_some() {
+        let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/screenshots");
+        std::fs::create_dir_all(&docs).unwrap();
+        std::fs::write(docs.join(format!("{name}.png")), &png).unwrap();
+    }
+}
+
+/// A small PNG (the type is checked from its bytes).
+fn deck_photo(dir: &Path) -> PathBuf {
+    let mut png = vec![0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A];
+    png.extend([9u8; 4000]);
+    let path = dir.join("deck.png");
+    std::fs::write(&path, png).unwrap();
+    path
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_officer_reports_offline_and_a_supervisor_resolves_a_conflict_upstream() {
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let station = Instance::start("station", dirs[0].path(), "BB-01").await;
+    let boat =
+        Instance::start_under("boat", dirs[1].path(), "BB-01", &station, &station.base).await;
+    add_user(&boat.records, "officer", "officer", "BB-01");
+    let driver = start_driver().await;
+    let c = browser(&driver, &dirs[2].path().join("profile")).await;
+
+    // The officer, on the boat.
+    c.goto(&format!("{}/records", boat.base)).await.unwrap();
+    arrive(&c, "/login").await;
+    screenshot(&c, "login").await;
+    sign_in(&c, &boat.base, "officer").await;
+    assert!(css(&c, "#who")
+        .await
+        .text()
+        .await
+        .unwrap()
+        .contains("officer"));
+    click(&c, "a[href='/records/new?form=boarding-report']").await;
+    arrive(&c, "/records/new").await;
+    c.execute(
+        "document.getElementById('f-boarding-time').value = '2026-11-20T14:05';",
+        vec![],
+    )
+    .await
+    .unwrap();
+    type_into(&c, "#f-position-lat", "12.9843").await;
+    type_into(&c, "#f-position-lon", "-61.2872").await;
+    type_into(&c, "#f-vessel-name", "Sea Breeze").await;
+    type_into(&c, "#f-vessel-registration", "SVG-1234").await;
+    choose(&c, "#f-flag-state", "BB").await;
+    choose(&c, "#f-vessel-type", "fishing").await;
+    type_into(&c, "#f-persons-on-board", "3").await;
+    choose(&c, "#f-reason", "routine_inspection").await;
+    // Two crew members: each "Add" redraws the page with what was typed.
+    click(&c, "#f-crew-add").await;
+    type_into(&c, "#f-crew-0--name", "John Baptiste").await;
+    choose(&c, "#f-crew-0--role", "master").await;
+    click(&c, "#f-crew-add").await;
+    type_into(&c, "#f-crew-1--name", "Mary Joseph").await;
+    choose(&c, "#f-crew-1--role", "crew").await;
+    assert_eq!(value_of(&c, "#f-vessel-name").await, "Sea Breeze");
+    assert_eq!(value_of(&c, "#f-crew-0--name").await, "John Baptiste");
+    click(&c, "#f-contraband-found-yes").await;
+    click(&c, "#f-seizures-add").await;
+    choose(&c, "#f-seizures-0--item-type", "narcotics").await;
+    type_into(&c, "#f-seizures-0--description", "Compressed packages").await;
+    type_into(&c, "#f-seizures-0--quantity", "12.5").await;
+    type_into(&c, "#f-seizures-0--unit", "kg").await;
+    type_into(&c, "#f-seizures-0--evidence-tag", "EV-0042").await;
+    type_into(&c, "#f-findings", "Packages under the forward hatch.").await;
+    type_into(&c, "#f-officers", "Sgt. Charles").await;
+    let photo = deck_photo(dirs[2].path());
+    type_into(&c, "#f-photos", photo.to_str().unwrap()).await;
+    // The outcome is forgotten.
+    click(&c, "#submit").await;
+    let problem = css(&c, "#f-outcome-error").await.text().await.unwrap();
+    assert!(problem.contains("required"), "{problem}");
+    let listed = css(&c, "#problems").await.text().await.unwrap();
+    assert_eq!(
+        css(&c, "#problems")
+            .await
+            .find_all(Locator::Css("li"))
+            .await
+            .unwrap()
+            .len(),
+        1,
+        "exactly one problem is listed: {listed}"
+    );
+    assert_eq!(
+        css(&c, "#f-outcome")
+            .await
+            .attr("aria-invalid")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("true")
+    );
+    // Everything typed is still there (and already saved as a draft).
+    assert_eq!(value_of(&c, "#f-vessel-name").await, "Sea Breeze");
+    assert_eq!(value_of(&c, "#f-crew-1--name").await, "Mary Joseph");
+    assert_eq!(value_of(&c, "#f-seizures-0--quantity").await, "12.5");
+    screenshot(&c, "entry-with-error").await;
+    choose(&c, "#f-outcome", "detained").await;
+    click(&c, "#submit").await;
+    let path = arrive(&c, "/records/0").await;
+    let id = path.trim_start_matches("/records/").to_string();
+    assert_eq!(css(&c, "#status").await.text().await.unwrap(), "submitted");
+    let on_boat = boat.get(&id).await;
+    assert_eq!(on_boat["fields"]["crew"].as_array().unwrap().len(), 2);
+    assert_eq!(on_boat["fields"]["seizures"][0]["quantity"], 12.5);
+    assert_eq!(on_boat["fields"]["outcome"], "detained");
+    assert_eq!(on_boat["attachments"][0]["mime"], "image/png");
+    assert_eq!(
+        on_boat["fields"]["photos"][0],
+        on_boat["attachments"][0]["sha256"]
+    );
+    screenshot(&c, "record").await;
+
+    // The report goes up; then the outcome is changed on both sides at once.
+    boat.sync_ok().await;
+    boat.patch(&id, json!({"outcome": "escorted_to_port"}))
+        .await;
+    station
+        .patch(&id, json!({"outcome": "warning_issued"}))
+        .await;
+    boat.sync_ok().await;
+    c.goto(&format!("{}/records", boat.base)).await.unwrap();
+    let indicator = css(&c, "#sync-last").await.text().await.unwrap();
+    assert!(!indicator.contains("never"), "{indicator}");
+    assert!(css(&c, "#sync-pending")
+        .await
+        .text()
+        .await
+        .unwrap()
+        .starts_with('0'));
+    screenshot(&c, "records").await;
+
+    // The supervisor, at the station.
+    sign_in(&c, &station.base, "tester").await;
+    type_into(&c, "#q", "sea breeze").await;
+    click(&c, ".filters button[type=submit]").await;
+    assert!(css(&c, "#count")
+        .await
+        .text()
+        .await
+        .unwrap()
+        .contains("of 1 record"));
+    click(&c, &format!("a[href='/records/{id}']")).await;
+    arrive(&c, "/records/0").await;
+    let conflict = css(&c, ".conflict[data-path='outcome']").await;
+    let text = conflict.text().await.unwrap();
+    assert!(
+        text.contains("Escorted to port") && text.contains("Warning issued"),
+        "{text}"
+    );
+    assert!(
+        text.contains("this instance") && text.contains("boat of BB-01"),
+        "{text}"
+    );
+    screenshot(&c, "conflict").await;
+    let keep = conflict.find_all(Locator::Css("li")).await.unwrap();
+    let mut chosen = None;
+    for li in keep {
+        if li.text().await.unwrap().contains("Escorted to port") {
+            li.find(Locator::Css("button"))
+                .await
+                .unwrap()
+                .click()
+                .await
+                .unwrap();
+            chosen = Some(());
+            break;
+        }
+    }
+    assert!(chosen.is_some(), "a button to keep the boat's value");
+    arrive(&c, "/records/0").await;
+    assert!(
+        c.find(Locator::Css("#conflicts")).await.is_err(),
+        "conflict gone"
+    );
+    let history = css(&c, "table.history").await.text().await.unwrap();
+    assert!(history.contains("resolved a conflict"), "{history}");
+
+    // The map shows the boarding.
+    c.goto(&format!("{}/map", station.base)).await.unwrap();
+    css(&c, "#map[data-markers='1']").await;
+    assert!(css(&c, "#map-tiles-note")
+        .await
+        .text()
+        .await
+        .unwrap()
+        .contains("grid"));
+    screenshot(&c, "map").await;
+
+    // The resolution reaches the boat.
+    boat.sync_ok().await;
+    let back: Value = boat.get(&id).await;
+    assert_eq!(back["fields"]["outcome"], "escorted_to_port");
+    assert!(back["conflicts"].as_object().unwrap().is_empty(), "{back}");
+    c.close().await.unwrap();
+}
