@@ -141,6 +141,22 @@ async fn arrive(c: &Client, prefix: &str) -> String {
     }
 }
 
+/// Inputs a screen reader could not name: no label, no aria-label.
+async fn unlabelled(c: &Client) -> Vec<Value> {
+    let found = c
+        .execute(
+            "return Array.from(document.querySelectorAll(\
+               'input:not([type=hidden]), select, textarea'))\
+             .filter(e => !e.closest('[aria-hidden=true]'))\
+             .filter(e => e.labels.length === 0 && !e.getAttribute('aria-label'))\
+             .map(e => e.name || e.id);",
+            vec![],
+        )
+        .await
+        .unwrap();
+    found.as_array().cloned().unwrap_or_default()
+}
+
 async fn sign_in(c: &Client, base: &str, user: &str) {
     c.goto(&format!("{base}/login")).await.unwrap();
     type_into(c, "#username", user).await;
@@ -220,6 +236,8 @@ async fn an_officer_reports_offline_and_a_supervisor_resolves_a_conflict_upstrea
     choose(&c, "#f-crew-1--role", "crew").await;
     assert_eq!(value_of(&c, "#f-vessel-name").await, "Sea Breeze");
     assert_eq!(value_of(&c, "#f-crew-0--name").await, "John Baptiste");
+    let missing = unlabelled(&c).await;
+    assert!(missing.is_empty(), "inputs without a label: {missing:?}");
     click(&c, "#f-contraband-found-yes").await;
     click(&c, "#f-seizures-add").await;
     choose(&c, "#f-seizures-0--item-type", "narcotics").await;
@@ -294,6 +312,8 @@ async fn an_officer_reports_offline_and_a_supervisor_resolves_a_conflict_upstrea
         .unwrap()
         .starts_with('0'));
     screenshot(&c, "records").await;
+    let missing = unlabelled(&c).await;
+    assert!(missing.is_empty(), "inputs without a label: {missing:?}");
 
     // The supervisor, at the station.
     sign_in(&c, &station.base, "tester").await;
