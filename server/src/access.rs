@@ -258,7 +258,9 @@ impl Scoped<'_> {
                 self.records.station()
             )));
         }
-        let view = self.records.create(form, fields)?;
+        let view = self
+            .records
+            .create_by(form, fields, Some(&self.access.actor()))?;
         if let Some(id) = view_id(&view) {
             self.audit("record.create", &id)?;
         }
@@ -316,7 +318,9 @@ impl Scoped<'_> {
             self.access.require(Action::Review)?;
         }
         self.check(id)?;
-        let view = self.records.patch(id, patch)?;
+        let view = self
+            .records
+            .patch_by(id, patch, Some(&self.access.actor()))?;
         self.audit("record.edit", id)?;
         Ok(view)
     }
@@ -329,7 +333,9 @@ impl Scoped<'_> {
     ) -> Result<Box<RawValue>, ApiError> {
         self.access.require(Action::Review)?;
         self.check(id)?;
-        let view = self.records.resolve(id, path, value)?;
+        let view = self
+            .records
+            .resolve_by(id, path, value, Some(&self.access.actor()))?;
         self.audit("record.resolve", id)?;
         Ok(view)
     }

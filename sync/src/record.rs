@@ -140,6 +140,8 @@ pub struct ConflictValue {
 pub struct HistoryEntry {
     /// The actor (device id, hex) that made the change.
     pub author: String,
+    /// The person who made it (`user:alice`), when one did.
+    pub person: Option<String>,
     /// Seconds since the epoch, as the author's clock said.
     pub time: i64,
     pub message: String,
@@ -254,6 +256,18 @@ impl RecordDoc {
         fields: &Map<String, Json>,
         time: i64,
     ) -> Result<Self, DocError> {
+        Self::create_with(actor, meta, form, fields, time, "create")
+    }
+
+    /// [`RecordDoc::create`] with the first change's message.
+    pub fn create_with(
+        actor: ActorId,
+        meta: &RecordMeta,
+        form: &Form,
+        fields: &Map<String, Json>,
+        time: i64,
+        message: &str,
+    ) -> Result<Self, DocError> {
         let mut doc = AutoCommit::new().with_actor(actor);
         let m = doc.put_object(ROOT, "meta", ObjType::Map)?;
         doc.put(&m, "id", meta.id.to_string())?;
@@ -272,7 +286,7 @@ impl RecordDoc {
         doc.put(ROOT, "status", Status::Draft.as_str())?;
         doc.put_object(ROOT, "review", ObjType::List)?;
         let mut rec = RecordDoc { doc };
-        rec.commit("create", time);
+        rec.commit(message, time);
         Ok(rec)
     }
 
@@ -367,10 +381,16 @@ impl RecordDoc {
                     touched.push(path);
                 }
             }
+            let text = change.message().unwrap_or_default();
+            let (message, person) = match text.split_once(" by ") {
+                Some((what, who)) => (what.to_string(), Some(who.to_string())),
+                None => (text.to_string(), None),
+            };
             entries.push(HistoryEntry {
                 author: change.actor_id().to_hex_string(),
+                person,
                 time: change.timestamp(),
-                message: change.message().unwrap_or_default().to_string(),
+                message,
                 touched,
             });
         }

@@ -211,6 +211,15 @@ pub struct Records<S: DocStore> {
     write_lock: Mutex<()>,
 }
 
+/// A change's message: what was done, and by whom when a person did it
+/// (`edit by user:alice`); `RecordDoc::history` splits it again.
+fn message(what: &str, by: Option<&str>) -> String {
+    match by {
+        Some(who) => format!("{what} by {who}"),
+        None => what.to_string(),
+    }
+}
+
 fn now_secs() -> i64 {
     chrono::Utc::now().timestamp()
 }
@@ -272,6 +281,17 @@ impl<S: DocStore> Records<S> {
         form_id: &str,
         fields: &Map<String, Json>,
     ) -> Result<Box<RawValue>, RecordsError> {
+        self.create_by(form_id, fields, None)
+    }
+
+    /// [`Records::create`], naming the person (`user:alice`) in the change,
+    /// so the record's history can say who did it.
+    pub fn create_by(
+        &self,
+        form_id: &str,
+        fields: &Map<String, Json>,
+        by: Option<&str>,
+    ) -> Result<Box<RawValue>, RecordsError> {
         let form = self
             .forms
             .latest(form_id)
@@ -289,8 +309,14 @@ impl<S: DocStore> Records<S> {
             &self.station,
             &self.identity.device_id.to_string(),
         );
-        let mut doc =
-            RecordDoc::create(self.identity.actor.clone(), &meta, form, fields, now_secs())?;
+        let mut doc = RecordDoc::create_with(
+            self.identity.actor.clone(),
+            &meta,
+            form,
+            fields,
+            now_secs(),
+            &message("create", by),
+        )?;
         let snapshot = doc.save();
         let _guard = self.lock();
         self.store_doc(&mut doc, Some(form), DocWrite::Replace(snapshot))
@@ -300,6 +326,16 @@ impl<S: DocStore> Records<S> {
     /// transitions the workflow does not allow, and leaving the draft state (or
     /// editing a record that has left it) unless the result is complete and valid.
     pub fn patch(&self, id: &RecordId, patch: &Patch) -> Result<Box<RawValue>, RecordsError> {
+        self.patch_by(id, patch, None)
+    }
+
+    /// [`Records::patch`], naming the person in the change.
+    pub fn patch_by(
+        &self,
+        id: &RecordId,
+        patch: &Patch,
+        by: Option<&str>,
+    ) -> Result<Box<RawValue>, RecordsError> {
         let _guard = self.lock();
         let stored = self.store.load(id)?.ok_or(RecordsError::NotFound(*id))?;
         let mut doc = self.load_doc(&stored)?;
@@ -340,7 +376,7 @@ impl<S: DocStore> Records<S> {
             doc.update_fields(form, fields)?;
         }
         doc.set_status(to)?;
-        if doc.commit("edit", now_secs()).is_none() {
+        if doc.commit(&message("edit", by), now_secs()).is_none() {
             // Nothing changed: acknowledge without a write or a feed entry.
             return self.view_of(id);
         }
@@ -363,6 +399,17 @@ impl<S: DocStore> Records<S> {
         id: &RecordId,
         attachment: &Attachment,
         field: Option<&str>,
+    ) -> Result<Box<RawValue>, RecordsError> {
+        self.add_attachment_by(id, attachment, field, None)
+    }
+
+    /// [`Records::add_attachment`], naming the person in the change.
+    pub fn add_attachment_by(
+        &self,
+        id: &RecordId,
+        attachment: &Attachment,
+        field: Option<&str>,
+        by: Option<&str>,
     ) -> Result<Box<RawValue>, RecordsError> {
         let _guard = self.lock();
         let stored = self.store.load(id)?.ok_or(RecordsError::NotFound(*id))?;
@@ -402,7 +449,7 @@ impl<S: DocStore> Records<S> {
                 serde_json::to_value(attachment).map_err(|e| StoreError::Io(e.to_string()))?;
             doc.add_attachment(&entry)?;
         }
-        if doc.commit("attach", now_secs()).is_none() {
+        if doc.commit(&message("attach", by), now_secs()).is_none() {
             return self.view_of(id);
         }
         let write = DocWrite::Append(doc.save_after(&heads));
@@ -424,7 +471,7 @@ impl<S: DocStore> Records<S> {
         let heads = doc.heads();
         let now = now_secs();
         doc.add_review(&serde_json::json!({ "by": by, "at": rfc3339(now), "comment": comment }))?;
-        doc.commit("review", now);
+        doc.commit(&message("review", Some(by)), now);
         let chunk = doc.save_after(&heads);
         self.store_doc(&mut doc, form, DocWrite::Append(chunk))
     }
@@ -565,6 +612,17 @@ impl<S: DocStore> Records<S> {
         path: &str,
         value: &Json,
     ) -> Result<Box<RawValue>, RecordsError> {
+        self.resolve_by(id, path, value, None)
+    }
+
+    /// [`Records::resolve`], naming the person in the change.
+    pub fn resolve_by(
+        &self,
+        id: &RecordId,
+        path: &str,
+        value: &Json,
+        by: Option<&str>,
+    ) -> Result<Box<RawValue>, RecordsError> {
         let _guard = self.lock();
         let stored = self.store.load(id)?.ok_or(RecordsError::NotFound(*id))?;
         let mut doc = self.load_doc(&stored)?;
@@ -582,7 +640,7 @@ impl<S: DocStore> Records<S> {
                 return Err(RecordsError::Invalid(introduced));
             }
         }
-        doc.commit("resolve", now_secs());
+        doc.commit(&message("resolve", by), now_secs());
         let chunk = doc.save_after(&heads);
         self.store_doc(&mut doc, form, DocWrite::Append(chunk))
     }

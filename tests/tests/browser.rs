@@ -292,6 +292,9 @@ async fn an_officer_reports_offline_and_a_supervisor_resolves_a_conflict_upstrea
         on_boat["fields"]["photos"][0],
         on_boat["attachments"][0]["sha256"]
     );
+    let history = css(&c, "table.history").await.text().await.unwrap();
+    assert!(history.contains("officer on this instance"), "{history}");
+    assert!(history.contains("Outcome"), "the submit names the field: {history}");
     screenshot(&c, "record").await;
 
     // The report goes up; then the outcome is changed on both sides at once.
@@ -360,6 +363,8 @@ async fn an_officer_reports_offline_and_a_supervisor_resolves_a_conflict_upstrea
     );
     let history = css(&c, "table.history").await.text().await.unwrap();
     assert!(history.contains("resolved a conflict"), "{history}");
+    assert!(history.contains("tester on this instance"), "{history}");
+    assert!(history.contains("officer on boat of BB-01"), "{history}");
 
     // The map shows the boarding.
     c.goto(&format!("{}/map", station.base)).await.unwrap();

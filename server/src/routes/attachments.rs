@@ -102,7 +102,9 @@ pub(crate) fn store_attachment(
         mime: mime.to_string(),
         size: bytes.len() as u64,
     };
-    let view = state.records.add_attachment(id, &attachment, field)?;
+    let view = state
+        .records
+        .add_attachment_by(id, &attachment, field, Some(&access.actor()))?;
     access.audit(
         state,
         Event::new(access.actor(), "record.attach")

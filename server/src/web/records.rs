@@ -351,7 +351,12 @@ async fn render(
                 thead { tr { th { "When" } th { "Who" } th { "What" } th { "Fields" } } }
                 tbody {
                     @for h in history.iter().rev() {
-                        (history_row(h, &label(&h.author), form))
+                        @let device = label(&h.author);
+                        @let who = match &h.person {
+                            Some(p) => format!("{} on {device}", p.trim_start_matches("user:")),
+                            None => device,
+                        };
+                        (history_row(h, &who, form))
                     }
                 }
             }
