@@ -119,6 +119,31 @@ async fn click(c: &Client, selector: &str) {
     css(c, selector).await.click().await.unwrap();
 }
 
+/// Click something that loads a new page, and wait until it has loaded (the
+/// address alone cannot tell: a form often comes back to the same one).
+async fn press(c: &Client, selector: &str) {
+    c.execute("window.__before = true;", vec![]).await.unwrap();
+    click(c, selector).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let loaded = c
+            .execute(
+                "return window.__before === undefined && document.readyState === 'complete';",
+                vec![],
+            )
+            .await
+            .unwrap_or(Value::Bool(false));
+        if loaded == Value::Bool(true) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no new page after clicking {selector}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
 async fn value_of(c: &Client, selector: &str) -> String {
     css(c, selector)
         .await
@@ -161,7 +186,7 @@ async fn sign_in(c: &Client, base: &str, user: &str) {
     c.goto(&format!("{base}/login")).await.unwrap();
     type_into(c, "#username", user).await;
     type_into(c, "#password", PASSWORD).await;
-    click(c, "button[type=submit]").await;
+    press(c, "button[type=submit]").await;
     arrive(c, "/records").await;
 }
 
@@ -211,7 +236,7 @@ async fn an_officer_reports_offline_and_a_supervisor_resolves_a_conflict_upstrea
         .await
         .unwrap()
         .contains("officer"));
-    click(&c, "a[href='/records/new?form=boarding-report']").await;
+    press(&c, "a[href='/records/new?form=boarding-report']").await;
     arrive(&c, "/records/new").await;
     c.execute(
         "document.getElementById('f-boarding-time').value = '2026-11-20T14:05';",
@@ -228,10 +253,10 @@ async fn an_officer_reports_offline_and_a_supervisor_resolves_a_conflict_upstrea
     type_into(&c, "#f-persons-on-board", "3").await;
     choose(&c, "#f-reason", "routine_inspection").await;
     // Two crew members: each "Add" redraws the page with what was typed.
-    click(&c, "#f-crew-add").await;
+    press(&c, "#f-crew-add").await;
     type_into(&c, "#f-crew-0--name", "John Baptiste").await;
     choose(&c, "#f-crew-0--role", "master").await;
-    click(&c, "#f-crew-add").await;
+    press(&c, "#f-crew-add").await;
     type_into(&c, "#f-crew-1--name", "Mary Joseph").await;
     choose(&c, "#f-crew-1--role", "crew").await;
     assert_eq!(value_of(&c, "#f-vessel-name").await, "Sea Breeze");
@@ -239,7 +264,7 @@ async fn an_officer_reports_offline_and_a_supervisor_resolves_a_conflict_upstrea
     let missing = unlabelled(&c).await;
     assert!(missing.is_empty(), "inputs without a label: {missing:?}");
     click(&c, "#f-contraband-found-yes").await;
-    click(&c, "#f-seizures-add").await;
+    press(&c, "#f-seizures-add").await;
     choose(&c, "#f-seizures-0--item-type", "narcotics").await;
     type_into(&c, "#f-seizures-0--description", "Compressed packages").await;
     type_into(&c, "#f-seizures-0--quantity", "12.5").await;
@@ -250,7 +275,7 @@ async fn an_officer_reports_offline_and_a_supervisor_resolves_a_conflict_upstrea
     let photo = deck_photo(dirs[2].path());
     type_into(&c, "#f-photos", photo.to_str().unwrap()).await;
     // The outcome is forgotten.
-    click(&c, "#submit").await;
+    press(&c, "#submit").await;
     let problem = css(&c, "#f-outcome-error").await.text().await.unwrap();
     assert!(problem.contains("required"), "{problem}");
     let listed = css(&c, "#problems").await.text().await.unwrap();
@@ -279,7 +304,7 @@ async fn an_officer_reports_offline_and_a_supervisor_resolves_a_conflict_upstrea
     assert_eq!(value_of(&c, "#f-seizures-0--quantity").await, "12.5");
     screenshot(&c, "entry-with-error").await;
     choose(&c, "#f-outcome", "detained").await;
-    click(&c, "#submit").await;
+    press(&c, "#submit").await;
     let path = arrive(&c, "/records/0").await;
     let id = path.trim_start_matches("/records/").to_string();
     assert_eq!(css(&c, "#status").await.text().await.unwrap(), "submitted");
@@ -294,7 +319,10 @@ async fn an_officer_reports_offline_and_a_supervisor_resolves_a_conflict_upstrea
     );
     let history = css(&c, "table.history").await.text().await.unwrap();
     assert!(history.contains("officer on this instance"), "{history}");
-    assert!(history.contains("Outcome"), "the submit names the field: {history}");
+    assert!(
+        history.contains("Outcome"),
+        "the submit names the field: {history}"
+    );
     screenshot(&c, "record").await;
 
     // The report goes up; then the outcome is changed on both sides at once.
@@ -321,14 +349,14 @@ async fn an_officer_reports_offline_and_a_supervisor_resolves_a_conflict_upstrea
     // The supervisor, at the station.
     sign_in(&c, &station.base, "tester").await;
     type_into(&c, "#q", "sea breeze").await;
-    click(&c, ".filters button[type=submit]").await;
+    press(&c, ".filters button[type=submit]").await;
     assert!(css(&c, "#count")
         .await
         .text()
         .await
         .unwrap()
         .contains("of 1 record"));
-    click(&c, &format!("a[href='/records/{id}']")).await;
+    press(&c, &format!("a[href='/records/{id}']")).await;
     arrive(&c, "/records/0").await;
     let conflict = css(&c, ".conflict[data-path='outcome']").await;
     let text = conflict.text().await.unwrap();
@@ -356,11 +384,12 @@ async fn an_officer_reports_offline_and_a_supervisor_resolves_a_conflict_upstrea
         }
     }
     assert!(chosen.is_some(), "a button to keep the boat's value");
-    arrive(&c, "/records/0").await;
-    assert!(
-        c.find(Locator::Css("#conflicts")).await.is_err(),
-        "conflict gone"
-    );
+    // The same address comes back: wait for the page without the conflict.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while c.find(Locator::Css("#conflicts")).await.is_ok() {
+        assert!(Instant::now() < deadline, "the conflict is still shown");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let history = css(&c, "table.history").await.text().await.unwrap();
     assert!(history.contains("resolved a conflict"), "{history}");
     assert!(history.contains("tester on this instance"), "{history}");
@@ -381,6 +410,27 @@ async fn an_officer_reports_offline_and_a_supervisor_resolves_a_conflict_upstrea
     boat.sync_ok().await;
     let back: Value = boat.get(&id).await;
     assert_eq!(back["fields"]["outcome"], "escorted_to_port");
+
+    // The station's admin sees people and devices, and enrols a new boat.
+    add_user(&station.records, "chief", "admin", "BB-01");
+    c.goto(&format!("{}/login", station.base)).await.unwrap();
+    type_into(&c, "#username", "chief").await;
+    type_into(&c, "#password", PASSWORD).await;
+    press(&c, "button[type=submit]").await;
+    arrive(&c, "/admin").await;
+    let devices = css(&c, "#devices-h + table").await.text().await.unwrap();
+    assert!(
+        devices.contains("boat") && devices.contains("active"),
+        "{devices}"
+    );
+    choose(&c, "#e-kind", "boat").await;
+    press(&c, "form[action='/admin/enroll-code'] button").await;
+    let issued = css(&c, "#enrol-code").await.text().await.unwrap();
+    assert!(
+        issued.contains("BB-01") && issued.contains("tideline enroll"),
+        "{issued}"
+    );
+    screenshot(&c, "admin").await;
     assert!(back["conflicts"].as_object().unwrap().is_empty(), "{back}");
     c.close().await.unwrap();
 }

@@ -95,17 +95,30 @@ pub async fn issue_code(
     access: Access,
     body: web::Json<CodeBody>,
 ) -> Result<HttpResponse, ApiError> {
-    access.require(Action::ManageDevices)?;
     let CodeBody {
         station,
         kind,
         expires_hours,
     } = body.into_inner();
+    let (code, expires_at) = issue(&state, &access, &station, &kind, expires_hours).await?;
+    Ok(HttpResponse::Created().json(json!({ "code": code, "expires_at": expires_at })))
+}
+
+/// Check and issue a one-time enrolment code (the API and the web
+/// interface's admin page); returns the code and when it expires.
+pub(crate) async fn issue(
+    state: &web::Data<AppState>,
+    access: &Access,
+    station: &str,
+    kind: &str,
+    expires_hours: Option<u64>,
+) -> Result<(String, i64), ApiError> {
+    access.require(Action::ManageDevices)?;
     let invalid = |path: &str, message: String| {
         ApiError::unprocessable("invalid_code_request", message.clone())
             .with_details(json!([{ "path": path, "message": message }]))
     };
-    let station = station_code(&station).map_err(|e| invalid("station", e.to_string()))?;
+    let station = station_code(station).map_err(|e| invalid("station", e.to_string()))?;
     let kind: DeviceKind = kind
         .parse()
         .map_err(|e: DeviceError| invalid("kind", e.to_string()))?;
@@ -143,7 +156,7 @@ pub async fn issue_code(
     })
     .await?
     .map_err(ApiError::internal)?;
-    Ok(HttpResponse::Created().json(json!({ "code": code, "expires_at": expires_at })))
+    Ok((code, expires_at))
 }
 
 pub async fn list(state: web::Data<AppState>, access: Access) -> Result<HttpResponse, ApiError> {

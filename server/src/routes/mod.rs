@@ -5,7 +5,7 @@
 pub(crate) mod attachments;
 pub(crate) mod auth;
 mod blob_sync;
-mod devices;
+pub(crate) mod devices;
 pub(crate) mod export;
 mod forms;
 mod health;

@@ -29,6 +29,7 @@ pub struct Can {
     pub review: bool,
     pub export: bool,
     pub sync: bool,
+    pub admin: bool,
 }
 
 struct SyncState {
@@ -71,6 +72,7 @@ impl Chrome {
                 review: can(Action::Review),
                 export: can(Action::Export),
                 sync: can(Action::Sync),
+                admin: can(Action::ManageUsers),
             },
             forms: state
                 .records
@@ -168,6 +170,9 @@ pub fn frame(title: &str, chrome: &Chrome, active: &str, body: Markup) -> Markup
                                 @for (id, title) in &chrome.forms {
                                     (nav(&format!("/records/new?form={id}"), &format!("New {}", title.to_lowercase()), &format!("new:{id}")))
                                 }
+                            }
+                            @if chrome.can.admin {
+                                (nav("/admin", "Administration", "admin"))
                             }
                         }
                     }

@@ -26,7 +26,7 @@ pub struct LoginForm {
 /// Only a path of this instance: never send someone elsewhere after sign-in.
 fn safe_next(next: Option<&str>) -> String {
     next.filter(|n| n.starts_with('/') && !n.starts_with("//") && !n.starts_with("/login"))
-        .unwrap_or("/records")
+        .unwrap_or("/")
         .to_string()
 }
 

@@ -12,6 +12,7 @@
 //! Cross-site requests cannot ride on the session: its cookie is
 //! `SameSite=Strict`.
 
+mod admin;
 mod assets;
 mod entry;
 mod layout;
@@ -42,6 +43,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/records/{id}/status", web::post().to(records::status))
         .route("/records/{id}/comment", web::post().to(records::comment))
         .route("/map", web::get().to(map::page_))
+        .route("/admin", web::get().to(admin::page_))
+        .route("/admin/enroll-code", web::post().to(admin::enroll_code))
         .route("/sync-now", web::post().to(layout::sync_now));
 }
 
@@ -56,8 +59,14 @@ pub fn is_page(path: &str) -> bool {
     !(path.starts_with("/api/") || path.starts_with("/sync/v1") || path == "/healthz")
 }
 
-async fn home() -> HttpResponse {
-    see_other("/records")
+/// `/`: the records, or for an admin (who manages people and devices, not
+/// records) the administration page.
+async fn home(access: crate::access::Access) -> HttpResponse {
+    if access.require(crate::access::Action::ReadRecords).is_ok() {
+        see_other("/records")
+    } else {
+        see_other("/admin")
+    }
 }
 
 /// Redirect after a form post (303: the browser follows with a GET).
