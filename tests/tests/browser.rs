@@ -238,6 +238,22 @@ async fn an_officer_reports_offline_and_a_supervisor_resolves_a_conflict_upstrea
         .contains("officer"));
     press(&c, "a[href='/records/new?form=boarding-report']").await;
     arrive(&c, "/records/new").await;
+    // On a 10-inch tablet held upright the form fits the width: no sideways scrolling.
+    c.set_window_size(800, 1280).await.unwrap();
+    let fits = c
+        .execute(
+            "return document.documentElement.scrollWidth <= window.innerWidth;",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        fits,
+        Value::Bool(true),
+        "the entry form scrolls sideways on a tablet"
+    );
+    screenshot(&c, "entry-tablet").await;
+    c.set_window_size(1280, 1000).await.unwrap();
     c.execute(
         "document.getElementById('f-boarding-time').value = '2026-11-20T14:05';",
         vec![],
