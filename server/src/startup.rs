@@ -85,6 +85,8 @@ const STATION_KEY: &str = "station";
 /// so a `tideline sync` without `--station` cannot push as the wrong station.
 pub fn open_records(settings: &Settings) -> anyhow::Result<SharedRecords> {
     let store = SledStore::open_with_cache(&settings.data_dir, settings.cache_bytes)?;
+    // Before anything is written: a directory from a newer binary is left alone.
+    check_format(&store, &settings.data_dir)?;
     let station = match store.get_meta(STATION_KEY)? {
         Some(bytes) => {
             let stored = String::from_utf8_lossy(&bytes).into_owned();
@@ -107,6 +109,69 @@ pub fn open_records(settings: &Settings) -> anyhow::Result<SharedRecords> {
     // The key pair is made with the instance, on its first start.
     InstanceKey::load_or_create(&settings.data_dir, records.identity().device_id)?;
     Ok(Arc::new(records))
+}
+
+/// The layout of a data directory this binary writes. Raise it with any change
+/// an older binary would misread, and add the step up from the previous one to
+/// [`migrate`].
+pub const DATA_FORMAT: u32 = 1;
+const FORMAT_KEY: &str = "format_version";
+
+/// Refuse a data directory written by a newer binary; bring an older one up
+/// to [`DATA_FORMAT`]; stamp a new one.
+fn check_format(store: &SledStore, dir: &std::path::Path) -> anyhow::Result<()> {
+    let found = match store.get_meta(FORMAT_KEY)? {
+        Some(bytes) => std::str::from_utf8(&bytes)
+            .ok()
+            .and_then(|t| t.parse::<u32>().ok())
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "{} has an unreadable format version {:?}; it may be damaged. Nothing was changed.",
+                    dir.display(),
+                    String::from_utf8_lossy(&bytes)
+                )
+            })?,
+        None if is_new(store)? => DATA_FORMAT,
+        // Written before directories carried a version.
+        None => 0,
+    };
+    if found > DATA_FORMAT {
+        anyhow::bail!(
+            "{} was written by a newer Tideline (data format {found}; this binary reads formats \
+             up to {DATA_FORMAT}). Run that newer version, or one after it; nothing was changed.",
+            dir.display()
+        );
+    }
+    for from in found..DATA_FORMAT {
+        migrate(store, from)?;
+        tracing::info!(from, to = from + 1, "data directory migrated");
+    }
+    if store.get_meta(FORMAT_KEY)?.is_none() || found != DATA_FORMAT {
+        store.put_meta(FORMAT_KEY, DATA_FORMAT.to_string().as_bytes())?;
+    }
+    Ok(())
+}
+
+/// Nothing has ever been stored here.
+fn is_new(store: &SledStore) -> anyhow::Result<bool> {
+    if store.get_meta(STATION_KEY)?.is_some() {
+        return Ok(false);
+    }
+    let mut any = false;
+    store.scan_summaries(&mut |_, _| {
+        any = true;
+        false
+    })?;
+    Ok(!any)
+}
+
+/// One step up from format `from`.
+fn migrate(_store: &SledStore, from: u32) -> anyhow::Result<()> {
+    match from {
+        // Format 0 is format 1 without the version: the layout is the same.
+        0 => Ok(()),
+        other => anyhow::bail!("no migration from data format {other}"),
+    }
 }
 
 impl Application {

@@ -1,0 +1,142 @@
+//! Upgrade safety: a data directory carries its format version; a binary
+//! migrates an older directory and refuses a newer one without touching it.
+//!
+//! `fixtures/data-format-0` was written by the binary of 2026-11-28, before
+//! directories carried a version (format 0): station BB-01, an officer, and
+//! three boarding reports. Its identity key is a test key and nothing else.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn tideline(data: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tideline"))
+        .arg("--data")
+        .arg(data)
+        .args(args)
+        .env_remove("TIDELINE_STATION")
+        .env_remove("TIDELINE_CONFIG")
+        .output()
+        .expect("run tideline")
+}
+
+/// A private copy of the fixture, with the permissions git does not keep.
+fn fixture(into: &Path) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let from = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/data-format-0");
+    let data = into.join("data");
+    std::fs::create_dir(&data).unwrap();
+    for entry in std::fs::read_dir(&from).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), data.join(entry.file_name())).unwrap();
+    }
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o700)).unwrap();
+    std::fs::set_permissions(
+        data.join("identity.key"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+    data
+}
+
+fn stdout(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "tideline failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn a_directory_from_before_format_versions_is_migrated_and_every_record_loads() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = fixture(dir.path());
+    let listed = stdout(&tideline(&data, &["record", "list"]));
+    for vessel in ["Sea Breeze", "Morning Star", "Blue Marlin"] {
+        assert!(listed.contains(vessel), "{listed}");
+    }
+    assert!(listed.contains("3 of 3"), "{listed}");
+    // Each document loads (show reads the Automerge document's view) and
+    // still takes edits.
+    let ids: Vec<String> = listed
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|id| id.len() == 36)
+        .map(str::to_string)
+        .collect();
+    assert_eq!(ids.len(), 3);
+    for id in &ids {
+        let shown: serde_json::Value =
+            serde_json::from_str(&stdout(&tideline(&data, &["record", "show", id]))).unwrap();
+        assert_eq!(shown["station"], "BB-01");
+        assert_eq!(shown["fields"]["persons_on_board"], 3);
+    }
+    let edit = dir.path().join("r.json");
+    std::fs::write(
+        &edit,
+        r#"{"vessel_name": "New Arrival", "persons_on_board": 2}"#,
+    )
+    .unwrap();
+    stdout(&tideline(
+        &data,
+        &[
+            "record",
+            "create",
+            "--form",
+            "boarding-report",
+            "--json",
+            edit.to_str().unwrap(),
+        ],
+    ));
+    assert!(stdout(&tideline(&data, &["record", "list"])).contains("4 of 4"));
+}
+
+#[test]
+fn a_directory_from_a_newer_binary_is_refused_and_left_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = fixture(dir.path());
+    // Open it once (now format 1), then pretend a later binary wrote it.
+    stdout(&tideline(&data, &["record", "list"]));
+    {
+        let db = sled::open(&data).unwrap();
+        db.open_tree("meta")
+            .unwrap()
+            .insert("format_version", "99")
+            .unwrap();
+        db.flush().unwrap();
+    }
+    let before = snapshot(&data);
+    let out = tideline(&data, &["record", "list"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("newer Tideline") && err.contains("format 99"),
+        "{err}"
+    );
+    let served = tideline(&data, &["serve", "--listen", "127.0.0.1:0"]);
+    assert!(!served.status.success(), "serve must not start either");
+    assert!(snapshot(&data) == before, "nothing stored changed");
+}
+
+/// Everything stored: every tree's keys and values (sled rewrites its own
+/// snapshot file whenever it opens, so files are the wrong thing to compare),
+/// and the key file.
+fn snapshot(dir: &Path) -> Vec<(Vec<u8>, Vec<u8>, Vec<u8>)> {
+    let mut all = Vec::new();
+    {
+        let db = sled::open(dir).unwrap();
+        for name in db.tree_names() {
+            for entry in db.open_tree(&name).unwrap().iter() {
+                let (k, v) = entry.unwrap();
+                all.push((name.to_vec(), k.to_vec(), v.to_vec()));
+            }
+        }
+    }
+    all.push((
+        b"identity.key".to_vec(),
+        Vec::new(),
+        std::fs::read(dir.join("identity.key")).unwrap(),
+    ));
+    all
+}
