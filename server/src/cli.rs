@@ -441,9 +441,24 @@ fn serve(settings: Settings) -> anyhow::Result<()> {
             );
         }
         std::io::stdout().flush().ok();
+        // SIGTERM or Ctrl-C: stop accepting, let requests in flight finish
+        // (up to SHUTDOWN_GRACE), then return here.
+        let handle = app.handle();
+        tokio::spawn(async move {
+            crate::startup::stop_signal().await;
+            tracing::info!("stop requested; no new connections");
+            handle.stop(true).await;
+        });
         app.run_until_stopped().await?;
-        Ok(())
-    })
+        tracing::info!("stopped accepting; finishing work in progress");
+        Ok::<(), anyhow::Error>(())
+    })?;
+    // A sync exchange runs on a blocking thread: give it the same grace.
+    runtime.shutdown_timeout(crate::startup::SHUTDOWN_GRACE);
+    // Every write was flushed before it was acknowledged; the store is
+    // closed (and flushed once more) as the last handle drops.
+    tracing::info!("tideline stopped");
+    Ok(())
 }
 
 fn sync_now(settings: &Settings, page_bytes: u64) -> anyhow::Result<()> {

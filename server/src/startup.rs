@@ -54,6 +54,34 @@ pub struct SetupCode {
     pub expires: Instant,
 }
 
+/// How long a stopping instance waits for requests and sync exchanges in
+/// flight before it exits anyway.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+/// Resolves at the first SIGTERM (how service managers stop a program) or
+/// Ctrl-C.
+pub async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
 /// How long the setup code printed at start stays valid.
 pub const SETUP_CODE_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 /// Failed logins allowed per account, and per address, within [`LOGIN_WINDOW`].
@@ -260,6 +288,11 @@ impl Application {
                 .configure(crate::web::configure)
                 .configure(routes::configure)
         });
+        // The binary handles SIGTERM and Ctrl-C itself (`stop_signal`), so
+        // that a stop always waits for the work in flight.
+        let server = server
+            .shutdown_timeout(SHUTDOWN_GRACE.as_secs())
+            .disable_signals();
         let server = match tls {
             Some(config) => server.listen_rustls_0_23(listener, config)?,
             None => server.listen(listener)?,

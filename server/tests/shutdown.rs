@@ -1,0 +1,91 @@
+//! Graceful shutdown of the real binary: on SIGTERM it stops accepting,
+//! finishes the request in flight, and exits 0 with the write stored.
+
+mod common;
+
+use common::{report, spawn_serve};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+#[test]
+fn sigterm_finishes_the_request_in_flight_then_exits_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let data_arg = data.to_str().unwrap();
+    let mut server = spawn_serve(
+        &["--data", data_arg, "--station", "BB-01"],
+        &["--listen", "127.0.0.1:0", "--no-auto-sync"],
+    );
+    let addr = server.base.trim_start_matches("http://").to_string();
+    let mut conn = TcpStream::connect(&addr).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    // A first answer on this connection shows the server has taken it.
+    conn.write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    let mut buf = [0u8; 512];
+    let n = conn.read(&mut buf).unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+
+    // A record is on its way when the stop comes: the server has read its
+    // headers (it asks for the body: 100 Continue) and half of the body.
+    let body = serde_json::json!({"form": "boarding-report", "fields": report()}).to_string();
+    let (first, rest) = body.as_bytes().split_at(body.len() / 2);
+    let head = format!(
+        "POST /api/v1/records HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nExpect: 100-continue\r\n\
+         Connection: close\r\n\r\n",
+        server.token,
+        body.len()
+    );
+    conn.write_all(head.as_bytes()).unwrap();
+    let n = conn.read(&mut buf).unwrap();
+    assert!(
+        String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 100"),
+        "{}",
+        String::from_utf8_lossy(&buf[..n])
+    );
+    conn.write_all(first).unwrap();
+    // As systemd or `docker stop` would.
+    let sent = std::process::Command::new("kill")
+        .args(["-TERM", &server.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+
+    // No new connections once stopping...
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(&addr).is_ok() {
+        assert!(Instant::now() < deadline, "still accepting after SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // ...but the request in flight is finished.
+    conn.write_all(rest).unwrap();
+    let mut answer = String::new();
+    conn.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 201"), "{answer}");
+
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let status = loop {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "did not exit after SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "exit status {status:?}");
+
+    // The record it acknowledged is there for the next start.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tideline"))
+        .args(["--data", data_arg, "record", "list"])
+        .env_remove("TIDELINE_STATION")
+        .env_remove("TIDELINE_CONFIG")
+        .output()
+        .unwrap();
+    let listed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && listed.contains("1 of 1"),
+        "{listed}"
+    );
+}
