@@ -28,8 +28,10 @@ use tideline_sync::{DocStore, Filter, Page, Patch, RecordsError, Status};
 pub const SESSION_COOKIE: &str = "tideline_session";
 
 /// Paths anyone may call: liveness, and the ways to obtain credentials.
-const PUBLIC: [&str; 4] = [
+const PUBLIC: [&str; 6] = [
     "/healthz",
+    "/readyz",
+    "/metrics",
     "/api/v1/login",
     "/api/v1/setup",
     "/api/v1/enroll",

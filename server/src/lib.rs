@@ -11,6 +11,7 @@ pub mod cli;
 pub mod config;
 pub mod error;
 pub mod export;
+pub mod metrics;
 pub mod routes;
 pub mod startup;
 pub mod upstream;

@@ -46,6 +46,8 @@ pub struct AppState {
     pub attachments: AttachmentPolicy,
     /// Tile URL template for the web map, if any.
     pub map_tiles: Option<String>,
+    pub metrics: Arc<crate::metrics::Metrics>,
+    pub data_dir: std::path::PathBuf,
 }
 
 /// A one-time code, valid until `expires`, for creating the first admin.
@@ -222,6 +224,7 @@ impl Application {
             .map(crate::upstream::load_ca)
             .transpose()?;
         let blobs = Arc::new(BlobStore::open(&settings.data_dir)?);
+        let metrics = Arc::new(crate::metrics::Metrics::new());
         let agent = settings.upstream.as_ref().map(|url| {
             SyncAgent::new(
                 records.clone(),
@@ -234,6 +237,7 @@ impl Application {
                     requested: Vec::new(),
                     max_bytes: settings.attachments.max_bytes as u64,
                 },
+                metrics.clone(),
             )
         });
         if let Some(agent) = agent.as_ref().filter(|_| settings.auto_sync) {
@@ -266,6 +270,8 @@ impl Application {
             blobs,
             attachments: settings.attachments.clone(),
             map_tiles: settings.map_tile_url.clone(),
+            metrics: metrics.clone(),
+            data_dir: settings.data_dir.clone(),
         });
         let limit = settings.max_body_bytes;
         let tls = settings
@@ -285,6 +291,7 @@ impl Application {
                 .app_data(web::QueryConfig::default().error_handler(|e, _| query_error(e).into()))
                 .wrap(from_fn(access::authenticate))
                 .wrap(tracing_actix())
+                .wrap(from_fn(count_request))
                 .configure(crate::web::configure)
                 .configure(routes::configure)
         });
@@ -350,6 +357,49 @@ fn tls_config(
     .with_no_client_auth()
     .with_single_cert(chain, key_der)
     .map_err(|e| anyhow::anyhow!("the certificate and key do not make a TLS identity: {e}"))
+}
+
+/// Count every request and its latency by route (the outermost middleware,
+/// so refusals by authentication are counted too).
+async fn count_request(
+    req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody>,
+) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
+    let started = Instant::now();
+    let method = req.method().to_string();
+    let metrics = req
+        .app_data::<web::Data<AppState>>()
+        .map(|s| s.metrics.clone());
+    let res = next.call(req).await;
+    if let Some(metrics) = metrics {
+        let (route, status) = match &res {
+            Ok(r) => (
+                r.request()
+                    .match_pattern()
+                    .unwrap_or_else(|| "unmatched".into()),
+                r.status().as_u16(),
+            ),
+            Err(e) => (
+                "unmatched".into(),
+                e.as_response_error().status_code().as_u16(),
+            ),
+        };
+        metrics
+            .http_duration
+            .get_or_create(&crate::metrics::RouteLabels {
+                route: route.clone(),
+            })
+            .observe(started.elapsed().as_secs_f64());
+        metrics
+            .http_requests
+            .get_or_create(&crate::metrics::HttpLabels {
+                method,
+                route,
+                status,
+            })
+            .inc();
+    }
+    res
 }
 
 /// Request logging: method, path and status only, never bodies.

@@ -66,6 +66,20 @@ pub enum SyncFailure {
     NotEnrolled,
 }
 
+impl SyncFailure {
+    /// A short name for metrics and logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SyncFailure::Unreachable { .. } => "unreachable",
+            SyncFailure::Refused { status: 403, .. } => "refused_forbidden",
+            SyncFailure::Refused { .. } => "refused",
+            SyncFailure::Protocol(_) => "protocol",
+            SyncFailure::Local(_) => "local",
+            SyncFailure::NotEnrolled => "not_enrolled",
+        }
+    }
+}
+
 impl From<SyncError> for SyncFailure {
     fn from(e: SyncError) -> Self {
         SyncFailure::Local(e.to_string())
@@ -632,6 +646,7 @@ pub struct SyncAgent {
     fetch: FileFetch,
     /// Files people here have opened and the upstream has not sent yet.
     requested: Mutex<std::collections::BTreeSet<BlobHash>>,
+    metrics: Arc<crate::metrics::Metrics>,
     running: Mutex<bool>,
     gate: tokio::sync::Mutex<()>,
     changed: tokio::sync::Notify,
@@ -645,8 +660,10 @@ impl SyncAgent {
         page_bytes: u64,
         ca: Option<reqwest::Certificate>,
         fetch: FileFetch,
+        metrics: Arc<crate::metrics::Metrics>,
     ) -> Arc<Self> {
         Arc::new(SyncAgent {
+            metrics,
             records,
             blobs,
             upstream,
@@ -713,6 +730,28 @@ impl SyncAgent {
             .unwrap_or_else(|p| p.into_inner())
             .retain(|h| !self.blobs.has(h));
         *self.running.lock().unwrap_or_else(|p| p.into_inner()) = false;
+        match &result {
+            Ok(o) => {
+                self.metrics.sync_flow(
+                    "downstream",
+                    (o.pulled as u64, o.pushed as u64),
+                    (o.bytes_received as u64, o.bytes_sent as u64),
+                );
+                let files = |direction| crate::metrics::FlowLabels {
+                    side: "downstream",
+                    direction,
+                };
+                self.metrics
+                    .sync_file_bytes
+                    .get_or_create(&files("in"))
+                    .inc_by(o.file_bytes_received);
+                self.metrics
+                    .sync_file_bytes
+                    .get_or_create(&files("out"))
+                    .inc_by(o.file_bytes_sent);
+            }
+            Err(e) => self.metrics.sync_failed("downstream", e.kind()),
+        }
         match &result {
             Ok(o) => tracing::info!(
                 pushed = o.pushed,

@@ -18,6 +18,8 @@ use tideline_schemas::RecordId;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/healthz", web::get().to(health::healthz))
+        .route("/readyz", web::get().to(health::readyz))
+        .route("/metrics", web::get().to(health::metrics))
         .route("/sync/v1", web::post().to(sync::exchange))
         .route("/sync/v1/blobs/{sha256}", web::get().to(blob_sync::held))
         .route("/sync/v1/blobs/{sha256}", web::put().to(blob_sync::append))

@@ -70,7 +70,30 @@ pub async fn exchange(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let device = device.into_inner();
+    let result = answer(&state, device, payload).await;
+    match &result {
+        Ok((body_in, pushed, pulled, answer)) => state.metrics.sync_flow(
+            "upstream",
+            (*pushed as u64, *pulled as u64),
+            (*body_in as u64, answer.len() as u64),
+        ),
+        Err(e) => state.metrics.sync_failed("upstream", e.code()),
+    }
+    let (_, _, _, answer) = result?;
+    Ok(HttpResponse::Ok()
+        .content_type(SYNC_CONTENT_TYPE)
+        .body(answer))
+}
+
+/// One exchange: the request's size, the records it pushed and pulled, and
+/// the encoded answer.
+async fn answer(
+    state: &web::Data<AppState>,
+    device: Device,
+    payload: web::Payload,
+) -> Result<(usize, usize, usize, Vec<u8>), ApiError> {
     let body = read_limited(payload, MAX_SYNC_BODY).await?;
+    let body_len = body.len();
     let st = state.clone();
     let answer = web::block(move || {
         // A panic on hostile peer data must cost this request, not the server.
@@ -135,7 +158,10 @@ pub async fn exchange(
                     )
                     .map_err(ApiError::internal)?;
             }
-            protocol::encode_response(&response).map_err(ApiError::internal)
+            let pulled = response.pull.len();
+            protocol::encode_response(&response)
+                .map(|bytes| (pushed, pulled, bytes))
+                .map_err(ApiError::internal)
         }))
         .unwrap_or_else(|_| {
             Err(ApiError::bad_request(
@@ -145,9 +171,8 @@ pub async fn exchange(
         })
     })
     .await??;
-    Ok(HttpResponse::Ok()
-        .content_type(SYNC_CONTENT_TYPE)
-        .body(answer))
+    let (pushed, pulled, bytes) = answer;
+    Ok((body_len, pushed, pulled, bytes))
 }
 
 fn codec_error(e: CodecError) -> ApiError {
