@@ -49,6 +49,10 @@ struct GlobalArgs {
     /// upstream's own certificate to pin it.
     #[arg(long, global = true, env = "TIDELINE_UPSTREAM_CA")]
     upstream_ca: Option<PathBuf>,
+    /// Log lines as text, or as one JSON object per line for log shippers.
+    #[arg(long, global = true, env = "TIDELINE_LOG_FORMAT", default_value = "text",
+          value_parser = ["text", "json"])]
+    log_format: String,
 }
 
 #[derive(Subcommand)]
@@ -238,7 +242,10 @@ enum RecordCommand {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let is_serve = matches!(cli.command, Command::Serve { .. });
-    init_tracing(if is_serve { "info" } else { "warn" });
+    init_tracing(
+        if is_serve { "info" } else { "warn" },
+        cli.global.log_format == "json",
+    );
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -248,13 +255,17 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn init_tracing(default: &str) {
+fn init_tracing(default: &str, json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = if json {
+        logs.json().try_init()
+    } else {
+        logs.try_init()
+    };
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {

@@ -530,3 +530,57 @@ fn a_zip_export_holds_the_records_and_their_files_under_their_hashes() {
     // No half-written archive is left beside it.
     assert!(!dir.path().join("court.zip.partial").exists());
 }
+
+#[test]
+fn logs_can_be_json_lines_for_log_shippers() {
+    use std::io::{BufRead, BufReader, Read};
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut child = tideline(
+        &data,
+        &["--log-format", "json", "serve", "--listen", "127.0.0.1:0"],
+    )
+    .env("RUST_LOG", "info")
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    while !line.starts_with("listening on") {
+        line.clear();
+        assert!(
+            stdout.read_line(&mut line).unwrap() > 0,
+            "no address printed"
+        );
+    }
+    let base = line.trim().trim_start_matches("listening on ").to_string();
+    reqwest::blocking::get(format!("{base}/healthz")).unwrap();
+    // SIGTERM: a clean stop, which is logged too.
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+    let mut logs = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut logs)
+        .unwrap();
+    let lines: Vec<Value> = logs
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|_| panic!("not JSON: {l}")))
+        .collect();
+    let messages: Vec<&str> = lines
+        .iter()
+        .filter_map(|l| l["fields"]["message"].as_str())
+        .collect();
+    assert!(messages.contains(&"tideline serving"), "{messages:?}");
+    assert!(messages.contains(&"tideline stopped"), "{messages:?}");
+    assert!(lines
+        .iter()
+        .all(|l| l["level"].is_string() && l["timestamp"].is_string()));
+}
