@@ -118,6 +118,10 @@ enum Command {
     /// Check the audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Check the whole data directory: every record loads and matches the
+    /// change feed, every attachment matches its SHA-256, the audit log
+    /// verifies. Exits non-zero with a list of problems; repairs nothing.
+    Check,
     /// Attachment files.
     #[command(subcommand)]
     Attachments(AttachmentsCommand),
@@ -399,6 +403,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let settings = Settings::resolve(&over)?;
             let records = open_offline(&settings)?;
             collect_files(&records, &settings.data_dir, &grace, dry_run)
+        }
+        Command::Check => {
+            let settings = Settings::resolve(&over)?;
+            let records = open_offline(&settings)?;
+            check(&records, &settings.data_dir)
         }
         Command::Audit(AuditCommand::Verify) => {
             let settings = Settings::resolve(&over)?;
@@ -699,6 +708,36 @@ fn audit_verify(records: &SharedRecords) -> anyhow::Result<()> {
     bail!(
         "the audit log has {} problem(s) in {count} entries; it has been altered or damaged",
         problems.len()
+    )
+}
+
+fn check(records: &SharedRecords, data: &Path) -> anyhow::Result<()> {
+    let mut problems: Vec<String> = Vec::new();
+    let (count, found) = records.check()?;
+    println!("records: {count} checked");
+    problems.extend(found);
+    let blobs = tideline_sync::blobs::BlobStore::open(data)?;
+    let (files, found) = blobs.verify()?;
+    println!("attachments: {files} file(s) checked");
+    problems.extend(found);
+    let (entries, found) = audit::verify(records.store().as_ref())?;
+    println!("audit log: {entries} entries checked");
+    problems.extend(
+        found
+            .into_iter()
+            .map(|p| format!("audit entry {}: {}", p.seq, p.message)),
+    );
+    if problems.is_empty() {
+        println!("no problems found");
+        return Ok(());
+    }
+    for p in &problems {
+        println!("PROBLEM {p}");
+    }
+    bail!(
+        "{} problem(s) in {}; nothing was changed",
+        problems.len(),
+        data.display()
     )
 }
 

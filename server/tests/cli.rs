@@ -584,3 +584,101 @@ fn logs_can_be_json_lines_for_log_shippers() {
         .iter()
         .all(|l| l["level"].is_string() && l["timestamp"].is_string()));
 }
+
+#[test]
+fn check_names_damaged_documents_files_and_audit_entries() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let file = dir.path().join("sighting.json");
+    std::fs::write(&file, sighting().to_string()).unwrap();
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let made = ok_json(run(tideline(
+            &data,
+            &["record", "create", "--form", "vessel-sighting", "--json"],
+        )
+        .arg(&file)));
+        ids.push(made["id"].as_str().unwrap().to_string());
+    }
+    let out = with_stdin(
+        &mut tideline(
+            &data,
+            &[
+                "admin",
+                "create-user",
+                "--username",
+                "alice",
+                "--role",
+                "officer",
+            ],
+        ),
+        "correct horse battery\n",
+    );
+    assert!(out.status.success());
+    let photo = [&[0xFF, 0xD8, 0xFF][..], &[7u8; 500]].concat();
+    let hash = tideline_sync::blobs::BlobStore::open(&data)
+        .unwrap()
+        .put(&photo)
+        .unwrap()
+        .to_hex();
+
+    let out = run(&mut tideline(&data, &["check"]));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("records: 2 checked") && text.contains("attachments: 1 file(s)"),
+        "{text}"
+    );
+    assert!(text.contains("no problems found"), "{text}");
+
+    // Damage one of each: a document, a file, an audit entry.
+    {
+        let db = sled::open(&data).unwrap();
+        let records = db.open_tree("records").unwrap();
+        let id: tideline_schemas::RecordId = ids[0].parse().unwrap();
+        let key = [b"d".as_slice(), id.as_bytes()].concat();
+        records
+            .insert(key, b"not an automerge document".as_slice())
+            .unwrap();
+        db.flush().unwrap();
+    }
+    {
+        use tideline_sync::store::{Commit, StateWrite};
+        use tideline_sync::{DocStore, SledStore};
+        let store = SledStore::open(&data).unwrap();
+        let key = [b"audit/e/".as_slice(), &1u64.to_be_bytes()].concat();
+        let entry = store.get_state(&key).unwrap().unwrap();
+        let altered = String::from_utf8(entry)
+            .unwrap()
+            .replace("alice", "mallory");
+        store
+            .commit(Commit {
+                records: vec![],
+                state: vec![StateWrite {
+                    key,
+                    value: Some(altered.into_bytes()),
+                }],
+            })
+            .unwrap();
+    }
+    std::fs::write(
+        data.join("attachments").join(&hash[..2]).join(&hash),
+        b"swapped",
+    )
+    .unwrap();
+
+    let out = run(&mut tideline(&data, &["check"]));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains(&format!("record {}: the document does not load", ids[0])),
+        "{text}"
+    );
+    assert!(!text.contains(&format!("record {}:", ids[1])), "{text}");
+    assert!(
+        text.contains(&format!("attachment {hash}: its content does not match")),
+        "{text}"
+    );
+    assert!(text.contains("audit entry 1:"), "{text}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("problem(s)"));
+}

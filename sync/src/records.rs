@@ -476,6 +476,69 @@ impl<S: DocStore> Records<S> {
         self.store_doc(&mut doc, form, DocWrite::Append(chunk))
     }
 
+    /// Check the whole store: every record's document loads, its summary's
+    /// heads and cached view agree with it, and the change feed names each
+    /// record exactly once and nothing else. Returns the records checked and
+    /// one sentence per problem found; repairs nothing.
+    pub fn check(&self) -> Result<(usize, Vec<String>), RecordsError> {
+        let mut problems = Vec::new();
+        let mut in_feed: BTreeMap<RecordId, usize> = BTreeMap::new();
+        for entry in self.store.changes_since(0, usize::MAX)? {
+            *in_feed.entry(entry.id).or_default() += 1;
+        }
+        let mut summaries = Vec::new();
+        self.store.scan_summaries(&mut |id, summary| {
+            summaries.push((id, summary));
+            true
+        })?;
+        for (id, summary) in &summaries {
+            match in_feed.remove(id) {
+                Some(1) => {}
+                Some(n) => problems.push(format!("record {id}: {n} entries in the change feed")),
+                None => problems.push(format!("record {id}: missing from the change feed")),
+            }
+            let Some(stored) = self.store.load(id)? else {
+                problems.push(format!("record {id}: its summary has no document"));
+                continue;
+            };
+            // A damaged document must be reported, not take the check down.
+            let loaded = catch_unwind(AssertUnwindSafe(|| self.load_doc(&stored)));
+            let mut doc = match loaded {
+                Ok(Ok(doc)) => doc,
+                Ok(Err(e)) => {
+                    problems.push(format!("record {id}: the document does not load ({e})"));
+                    continue;
+                }
+                Err(_) => {
+                    problems.push(format!(
+                        "record {id}: the document does not load (decoder panic)"
+                    ));
+                    continue;
+                }
+            };
+            let mut heads = doc.heads();
+            heads.sort();
+            let mut listed = summary.change_hashes();
+            listed.sort();
+            if heads != listed {
+                problems.push(format!(
+                    "record {id}: the summary's heads differ from the document's"
+                ));
+            }
+            match self.store.view(id)? {
+                Some(v) if serde_json::from_slice::<Json>(&v).is_ok() => {}
+                Some(_) => problems.push(format!("record {id}: the cached view is not JSON")),
+                None => problems.push(format!("record {id}: no cached view")),
+            }
+        }
+        for id in in_feed.keys() {
+            problems.push(format!(
+                "the change feed names record {id}, which is not stored"
+            ));
+        }
+        Ok((summaries.len(), problems))
+    }
+
     /// Every change of one record, oldest first (`RecordDoc::history`).
     pub fn history(&self, id: &RecordId) -> Result<Vec<HistoryEntry>, RecordsError> {
         let stored = self.store.load(id)?.ok_or(RecordsError::NotFound(*id))?;
