@@ -296,6 +296,23 @@ mod tests {
     }
 
     #[test]
+    fn the_example_configurations_in_deploy_are_valid() {
+        let deploy = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy");
+        for (name, station, upstream) in [
+            ("tideline.example.toml", "BB-01", false),
+            ("boat.toml", "BB-01", true),
+            ("station.toml", "BB-01", true),
+            ("hq.toml", "HQ", false),
+        ] {
+            let text = std::fs::read_to_string(deploy.join(name)).unwrap();
+            let s = Settings::merge(Overrides::default(), file(&text))
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(s.station, station, "{name}");
+            assert_eq!(s.upstream.is_some(), upstream, "{name}");
+        }
+    }
+
+    #[test]
     fn defaults_apply_when_nothing_is_set() {
         let s = Settings::merge(Overrides::default(), FileConfig::default()).unwrap();
         assert_eq!(s.data_dir, PathBuf::from(DEFAULT_DATA_DIR));
