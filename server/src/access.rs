@@ -55,6 +55,8 @@ pub enum Action {
     ReadAudit,
     /// Start a sync now.
     Sync,
+    /// Take a backup of the whole instance.
+    Backup,
 }
 
 impl Action {
@@ -66,7 +68,7 @@ impl Action {
             WriteRecords => matches!(role, Officer | Supervisor),
             Review => role == Supervisor,
             Export => matches!(role, Supervisor | Analyst),
-            ManageUsers | ManageDevices | ReadAudit => role == Admin,
+            ManageUsers | ManageDevices | ReadAudit | Backup => role == Admin,
             Sync => matches!(role, Officer | Supervisor | Admin),
         }
     }
@@ -81,6 +83,7 @@ impl Action {
             Action::ManageDevices => "manage devices",
             Action::ReadAudit => "read the audit log",
             Action::Sync => "start a sync",
+            Action::Backup => "take a backup",
         }
     }
 }

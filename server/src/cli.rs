@@ -118,6 +118,19 @@ enum Command {
     /// Check the audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Write a backup of the data directory (records, files, key) to FILE.
+    /// Works on a stopped instance; a running one answers
+    /// `GET /api/v1/backup` (admins) with the same file.
+    Backup {
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Restore a backup into the data directory given by --data, which must
+    /// not exist yet or be empty.
+    Restore {
+        #[arg(long = "in")]
+        input: PathBuf,
+    },
     /// Check the whole data directory: every record loads and matches the
     /// change feed, every attachment matches its SHA-256, the audit log
     /// verifies. Exits non-zero with a list of problems; repairs nothing.
@@ -403,6 +416,50 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let settings = Settings::resolve(&over)?;
             let records = open_offline(&settings)?;
             collect_files(&records, &settings.data_dir, &grace, dry_run)
+        }
+        Command::Backup { out } => {
+            let settings = Settings::resolve(&over)?;
+            let records = open_records(&settings).map_err(|e| {
+                match e.downcast_ref::<StoreError>() {
+                    Some(StoreError::InUse(dir)) => anyhow::anyhow!(
+                        "{} is in use by a running `tideline serve`: ask it instead, as an admin: \
+                         curl -H \"Authorization: Bearer TOKEN\" -o {} http://HOST:PORT/api/v1/backup",
+                        dir.display(),
+                        out.display()
+                    ),
+                    _ => e,
+                }
+            })?;
+            // Written beside the target and renamed: no half backup under its name.
+            let tmp = out.with_extension("partial");
+            let file = std::fs::File::create(&tmp)
+                .with_context(|| format!("cannot create {}", tmp.display()))?;
+            let mut w = std::io::BufWriter::new(file);
+            let contents =
+                crate::backup::write(records.store().as_ref(), &settings.data_dir, &mut w)?;
+            w.into_inner()
+                .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", tmp.display()))?
+                .sync_all()?;
+            std::fs::rename(&tmp, &out)?;
+            println!(
+                "wrote {}: {} store entries, {} file(s)",
+                out.display(),
+                contents.entries,
+                contents.files
+            );
+            Ok(())
+        }
+        Command::Restore { input } => {
+            let settings = Settings::resolve(&over)?;
+            let contents = crate::backup::restore(&input, &settings.data_dir)?;
+            println!(
+                "restored {} into {}: {} store entries, {} file(s); check it with `tideline check`",
+                input.display(),
+                settings.data_dir.display(),
+                contents.entries,
+                contents.files
+            );
+            Ok(())
         }
         Command::Check => {
             let settings = Settings::resolve(&over)?;

@@ -4,6 +4,7 @@
 
 pub(crate) mod attachments;
 pub(crate) mod auth;
+mod backup;
 mod blob_sync;
 pub(crate) mod devices;
 pub(crate) mod export;
@@ -62,7 +63,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route("/blobs/{sha256}", web::get().to(attachments::blob))
                 .route("/sync/status", web::get().to(sync::status))
                 .route("/sync/now", web::post().to(sync::now))
-                .route("/export", web::get().to(export::export)),
+                .route("/export", web::get().to(export::export))
+                .route("/backup", web::get().to(backup::backup)),
         )
         .default_service(web::to(not_found));
 }

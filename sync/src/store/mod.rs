@@ -177,6 +177,14 @@ pub trait DocStore: Send + Sync + 'static {
     fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
     /// Set instance metadata durably.
     fn put_meta(&self, key: &str, value: &[u8]) -> Result<(), StoreError>;
+    /// Visit everything stored, as (tree, key, value), at one consistent
+    /// moment: for backups, which `SledStore::import` restores.
+    fn export(
+        &self,
+        _visit: &mut dyn FnMut(&str, &[u8], &[u8]) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        Err(StoreError::Io("this store cannot be exported".into()))
+    }
 }
 
 impl<S: DocStore + ?Sized> DocStore for std::sync::Arc<S> {
@@ -227,5 +235,11 @@ impl<S: DocStore + ?Sized> DocStore for std::sync::Arc<S> {
     }
     fn put_meta(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
         (**self).put_meta(key, value)
+    }
+    fn export(
+        &self,
+        visit: &mut dyn FnMut(&str, &[u8], &[u8]) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        (**self).export(visit)
     }
 }

@@ -116,6 +116,32 @@ fn seq_from(bytes: &[u8]) -> Result<Seq, StoreError> {
 }
 
 impl SledStore {
+    /// Fill a new store at `dir` with `entries` (tree, key, value) as an
+    /// export produced them, and make it durable. `dir` must not hold a store.
+    pub fn import(
+        dir: &Path,
+        entries: &mut dyn Iterator<Item = Result<(String, Vec<u8>, Vec<u8>), StoreError>>,
+    ) -> Result<(), StoreError> {
+        let store = SledStore::open(dir)?;
+        if !store.records.is_empty() || !store.meta.is_empty() {
+            return Err(StoreError::Corrupt(format!(
+                "{} already holds a store; restore only into an empty directory",
+                dir.display()
+            )));
+        }
+        let mut state = store.lock();
+        for entry in entries {
+            let (tree, k, v) = entry?;
+            let target = match tree.as_str() {
+                "records" => &store.records,
+                "meta" => &store.meta,
+                other => return Err(StoreError::Corrupt(format!("unknown tree {other:?}"))),
+            };
+            target.insert(k, v).map_err(io)?;
+        }
+        store.make_durable(&mut state)
+    }
+
     /// Open (or create) the store in `dir`. Fails with [`StoreError::InUse`] when
     /// another process holds it; never deletes or rewrites an existing store.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
@@ -294,7 +320,25 @@ impl DocStore for SledStore {
     fn put_state_lazy(&self, writes: Vec<StateWrite>) -> Result<(), StoreError> {
         let mut batch = sled::Batch::default();
         add_state(&mut batch, writes);
+        // Under the writer lock like every write, so an export sees none half-way.
+        let _state = self.lock();
         self.records.apply_batch(batch).map_err(io)
+    }
+
+    fn export(
+        &self,
+        visit: &mut dyn FnMut(&str, &[u8], &[u8]) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        // Every write takes this lock, so what is visited is one moment's
+        // state: each write entirely in or entirely out.
+        let _state = self.lock();
+        for (name, tree) in [("records", &self.records), ("meta", &self.meta)] {
+            for entry in tree.iter() {
+                let (k, v) = entry.map_err(io)?;
+                visit(name, &k, &v)?;
+            }
+        }
+        Ok(())
     }
 
     fn ensure_durable(&self) -> Result<(), StoreError> {
