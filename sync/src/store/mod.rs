@@ -123,6 +123,12 @@ pub enum StoreError {
     DuplicateInCommit(RecordId),
 }
 
+/// What [`DocStore::export`] calls with each stored (tree, key, value).
+pub type ExportVisit<'a> = dyn FnMut(&str, &[u8], &[u8]) -> Result<(), StoreError> + 'a;
+/// What `SledStore::import` takes: (tree, key, value) entries in export order.
+pub type ImportEntries<'a> =
+    dyn Iterator<Item = Result<(String, Vec<u8>, Vec<u8>), StoreError>> + 'a;
+
 /// Storage for record documents and their change feed.
 ///
 /// Invariants every implementation keeps (checked by the shared suite):
@@ -179,10 +185,7 @@ pub trait DocStore: Send + Sync + 'static {
     fn put_meta(&self, key: &str, value: &[u8]) -> Result<(), StoreError>;
     /// Visit everything stored, as (tree, key, value), at one consistent
     /// moment: for backups, which `SledStore::import` restores.
-    fn export(
-        &self,
-        _visit: &mut dyn FnMut(&str, &[u8], &[u8]) -> Result<(), StoreError>,
-    ) -> Result<(), StoreError> {
+    fn export(&self, _visit: &mut ExportVisit<'_>) -> Result<(), StoreError> {
         Err(StoreError::Io("this store cannot be exported".into()))
     }
 }
@@ -236,10 +239,7 @@ impl<S: DocStore + ?Sized> DocStore for std::sync::Arc<S> {
     fn put_meta(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
         (**self).put_meta(key, value)
     }
-    fn export(
-        &self,
-        visit: &mut dyn FnMut(&str, &[u8], &[u8]) -> Result<(), StoreError>,
-    ) -> Result<(), StoreError> {
+    fn export(&self, visit: &mut ExportVisit<'_>) -> Result<(), StoreError> {
         (**self).export(visit)
     }
 }

@@ -118,10 +118,7 @@ fn seq_from(bytes: &[u8]) -> Result<Seq, StoreError> {
 impl SledStore {
     /// Fill a new store at `dir` with `entries` (tree, key, value) as an
     /// export produced them, and make it durable. `dir` must not hold a store.
-    pub fn import(
-        dir: &Path,
-        entries: &mut dyn Iterator<Item = Result<(String, Vec<u8>, Vec<u8>), StoreError>>,
-    ) -> Result<(), StoreError> {
+    pub fn import(dir: &Path, entries: &mut super::ImportEntries<'_>) -> Result<(), StoreError> {
         let store = SledStore::open(dir)?;
         if !store.records.is_empty() || !store.meta.is_empty() {
             return Err(StoreError::Corrupt(format!(
@@ -325,10 +322,7 @@ impl DocStore for SledStore {
         self.records.apply_batch(batch).map_err(io)
     }
 
-    fn export(
-        &self,
-        visit: &mut dyn FnMut(&str, &[u8], &[u8]) -> Result<(), StoreError>,
-    ) -> Result<(), StoreError> {
+    fn export(&self, visit: &mut super::ExportVisit<'_>) -> Result<(), StoreError> {
         // Every write takes this lock, so what is visited is one moment's
         // state: each write entirely in or entirely out.
         let _state = self.lock();
