@@ -57,6 +57,8 @@ pub enum Action {
     Sync,
     /// Take a backup of the whole instance.
     Backup,
+    /// Publish a new form version (at HQ).
+    PublishForms,
 }
 
 impl Action {
@@ -68,7 +70,7 @@ impl Action {
             WriteRecords => matches!(role, Officer | Supervisor),
             Review => role == Supervisor,
             Export => matches!(role, Supervisor | Analyst),
-            ManageUsers | ManageDevices | ReadAudit | Backup => role == Admin,
+            ManageUsers | ManageDevices | ReadAudit | Backup | PublishForms => role == Admin,
             Sync => matches!(role, Officer | Supervisor | Admin),
         }
     }
@@ -84,6 +86,7 @@ impl Action {
             Action::ReadAudit => "read the audit log",
             Action::Sync => "start a sync",
             Action::Backup => "take a backup",
+            Action::PublishForms => "publish forms",
         }
     }
 }

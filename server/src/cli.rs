@@ -138,6 +138,9 @@ enum Command {
     /// Attachment files.
     #[command(subcommand)]
     Attachments(AttachmentsCommand),
+    /// Forms: list them, or publish a new version (at HQ).
+    #[command(subcommand)]
+    Form(FormCommand),
     /// Export records as JSON lines, CSV or GeoJSON, or as a zip archive with
     /// their files (`--format zip --out FILE`).
     Export {
@@ -196,6 +199,16 @@ enum AdminCommand {
         #[arg(long)]
         island: String,
     },
+}
+
+#[derive(Subcommand)]
+enum FormCommand {
+    /// Every form and version this instance knows.
+    List,
+    /// Publish FILE (a form definition, JSON) as a new version of its form.
+    /// New records use it; existing records keep their version. Stations and
+    /// boats receive it at their next sync.
+    Publish { file: PathBuf },
 }
 
 #[derive(Subcommand)]
@@ -408,6 +421,49 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     d.station,
                     d.enrolled_at,
                     if d.revoked { "  REVOKED" } else { "" }
+                );
+            }
+            Ok(())
+        }
+        Command::Form(FormCommand::List) => {
+            let settings = Settings::resolve(&over)?;
+            let records = open_offline(&settings)?;
+            let forms = records.forms();
+            for latest in forms.list_latest() {
+                for form in forms.versions(&latest.id) {
+                    println!("{:<24} v{:<4} {}", form.id, form.version, form.title);
+                }
+            }
+            Ok(())
+        }
+        Command::Form(FormCommand::Publish { file }) => {
+            let settings = Settings::resolve(&over)?;
+            let records = open_offline(&settings)?;
+            if crate::auth::devices::credential(records.store().as_ref())?.is_some() {
+                bail!(
+                    "this instance syncs with an upstream; publish forms at HQ, which sends \
+                     them to every station and boat"
+                );
+            }
+            let json = std::fs::read_to_string(&file)
+                .with_context(|| format!("cannot read {}", file.display()))?;
+            let (form, new) = records.publish_form(&json)?;
+            if new {
+                crate::auth::AuditLog::new().append(
+                    records.store().as_ref(),
+                    crate::auth::Event::new("cli", "form.publish")
+                        .target(form.id.clone())
+                        .details(serde_json::json!({ "version": form.version })),
+                    true,
+                )?;
+                println!(
+                    "published {} version {}; stations and boats receive it at their next sync",
+                    form.id, form.version
+                );
+            } else {
+                println!(
+                    "{} version {} was already published, unchanged",
+                    form.id, form.version
                 );
             }
             Ok(())
@@ -986,7 +1042,8 @@ fn export(
             )),
             None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
         };
-        let mut exporter = Exporter::new(sink, format, records.forms(), form, table)?;
+        let forms = records.forms();
+        let mut exporter = Exporter::new(sink, format, &forms, form, table)?;
         records.for_each(filter, |view| -> anyhow::Result<()> {
             exporter.record(view.get())?;
             Ok(())
@@ -996,7 +1053,7 @@ fn export(
     };
     write_table(out, table)?;
     if let (Format::Csv, Some(main)) = (format, out) {
-        for repeat in repeat_tables(records.forms(), form) {
+        for repeat in repeat_tables(&records.forms(), form) {
             let path = main.with_extension(format!("{repeat}.csv"));
             write_table(Some(&path), Some(&repeat))?;
             eprintln!("wrote {}", path.display());

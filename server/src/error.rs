@@ -215,6 +215,13 @@ impl From<RecordsError> for ApiError {
             RecordsError::Forbidden(id) => {
                 ApiError::forbidden(format!("Record {id} is outside your scope."))
             }
+            RecordsError::InvalidForm(message) => ApiError::unprocessable(
+                "invalid_form",
+                format!("The form cannot be published: {message}. Nothing was published."),
+            ),
+            RecordsError::FormVersionTaken { .. } | RecordsError::FormVersionOld { .. } => {
+                ApiError::conflict("form_version_taken", format!("{e}; nothing was published."))
+            }
             RecordsError::NoConflict(path) => ApiError::conflict(
                 "no_conflict",
                 format!("There is no conflict at {path:?} (it may already be resolved)."),

@@ -633,19 +633,19 @@ fn check_names_damaged_documents_files_and_audit_entries() {
 
     // Damage one of each: a document, a file, an audit entry.
     {
-        let db = sled::open(&data).unwrap();
-        let records = db.open_tree("records").unwrap();
-        let id: tideline_schemas::RecordId = ids[0].parse().unwrap();
-        let key = [b"d".as_slice(), id.as_bytes()].concat();
-        records
-            .insert(key, b"not an automerge document".as_slice())
-            .unwrap();
-        db.flush().unwrap();
-    }
-    {
-        use tideline_sync::store::{Commit, StateWrite};
+        use tideline_sync::store::{Commit, DocWrite, RecordWrite, StateWrite};
         use tideline_sync::{DocStore, SledStore};
+        // One handle for both: sled releases its lock a moment after a close.
         let store = SledStore::open(&data).unwrap();
+        let id: tideline_schemas::RecordId = ids[0].parse().unwrap();
+        store
+            .write(RecordWrite {
+                id,
+                doc: DocWrite::Replace(b"not an automerge document".to_vec()),
+                view: store.view(&id).unwrap().unwrap(),
+                summary: store.summary(&id).unwrap().unwrap(),
+            })
+            .unwrap();
         let key = [b"audit/e/".as_slice(), &1u64.to_be_bytes()].concat();
         let entry = store.get_state(&key).unwrap().unwrap();
         let altered = String::from_utf8(entry)

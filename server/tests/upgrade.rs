@@ -38,6 +38,35 @@ fn fixture(into: &Path) -> PathBuf {
     data
 }
 
+/// sled releases a directory's lock a moment after its last handle closes
+/// (its flusher thread ends on its own): retry opening, with a deadline.
+fn open_sled(dir: &Path) -> sled::Db {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        match sled::open(dir) {
+            Ok(db) => return db,
+            Err(_) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) => panic!("cannot open {}: {e}", dir.display()),
+        }
+    }
+}
+
+/// Run the binary, retrying while the directory is still locked by this
+/// test's own sled handle that just closed.
+fn tideline_when_free(data: &Path, args: &[&str]) -> Output {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let out = tideline(data, args);
+        let busy = String::from_utf8_lossy(&out.stderr).contains("in use");
+        if !busy || std::time::Instant::now() > deadline {
+            return out;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
 fn stdout(out: &Output) -> String {
     assert!(
         out.status.success(),
@@ -99,7 +128,7 @@ fn a_directory_from_a_newer_binary_is_refused_and_left_alone() {
     // Open it once (now format 1), then pretend a later binary wrote it.
     stdout(&tideline(&data, &["record", "list"]));
     {
-        let db = sled::open(&data).unwrap();
+        let db = open_sled(&data);
         db.open_tree("meta")
             .unwrap()
             .insert("format_version", "99")
@@ -107,14 +136,14 @@ fn a_directory_from_a_newer_binary_is_refused_and_left_alone() {
         db.flush().unwrap();
     }
     let before = snapshot(&data);
-    let out = tideline(&data, &["record", "list"]);
+    let out = tideline_when_free(&data, &["record", "list"]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("newer Tideline") && err.contains("format 99"),
         "{err}"
     );
-    let served = tideline(&data, &["serve", "--listen", "127.0.0.1:0"]);
+    let served = tideline_when_free(&data, &["serve", "--listen", "127.0.0.1:0"]);
     assert!(!served.status.success(), "serve must not start either");
     assert!(snapshot(&data) == before, "nothing stored changed");
 }
@@ -125,7 +154,7 @@ fn a_directory_from_a_newer_binary_is_refused_and_left_alone() {
 fn snapshot(dir: &Path) -> Vec<(Vec<u8>, Vec<u8>, Vec<u8>)> {
     let mut all = Vec::new();
     {
-        let db = sled::open(dir).unwrap();
+        let db = open_sled(dir);
         for name in db.tree_names() {
             for entry in db.open_tree(&name).unwrap().iter() {
                 let (k, v) = entry.unwrap();

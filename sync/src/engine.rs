@@ -23,7 +23,7 @@ use crate::records::{Records, RecordsError, RemoteDoc, RemoteResult};
 use crate::store::{Commit, DocStore, FeedEntry, StateWrite, StoreError, Summary};
 use automerge::{sync, ActorId, Change, ChangeHash};
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -431,6 +431,7 @@ impl<'a, S: DocStore> Downstream<'a, S> {
             push,
             fallback,
             vouched,
+            forms: self.records.form_versions(),
         };
         Ok((
             request,
@@ -460,6 +461,16 @@ impl<'a, S: DocStore> Downstream<'a, S> {
             });
         }
 
+        // Forms first: the pulled records may use them.
+        for json in &response.forms {
+            match self.records.publish_form(json) {
+                Ok((form, true)) => {
+                    tracing::info!(form = %form.id, version = form.version, "form version received")
+                }
+                Ok((_, false)) => {}
+                Err(e) => tracing::warn!(error = %e, "a form from the upstream was not taken"),
+            }
+        }
         let mut rejected: HashMap<RecordId, Rejection> = HashMap::new();
         for r in &response.rejected {
             let Some(id) = record_id(&r.id) else { continue };
@@ -917,6 +928,21 @@ impl Upstream {
         if !lazy.is_empty() {
             store.put_state_lazy(lazy)?;
         }
+        // Form versions the downstream lacks go with every answer; they are
+        // few and small, and a boat must have a form before its records.
+        let known: HashSet<(String, u32)> = request.forms.iter().cloned().collect();
+        let registry = records.forms();
+        let mut forms = Vec::new();
+        for latest in registry.list_latest() {
+            for form in registry.versions(&latest.id) {
+                if !known.contains(&(form.id.clone(), form.version)) {
+                    forms.push(
+                        serde_json::to_string(form)
+                            .map_err(|e| SyncError::Corrupt(e.to_string()))?,
+                    );
+                }
+            }
+        }
         Ok(SyncResponse {
             instance,
             epoch,
@@ -926,6 +952,7 @@ impl Upstream {
             pull_seq: upto,
             more,
             fallback,
+            forms,
         })
     }
 

@@ -23,7 +23,7 @@ use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use std::io::Read;
 
 pub const MAGIC: [u8; 4] = *b"TDLS";
-pub const PROTOCOL_VERSION: u16 = 2;
+pub const PROTOCOL_VERSION: u16 = 3;
 const HEADER_LEN: usize = 6;
 /// zstd level 3: most of the gain at a fraction of the CPU of higher levels,
 /// which matters on a boat laptop.
@@ -69,6 +69,9 @@ pub struct SyncRequest {
     /// Devices enrolled at the sender (a station's boats) that authored some of
     /// the pushed changes: the sender vouches for them (docs/SECURITY.md).
     pub vouched: Vec<[u8; 16]>,
+    /// Every (form, version) the sender has, so the upstream can send the
+    /// versions it lacks.
+    pub forms: Vec<(String, u32)>,
 }
 
 /// Why the upstream did not apply a pushed record.
@@ -111,6 +114,9 @@ pub struct SyncResponse {
     /// More pull pages wait.
     pub more: bool,
     pub fallback: Vec<DocSyncMessage>,
+    /// Form versions the downstream lacks (their JSON definitions): forms
+    /// published upstream reach every boat this way.
+    pub forms: Vec<String>,
 }
 
 /// Bounds on decoding peer data.
@@ -229,6 +235,7 @@ mod tests {
                     push,
                     fallback: vec![],
                     vouched: vec![[3; 16]],
+                    forms: vec![("boarding-report".into(), 2)],
                 },
             )
     }
@@ -265,6 +272,7 @@ mod tests {
                         id: "01900000-0000-7000-8000-000000000000".into(),
                         message: vec![1, 2, 3],
                     }],
+                    forms: vec![r#"{"id":"x","version":1}"#.into()],
                 },
             )
     }

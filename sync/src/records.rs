@@ -51,6 +51,21 @@ pub enum RecordsError {
     Transition { from: Status, to: Status },
     #[error("there is no conflict at {0:?} to resolve")]
     NoConflict(String),
+    #[error("the form cannot be published: {0}")]
+    InvalidForm(String),
+    #[error(
+        "version {version} of form {id} is already published with other content; \
+         publish the change as the next version"
+    )]
+    FormVersionTaken { id: String, version: u32 },
+    #[error(
+        "version {version} of form {id} is older than the latest, {latest}; versions only go up"
+    )]
+    FormVersionOld {
+        id: String,
+        version: u32,
+        latest: u32,
+    },
     #[error("record {0} is outside this peer's scope")]
     Forbidden(RecordId),
     #[error(transparent)]
@@ -203,7 +218,9 @@ pub enum RemoteResult {
 
 pub struct Records<S: DocStore> {
     store: S,
-    forms: FormRegistry,
+    /// Replaced whole when a form version is published, so readers keep a
+    /// consistent registry for as long as they hold it.
+    forms: std::sync::RwLock<std::sync::Arc<FormRegistry>>,
     identity: Identity,
     station: String,
     /// Edits are load-modify-store; one writer at a time keeps them from losing
@@ -219,6 +236,9 @@ fn message(what: &str, by: Option<&str>) -> String {
         None => what.to_string(),
     }
 }
+
+/// State keys of published forms: `forms/<id>/<version, 10 digits>`.
+const PUBLISHED: &[u8] = b"forms/";
 
 fn now_secs() -> i64 {
     chrono::Utc::now().timestamp()
@@ -247,11 +267,29 @@ pub fn transition_allowed(from: Status, to: Status) -> bool {
 }
 
 impl<S: DocStore> Records<S> {
-    pub fn open(store: S, forms: FormRegistry, station: &str) -> Result<Self, StoreError> {
+    pub fn open(store: S, mut forms: FormRegistry, station: &str) -> Result<Self, StoreError> {
         let identity = Identity::load_or_create(&store)?;
+        // Versions published here or received by sync, beside the built-in ones.
+        for (key, json) in store.scan_state(PUBLISHED)? {
+            match std::str::from_utf8(&json)
+                .map_err(|e| e.to_string())
+                .and_then(|j| Form::parse(j).map_err(|e| e.to_string()))
+            {
+                Ok(form) => {
+                    if forms.get(&form.id, form.version).is_none() {
+                        let _ = forms.insert(form);
+                    }
+                }
+                Err(e) => tracing::warn!(
+                    key = %String::from_utf8_lossy(&key),
+                    error = %e,
+                    "a stored form could not be read; skipped"
+                ),
+            }
+        }
         Ok(Records {
             store,
-            forms,
+            forms: std::sync::RwLock::new(std::sync::Arc::new(forms)),
             identity,
             station: station.to_string(),
             write_lock: Mutex::new(()),
@@ -262,8 +300,69 @@ impl<S: DocStore> Records<S> {
         &self.store
     }
 
-    pub fn forms(&self) -> &FormRegistry {
-        &self.forms
+    /// The forms as they are now (a later publication does not change them).
+    pub fn forms(&self) -> std::sync::Arc<FormRegistry> {
+        self.forms.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Every (form, version) known here.
+    pub fn form_versions(&self) -> Vec<(String, u32)> {
+        let forms = self.forms();
+        forms
+            .list_latest()
+            .iter()
+            .flat_map(|f| forms.versions(&f.id))
+            .map(|f| (f.id.clone(), f.version))
+            .collect()
+    }
+
+    /// Publish a new version of a form (its JSON definition), durably: new
+    /// records use it; records made with an earlier version keep theirs.
+    /// The same version published again with the same content is accepted
+    /// (sync delivers forms more than once); any other reuse of a version
+    /// number, or a version below the latest, is refused. Returns the form
+    /// and whether it was new here.
+    pub fn publish_form(&self, json: &str) -> Result<(Form, bool), RecordsError> {
+        let form = Form::parse(json).map_err(|e| RecordsError::InvalidForm(e.to_string()))?;
+        let mut current = self.forms.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(existing) = current.get(&form.id, form.version) {
+            if *existing == form {
+                return Ok((form, false));
+            }
+            return Err(RecordsError::FormVersionTaken {
+                id: form.id,
+                version: form.version,
+            });
+        }
+        if let Some(latest) = current.latest(&form.id) {
+            if latest.version > form.version {
+                return Err(RecordsError::FormVersionOld {
+                    id: form.id,
+                    version: form.version,
+                    latest: latest.version,
+                });
+            }
+        }
+        let stored = serde_json::to_vec(&form).map_err(|e| StoreError::Io(e.to_string()))?;
+        let key = [
+            PUBLISHED,
+            form.id.as_bytes(),
+            b"/",
+            format!("{:010}", form.version).as_bytes(),
+        ]
+        .concat();
+        self.store.commit(crate::store::Commit {
+            records: Vec::new(),
+            state: vec![crate::store::StateWrite {
+                key,
+                value: Some(stored),
+            }],
+        })?;
+        let mut next = FormRegistry::clone(&current);
+        next.insert(form.clone())
+            .map_err(|e| RecordsError::InvalidForm(e.to_string()))?;
+        *current = std::sync::Arc::new(next);
+        Ok((form, true))
     }
 
     pub fn identity(&self) -> &Identity {
@@ -292,8 +391,8 @@ impl<S: DocStore> Records<S> {
         fields: &Map<String, Json>,
         by: Option<&str>,
     ) -> Result<Box<RawValue>, RecordsError> {
-        let form = self
-            .forms
+        let forms = self.forms();
+        let form = forms
             .latest(form_id)
             .ok_or_else(|| RecordsError::UnknownForm(form_id.to_string()))?;
         let blocking: Vec<Violation> = validate(form, fields)
@@ -340,7 +439,8 @@ impl<S: DocStore> Records<S> {
         let stored = self.store.load(id)?.ok_or(RecordsError::NotFound(*id))?;
         let mut doc = self.load_doc(&stored)?;
         let meta = doc.meta()?;
-        let form = self.form_of(&meta)?;
+        let forms = self.forms();
+        let form = Self::form_of(&forms, &meta)?;
         let from = doc.status().unwrap_or(Status::Draft);
         let to = patch.status.unwrap_or(from);
         if !transition_allowed(from, to) {
@@ -415,7 +515,8 @@ impl<S: DocStore> Records<S> {
         let stored = self.store.load(id)?.ok_or(RecordsError::NotFound(*id))?;
         let mut doc = self.load_doc(&stored)?;
         let meta = doc.meta()?;
-        let form = self.form_of(&meta)?;
+        let forms = self.forms();
+        let form = Self::form_of(&forms, &meta)?;
         let hash = attachment.sha256.to_hex();
         let mut fields_patch = Map::new();
         if let Some(name) = field {
@@ -467,7 +568,8 @@ impl<S: DocStore> Records<S> {
         let stored = self.store.load(id)?.ok_or(RecordsError::NotFound(*id))?;
         let mut doc = self.load_doc(&stored)?;
         let meta = doc.meta()?;
-        let form = self.forms.get(&meta.form, meta.form_version);
+        let forms = self.forms();
+        let form = forms.get(&meta.form, meta.form_version);
         let heads = doc.heads();
         let now = now_secs();
         doc.add_review(&serde_json::json!({ "by": by, "at": rfc3339(now), "comment": comment }))?;
@@ -586,7 +688,8 @@ impl<S: DocStore> Records<S> {
         };
         let stored = self.store.load(id)?.ok_or(RecordsError::NotFound(*id))?;
         let meta = self.load_doc(&stored)?.meta()?;
-        let form = self.form_of(&meta)?;
+        let forms = self.forms();
+        let form = Self::form_of(&forms, &meta)?;
         image_field(form, name).map(|_| ())
     }
 
@@ -693,7 +796,8 @@ impl<S: DocStore> Records<S> {
             return Err(RecordsError::NoConflict(path.to_string()));
         }
         let meta = doc.meta()?;
-        let form = self.forms.get(&meta.form, meta.form_version);
+        let forms = self.forms();
+        let form = forms.get(&meta.form, meta.form_version);
         let before = doc.fields();
         let heads = doc.heads();
         doc.resolve_with(form, path, value)?;
@@ -828,7 +932,8 @@ impl<S: DocStore> Records<S> {
         if !allowed(&meta) {
             return Ok(Merged::Result(RemoteResult::Forbidden));
         }
-        let form = self.forms.get(&meta.form, meta.form_version);
+        let forms = self.forms();
+        let form = forms.get(&meta.form, meta.form_version);
         let write = match stored {
             Some(stored) => {
                 let chunk = doc.save_after(heads_before);
@@ -925,8 +1030,8 @@ impl<S: DocStore> Records<S> {
     }
 
     /// The form version a record was made with; editing needs it.
-    fn form_of(&self, meta: &RecordMeta) -> Result<&Form, RecordsError> {
-        self.forms
+    fn form_of<'f>(forms: &'f FormRegistry, meta: &RecordMeta) -> Result<&'f Form, RecordsError> {
+        forms
             .get(&meta.form, meta.form_version)
             .ok_or_else(|| RecordsError::UnknownFormVersion {
                 form: meta.form.clone(),

@@ -156,3 +156,46 @@ fn the_instance_keeps_one_identity_across_restarts() {
         device.as_bytes()
     );
 }
+
+#[test]
+fn a_published_form_version_is_kept_and_used_after_reopening() {
+    each_store(|store| {
+        let records = Records::open(store.clone(), FormRegistry::builtin(), "BB-01").unwrap();
+        let mut form: Value =
+            serde_json::to_value(records.forms().latest("vessel-sighting").unwrap()).unwrap();
+        form["version"] = json!(2);
+        form["title"] = json!("Vessel sighting (2)");
+        let (published, new) = records.publish_form(&form.to_string()).unwrap();
+        assert!(new);
+        assert_eq!(published.version, 2);
+        // Again, unchanged: accepted, not new. Changed: refused.
+        assert!(!records.publish_form(&form.to_string()).unwrap().1);
+        form["title"] = json!("Something else");
+        assert!(matches!(
+            records.publish_form(&form.to_string()),
+            Err(RecordsError::FormVersionTaken { version: 2, .. })
+        ));
+        assert!(matches!(
+            records.publish_form("{\"id\": \"x\"}"),
+            Err(RecordsError::InvalidForm(_))
+        ));
+        drop(records);
+        let reopened = Records::open(store, FormRegistry::builtin(), "BB-01").unwrap();
+        assert_eq!(
+            reopened.forms().latest("vessel-sighting").unwrap().version,
+            2
+        );
+        assert_eq!(
+            reopened.forms().latest("vessel-sighting").unwrap().title,
+            "Vessel sighting (2)"
+        );
+        let view: Value = serde_json::from_str(
+            reopened
+                .create("vessel-sighting", &sighting())
+                .unwrap()
+                .get(),
+        )
+        .unwrap();
+        assert_eq!(view["form_version"], 2);
+    });
+}

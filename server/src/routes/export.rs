@@ -57,10 +57,11 @@ pub async fn export(
     let body = web::block(move || -> Result<Vec<u8>, ApiError> {
         let filter = access.records(&st).export_filter(filter)?;
         let records = &st.records;
+        let forms = records.forms();
         let mut exporter = Exporter::new(
             Vec::new(),
             format,
-            records.forms(),
+            &forms,
             q.form.as_deref(),
             q.table.as_deref(),
         )

@@ -1,12 +1,15 @@
-//! Form definitions, read-only.
+//! Form definitions: reading them, and publishing a new version at HQ.
 
+use crate::access::{Access, Action};
+use crate::auth::Event;
 use crate::error::ApiError;
 use crate::startup::AppState;
 use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 
 pub async fn list(state: web::Data<AppState>) -> HttpResponse {
-    let forms = state.records.forms().list_latest();
+    let registry = state.records.forms();
+    let forms = registry.list_latest();
     HttpResponse::Ok().json(serde_json::json!({ "forms": forms }))
 }
 
@@ -32,4 +35,44 @@ pub async fn get(
             format!("There is no form called {:?}.", id.as_str()),
         )
     })
+}
+
+/// `POST /api/v1/forms` with a form definition (JSON): publish it as a new
+/// version. Only at HQ (an instance with no upstream): forms flow down by
+/// sync, never up, so a version made elsewhere would be unknown above.
+pub async fn publish(
+    state: web::Data<AppState>,
+    access: Access,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    access.require(Action::PublishForms)?;
+    if state.agent.is_some() {
+        return Err(ApiError::conflict(
+            "not_hq",
+            "Forms are published at HQ, which sends them to every station and boat.",
+        ));
+    }
+    let json = String::from_utf8(body.to_vec())
+        .map_err(|_| ApiError::bad_request("bad_body", "The form must be UTF-8 JSON."))?;
+    let st = state.clone();
+    let form = web::block(move || -> Result<_, ApiError> {
+        let (form, new) = st.records.publish_form(&json)?;
+        if new {
+            access.audit(
+                &st,
+                Event::new(access.actor(), "form.publish")
+                    .target(form.id.clone())
+                    .details(serde_json::json!({ "version": form.version })),
+            )?;
+        }
+        Ok((form, new))
+    })
+    .await??;
+    let (form, new) = form;
+    let status = if new {
+        actix_web::http::StatusCode::CREATED
+    } else {
+        actix_web::http::StatusCode::OK
+    };
+    Ok(HttpResponse::build(status).json(form))
 }

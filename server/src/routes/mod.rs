@@ -49,6 +49,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route("/devices/codes", web::post().to(devices::issue_code))
                 .route("/devices/{id}/revoke", web::post().to(devices::revoke))
                 .route("/forms", web::get().to(forms::list))
+                .route("/forms", web::post().to(forms::publish))
                 .route("/forms/{id}", web::get().to(forms::get))
                 .route("/records", web::post().to(records::create))
                 .route("/records", web::get().to(records::list))

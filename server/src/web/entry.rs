@@ -609,7 +609,8 @@ pub async fn new_page(
     query: web::Query<NewQuery>,
 ) -> PageResult {
     access.require(Action::WriteRecords)?;
-    let form = state.records.forms().latest(&query.form).ok_or_else(|| {
+    let forms = state.records.forms();
+    let form = forms.latest(&query.form).ok_or_else(|| {
         ApiError::not_found(
             "unknown_form",
             format!("There is no form called {:?}.", query.form),
@@ -643,7 +644,7 @@ pub async fn edit_page(
     })
     .await??;
     let view: Json = serde_json::from_str(view.get()).map_err(ApiError::internal)?;
-    let form = form_of(&state, &view)?;
+    let form = &form_of(&state, &view)?;
     let mut posted = Posted::new();
     flatten(&form.fields, &view["fields"], "", &mut posted);
     // What the page showed, so that saving sends only what was changed here.
@@ -660,7 +661,7 @@ pub async fn edit_page(
     )))
 }
 
-fn form_of<'a>(state: &'a AppState, view: &Json) -> Result<&'a Form, ApiError> {
+fn form_of(state: &AppState, view: &Json) -> Result<Form, ApiError> {
     state
         .records
         .forms()
@@ -668,6 +669,7 @@ fn form_of<'a>(state: &'a AppState, view: &Json) -> Result<&'a Form, ApiError> {
             view["form"].as_str().unwrap_or_default(),
             view["form_version"].as_u64().unwrap_or(0) as u32,
         )
+        .cloned()
         .ok_or_else(|| {
             ApiError::unprocessable(
                 "unknown_form_version",
@@ -772,7 +774,7 @@ pub async fn update(
     })
     .await??;
     let view: Json = serde_json::from_str(view.get()).map_err(ApiError::internal)?;
-    let form = form_of(&state, &view)?.clone();
+    let form = form_of(&state, &view)?;
     save(state, access, form, Some(id), body).await
 }
 

@@ -226,7 +226,8 @@ async fn render(
     })
     .await??;
     let view: Json = serde_json::from_str(view.get()).map_err(ApiError::internal)?;
-    let form = state.records.forms().get(
+    let forms = state.records.forms();
+    let form = forms.get(
         view["form"].as_str().unwrap_or_default(),
         view["form_version"].as_u64().unwrap_or(0) as u32,
     );
