@@ -283,6 +283,25 @@ fn a_data_dir_keeps_the_station_it_was_set_up_with() {
     assert_eq!(listed["total"], 2);
 }
 
+/// Rewrite the first audit entry on disk, as someone with the data
+/// directory could: `from` becomes `to` in its text.
+fn alter_first_audit_entry(store: &tideline_sync::SledStore, from: &str, to: &str) {
+    use tideline_sync::store::{Commit, StateWrite};
+    use tideline_sync::DocStore;
+    let key = [b"audit/e/".as_slice(), &1u64.to_be_bytes()].concat();
+    let entry = store.get_state(&key).unwrap().unwrap();
+    let altered = String::from_utf8(entry).unwrap().replace(from, to);
+    store
+        .commit(Commit {
+            records: vec![],
+            state: vec![StateWrite {
+                key,
+                value: Some(altered.into_bytes()),
+            }],
+        })
+        .unwrap();
+}
+
 fn with_stdin(cmd: &mut Command, input: &str) -> Output {
     let mut child = cmd
         .stdin(Stdio::piped())
@@ -367,23 +386,8 @@ fn identity_users_and_an_audit_log_that_shows_tampering() {
 
     // Alter the first entry on disk: verify fails and names it.
     {
-        use tideline_sync::store::{Commit, StateWrite};
-        use tideline_sync::{DocStore, SledStore};
-        let store = SledStore::open(&data).unwrap();
-        let key = [b"audit/e/".as_slice(), &1u64.to_be_bytes()].concat();
-        let entry = store.get_state(&key).unwrap().unwrap();
-        let altered = String::from_utf8(entry)
-            .unwrap()
-            .replace("officer", "admin");
-        store
-            .commit(Commit {
-                records: vec![],
-                state: vec![StateWrite {
-                    key,
-                    value: Some(altered.into_bytes()),
-                }],
-            })
-            .unwrap();
+        let store = tideline_sync::SledStore::open(&data).unwrap();
+        alter_first_audit_entry(&store, "officer", "admin");
     }
     let out = run(&mut tideline(&data, &["audit", "verify"]));
     assert!(!out.status.success());
@@ -633,7 +637,7 @@ fn check_names_damaged_documents_files_and_audit_entries() {
 
     // Damage one of each: a document, a file, an audit entry.
     {
-        use tideline_sync::store::{Commit, DocWrite, RecordWrite, StateWrite};
+        use tideline_sync::store::{DocWrite, RecordWrite};
         use tideline_sync::{DocStore, SledStore};
         // One handle for both: sled releases its lock a moment after a close.
         let store = SledStore::open(&data).unwrap();
@@ -646,20 +650,7 @@ fn check_names_damaged_documents_files_and_audit_entries() {
                 summary: store.summary(&id).unwrap().unwrap(),
             })
             .unwrap();
-        let key = [b"audit/e/".as_slice(), &1u64.to_be_bytes()].concat();
-        let entry = store.get_state(&key).unwrap().unwrap();
-        let altered = String::from_utf8(entry)
-            .unwrap()
-            .replace("alice", "mallory");
-        store
-            .commit(Commit {
-                records: vec![],
-                state: vec![StateWrite {
-                    key,
-                    value: Some(altered.into_bytes()),
-                }],
-            })
-            .unwrap();
+        alter_first_audit_entry(&store, "alice", "mallory");
     }
     std::fs::write(
         data.join("attachments").join(&hash[..2]).join(&hash),

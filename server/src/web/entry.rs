@@ -63,6 +63,16 @@ fn one<'a>(posted: &'a Posted, name: &str) -> &'a str {
         .unwrap_or("")
 }
 
+/// Every value posted for `name` (checkboxes, kept photos).
+fn all<'a>(posted: &'a Posted, name: &str) -> Vec<&'a str> {
+    posted
+        .get(name)
+        .into_iter()
+        .flatten()
+        .map(String::as_str)
+        .collect()
+}
+
 /// Indices of the items of repeat `path` present in the posted form.
 fn items(posted: &Posted, path: &str) -> Vec<usize> {
     let prefix = format!("f.{path}[");
@@ -407,12 +417,7 @@ fn input(
             }
         },
         FieldType::SelectMultiple => {
-            let chosen: Vec<&str> = posted
-                .get(&name)
-                .into_iter()
-                .flatten()
-                .map(String::as_str)
-                .collect();
+            let chosen = all(posted, &name);
             html! {
                 fieldset id=(id) data-field=(path) aria-invalid=[invalid] aria-describedby=[described] {
                     legend { (label) }
@@ -437,12 +442,7 @@ fn input(
             }
         },
         FieldType::Image => {
-            let kept: Vec<&str> = posted
-                .get(&name)
-                .into_iter()
-                .flatten()
-                .map(String::as_str)
-                .collect();
+            let kept = all(posted, &name);
             html! {
                 div.field data-field=(path) {
                     label for=(id) { (label) }
