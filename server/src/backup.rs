@@ -95,22 +95,12 @@ fn files_of(data_dir: &Path) -> io::Result<Vec<(String, PathBuf)>> {
     if key.is_file() {
         files.push(("identity.key".to_string(), key));
     }
-    let root = data_dir.join("attachments");
-    if let Ok(shards) = fs::read_dir(&root) {
-        for shard in shards {
-            let shard = shard?;
-            let name = shard.file_name().to_string_lossy().into_owned();
-            if name.len() != 2 || !shard.path().is_dir() {
-                continue;
-            }
-            for f in fs::read_dir(shard.path())? {
-                let f = f?;
-                let file = f.file_name().to_string_lossy().into_owned();
-                files.push((format!("attachments/{name}/{file}"), f.path()));
-            }
+    let blobs = BlobStore::open(data_dir).map_err(io::Error::other)?;
+    for path in blobs.complete_files().map_err(io::Error::other)? {
+        if let Ok(relative) = path.strip_prefix(data_dir) {
+            files.push((relative.to_string_lossy().into_owned(), path.clone()));
         }
     }
-    files.sort();
     Ok(files)
 }
 

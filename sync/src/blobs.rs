@@ -217,42 +217,52 @@ impl BlobStore {
         Ok(size)
     }
 
-    /// Check every complete file against the SHA-256 it is stored under.
-    /// Returns how many were checked and one sentence per problem.
-    pub fn verify(&self) -> Result<(usize, Vec<String>), BlobError> {
-        let mut checked = 0;
-        let mut problems = Vec::new();
+    /// Every complete file under the store, by path, in shard order (the
+    /// names are meant to be SHA-256s; callers decide what to do with others).
+    pub fn complete_files(&self) -> Result<Vec<PathBuf>, BlobError> {
+        let mut files = Vec::new();
         for shard in fs::read_dir(&self.root).map_err(io)? {
             let shard = shard.map_err(io)?.path();
             if !shard.is_dir() || shard == self.partial {
                 continue;
             }
             for f in fs::read_dir(&shard).map_err(io)? {
-                let path = f.map_err(io)?.path();
-                let name = path
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default();
-                let Ok(hash) = name.parse::<BlobHash>() else {
-                    problems.push(format!("{}: not an attachment file", path.display()));
-                    continue;
-                };
-                checked += 1;
-                let mut hasher = Sha256::new();
-                let mut file = File::open(&path).map_err(io)?;
-                let mut buf = vec![0u8; 64 * 1024];
-                loop {
-                    let n = file.read(&mut buf).map_err(io)?;
-                    if n == 0 {
-                        break;
-                    }
-                    hasher.update(&buf[..n]);
+                files.push(f.map_err(io)?.path());
+            }
+        }
+        files.sort();
+        Ok(files)
+    }
+
+    /// Check every complete file against the SHA-256 it is stored under.
+    /// Returns how many were checked and one sentence per problem.
+    pub fn verify(&self) -> Result<(usize, Vec<String>), BlobError> {
+        let mut checked = 0;
+        let mut problems = Vec::new();
+        for path in self.complete_files()? {
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let Ok(hash) = name.parse::<BlobHash>() else {
+                problems.push(format!("{}: not an attachment file", path.display()));
+                continue;
+            };
+            checked += 1;
+            let mut hasher = Sha256::new();
+            let mut file = File::open(&path).map_err(io)?;
+            let mut buf = vec![0u8; 64 * 1024];
+            loop {
+                let n = file.read(&mut buf).map_err(io)?;
+                if n == 0 {
+                    break;
                 }
-                if BlobHash(hasher.finalize().into()) != hash {
-                    problems.push(format!(
-                        "attachment {hash}: its content does not match its SHA-256"
-                    ));
-                }
+                hasher.update(&buf[..n]);
+            }
+            if BlobHash(hasher.finalize().into()) != hash {
+                problems.push(format!(
+                    "attachment {hash}: its content does not match its SHA-256"
+                ));
             }
         }
         Ok((checked, problems))
@@ -269,16 +279,11 @@ impl BlobStore {
         before: std::time::SystemTime,
         dry_run: bool,
     ) -> Result<Vec<(BlobHash, u64, bool)>, BlobError> {
-        let mut candidates = Vec::new();
-        for shard in fs::read_dir(&self.root).map_err(io)? {
-            let shard = shard.map_err(io)?.path();
-            if !shard.is_dir() || shard == self.partial {
-                continue;
-            }
-            for f in fs::read_dir(&shard).map_err(io)? {
-                candidates.push((f.map_err(io)?.path(), true));
-            }
-        }
+        let mut candidates: Vec<(PathBuf, bool)> = self
+            .complete_files()?
+            .into_iter()
+            .map(|p| (p, true))
+            .collect();
         for f in fs::read_dir(&self.partial).map_err(io)? {
             candidates.push((f.map_err(io)?.path(), false));
         }

@@ -24,6 +24,20 @@ pub struct ExportQuery {
     table: Option<String>,
 }
 
+impl ExportQuery {
+    fn filter(&self) -> Result<tideline_sync::Filter, ApiError> {
+        FilterQuery {
+            form: self.form.clone(),
+            station: self.station.clone(),
+            status: self.status.clone(),
+            q: self.q.clone(),
+            from: self.from.clone(),
+            to: self.to.clone(),
+        }
+        .filter()
+    }
+}
+
 pub async fn export(
     state: web::Data<AppState>,
     access: Access,
@@ -44,15 +58,7 @@ pub async fn export(
             "table applies to CSV exports only.",
         ));
     }
-    let filter = FilterQuery {
-        form: q.form.clone(),
-        station: q.station,
-        status: q.status,
-        q: q.q,
-        from: q.from,
-        to: q.to,
-    }
-    .filter()?;
+    let filter = q.filter()?;
     let st = state.clone();
     let body = web::block(move || -> Result<Vec<u8>, ApiError> {
         let filter = access.records(&st).export_filter(filter)?;
@@ -105,15 +111,7 @@ async fn archive(
             "table applies to CSV exports only.",
         ));
     }
-    let filter = FilterQuery {
-        form: q.form,
-        station: q.station,
-        status: q.status,
-        q: q.q,
-        from: q.from,
-        to: q.to,
-    }
-    .filter()?;
+    let filter = q.filter()?;
     let st = state.clone();
     let file = web::block(move || -> Result<std::fs::File, ApiError> {
         let filter = access.records(&st).export_filter(filter)?;

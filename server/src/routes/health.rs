@@ -46,12 +46,8 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
 pub async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let st = state.clone();
     web::block(move || {
-        let mut count = 0i64;
-        st.records.store().scan_summaries(&mut |_, _| {
-            count += 1;
-            true
-        })?;
-        st.metrics.records.set(count);
+        let count = st.records.store().count()?;
+        st.metrics.records.set(count as i64);
         st.metrics
             .store_bytes
             .set(crate::metrics::dir_size(&st.data_dir));

@@ -637,14 +637,8 @@ pub async fn edit_page(
 ) -> PageResult {
     let id = record_id(&id)?;
     let chrome = Chrome::new(&state, &access);
-    let st = state.clone();
-    let view = web::block(move || -> Result<_, ApiError> {
-        access.records(&st).check_writable(&id)?;
-        access.records(&st).get(&id)
-    })
-    .await??;
-    let view: Json = serde_json::from_str(view.get()).map_err(ApiError::internal)?;
-    let form = &form_of(&state, &view)?;
+    let (view, form) = writable(&state, &access, id).await?;
+    let form = &form;
     let mut posted = Posted::new();
     flatten(&form.fields, &view["fields"], "", &mut posted);
     // What the page showed, so that saving sends only what was changed here.
@@ -659,6 +653,23 @@ pub async fn edit_page(
         None,
         Some(id),
     )))
+}
+
+/// A record the caller may change, as its view and the form it was made with.
+async fn writable(
+    state: &web::Data<AppState>,
+    access: &Access,
+    id: RecordId,
+) -> Result<(Json, Form), ApiError> {
+    let (st, a) = (state.clone(), access.clone());
+    let view = web::block(move || -> Result<_, ApiError> {
+        a.records(&st).check_writable(&id)?;
+        a.records(&st).get(&id)
+    })
+    .await??;
+    let view: Json = serde_json::from_str(view.get()).map_err(ApiError::internal)?;
+    let form = form_of(state, &view)?;
+    Ok((view, form))
 }
 
 fn form_of(state: &AppState, view: &Json) -> Result<Form, ApiError> {
@@ -766,15 +777,7 @@ pub async fn update(
     body: Multipart,
 ) -> PageResult {
     let id = record_id(&id)?;
-    let st = state.clone();
-    let a = access.clone();
-    let view = web::block(move || -> Result<_, ApiError> {
-        a.records(&st).check_writable(&id)?;
-        a.records(&st).get(&id)
-    })
-    .await??;
-    let view: Json = serde_json::from_str(view.get()).map_err(ApiError::internal)?;
-    let form = form_of(&state, &view)?;
+    let (_, form) = writable(&state, &access, id).await?;
     save(state, access, form, Some(id), body).await
 }
 
