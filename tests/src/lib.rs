@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 pub mod process;
 pub mod proxy;
+pub mod tap;
 
 use serde_json::{json, Value};
 use std::path::Path;
