@@ -1,4 +1,4 @@
-//! The sync engine: both ends of one exchange of protocol v2 (docs/SYNC.md),
+//! The sync engine: both ends of one exchange of the sync protocol (docs/SYNC.md),
 //! over a [`Records`] service and without any network code. The server moves
 //! the bytes; tests call these functions directly.
 //!
@@ -16,11 +16,13 @@
 //! - `us/pending/<peer>`: the last pull page sent, until the peer confirms it;
 //! - `us/served/<peer>`: the highest pull checkpoint handed to the peer.
 
+use crate::feed::feed_page;
+use crate::integrity::{chunks_intact, sync_message_intact};
 use crate::plan::{check_checkpoint, frontier, page_confirmed, peer_has_all, CheckpointVerdict};
 use crate::protocol::{DocChanges, DocSyncMessage, Rejected, Rejection, SyncRequest, SyncResponse};
 use crate::record::RecordMeta;
 use crate::records::{Records, RecordsError, RemoteDoc, RemoteResult};
-use crate::store::{Commit, DocStore, FeedEntry, StateWrite, StoreError, Summary};
+use crate::store::{Commit, DocStore, StateWrite, StoreError, Summary};
 use automerge::{sync, ActorId, Change, ChangeHash};
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
@@ -39,9 +41,6 @@ use tideline_schemas::RecordId;
 pub const DEFAULT_PAGE_BYTES: u64 = 1024 * 1024;
 /// The most an upstream puts in one pull page, whatever the request asks.
 pub const MAX_PAGE_BYTES: u64 = 16 * 1024 * 1024;
-/// Feed entries one page may examine, so a page's time is bounded even when
-/// most entries are out of scope or unchanged.
-const MAX_SCAN: usize = 20_000;
 /// Exchanges one repair may take within one sync before it waits for the next.
 const MAX_REPAIR_ROUNDS: u32 = 16;
 /// An upstream forgets a repair nobody has continued for this long.
@@ -120,8 +119,13 @@ fn hashes_and_deps(changes: &[Change]) -> Vec<(ChangeHash, Vec<ChangeHash>)> {
         .collect()
 }
 
-/// Decode peer changes, refusing (not panicking on) anything malformed.
+/// Decode peer changes, refusing (not panicking on) anything malformed, and
+/// anything damaged: a change whose checksum does not match its contents
+/// would otherwise be merged as whatever it decodes to.
 fn decode_changes(raw: Vec<Vec<u8>>) -> Option<Vec<Change>> {
+    if !raw.iter().all(|bytes| chunks_intact(bytes)) {
+        return None;
+    }
     catch_unwind(AssertUnwindSafe(|| {
         raw.into_iter()
             .map(|bytes| Change::from_bytes(bytes).ok())
@@ -129,6 +133,36 @@ fn decode_changes(raw: Vec<Vec<u8>>) -> Option<Vec<Change>> {
     }))
     .ok()
     .flatten()
+}
+
+/// Join the copies of a record that one message names more than once (a
+/// sender whose feed changed while it built the page, or an older peer):
+/// every change of every copy, once, in the order received, so Automerge
+/// sees dependencies before what depends on them. Returns how many copies
+/// were folded in.
+fn merge_copies(docs: Vec<RemoteDoc>) -> (Vec<RemoteDoc>, usize) {
+    let mut merged: Vec<RemoteDoc> = Vec::with_capacity(docs.len());
+    let mut at: HashMap<RecordId, usize> = HashMap::with_capacity(docs.len());
+    let mut folded = 0;
+    for doc in docs {
+        match at.get(&doc.id) {
+            Some(&i) => {
+                folded += 1;
+                let have: HashSet<ChangeHash> =
+                    merged[i].changes.iter().map(Change::hash).collect();
+                let new = doc
+                    .changes
+                    .into_iter()
+                    .filter(|c| !have.contains(&c.hash()));
+                merged[i].changes.extend(new);
+            }
+            None => {
+                at.insert(doc.id, merged.len());
+                merged.push(doc);
+            }
+        }
+    }
+    (merged, folded)
 }
 
 fn raw_changes(changes: &[Change]) -> Vec<Vec<u8>> {
@@ -185,55 +219,6 @@ struct Outgoing {
     doc: DocChanges,
     shared: Vec<ChangeHash>,
     authors: Vec<ActorId>,
-}
-
-/// One page of the change feed: the records `take` chose, in feed order, the
-/// seq up to which the feed was examined, and whether entries remain.
-struct FeedPage<T> {
-    items: Vec<T>,
-    upto: u64,
-    more: bool,
-}
-
-/// Walk the feed after `after`, letting `take` turn each entry into an item
-/// and its size in change bytes (or skip it with None), until the byte budget
-/// or the scan limit is reached. A page always holds at least one item, so a
-/// record larger than the budget still moves, alone.
-fn feed_page<T>(
-    store: &dyn DocStore,
-    after: u64,
-    budget: u64,
-    mut take: impl FnMut(&FeedEntry) -> Result<Option<(u64, T)>, SyncError>,
-) -> Result<FeedPage<T>, SyncError> {
-    let mut page = FeedPage {
-        items: Vec::new(),
-        upto: after,
-        more: false,
-    };
-    let mut bytes = 0u64;
-    let mut scanned = 0usize;
-    loop {
-        let entries = store.changes_since(page.upto, 512)?;
-        if entries.is_empty() {
-            return Ok(page);
-        }
-        for entry in entries {
-            scanned += 1;
-            if scanned > MAX_SCAN {
-                page.more = true;
-                return Ok(page);
-            }
-            if let Some((size, item)) = take(&entry)? {
-                if !page.items.is_empty() && bytes + size > budget {
-                    page.more = true;
-                    return Ok(page);
-                }
-                bytes += size;
-                page.items.push(item);
-            }
-            page.upto = entry.seq;
-        }
-    }
 }
 
 /// Who a request comes from, and what they may do, for the repair path.
@@ -371,7 +356,7 @@ impl<'a, S: DocStore> Downstream<'a, S> {
         store.ensure_durable()?;
         let cp = Self::checkpoint(self.records)?;
         let (repairs, parked, records) = (&self.repairs, &self.parked, self.records);
-        let page = feed_page(store, cp.push_seq, self.page_bytes, |entry| {
+        let page = feed_page::<_, SyncError>(store, cp.push_seq, self.page_bytes, |entry| {
             // A record under repair travels by the repair, not by the feed.
             if repairs.contains_key(&entry.id) || parked.contains(&entry.id) {
                 return Ok(None);
@@ -500,23 +485,32 @@ impl<'a, S: DocStore> Downstream<'a, S> {
             .collect();
         let pushed = acked.len();
 
-        let mut docs = Vec::with_capacity(response.pull.len());
-        let mut pulled_heads = HashMap::new();
+        let mut received = Vec::with_capacity(response.pull.len());
         for dc in response.pull {
             let Some(id) = record_id(&dc.id) else {
                 tracing::warn!("upstream sent a record with an invalid id");
                 continue;
             };
             let Some(changes) = decode_changes(dc.changes) else {
-                tracing::warn!(record = %id, "upstream sent changes that do not decode");
+                tracing::warn!(record = %id, "upstream sent changes that do not decode or are damaged");
                 continue;
             };
-            let base = match acked.get(&id) {
+            received.push(RemoteDoc { id, changes });
+        }
+        let (docs, folded) = merge_copies(received);
+        if folded > 0 {
+            tracing::warn!(
+                copies = folded,
+                "a pull page named records more than once; merged them"
+            );
+        }
+        let mut pulled_heads = HashMap::new();
+        for doc in &docs {
+            let base = match acked.get(&doc.id) {
                 Some(h) => h.clone(),
-                None => heads_at(store, &key(ACKED, &[id.as_bytes()]))?,
+                None => heads_at(store, &key(ACKED, &[doc.id.as_bytes()]))?,
             };
-            pulled_heads.insert(id, frontier(&base, &hashes_and_deps(&changes)));
-            docs.push(RemoteDoc { id, changes });
+            pulled_heads.insert(doc.id, frontier(&base, &hashes_and_deps(&doc.changes)));
         }
         let next = Checkpoint {
             push_seq: pending.push_upto,
@@ -577,6 +571,12 @@ impl<'a, S: DocStore> Downstream<'a, S> {
             let Some(repair) = self.repairs.get_mut(&id) else {
                 continue;
             };
+            if !sync_message_intact(&msg.message) {
+                tracing::warn!(record = %id, "repair message is damaged; retrying next sync");
+                self.repairs.remove(&id);
+                self.parked.push(id);
+                continue;
+            }
             match self.records.fallback_step(
                 &id,
                 &mut repair.state,
@@ -816,42 +816,43 @@ impl Upstream {
 
         // Apply pushes.
         let mut rejected = Vec::new();
-        let mut docs = Vec::new();
-        let mut sent_heads = HashMap::new();
+        let mut received = Vec::with_capacity(request.push.len());
         for dc in request.push {
-            let decoded = record_id(&dc.id).zip(decode_changes(dc.changes));
-            match decoded {
-                // A record named twice in one push is a malformed request for
-                // that record, not a reason to fail the whole exchange.
-                Some((id, _)) if sent_heads.contains_key(&id) => rejected.push(Rejected {
-                    id: dc.id,
-                    reason: Rejection::Invalid,
-                }),
-                Some((id, changes)) => {
-                    // Changes by others are fine only if they are already here
-                    // (a downstream resending history after a reset); a new
-                    // one is a forgery, and nothing of the request is applied.
-                    let foreign: Vec<&Change> = changes
-                        .iter()
-                        .filter(|c| !may_author(c.actor_id()))
-                        .collect();
-                    if !foreign.is_empty() {
-                        let hashes: Vec<ChangeHash> = foreign.iter().map(|c| c.hash()).collect();
-                        if !records.has_changes(&id, &hashes)? {
-                            return Err(SyncError::ForgedAuthor {
-                                record: id.to_string(),
-                                actor: foreign[0].actor_id().to_hex_string(),
-                            });
-                        }
-                    }
-                    sent_heads.insert(id, hashes_and_deps(&changes));
-                    docs.push(RemoteDoc { id, changes });
-                }
+            match record_id(&dc.id).zip(decode_changes(dc.changes)) {
+                Some((id, changes)) => received.push(RemoteDoc { id, changes }),
                 None => rejected.push(Rejected {
                     id: dc.id,
                     reason: Rejection::Invalid,
                 }),
             }
+        }
+        let (docs, folded) = merge_copies(received);
+        if folded > 0 {
+            tracing::warn!(
+                copies = folded,
+                "a push named records more than once; merged them"
+            );
+        }
+        let mut sent_heads = HashMap::new();
+        for doc in &docs {
+            // Changes by others are fine only if they are already here (a
+            // downstream resending history after a reset); a new one is a
+            // forgery, and nothing of the request is applied.
+            let foreign: Vec<&Change> = doc
+                .changes
+                .iter()
+                .filter(|c| !may_author(c.actor_id()))
+                .collect();
+            if !foreign.is_empty() {
+                let hashes: Vec<ChangeHash> = foreign.iter().map(|c| c.hash()).collect();
+                if !records.has_changes(&doc.id, &hashes)? {
+                    return Err(SyncError::ForgedAuthor {
+                        record: doc.id.to_string(),
+                        actor: foreign[0].actor_id().to_hex_string(),
+                    });
+                }
+            }
+            sent_heads.insert(doc.id, hashes_and_deps(&doc.changes));
         }
         let results = records.apply_remote(docs, in_scope, |_| Vec::new())?;
         for (id, result) in &results {
@@ -892,7 +893,7 @@ impl Upstream {
             0 => DEFAULT_PAGE_BYTES,
             n => n.min(MAX_PAGE_BYTES),
         };
-        let page = feed_page(store, request.pull_since, budget, |entry| {
+        let page = feed_page::<_, SyncError>(store, request.pull_since, budget, |entry| {
             let Some(summary) = store.summary(&entry.id)? else {
                 return Ok(None);
             };
@@ -969,7 +970,8 @@ impl Upstream {
         repairs.retain(|_, (_, touched)| touched.elapsed() < REPAIR_IDLE);
         let mut replies = Vec::new();
         for msg in messages {
-            let Some(id) = record_id(&msg.id) else {
+            let intact = sync_message_intact(&msg.message);
+            let Some(id) = record_id(&msg.id).filter(|_| intact) else {
                 rejected.push(Rejected {
                     id: msg.id,
                     reason: Rejection::Invalid,

@@ -8,6 +8,8 @@
 
 pub mod blobs;
 pub mod engine;
+pub mod feed;
+pub mod integrity;
 pub mod plan;
 pub mod protocol;
 pub mod record;

@@ -1,8 +1,10 @@
-//! The sync wire format (protocol v2), see docs/SYNC.md.
+//! The sync wire format (protocol v4), see docs/SYNC.md.
 //!
 //! A message on the wire is `MAGIC` (4 bytes), the protocol version (u16,
-//! big-endian), then a zstd frame holding the postcard encoding of a
-//! [`SyncRequest`] or [`SyncResponse`]. Compressing the whole batch, rather than
+//! big-endian), then one zstd frame, with its content checksum, holding the
+//! postcard encoding of a [`SyncRequest`] or [`SyncResponse`]. A frame
+//! without the checksum, a checksum that does not match, or bytes after the
+//! frame are refused: damage on the way is a refusal, never data. Compressing the whole batch, rather than
 //! each change, is what makes many small Automerge changes cheap: one change
 //! alone grows when compressed, a batch of them shrinks about threefold.
 //!
@@ -23,7 +25,7 @@ use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use std::io::Read;
 
 pub const MAGIC: [u8; 4] = *b"TDLS";
-pub const PROTOCOL_VERSION: u16 = 3;
+pub const PROTOCOL_VERSION: u16 = 4;
 const HEADER_LEN: usize = 6;
 /// zstd level 3: most of the gain at a fraction of the CPU of higher levels,
 /// which matters on a boat laptop.
@@ -153,10 +155,38 @@ fn encode<T: Serialize>(msg: &T) -> Result<Vec<u8>, CodecError> {
     let mut out = Vec::with_capacity(HEADER_LEN + plain.len() / 2);
     out.extend_from_slice(&MAGIC);
     out.extend_from_slice(&PROTOCOL_VERSION.to_be_bytes());
-    let compressed =
-        zstd::bulk::compress(&plain, ZSTD_LEVEL).map_err(|e| CodecError::Corrupt(e.to_string()))?;
-    out.extend_from_slice(&compressed);
+    let corrupt = |e: std::io::Error| CodecError::Corrupt(e.to_string());
+    let mut compressor = zstd::bulk::Compressor::new(ZSTD_LEVEL).map_err(corrupt)?;
+    compressor
+        .set_parameter(zstd::zstd_safe::CParameter::ChecksumFlag(true))
+        .map_err(corrupt)?;
+    out.extend_from_slice(&compressor.compress(&plain).map_err(corrupt)?);
     Ok(out)
+}
+
+/// The zstd magic number, little-endian on the wire.
+const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
+/// Bit of the frame header descriptor that says a content checksum follows
+/// the frame (RFC 8878, 3.1.1.1.1).
+const CHECKSUM_FLAG: u8 = 0x04;
+
+/// Exactly one zstd frame, and one that carries its content checksum (which
+/// the decoder then verifies): a bit flipped anywhere is caught here or by
+/// the checksum, instead of decoding into different but plausible data.
+fn check_frame(frame: &[u8]) -> Result<(), CodecError> {
+    if frame.len() < 5 || frame[..4] != ZSTD_MAGIC {
+        return Err(CodecError::Corrupt("not a zstd frame".into()));
+    }
+    if frame[4] & CHECKSUM_FLAG == 0 {
+        return Err(CodecError::Corrupt("the frame carries no checksum".into()));
+    }
+    match zstd::zstd_safe::find_frame_compressed_size(frame) {
+        Ok(n) if n == frame.len() => Ok(()),
+        Ok(_) => Err(CodecError::Corrupt("bytes after the frame".into())),
+        Err(_) => Err(CodecError::Corrupt(
+            "the frame is cut short or damaged".into(),
+        )),
+    }
 }
 
 fn decode<T: DeserializeOwned>(bytes: &[u8], limits: &Limits) -> Result<T, CodecError> {
@@ -167,8 +197,10 @@ fn decode<T: DeserializeOwned>(bytes: &[u8], limits: &Limits) -> Result<T, Codec
     if version != PROTOCOL_VERSION {
         return Err(CodecError::Version(version));
     }
-    let decoder = zstd::stream::read::Decoder::new(&bytes[HEADER_LEN..])
-        .map_err(|e| CodecError::Corrupt(e.to_string()))?;
+    let frame = &bytes[HEADER_LEN..];
+    check_frame(frame)?;
+    let decoder =
+        zstd::stream::read::Decoder::new(frame).map_err(|e| CodecError::Corrupt(e.to_string()))?;
     let mut plain = Vec::new();
     // Read one byte past the limit to tell "exactly at the limit" from "over it"
     // without ever holding more than that.
@@ -290,16 +322,22 @@ mod tests {
             prop_assert_eq!(decode_response(&bytes, &Limits::default()).unwrap(), msg);
         }
 
-        /// Truncated or bit-flipped messages are errors, never panics.
+        /// Truncated or bit-flipped messages are errors, never panics, and
+        /// never a different message.
         #[test]
-        fn damaged_messages_are_errors(msg in request(), cut in any::<prop::sample::Index>(), flip in any::<prop::sample::Index>()) {
+        fn damaged_messages_are_errors(msg in request(), cut in any::<prop::sample::Index>(), flip in any::<prop::sample::Index>(), bit in 0u8..8) {
             let bytes = encode_request(&msg).unwrap();
             let cut_at = cut.index(bytes.len());
-            let _ = decode_request(&bytes[..cut_at], &Limits::default());
+            prop_assert!(decode_request(&bytes[..cut_at], &Limits::default()).is_err());
             let mut flipped = bytes.clone();
             let i = flip.index(flipped.len());
-            flipped[i] ^= 0x5a;
-            let _ = decode_request(&flipped, &Limits::default());
+            flipped[i] ^= 1 << bit;
+            match decode_request(&flipped, &Limits::default()) {
+                Err(_) => {}
+                // A flip in a frame header field that does not change the
+                // content (the window size, say) may decode: to the same message.
+                Ok(decoded) => prop_assert_eq!(decoded, msg, "byte {} bit {} decoded to another message", i, bit),
+            }
         }
     }
 
@@ -308,6 +346,7 @@ mod tests {
         // 1 GiB of zeros compresses to about 40 KiB; build it in streaming
         // fashion so the test itself does not hold a gigabyte either.
         let mut encoder = zstd::stream::write::Encoder::new(Vec::new(), 19).unwrap();
+        encoder.include_checksum(true).unwrap();
         let zeros = vec![0u8; 1024 * 1024];
         for _ in 0..1024 {
             std::io::Write::write_all(&mut encoder, &zeros).unwrap();
@@ -322,6 +361,25 @@ mod tests {
         assert_eq!(
             decode_request(&bomb, &limits),
             Err(CodecError::TooLarge(1024 * 1024))
+        );
+    }
+
+    #[test]
+    fn frames_without_a_checksum_or_with_bytes_after_them_are_refused() {
+        let plain = postcard::to_stdvec(&SyncRequest::default()).unwrap();
+        let mut unchecked = MAGIC.to_vec();
+        unchecked.extend_from_slice(&PROTOCOL_VERSION.to_be_bytes());
+        unchecked.extend_from_slice(&zstd::bulk::compress(&plain, 3).unwrap());
+        assert_eq!(
+            decode_request(&unchecked, &Limits::default()),
+            Err(CodecError::Corrupt("the frame carries no checksum".into()))
+        );
+        let mut trailing = encode_request(&SyncRequest::default()).unwrap();
+        let again = trailing[HEADER_LEN..].to_vec();
+        trailing.extend_from_slice(&again);
+        assert_eq!(
+            decode_request(&trailing, &Limits::default()),
+            Err(CodecError::Corrupt("bytes after the frame".into()))
         );
     }
 

@@ -11,6 +11,10 @@
 //! cover each protocol rule alone; only random interleavings of edits, partial
 //! syncs and a random topology find the orderings nobody thought to write down.
 //!
+//! Edits also land in the middle of exchanges (after a request is prepared,
+//! before or after the upstream handled it), on either side, as they do when
+//! people keep working while a server syncs.
+//!
 //! Instances run in process over `MemoryStore`, and every message goes through
 //! the wire encoding, as in `engine.rs`. Set `PROPTEST_CASES` for longer runs.
 
@@ -143,7 +147,23 @@ enum Op {
         page_bytes: Option<u64>,
         cut: Option<Cut>,
         cut_after: usize,
+        /// Edits made while this sync runs, between a request being prepared
+        /// and its response being absorbed, as a server's users do.
+        during: Vec<Concurrent>,
     },
+}
+
+/// An edit made in the middle of an exchange.
+#[derive(Debug, Clone)]
+struct Concurrent {
+    /// In exchange number `exchange` of the sync, if it lasts that long.
+    exchange: usize,
+    /// On the upstream (else the downstream).
+    upstream: bool,
+    /// After the upstream handled the request (else before).
+    after_handle: bool,
+    record: usize,
+    edit: Edit,
 }
 
 #[derive(Debug, Clone)]
@@ -214,14 +234,28 @@ fn op() -> impl Strategy<Value = Op> {
                 2 => Just(Some(Cut::Response)),
             ],
             0usize..3,
+            prop::collection::vec(concurrent(), 0..3),
         )
-            .prop_map(|(child, page_bytes, cut, cut_after)| Op::Sync {
+            .prop_map(|(child, page_bytes, cut, cut_after, during)| Op::Sync {
                 child,
                 page_bytes,
                 cut,
                 cut_after,
+                during,
             }),
     ]
+}
+
+fn concurrent() -> impl Strategy<Value = Concurrent> {
+    (0usize..3, any::<bool>(), any::<bool>(), 0usize..8, edit()).prop_map(
+        |(exchange, upstream, after_handle, record, edit)| Concurrent {
+            exchange,
+            upstream,
+            after_handle,
+            record,
+            edit,
+        },
+    )
 }
 
 fn scenario() -> impl Strategy<Value = Scenario> {
@@ -333,15 +367,42 @@ fn edit_patch(inst: &Instance, id: &RecordId, view: &Value, edit: &Edit) -> Opti
     })
 }
 
+/// Edit the `record`-th record (in id order) of `inst`, if it has any.
+fn apply_edit(inst: &Instance, record: usize, edit: &Edit) -> Result<(), TestCaseError> {
+    let all = views(inst)?;
+    if all.is_empty() {
+        return Ok(());
+    }
+    let (id, view) = all.iter().nth(record % all.len()).unwrap();
+    let id: RecordId = id.parse().map_err(|e| fail("id", e))?;
+    if let Some(patch) = edit_patch(inst, &id, view, edit) {
+        // Validation and workflow refusals are allowed outcomes: they write
+        // nothing, which is what matters here.
+        let _ = inst.records.patch(&id, &patch);
+    }
+    Ok(())
+}
+
 /// Run one sync of `down` with `up`: to completion, or until `cut` strikes in
-/// exchange `cut_after`. A fresh `Downstream` each time, as the server does, so
-/// a cut also loses whatever it held in memory.
+/// exchange `cut_after`, with the `during` edits made inside its exchanges.
+/// A fresh `Downstream` each time, as the server does, so a cut also loses
+/// whatever it held in memory.
 fn sync(
     down: &Instance,
     up: &Instance,
     page_bytes: Option<u64>,
     cut: Option<(usize, Cut)>,
+    during: &[Concurrent],
 ) -> Result<(), TestCaseError> {
+    let edits_at = |n: usize, after_handle: bool| -> Result<(), TestCaseError> {
+        for c in during
+            .iter()
+            .filter(|c| c.exchange == n && c.after_handle == after_handle)
+        {
+            apply_edit(if c.upstream { up } else { down }, c.record, &c.edit)?;
+        }
+        Ok(())
+    };
     let mut ds = Downstream::new(&down.records);
     if let Some(bytes) = page_bytes {
         ds = ds.with_page_bytes(bytes);
@@ -355,10 +416,12 @@ fn sync(
             return Ok(());
         }
         let request = protocol::decode_request(&bytes, &limits).map_err(|e| fail("decode", e))?;
+        edits_at(n, false)?;
         let response = up
             .upstream
             .handle(&up.records, request, &|_| true)
             .map_err(|e| fail("handle", e))?;
+        edits_at(n, true)?;
         let bytes = protocol::encode_response(&response).map_err(|e| fail("encode", e))?;
         if cut_here == Some(Cut::Response) {
             return Ok(());
@@ -394,10 +457,10 @@ fn settle(s: &Scenario, nodes: &[Instance]) -> Result<usize, TestCaseError> {
     for round in 1..=MAX_ROUNDS {
         let before = last_seqs(nodes)?;
         for i in (1..nodes.len()).rev() {
-            sync(&nodes[i], &nodes[s.parent(i)], None, None)?;
+            sync(&nodes[i], &nodes[s.parent(i)], None, None, &[])?;
         }
         for i in 1..nodes.len() {
-            sync(&nodes[i], &nodes[s.parent(i)], None, None)?;
+            sync(&nodes[i], &nodes[s.parent(i)], None, None, &[])?;
         }
         if last_seqs(nodes)? == before {
             return Ok(round);
@@ -442,25 +505,13 @@ fn run(s: &Scenario) -> Result<(), TestCaseError> {
                     .create("boarding-report", &fields)
                     .map_err(|e| fail("create", e))?;
             }
-            Op::Edit { at, record, edit } => {
-                let inst = &nodes[at % s.instances];
-                let all = views(inst)?;
-                if all.is_empty() {
-                    continue;
-                }
-                let (id, view) = all.iter().nth(record % all.len()).unwrap();
-                let id: RecordId = id.parse().map_err(|e| fail("id", e))?;
-                if let Some(patch) = edit_patch(inst, &id, view, edit) {
-                    // Validation and workflow refusals are allowed outcomes:
-                    // they write nothing, which is what matters here.
-                    let _ = inst.records.patch(&id, &patch);
-                }
-            }
+            Op::Edit { at, record, edit } => apply_edit(&nodes[at % s.instances], *record, edit)?,
             Op::Sync {
                 child,
                 page_bytes,
                 cut,
                 cut_after,
+                during,
             } => {
                 let child = 1 + child % (s.instances - 1);
                 sync(
@@ -468,6 +519,7 @@ fn run(s: &Scenario) -> Result<(), TestCaseError> {
                     &nodes[s.parent(child)],
                     *page_bytes,
                     cut.map(|c| (*cut_after, c)),
+                    during,
                 )?;
             }
         }

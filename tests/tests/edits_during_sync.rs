@@ -60,11 +60,16 @@ fn editor(
 }
 
 /// What one `sync/now` answered, as a person would see it.
-#[derive(Debug)]
 struct Outcome {
     who: String,
     status: u16,
     body: Value,
+}
+
+impl std::fmt::Debug for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {} {}", self.who, self.status, self.body)
+    }
 }
 
 /// Sync `down` with its upstream back to back until `until`.

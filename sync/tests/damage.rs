@@ -1,0 +1,192 @@
+//! Damaged sync bodies are refused, never turned into records. Real request
+//! and response bodies, built by the engine from real records, have bits
+//! flipped at random offsets (many seeds); whatever the receiver then holds
+//! is a record that was sent, exactly as it was sent.
+//!
+//! Two layers are attacked separately: the whole body (caught by the zstd
+//! frame checksum) and single Automerge changes inside a well-formed body
+//! (caught by each change's own checksum), since damage can happen before
+//! a body is compressed, too.
+
+use proptest::prelude::*;
+use std::collections::BTreeMap;
+use tideline_schemas::{samples, FormRegistry};
+use tideline_sync::engine::{Downstream, Upstream};
+use tideline_sync::protocol::{self, Limits, Rejection, SyncRequest, SyncResponse};
+use tideline_sync::{Filter, MemoryStore, Records};
+
+const STATION: &str = "BB-01";
+const RECORDS: usize = 12;
+
+fn open() -> Records<MemoryStore> {
+    Records::open(MemoryStore::new(), FormRegistry::builtin(), STATION).unwrap()
+}
+
+/// Every record's JSON view, by id.
+fn views(records: &Records<MemoryStore>) -> Views {
+    records
+        .list(&Filter::default(), 10_000, 0)
+        .unwrap()
+        .records
+        .iter()
+        .map(|raw| {
+            let v: serde_json::Value = serde_json::from_str(raw.get()).unwrap();
+            (v["id"].as_str().unwrap().to_string(), v)
+        })
+        .collect()
+}
+
+/// A boat with some records, and the first request it sends.
+fn boat_request() -> (Views, SyncRequest, Vec<u8>) {
+    let boat = open();
+    for n in 0..RECORDS {
+        boat.create("boarding-report", &samples::boarding_report(n))
+            .unwrap();
+    }
+    let (request, _) = Downstream::new(&boat).prepare().unwrap();
+    assert_eq!(request.push.len(), RECORDS);
+    let bytes = protocol::encode_request(&request).unwrap();
+    (views(&boat), request, bytes)
+}
+
+/// HQ's answer to a new downstream: every record of the station.
+fn hq_response() -> (Views, Vec<u8>) {
+    let hq = open();
+    for n in 0..RECORDS {
+        hq.create("boarding-report", &samples::boarding_report(n))
+            .unwrap();
+    }
+    let request = SyncRequest {
+        instance: [9; 16],
+        station: STATION.into(),
+        ..Default::default()
+    };
+    let response = Upstream::new().handle(&hq, request, &|_| true).unwrap();
+    assert_eq!(response.pull.len(), RECORDS);
+    (views(&hq), protocol::encode_response(&response).unwrap())
+}
+
+/// What the receiver holds is a subset of what was sent, each record as it
+/// was sent (the views include fields, authors and timestamps).
+fn only_what_was_sent(got: &Views, sent: &Views) -> Result<(), TestCaseError> {
+    for (id, view) in got {
+        let Some(original) = sent.get(id) else {
+            return Err(TestCaseError::fail(format!(
+                "record {id} appeared that was never sent"
+            )));
+        };
+        prop_assert_eq!(view, original, "record {} differs from what was sent", id);
+    }
+    Ok(())
+}
+
+fn flip(bytes: &mut [u8], at: prop::sample::Index, bit: u8) {
+    let i = at.index(bytes.len());
+    bytes[i] ^= 1 << bit;
+}
+
+type Views = BTreeMap<String, serde_json::Value>;
+
+/// Built once: the boat's first request (its records' views, the request and
+/// its bytes) and HQ's first answer (its records' views and the bytes).
+struct Fixtures {
+    pushed: Views,
+    request: SyncRequest,
+    request_bytes: Vec<u8>,
+    pulled: Views,
+    response_bytes: Vec<u8>,
+}
+
+fn fixtures() -> &'static Fixtures {
+    static F: std::sync::OnceLock<Fixtures> = std::sync::OnceLock::new();
+    F.get_or_init(|| {
+        let (pushed, request, request_bytes) = boat_request();
+        let (pulled, response_bytes) = hq_response();
+        Fixtures {
+            pushed,
+            request,
+            request_bytes,
+            pulled,
+            response_bytes,
+        }
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(400))]
+
+    /// A pushed body with bits flipped anywhere: refused whole, or (a flip
+    /// that changes nothing the frame carries) the records as sent.
+    #[test]
+    fn a_damaged_push_body_creates_no_record(
+        flips in prop::collection::vec((any::<prop::sample::Index>(), 0u8..8), 1..4),
+    ) {
+        let f = fixtures();
+        let (sent, bytes) = (&f.pushed, &f.request_bytes);
+        let mut damaged = bytes.clone();
+        for (at, bit) in flips {
+            flip(&mut damaged, at, bit);
+        }
+        let hq = open();
+        if let Ok(request) = protocol::decode_request(&damaged, &Limits::default()) {
+            let _ = Upstream::new().handle(&hq, request, &|_| true);
+        }
+        only_what_was_sent(&views(&hq), sent)?;
+    }
+
+    /// One change inside a well-formed request damaged: that record is
+    /// refused as invalid, the others arrive as sent.
+    #[test]
+    fn a_damaged_change_is_refused_and_the_rest_arrive(
+        doc in any::<prop::sample::Index>(),
+        change in any::<prop::sample::Index>(),
+        at in any::<prop::sample::Index>(),
+        bit in 0u8..8,
+    ) {
+        let f = fixtures();
+        let (sent, request) = (&f.pushed, &f.request);
+        let mut request = request.clone();
+        let target = doc.index(request.push.len());
+        let changes = &mut request.push[target].changes;
+        let c = change.index(changes.len());
+        flip(&mut changes[c], at, bit);
+        let damaged_id = request.push[target].id.clone();
+        let bytes = protocol::encode_request(&request).unwrap();
+        let request = protocol::decode_request(&bytes, &Limits::default()).unwrap();
+        let hq = open();
+        let response = Upstream::new().handle(&hq, request, &|_| true).unwrap();
+        prop_assert!(
+            response
+                .rejected
+                .iter()
+                .any(|r| r.id == damaged_id && r.reason == Rejection::Invalid),
+            "the damaged record was not refused: {:?}", response.rejected
+        );
+        let got = views(&hq);
+        prop_assert!(!got.contains_key(&damaged_id));
+        prop_assert_eq!(got.len(), RECORDS - 1);
+        only_what_was_sent(&got, sent)?;
+    }
+
+    /// A pulled body with bits flipped anywhere: the downstream stores only
+    /// records as the upstream sent them.
+    #[test]
+    fn a_damaged_pull_body_creates_no_record(
+        flips in prop::collection::vec((any::<prop::sample::Index>(), 0u8..8), 1..4),
+    ) {
+        let f = fixtures();
+        let (sent, bytes) = (&f.pulled, &f.response_bytes);
+        let mut damaged = bytes.clone();
+        for (at, bit) in flips {
+            flip(&mut damaged, at, bit);
+        }
+        let boat = open();
+        if let Ok(response) = protocol::decode_response(&damaged, &Limits::default()) {
+            let response: SyncResponse = response;
+            let mut down = Downstream::new(&boat);
+            let (_, pending) = down.prepare().unwrap();
+            let _ = down.absorb(pending, response);
+        }
+        only_what_was_sent(&views(&boat), sent)?;
+    }
+}
