@@ -607,3 +607,49 @@ async fn admins_manage_stations_and_people_and_changes_apply_at_once() {
     assert_eq!(entries[0]["details"]["role"], "analyst");
     assert!(!audit.to_string().contains(PASSWORD));
 }
+
+#[tokio::test]
+async fn signing_in_never_sends_the_browser_to_another_site() {
+    let app = spawn_app().await;
+    let browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let cases = [
+        ("/\\evil.example/x", "/"),
+        ("/\t/evil.example/x", "/"),
+        ("/%5Cevil.example/x", "/"),
+        ("//evil.example/x", "/"),
+        ("https://evil.example/x", "/"),
+        ("/records?status=draft", "/records?status=draft"),
+    ];
+    for (next, expected) in cases {
+        let resp = browser
+            .post(app.url("/login"))
+            .form(&[
+                ("username", "tester"),
+                ("password", PASSWORD),
+                ("next", next),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 303, "{next:?}");
+        assert_eq!(resp.headers()["location"], expected, "next = {next:?}");
+        // The sign-in page carries the same rule into its form.
+        let page = browser
+            .get(app.url("/login"))
+            .query(&[("next", next)])
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let expected_html = expected.replace('&', "&amp;");
+        assert!(
+            page.contains(&format!(r#"name="next" value="{expected_html}""#)),
+            "next = {next:?}: {page}"
+        );
+    }
+}

@@ -24,10 +24,25 @@ pub struct LoginForm {
 }
 
 /// Only a path of this instance: never send someone elsewhere after sign-in.
+///
+/// Browsers drop tabs and newlines anywhere in a URL and read `\` as `/`, so
+/// `/\host` and `/<TAB>/host` both mean `//host`: another site. A `next` is
+/// taken only when it is, as sent and once percent-decoded, a path that
+/// starts with exactly one `/` and holds no backslash and no control
+/// character; anything else signs in to the start page.
 fn safe_next(next: Option<&str>) -> String {
-    next.filter(|n| n.starts_with('/') && !n.starts_with("//") && !n.starts_with("/login"))
-        .unwrap_or("/")
-        .to_string()
+    fn local_path(p: &str) -> bool {
+        p.starts_with('/')
+            && !p.starts_with("//")
+            && !p.contains('\\')
+            && !p.chars().any(char::is_control)
+    }
+    next.filter(|n| {
+        let decoded = percent_encoding::percent_decode_str(n).decode_utf8();
+        local_path(n) && decoded.is_ok_and(|d| local_path(&d)) && !n.starts_with("/login")
+    })
+    .unwrap_or("/")
+    .to_string()
 }
 
 fn form(next: &str, username: &str, error: Option<&str>) -> maud::Markup {
@@ -107,4 +122,40 @@ pub async fn logout(state: web::Data<AppState>, access: Access, req: HttpRequest
     to.add_cookie(&gone)
         .map_err(crate::error::ApiError::internal)?;
     Ok(to)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::safe_next;
+
+    #[test]
+    fn next_is_only_ever_a_path_of_this_instance() {
+        for elsewhere in [
+            "/\\evil.example/",
+            "/\t/evil.example/",
+            "/\n/evil.example/",
+            "/%5Cevil.example/",
+            "/%5cevil.example/",
+            "/%2F/evil.example/",
+            "/%09/evil.example/",
+            "//evil.example/",
+            "https://evil.example/",
+            "javascript:alert(1)",
+            "evil.example",
+            "",
+            "/login?next=/records",
+            "/%FF",
+        ] {
+            assert_eq!(safe_next(Some(elsewhere)), "/", "{elsewhere:?}");
+        }
+        assert_eq!(safe_next(None), "/");
+        for here in [
+            "/records?station=BB-01&page=2",
+            "/records/0190/edit",
+            "/map",
+            "/",
+        ] {
+            assert_eq!(safe_next(Some(here)), here);
+        }
+    }
 }
