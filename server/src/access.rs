@@ -197,6 +197,20 @@ impl Access {
         }
     }
 
+    /// Refuse what reaches every station (a form version) unless the caller
+    /// is one of HQ's own people: a station's admin, even one with an
+    /// account on the HQ instance, speaks for one station only.
+    pub fn require_hq(&self, action: Action) -> Result<(), ApiError> {
+        self.require(action)?;
+        match self.station() {
+            None => Ok(()),
+            Some(station) => Err(ApiError::forbidden(format!(
+                "Only HQ's own admins may {}: it reaches every station, and your account belongs to {station}.",
+                action.describe()
+            ))),
+        }
+    }
+
     /// The one station the caller works with, or None for HQ (every station).
     pub fn station(&self) -> Option<&str> {
         (self.user.station != HQ).then_some(self.user.station.as_str())

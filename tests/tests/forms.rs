@@ -86,6 +86,21 @@ async fn a_form_published_at_hq_reaches_the_boats_and_old_records_keep_theirs() 
     let (status, body) = publish(&bbadmin, &station, &boarding_v2()).await;
     assert_eq!(status, 409, "{body}");
     assert_eq!(body["error"], "not_hq");
+    // A station's admin with an account on the HQ instance speaks for one
+    // station, not the fleet.
+    add_user(&hq.records, "bbchief", "admin", "BB-01");
+    let bbchief = client_with(&login(&hq.base, "bbchief").await);
+    let mut v3 = boarding_v2();
+    v3["version"] = json!(3);
+    let (status, body) = publish(&bbchief, &hq, &v3).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("HQ's own admins"),
+        "{body}"
+    );
     let latest: Value = hq
         .client
         .get(hq.url("/api/v1/forms/boarding-report"))

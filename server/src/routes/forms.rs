@@ -39,7 +39,8 @@ pub async fn get(
 
 /// `POST /api/v1/forms` with a form definition (JSON): publish it as a new
 /// version. Only at HQ (an instance with no upstream): forms flow down by
-/// sync, never up, so a version made elsewhere would be unknown above.
+/// sync, never up, so a version made elsewhere would be unknown above; and
+/// only by HQ's own admins, since the version reaches every station.
 pub async fn publish(
     state: web::Data<AppState>,
     access: Access,
@@ -52,6 +53,7 @@ pub async fn publish(
             "Forms are published at HQ, which sends them to every station and boat.",
         ));
     }
+    access.require_hq(Action::PublishForms)?;
     let json = String::from_utf8(body.to_vec())
         .map_err(|_| ApiError::bad_request("bad_body", "The form must be UTF-8 JSON."))?;
     let st = state.clone();
