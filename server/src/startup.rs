@@ -256,12 +256,17 @@ impl Application {
             })
         };
         let setup_code = setup.as_ref().map(|s| s.code.clone());
+        let sessions = Sessions::new(
+            records.store().clone(),
+            settings.session_idle,
+            settings.session_max_age,
+        );
         let state = web::Data::new(AppState {
             records,
             max_body_bytes: settings.max_body_bytes,
             upstream: Arc::new(Upstream::new()),
             agent,
-            sessions: Sessions::new(settings.session_idle, settings.session_max_age),
+            sessions,
             audit: AuditLog::new(),
             account_limits: Limiter::new(ACCOUNT_ATTEMPTS, LOGIN_WINDOW),
             address_limits: Limiter::new(ADDRESS_ATTEMPTS, LOGIN_WINDOW),

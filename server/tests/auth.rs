@@ -653,3 +653,30 @@ async fn signing_in_never_sends_the_browser_to_another_site() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_capitalised_user_name_signs_in_and_does_not_count_as_a_failure() {
+    let app = spawn_app().await;
+    for typed in ["Tester", "TESTER", " tester"] {
+        for _ in 0..3 {
+            let resp = app
+                .anonymous
+                .post(app.url("/api/v1/login"))
+                .json(&json!({"username": typed, "password": PASSWORD}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 200, "{typed:?}");
+        }
+    }
+    let page = app
+        .anonymous
+        .get(app.url("/login"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains(r#"autocapitalize="none""#), "{page}");
+}

@@ -89,3 +89,47 @@ fn sigterm_finishes_the_request_in_flight_then_exits_cleanly() {
         "{listed}"
     );
 }
+
+/// An officer typing a report on a boat whose laptop restarts keeps their
+/// session: the next save needs no new sign-in.
+#[test]
+fn a_session_outlives_a_restart_of_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let data_arg = data.to_str().unwrap();
+    let global = ["--data", data_arg, "--station", "BB-01"];
+    let serve = ["--listen", "127.0.0.1:0", "--no-auto-sync"];
+    let first = spawn_serve(&global, &serve);
+    let token = first.token.clone();
+    drop(first);
+    let second = spawn_serve(&global, &serve);
+    let client = reqwest::blocking::Client::new();
+    let me = client
+        .get(format!("{}/api/v1/me", second.base))
+        .bearer_auth(&token)
+        .send()
+        .unwrap();
+    assert_eq!(me.status(), 200, "the session did not survive the restart");
+    let created = client
+        .post(format!("{}/api/v1/records", second.base))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"form": "boarding-report", "fields": report()}))
+        .send()
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    // Signing out ends it for good, across a restart too.
+    let out = client
+        .post(format!("{}/api/v1/logout", second.base))
+        .bearer_auth(&token)
+        .send()
+        .unwrap();
+    assert_eq!(out.status(), 204);
+    drop(second);
+    let third = spawn_serve(&global, &serve);
+    let me = client
+        .get(format!("{}/api/v1/me", third.base))
+        .bearer_auth(&token)
+        .send()
+        .unwrap();
+    assert_eq!(me.status(), 401);
+}

@@ -258,8 +258,8 @@ impl Instance {
         }
     }
 
-    /// Serve again on the same address and store (sessions start afresh,
-    /// as after a real restart).
+    /// Serve again on the same address and store, as after a real restart
+    /// (sessions are kept in the store; the harness signs in afresh anyway).
     pub async fn restart(&mut self) {
         let again = Self::serve(&self.name, self.settings.clone(), self.records.clone()).await;
         *self = again;

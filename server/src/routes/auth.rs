@@ -73,6 +73,9 @@ pub(crate) async fn sign_in(
     username: String,
     password: String,
 ) -> Result<(users::User, String), ApiError> {
+    // User names are lower case; a tablet that capitalises the first letter
+    // must neither fail nor count towards the lockout.
+    let username = username.trim().to_ascii_lowercase();
     let account = format!("user:{username}");
     let address = format!("ip:{}", peer(req));
     let blocked = state
@@ -100,7 +103,7 @@ pub(crate) async fn sign_in(
         return Err(ApiError::bad_credentials("Unknown user or wrong password."));
     };
     state.account_limits.clear(&account);
-    let token = state.sessions.start(&user);
+    let token = state.sessions.start(&user).map_err(ApiError::internal)?;
     audit_now(
         state,
         Event::new(format!("user:{}", user.username), "login.success")
@@ -116,7 +119,7 @@ pub(crate) fn sign_out(
     req: &HttpRequest,
 ) -> Result<actix_web::cookie::Cookie<'static>, ApiError> {
     if let Some(token) = presented_token(req) {
-        state.sessions.end(&token);
+        state.sessions.end(&token).map_err(ApiError::internal)?;
     }
     audit_now(state, Event::new(access.actor(), "logout"))?;
     let mut gone = session_cookie("", state);
@@ -427,7 +430,9 @@ pub async fn update_user(
                 other => ApiError::unprocessable("invalid_user", other.to_string()),
             })?
             .ok_or_else(|| ApiError::not_found("not_found", format!("No user {name}.")))?;
-        st.sessions.end_all_of(&user.username);
+        st.sessions
+            .end_all_of(&user.username)
+            .map_err(ApiError::internal)?;
         st.audit
             .append(
                 store,

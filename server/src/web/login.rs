@@ -67,6 +67,7 @@ fn form(next: &str, username: &str, error: Option<&str>) -> maud::Markup {
                         div.field {
                             label for="username" { "User name" }
                             input #username name="username" type="text" autocomplete="username"
+                                autocapitalize="none" autocorrect="off" spellcheck="false"
                                 required autofocus value=(username);
                         }
                         div.field {
