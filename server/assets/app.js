@@ -8,6 +8,97 @@ document.querySelectorAll("input[data-tz]").forEach((input) => {
   input.value = String(-new Date().getTimezoneOffset());
 });
 
+// Nothing typed is lost. The entry form is copied into this browser's
+// storage as it is typed, under a name per person and form or record
+// (data-keep), until the server says it has it: the record page after a
+// save (?saved=1), or an entry page drawn after storing (data-drawn=stored).
+// A save that never reached the server — the session had ended, the server
+// was restarting, the tab or the browser closed — leaves the copy, and the
+// next time the form is opened it is drawn again from it (posted back as
+// `restore`, which stores nothing), so the officer carries on where they
+// were. Files cannot be kept this way; they are chosen again.
+(function keepWhatIsTyped() {
+  const PENDING = "tideline:pending";
+  let store;
+  try {
+    store = window.localStorage;
+    store.getItem(PENDING);
+  } catch (e) {
+    return;
+  }
+  const form = document.querySelector("form.entry[data-keep]");
+  const confirmed =
+    new URLSearchParams(location.search).has("saved") || (form && form.dataset.drawn === "stored");
+  const pending = sessionStorage.getItem(PENDING);
+  if (pending && confirmed) {
+    store.removeItem(pending);
+    sessionStorage.removeItem(PENDING);
+  }
+  if (!form) return;
+  const key = form.dataset.keep;
+  const entries = () =>
+    Array.from(new FormData(form)).filter(
+      ([name, value]) => typeof value === "string" && name !== "_action"
+    );
+  const keep = () => {
+    try {
+      store.setItem(key, JSON.stringify({ at: Date.now(), entries: entries() }));
+    } catch (e) {
+      // Storage full or refused: the server copy is all there is.
+    }
+  };
+  const kept = store.getItem(key);
+  if (kept && form.dataset.drawn === "opened") {
+    let copy;
+    try {
+      copy = JSON.parse(kept);
+    } catch (e) {
+      copy = null;
+    }
+    if (copy && Array.isArray(copy.entries)) {
+      const back = document.createElement("form");
+      back.method = "post";
+      back.enctype = "multipart/form-data";
+      back.action = form.getAttribute("action");
+      back.hidden = true;
+      const add = (name, value) => {
+        const input = document.createElement("input");
+        input.type = "hidden";
+        input.name = name;
+        input.value = value;
+        back.appendChild(input);
+      };
+      copy.entries.forEach(([name, value]) => add(name, value));
+      add("_action", "restore");
+      add("_restored_at", new Date(copy.at).toLocaleString());
+      document.body.appendChild(back);
+      back.submit();
+      return;
+    }
+  }
+  // Drawn from a post, the page holds what was typed, including values the
+  // server could not store yet: keep them before anything else happens.
+  // A page only opened holds nothing new until something is typed.
+  let typed = form.dataset.drawn !== "opened";
+  if (typed) keep();
+  // On every keystroke: a copy is a few kilobytes, and a tab can be
+  // closed at any moment.
+  const edited = () => {
+    typed = true;
+    keep();
+  };
+  form.addEventListener("input", edited);
+  form.addEventListener("change", edited);
+  window.addEventListener("pagehide", () => typed && keep());
+  form.addEventListener("submit", () => {
+    keep();
+    sessionStorage.setItem(PENDING, key);
+  });
+  document.querySelectorAll("a[data-discard]").forEach((a) => {
+    a.addEventListener("click", () => store.removeItem(a.dataset.discard));
+  });
+})();
+
 // "Use this device's position": fills latitude and longitude; when the
 // device cannot tell, says so and leaves manual entry to the officer.
 document.querySelectorAll("button[data-geolocate]").forEach((button) => {

@@ -144,8 +144,16 @@ pub async fn authenticate(
                 let resp = crate::web::see_other(&to);
                 return Ok(req.into_response(resp).map_into_right_body());
             }
+            // A form posted after the session ended: what it carried is
+            // kept by the page's script in the browser, and the page comes
+            // back with it after sign-in (docs/SECURITY.md, sessions).
             None if crate::web::is_page(req.path()) => {
-                let resp = crate::web::see_other("/login");
+                let back = crate::web::is_entry(req.path())
+                    .then(|| req.uri().path_and_query().map(|p| p.as_str().to_string()))
+                    .flatten()
+                    .unwrap_or_else(|| "/".to_string());
+                let to = format!("/login?expired=1&next={}", crate::web::urlencode(&back));
+                let resp = crate::web::see_other(&to);
                 return Ok(req.into_response(resp).map_into_right_body());
             }
             None => return Err(ApiError::unauthenticated().into()),

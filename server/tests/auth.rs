@@ -680,3 +680,51 @@ async fn a_capitalised_user_name_signs_in_and_does_not_count_as_a_failure() {
         .unwrap();
     assert!(page.contains(r#"autocapitalize="none""#), "{page}");
 }
+
+#[tokio::test]
+async fn a_form_posted_after_the_session_ended_goes_to_sign_in_and_back_to_the_form() {
+    let app = spawn_app().await;
+    let browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    for (posted_to, back_to) in [
+        (
+            "/records/new?form=boarding-report",
+            "/records/new%3Fform%3Dboarding-report",
+        ),
+        (
+            "/records/0190a5c4-3b2e-7d41-9c0a-5e6f7a8b9c0d/edit",
+            "/records/0190a5c4-3b2e-7d41-9c0a-5e6f7a8b9c0d/edit",
+        ),
+        ("/records/0190a5c4-3b2e-7d41-9c0a-5e6f7a8b9c0d/status", "/"),
+    ] {
+        let resp = browser
+            .post(app.url(posted_to))
+            .form(&[("f.vessel_name", "Sea Breeze")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 303, "{posted_to}");
+        assert_eq!(
+            resp.headers()["location"],
+            format!("/login?expired=1&next={back_to}").as_str(),
+            "{posted_to}"
+        );
+    }
+    let page = browser
+        .get(app.url("/login?expired=1&next=%2Frecords"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("kept in this browser"), "{page}");
+    assert!(app
+        .records
+        .list(&Default::default(), 10, 0)
+        .unwrap()
+        .records
+        .is_empty());
+}

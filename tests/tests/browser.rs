@@ -450,3 +450,121 @@ async fn an_officer_reports_offline_and_a_supervisor_resolves_a_conflict_upstrea
     assert!(back["conflicts"].as_object().unwrap().is_empty(), "{back}");
     c.close().await.unwrap();
 }
+
+/// Wait until `selector` is on the page (the page's script may post it back first).
+async fn shown(c: &Client, selector: &str) -> String {
+    css(c, selector).await.text().await.unwrap()
+}
+
+async fn record_named(inst: &Instance, vessel: &str) -> Option<Value> {
+    inst.all()
+        .await
+        .into_iter()
+        .find(|v| v["fields"]["vessel_name"] == vessel)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_typed_is_lost_to_an_ended_session_a_restart_a_closed_tab_or_bad_values() {
+    let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let mut boat = Instance::start("boat", dirs[0].path(), "BB-01").await;
+    add_user(&boat.records, "officer", "officer", "BB-01");
+    let driver = start_driver().await;
+    let c = browser(&driver, &dirs[1].path().join("profile")).await;
+    // A 10-inch tablet held upright.
+    c.set_window_size(800, 1280).await.unwrap();
+    sign_in(&c, &boat.base, "officer").await;
+    let new_form = format!("{}/records/new?form=boarding-report", boat.base);
+
+    // The session ends while the report is being typed (signed out from
+    // elsewhere); Save draft lands on the sign-in page, which says why.
+    c.goto(&new_form).await.unwrap();
+    type_into(&c, "#f-vessel-name", "Kestrel Find").await;
+    type_into(&c, "#f-findings", "Nets checked, two coolers of conch.").await;
+    let cookie = c.get_named_cookie("tideline_session").await.unwrap();
+    let out = reqwest::Client::new()
+        .post(boat.url("/api/v1/logout"))
+        .bearer_auth(cookie.value())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.status(), 204);
+    press(&c, "#save-draft").await;
+    arrive(&c, "/login").await;
+    let why = shown(&c, "#expired").await;
+    assert!(why.contains("kept in this browser"), "{why}");
+    type_into(&c, "#username", "Officer").await;
+    type_into(&c, "#password", PASSWORD).await;
+    press(&c, "button[type=submit]").await;
+    // Back at the form, with everything typed.
+    arrive(&c, "/records/new").await;
+    let restored = shown(&c, "#restored").await;
+    assert!(restored.contains("not saved yet"), "{restored}");
+    assert_eq!(value_of(&c, "#f-vessel-name").await, "Kestrel Find");
+    assert_eq!(
+        value_of(&c, "#f-findings").await,
+        "Nets checked, two coolers of conch."
+    );
+    screenshot(&c, "entry-restored").await;
+    press(&c, "#save-draft").await;
+    arrive(&c, "/records/0").await;
+    let saved = record_named(&boat, "Kestrel Find")
+        .await
+        .expect("the draft");
+    assert_eq!(saved["status"], "draft");
+    assert_eq!(
+        saved["fields"]["findings"],
+        "Nets checked, two coolers of conch."
+    );
+
+    // Saved, the copy in the browser is gone: a new form opens empty.
+    c.goto(&new_form).await.unwrap();
+    css(&c, "form.entry[data-drawn=opened]").await;
+    assert!(c.find(Locator::Css("#restored")).await.is_err());
+    assert_eq!(value_of(&c, "#f-vessel-name").await, "");
+
+    // The boat's server restarts while the officer types: the session
+    // survives and Save draft just works.
+    type_into(&c, "#f-vessel-name", "Second Wind").await;
+    boat.stop().await;
+    boat.restart().await;
+    press(&c, "#save-draft").await;
+    arrive(&c, "/records/0").await;
+    assert!(record_named(&boat, "Second Wind").await.is_some());
+
+    // A tab closed mid-report (here: the officer goes elsewhere without
+    // saving): opening the form again brings it back.
+    c.goto(&new_form).await.unwrap();
+    type_into(&c, "#f-vessel-name", "Fourth Watch").await;
+    type_into(&c, "#f-vessel-registration", "SVG-4444").await;
+    c.goto(&format!("{}/records", boat.base)).await.unwrap();
+    c.goto(&new_form).await.unwrap();
+    shown(&c, "#restored").await;
+    assert_eq!(value_of(&c, "#f-vessel-name").await, "Fourth Watch");
+    assert_eq!(value_of(&c, "#f-vessel-registration").await, "SVG-4444");
+
+    // Submit with a word where a number goes, a value a rule refuses and a
+    // required answer missing: every problem at once, the rest saved as a
+    // draft, and what was typed still there to correct.
+    type_into(&c, "#f-persons-on-board", "-1").await;
+    type_into(&c, "#f-arrests", "two").await;
+    press(&c, "#submit").await;
+    let problems = shown(&c, "#problems").await;
+    for expected in ["Arrests", "Persons on board", "Outcome"] {
+        assert!(
+            problems.contains(expected),
+            "{expected} is not listed: {problems}"
+        );
+    }
+    assert!(css(&c, "#f-arrests-error").await.text().await.is_ok());
+    assert_eq!(value_of(&c, "#f-arrests").await, "two");
+    assert_eq!(value_of(&c, "#f-persons-on-board").await, "-1");
+    let draft = record_named(&boat, "Fourth Watch")
+        .await
+        .expect("saved as a draft");
+    assert_eq!(draft["status"], "draft");
+    assert_eq!(draft["fields"]["vessel_registration"], "SVG-4444");
+    assert!(draft["fields"].get("arrests").is_none(), "{draft}");
+    assert!(draft["fields"].get("persons_on_board").is_none(), "{draft}");
+    screenshot(&c, "entry-problems-at-once").await;
+    c.close().await.unwrap();
+}

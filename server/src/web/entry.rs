@@ -29,8 +29,7 @@ use tideline_sync::{Patch, Status};
 
 /// The form as posted: input name → every value given for it.
 type Posted = BTreeMap<String, Vec<String>>;
-/// Problems by field path (`crew[0].name`).
-type Problems = BTreeMap<String, Vec<String>>;
+use super::storable::{self, Problems};
 
 /// A file chosen in an image field.
 struct Upload {
@@ -510,6 +509,18 @@ fn input(
     }
 }
 
+/// How an entry page came to be drawn, which the page's script needs to
+/// know to keep what is typed (`server/assets/app.js`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Drawn {
+    /// Opened: a fresh form, or the stored record.
+    Opened,
+    /// The answer to a post that stored nothing (a redraw, a refusal).
+    Posted,
+    /// The answer to a post that stored the record (it may still have problems).
+    Stored,
+}
+
 /// The whole entry page.
 #[allow(clippy::too_many_arguments)]
 fn entry_page(
@@ -521,7 +532,11 @@ fn entry_page(
     attachments: &Json,
     notice: Option<&str>,
     saved: Option<RecordId>,
+    drawn: Drawn,
 ) -> Markup {
+    // What is typed is kept in this browser under this name until the
+    // server has it: per person, per form or record.
+    let keep = format!("tideline:entry:{}:{action}", chrome.username);
     let title = match saved {
         Some(_) => format!("Edit {}", form.title.to_lowercase()),
         None => format!("New {}", form.title.to_lowercase()),
@@ -535,6 +550,14 @@ fn entry_page(
         h1 { (title) }
         @if let Some(d) = &form.description { p.muted { (d) } }
         @if let Some(n) = notice { p.notice role="status" #notice { (n) } }
+        @if posted.contains_key("_restored_at") {
+            p.notice role="status" #restored {
+                "Restored what you typed in this browser ("
+                (one(posted, "_restored_at"))
+                "). It is not saved yet: press Save draft or Submit. "
+                a href=(action) data-discard=(keep) { "Discard it and start afresh" }
+            }
+        }
         @if !problems.is_empty() {
             div.error-summary role="alert" tabindex="-1" #problems {
                 h2 { (problems.values().map(Vec::len).sum::<usize>()) " problem(s) to fix" }
@@ -548,7 +571,9 @@ fn entry_page(
                 @for (path, list) in elsewhere { @for m in list { p { (path) ": " (m) } } }
             }
         }
-        form.entry method="post" action=(action) enctype="multipart/form-data" novalidate {
+        form.entry method="post" action=(action) enctype="multipart/form-data" novalidate
+            data-keep=(keep)
+            data-drawn=(match drawn { Drawn::Opened => "opened", Drawn::Posted => "posted", Drawn::Stored => "stored" }) {
             // Enter in a text box saves a draft rather than pressing the first
             // add or remove button.
             button.visually-hidden type="submit" name="_action" value="draft" tabindex="-1" aria-hidden="true" { "Save draft" }
@@ -626,6 +651,7 @@ pub async fn new_page(
         &Json::Null,
         None,
         None,
+        Drawn::Opened,
     )))
 }
 
@@ -652,6 +678,7 @@ pub async fn edit_page(
         &view["attachments"],
         None,
         Some(id),
+        Drawn::Opened,
     )))
 }
 
@@ -804,6 +831,7 @@ async fn save(
                   attachments: &Json,
                   notice: Option<&str>,
                   id: Option<RecordId>,
+                  stored: bool,
                   status: u16| {
         let action = match id {
             Some(id) => format!("/records/{id}/edit"),
@@ -818,10 +846,24 @@ async fn save(
             attachments,
             notice,
             id,
+            if stored { Drawn::Stored } else { Drawn::Posted },
         ));
         *resp.status_mut() = actix_web::http::StatusCode::from_u16(status).unwrap_or_default();
         resp
     };
+    // What this browser kept of a report whose save never reached the
+    // server (an ended session, a closed tab): drawn again, not saved.
+    if action == "restore" {
+        return Ok(redraw(
+            &posted,
+            &Problems::new(),
+            &Json::Null,
+            None,
+            existing,
+            false,
+            200,
+        ));
+    }
     if let Some(path) = action.strip_prefix("add:") {
         let next = items(&posted, path).last().map_or(0, |i| i + 1);
         posted.insert(format!("f.{path}[{next}]._row"), vec!["1".into()]);
@@ -831,6 +873,7 @@ async fn save(
             &Json::Null,
             None,
             existing,
+            false,
             200,
         ));
     }
@@ -843,33 +886,43 @@ async fn save(
             &Json::Null,
             None,
             existing,
+            false,
             200,
         ));
     }
     let submit = action == "submit";
-    let mut problems = Problems::new();
-    let fields = fields_of(&form.fields, &posted, "", tz, &mut problems);
-    if !problems.is_empty() {
-        return Ok(redraw(
-            &posted,
-            &problems,
-            &Json::Null,
-            Some("Nothing was saved yet: some values could not be read."),
-            existing,
-            422,
-        ));
-    }
-    // What was typed is stored first (a new record as a draft), so that a
-    // refused submit loses nothing.
+    let mut unreadable = Problems::new();
+    let fields = fields_of(&form.fields, &posted, "", tz, &mut unreadable);
+    // Everything that can be stored is, now; what cannot stays on the page
+    // as typed, and every problem is listed at once (`storable`).
+    let (storable, mut problems) = storable::split(&form, &fields, &unreadable, submit);
+    // An edit writes only whole top-level fields; one holding a value that
+    // cannot be stored yet is held back whole, so the stored value stays
+    // rather than being cleared.
+    let held_back: BTreeSet<&str> = unreadable
+        .keys()
+        .map(|p| storable::top_level(p))
+        .chain(
+            form.fields
+                .iter()
+                .map(|f| f.name.as_str())
+                .filter(|n| fields.get(*n) != storable.get(*n)),
+        )
+        .collect();
+    let names: Vec<String> = form
+        .fields
+        .iter()
+        .map(|f| f.name.clone())
+        .filter(|n| !held_back.contains(n.as_str()))
+        .collect();
+    let fields = storable;
     let st = state.clone();
     let a = access.clone();
     let form_id = form.id.clone();
-    let names: Vec<String> = form.fields.iter().map(|f| f.name.clone()).collect();
     let original: Option<Map<String, Json>> = posted
         .get("_orig")
         .and_then(|v| v.first())
         .and_then(|o| serde_json::from_str(o).ok());
-    let saved_fields = fields.clone();
     let stored = web::block(move || {
         let scoped = a.records(&st);
         match existing {
@@ -886,23 +939,26 @@ async fn save(
     .await?;
     let view = match stored {
         Ok(view) => view,
+        // Refused whole (an edit that breaks a rule with a field it did not
+        // touch): nothing was stored, everything stays on the page.
         Err(e) if e.status().as_u16() == 422 => {
             problems_of(&e, &mut problems);
             return Ok(redraw(
                 &posted,
                 &problems,
                 &Json::Null,
-                Some(e.message()),
+                Some("Not saved yet: fix the problems below, then save again. What you typed is kept here."),
                 existing,
+                false,
                 422,
             ));
         }
         Err(e) => return Err(e.into()),
     };
     state.local_change();
-    // From here on the page edits the stored record.
-    posted.insert("_orig".into(), vec![Json::Object(saved_fields).to_string()]);
     let mut view: Json = serde_json::from_str(view.get()).map_err(ApiError::internal)?;
+    // From here on the page edits the stored record, as it is stored.
+    posted.insert("_orig".into(), vec![view["fields"].to_string()]);
     let id: RecordId = view["id"]
         .as_str()
         .and_then(|i| i.parse().ok())
@@ -932,12 +988,18 @@ async fn save(
         }
     }
     if !problems.is_empty() {
+        let notice = if submit {
+            "Saved as a draft. It can be submitted once the problems below are fixed; values marked here are kept as you typed them but not saved yet."
+        } else {
+            "Saved as a draft. Values marked below are kept as you typed them but not saved yet."
+        };
         return Ok(redraw(
             &posted,
             &problems,
             &view["attachments"],
-            Some("Saved, but a file was refused."),
+            Some(notice),
             Some(id),
+            true,
             422,
         ));
     }
@@ -964,13 +1026,15 @@ async fn save(
                     &view["attachments"],
                     Some("Saved as a draft. It can be submitted once these are fixed."),
                     Some(id),
+                    true,
                     422,
                 ));
             }
             Err(e) => return Err(e.into()),
         }
     }
-    Ok(see_other(&format!("/records/{id}")))
+    // `saved` tells the page's script that the server has what it kept.
+    Ok(see_other(&format!("/records/{id}?saved=1")))
 }
 
 #[cfg(test)]

@@ -14,6 +14,8 @@ use serde::Deserialize;
 #[derive(Deserialize)]
 pub struct NextQuery {
     next: Option<String>,
+    /// Set when a form was posted after the session had ended.
+    expired: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -45,7 +47,7 @@ fn safe_next(next: Option<&str>) -> String {
     .to_string()
 }
 
-fn form(next: &str, username: &str, error: Option<&str>) -> maud::Markup {
+fn form(next: &str, username: &str, error: Option<&str>, expired: bool) -> maud::Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -59,6 +61,12 @@ fn form(next: &str, username: &str, error: Option<&str>) -> maud::Markup {
                 main.narrow #main {
                     h1 { "Tideline" }
                     p { "Sign in with the account your station's admin gave you." }
+                    @if expired {
+                        p.notice #expired role="status" {
+                            "Your session ended, so that last save did not reach the server. "
+                            "What you typed is kept in this browser: sign in and it comes back."
+                        }
+                    }
                     @if let Some(e) = error {
                         p.error #login-error role="alert" { (e) }
                     }
@@ -85,7 +93,12 @@ fn form(next: &str, username: &str, error: Option<&str>) -> maud::Markup {
 
 /// `GET /login`
 pub async fn page(query: web::Query<NextQuery>) -> HttpResponse {
-    super::page(form(&safe_next(query.next.as_deref()), "", None))
+    super::page(form(
+        &safe_next(query.next.as_deref()),
+        "",
+        None,
+        query.expired.is_some(),
+    ))
 }
 
 /// `POST /login`
@@ -109,7 +122,7 @@ pub async fn submit(
         }
         Err(e) if e.status() == StatusCode::INTERNAL_SERVER_ERROR => Err(e.into()),
         Err(e) => {
-            let mut resp = super::page(form(&next, &username, Some(e.message())));
+            let mut resp = super::page(form(&next, &username, Some(e.message()), false));
             *resp.status_mut() = e.status();
             Ok(resp)
         }

@@ -19,6 +19,7 @@ mod layout;
 mod login;
 mod map;
 mod records;
+mod storable;
 
 use crate::error::ApiError;
 use actix_web::http::{header, StatusCode};
@@ -57,6 +58,16 @@ pub fn is_public(path: &str) -> bool {
 /// sign-in page without a session, where an API client gets a 401).
 pub fn is_page(path: &str) -> bool {
     !(path.starts_with("/api/") || path.starts_with("/sync/v1") || path == "/healthz")
+}
+
+/// Whether a path is an entry form (a new record, or editing one): the
+/// pages a sign-in after an ended session goes back to.
+pub fn is_entry(path: &str) -> bool {
+    path == "/records/new"
+        || path
+            .strip_prefix("/records/")
+            .and_then(|rest| rest.strip_suffix("/edit"))
+            .is_some_and(|id| !id.contains('/'))
 }
 
 /// `/`: the records, or for an admin (who manages people and devices, not
