@@ -288,8 +288,12 @@ pub fn main() -> ExitCode {
 fn init_tracing(default: &str, json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    // Colours only for a person at a terminal: in a log file or the journal
+    // the escape codes are noise.
+    use std::io::IsTerminal;
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     let _ = if json {
         logs.json().try_init()
@@ -565,7 +569,17 @@ fn serve(settings: Settings) -> anyhow::Result<()> {
             "tideline serving"
         );
         // Scripts and tests read the bound address from this line (useful with port 0).
-        println!("listening on http://{}", app.addr());
+        let scheme = if settings.tls.is_some() { "https" } else { "http" };
+        println!("listening on {scheme}://{}", app.addr());
+        if settings.tls.is_none() && !app.addr().ip().is_loopback() {
+            // Passwords, session tokens and device credentials would cross
+            // the network readable by anyone on it; tablets also refuse to
+            // give a plain-HTTP page the device's position.
+            tracing::warn!(
+                listen = %app.addr(),
+                "serving plain HTTP beyond this machine: passwords and session tokens cross the network readable, and tablets give such pages no position; serve HTTPS with --tls-cert and --tls-key (docs/OPERATIONS.md)"
+            );
+        }
         if let Some(code) = app.setup_code() {
             // On the console only, never in the log: it is a credential.
             println!(

@@ -87,7 +87,10 @@ impl ApiError {
         Self::new(
             StatusCode::TOO_MANY_REQUESTS,
             "too_many_attempts",
-            format!("Too many failed attempts; try again in {retry_after} seconds."),
+            format!(
+                "Too many failed attempts; try again in {}.",
+                human_wait(retry_after)
+            ),
         )
         .with_details(json!({ "retry_after_secs": retry_after }))
     }
@@ -105,7 +108,10 @@ impl ApiError {
         Self::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "body_too_large",
-            format!("The request body is larger than the limit of {limit} bytes."),
+            format!(
+                "That is more than this instance takes at once: the limit is {}.",
+                human_size(limit as u64)
+            ),
         )
         .with_details(json!({ "limit_bytes": limit }))
     }
@@ -270,4 +276,46 @@ pub fn query_error(err: actix_web::error::QueryPayloadError) -> ApiError {
         "invalid_query",
         format!("The query string is not valid: {err}."),
     )
+}
+
+/// A size as people read it: `25 MB` (MiB, as the limits are set), `1.5 MB`,
+/// `300 KB` below one.
+pub fn human_size(bytes: u64) -> String {
+    const MB: u64 = 1024 * 1024;
+    if bytes >= MB {
+        let tenths = (bytes * 10 + MB / 2) / MB;
+        match tenths % 10 {
+            0 => format!("{} MB", tenths / 10),
+            t => format!("{}.{t} MB", tenths / 10),
+        }
+    } else {
+        format!("{} KB", bytes.div_ceil(1024))
+    }
+}
+
+/// A wait as people read it: `15 minutes`, `1 minute`, `40 seconds`.
+pub fn human_wait(secs: u64) -> String {
+    match secs {
+        0..=59 => format!("{secs} second{}", if secs == 1 { "" } else { "s" }),
+        _ => {
+            let minutes = secs.div_ceil(60);
+            format!("{minutes} minute{}", if minutes == 1 { "" } else { "s" })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_read_in_megabytes_and_minutes() {
+        assert_eq!(human_size(25 * 1024 * 1024), "25 MB");
+        assert_eq!(human_size(1024 * 1024 + 512 * 1024), "1.5 MB");
+        assert_eq!(human_size(300 * 1024), "300 KB");
+        assert_eq!(human_wait(899), "15 minutes");
+        assert_eq!(human_wait(60), "1 minute");
+        assert_eq!(human_wait(1), "1 second");
+        assert_eq!(human_wait(40), "40 seconds");
+    }
 }

@@ -353,3 +353,17 @@ async fn exports_in_every_format() {
     let bad = app.get("/api/v1/export?format=xml").await;
     assert_eq!(bad.status(), 400);
 }
+
+#[tokio::test]
+async fn the_favicon_is_served_without_a_session() {
+    let app = spawn_app().await;
+    let resp = app
+        .anonymous
+        .get(app.url("/favicon.ico"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-type"], "image/svg+xml");
+    assert!(resp.text().await.unwrap().starts_with("<svg"));
+}

@@ -133,3 +133,49 @@ fn a_session_outlives_a_restart_of_the_server() {
         .unwrap();
     assert_eq!(me.status(), 401);
 }
+
+/// Serving beyond loopback without TLS is said plainly at start, in a log
+/// without terminal colour codes (stderr here is a pipe, as under systemd).
+#[test]
+fn plain_http_beyond_loopback_is_warned_about_in_a_plain_log() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tideline"))
+        .args([
+            "--data",
+            dir.path().join("d").to_str().unwrap(),
+            "--station",
+            "BB-01",
+        ])
+        .args(["serve", "--listen", "0.0.0.0:0", "--no-auto-sync"])
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut seen = Vec::new();
+    let warning = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) if line.contains("plain HTTP") => break line,
+            Ok(line) => seen.push(line),
+            Err(_) => panic!("no warning about plain HTTP; the log said: {seen:#?}"),
+        }
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(warning.contains("--tls-cert"), "{warning}");
+    assert!(
+        !warning.contains('\u{1b}') && !seen.iter().any(|l| l.contains('\u{1b}')),
+        "colour codes in a log that is not a terminal: {warning:?}"
+    );
+}

@@ -6,7 +6,7 @@ use actix_web::http::header;
 use actix_web::{web, HttpResponse};
 
 /// Name, content type and bytes of every asset.
-const ASSETS: [(&str, &str, &[u8]); 5] = [
+const ASSETS: [(&str, &str, &[u8]); 6] = [
     (
         "app.css",
         "text/css; charset=utf-8",
@@ -16,6 +16,11 @@ const ASSETS: [(&str, &str, &[u8]); 5] = [
         "app.js",
         "text/javascript; charset=utf-8",
         include_bytes!("../../assets/app.js"),
+    ),
+    (
+        "favicon.svg",
+        "image/svg+xml",
+        include_bytes!("../../assets/favicon.svg"),
     ),
     (
         "map.js",
@@ -44,4 +49,10 @@ pub async fn serve(name: web::Path<String>) -> HttpResponse {
             .body(*bytes),
         None => HttpResponse::NotFound().finish(),
     }
+}
+
+/// `GET /favicon.ico`: browsers ask for it before any page says where the
+/// icon is; the same picture as the pages name.
+pub async fn favicon() -> HttpResponse {
+    serve(web::Path::from("favicon.svg".to_string())).await
 }

@@ -154,6 +154,7 @@ pub fn frame(title: &str, chrome: &Chrome, active: &str, body: Markup) -> Markup
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 title { (title) " · Tideline" }
                 link rel="stylesheet" href="/assets/app.css";
+                link rel="icon" href="/assets/favicon.svg" type="image/svg+xml";
                 script src="/assets/app.js" defer {}
             }
             body {

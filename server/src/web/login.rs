@@ -56,6 +56,7 @@ fn form(next: &str, username: &str, error: Option<&str>, expired: bool) -> maud:
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 title { "Sign in · Tideline" }
                 link rel="stylesheet" href="/assets/app.css";
+                link rel="icon" href="/assets/favicon.svg" type="image/svg+xml";
             }
             body {
                 main.narrow #main {

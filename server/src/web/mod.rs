@@ -34,6 +34,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/login", web::post().to(login::submit))
         .route("/logout", web::post().to(login::logout))
         .route("/assets/{name}", web::get().to(assets::serve))
+        .route("/favicon.ico", web::get().to(assets::favicon))
         .route("/records", web::get().to(records::list))
         .route("/records/new", web::get().to(entry::new_page))
         .route("/records/new", web::post().to(entry::create))
@@ -51,7 +52,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 
 /// Paths anyone may open: the sign-in page and what it is drawn with.
 pub fn is_public(path: &str) -> bool {
-    path == "/login" || path.starts_with("/assets/")
+    path == "/login" || path == "/favicon.ico" || path.starts_with("/assets/")
 }
 
 /// Whether a path is a page of the web interface (a browser is sent to the
