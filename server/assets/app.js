@@ -122,37 +122,78 @@ document.querySelectorAll("button[data-geolocate]").forEach((button) => {
   });
 });
 
-// The sync indicator follows the instance's sync status, and says plainly
-// when this browser cannot reach the instance at all.
+// The sync indicator follows the instance's sync status: synced, syncing,
+// offline (the upstream cannot be reached), or refused (it answered no, or
+// something else answers there) with the reason and what to do; and it
+// says plainly when this browser cannot reach the instance at all. Sync
+// now shows what it moved, or why it failed.
 (function syncIndicator() {
   const box = document.getElementById("sync");
   if (!box || box.dataset.state === "none") return;
   const state = document.getElementById("sync-state");
   const last = document.getElementById("sync-last");
   const pending = document.getElementById("sync-pending");
+  const result = document.getElementById("sync-result");
   const fmt = (t) => (t ? t.replace("T", " ").replace(/:\d\d(\.\d+)?Z$/, " UTC") : "never");
+  function show(s) {
+    // Cleared by the next success: whether the last attempt failed.
+    const failing = !!s.last_error;
+    const refused = failing && s.last_error_kind && s.last_error_kind !== "unreachable";
+    box.dataset.state = s.running
+      ? "running"
+      : refused
+      ? "refused"
+      : failing
+      ? "offline"
+      : s.last_success
+      ? "online"
+      : "never";
+    box.dataset.kind = failing && s.last_error_kind ? s.last_error_kind : "";
+    state.textContent = s.running
+      ? "Syncing with the upstream…"
+      : refused
+      ? (s.headline || "Sync failed: " + s.last_error) + " " + (s.advice || "")
+      : failing
+      ? "Offline: the upstream cannot be reached. Work goes on here and syncs when the link is back."
+      : s.last_success
+      ? "Synced"
+      : "Not synced yet";
+    const o = s.last_outcome;
+    last.textContent =
+      "Last successful sync: " + fmt(s.last_success) + (o ? " (" + o.pushed + " sent, " + o.pulled + " received)" : "");
+    if (typeof s.pending_local_changes === "number") {
+      pending.textContent = s.pending_local_changes + " local change(s) waiting";
+    }
+  }
   async function refresh() {
     try {
       const resp = await fetch("/api/v1/sync/status", { credentials: "same-origin", cache: "no-store" });
       if (!resp.ok) throw new Error("status " + resp.status);
-      const s = await resp.json();
-      const failing = s.last_attempt && s.last_attempt !== s.last_success;
-      box.dataset.state = s.running ? "running" : failing ? "offline" : s.last_success ? "online" : "never";
-      state.textContent = s.running
-        ? "Syncing with the upstream…"
-        : failing
-        ? "Offline: the upstream cannot be reached. Work goes on here and syncs when the link is back."
-        : s.last_success
-        ? "Synced"
-        : "Not synced yet";
-      last.textContent = "Last successful sync: " + fmt(s.last_success);
-      if (typeof s.pending_local_changes === "number") {
-        pending.textContent = s.pending_local_changes + " local change(s) waiting";
-      }
+      show(await resp.json());
     } catch (e) {
       box.dataset.state = "unreachable";
       state.textContent = "This device cannot reach the Tideline server; what is on screen may be out of date.";
     }
+  }
+  const form = document.getElementById("sync-now-form");
+  if (form && result) {
+    form.addEventListener("submit", async (ev) => {
+      ev.preventDefault();
+      const button = form.querySelector("button");
+      button.disabled = true;
+      result.textContent = "Syncing…";
+      try {
+        const resp = await fetch("/api/v1/sync/now", { method: "POST", credentials: "same-origin" });
+        const body = await resp.json().catch(() => ({}));
+        result.textContent = resp.ok
+          ? "Sync done: " + body.pushed + " record(s) sent, " + body.pulled + " received."
+          : "Sync failed: " + (body.message || "HTTP " + resp.status);
+      } catch (e) {
+        result.textContent = "Sync failed: this device cannot reach the Tideline server.";
+      }
+      button.disabled = false;
+      refresh();
+    });
   }
   setInterval(refresh, box.dataset.state === "running" ? 3000 : 15000);
   if (box.dataset.state === "running") refresh();

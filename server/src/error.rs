@@ -82,6 +82,11 @@ impl ApiError {
         Self::new(StatusCode::FORBIDDEN, "forbidden", message)
     }
 
+    /// A device enrolled for another station than the one it syncs as.
+    pub fn wrong_station(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "wrong_station", message)
+    }
+
     /// Too many failed attempts; `retry_after` seconds until the next may succeed.
     pub fn too_many_attempts(retry_after: u64) -> Self {
         Self::new(

@@ -54,7 +54,20 @@ pub enum SyncFailure {
     #[error("the upstream {url} cannot be reached: {message}")]
     Unreachable { url: String, message: String },
     #[error("the upstream refused the sync ({status}): {message}")]
-    Refused { status: u16, message: String },
+    Refused {
+        status: u16,
+        /// The upstream's error code (`device_revoked`, `wrong_station`...).
+        code: String,
+        message: String,
+    },
+    /// Something answers at the address, but not as Tideline (a captive
+    /// portal, a web server, a wrong port).
+    #[error("{url} answers, but not as a Tideline instance (HTTP {status}{what}); check the upstream address")]
+    NotTideline {
+        url: String,
+        status: u16,
+        what: String,
+    },
     #[error("the upstream's answer could not be read: {0}")]
     Protocol(String),
     #[error("local storage failed during sync: {0}")]
@@ -67,16 +80,83 @@ pub enum SyncFailure {
 }
 
 impl SyncFailure {
-    /// A short name for metrics and logs.
+    /// A short name for metrics, logs and the sync bar: what went wrong,
+    /// which decides what a person can do about it ([`Self::advice`]).
     pub fn kind(&self) -> &'static str {
         match self {
             SyncFailure::Unreachable { .. } => "unreachable",
-            SyncFailure::Refused { status: 403, .. } => "refused_forbidden",
+            SyncFailure::Refused { code, .. } if code == "device_revoked" => "revoked",
+            SyncFailure::Refused { code, .. }
+                if code == "not_enrolled" || code == "unauthenticated" =>
+            {
+                "not_enrolled"
+            }
+            SyncFailure::Refused { code, .. } if code == "wrong_station" => "wrong_station",
+            SyncFailure::Refused { code, .. } if code == "unsupported_protocol" => "incompatible",
+            SyncFailure::Refused { status, .. } if *status >= 500 => "upstream_error",
             SyncFailure::Refused { .. } => "refused",
+            SyncFailure::NotTideline { .. } => "not_tideline",
             SyncFailure::Protocol(_) => "protocol",
             SyncFailure::Local(_) => "local",
             SyncFailure::NotEnrolled => "not_enrolled",
         }
+    }
+
+    /// A failure of this kind in a few words, for the sync bar; None where
+    /// only the message itself says enough.
+    pub fn headline(kind: &str) -> Option<&'static str> {
+        Some(match kind {
+            "unreachable" => "Offline: the upstream cannot be reached.",
+            "revoked" => "Sync refused: the upstream's admin revoked this device.",
+            "not_enrolled" => "Sync refused: the upstream does not know this device.",
+            "wrong_station" => "Sync refused: this device is enrolled for another station.",
+            "incompatible" => {
+                "Sync refused: this instance and its upstream speak different sync versions."
+            }
+            "upstream_error" => "Sync failed: the upstream had an error.",
+            "not_tideline" => {
+                "Sync failed: something other than Tideline answers at the upstream address."
+            }
+            _ => return None,
+        })
+    }
+
+    /// What to do about a failure of this kind, for the person looking at it.
+    pub fn advice(kind: &str) -> &'static str {
+        match kind {
+            "unreachable" => "Work goes on here; it syncs by itself when the link is back.",
+            "revoked" => "Its records stay here and usable. Ask the upstream's admin to enrol it again (docs/OPERATIONS.md).",
+            "not_enrolled" => "The upstream does not know this device. Ask its admin for an enrolment code and run `tideline enroll` with it.",
+            "wrong_station" => "This device is enrolled for another station than this instance's. Ask the upstream's admin for a code for this station.",
+            "incompatible" => "This instance and its upstream run incompatible versions of Tideline; upgrade the older one.",
+            "upstream_error" => "The upstream had a problem of its own; it is retried by itself. If it goes on, tell the upstream's admin.",
+            "not_tideline" => "Check the upstream address this instance was started with.",
+            "local" => "This instance could not use its own storage; see its log.",
+            _ => "See the message; it is retried by itself.",
+        }
+    }
+}
+
+/// A refusal from `upstream`: Tideline's JSON error, or else what answered
+/// instead of Tideline (an HTML page is not worth showing a person).
+fn refusal(upstream: &str, status: u16, content_type: Option<&str>, body: &[u8]) -> SyncFailure {
+    let parsed = serde_json::from_slice::<serde_json::Value>(body).ok();
+    match parsed
+        .as_ref()
+        .and_then(|v| Some((v["error"].as_str()?, v["message"].as_str()?)))
+    {
+        Some((code, message)) => SyncFailure::Refused {
+            status,
+            code: code.to_string(),
+            message: message.to_string(),
+        },
+        None => SyncFailure::NotTideline {
+            url: upstream.to_string(),
+            status,
+            what: content_type
+                .map(|t| format!(", {}", t.split(';').next().unwrap_or(t).trim()))
+                .unwrap_or_default(),
+        },
     }
 }
 
@@ -131,6 +211,11 @@ pub fn sync_once(
                 message: e.to_string(),
             })?;
         let status = response.status();
+        let content_type = response
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
         let mut bytes = Vec::new();
         // Bounded like everything read from a peer.
         std::io::Read::read_to_end(
@@ -149,17 +234,25 @@ pub fn sync_once(
         outcome.bytes_received += bytes.len();
         outcome.round_trips += 1;
         if !status.is_success() {
-            let message = serde_json::from_slice::<serde_json::Value>(&bytes)
-                .ok()
-                .and_then(|v| v["message"].as_str().map(str::to_string))
-                .unwrap_or_else(|| String::from_utf8_lossy(&bytes).chars().take(200).collect());
-            return Err(SyncFailure::Refused {
-                status: status.as_u16(),
-                message,
-            });
+            return Err(refusal(
+                upstream,
+                status.as_u16(),
+                content_type.as_deref(),
+                &bytes,
+            ));
         }
-        let response = protocol::decode_response(&bytes, &Limits::default())
-            .map_err(|e| SyncFailure::Protocol(e.to_string()))?;
+        let response =
+            protocol::decode_response(&bytes, &Limits::default()).map_err(|e| match e {
+                protocol::CodecError::BadMagic => SyncFailure::NotTideline {
+                    url: upstream.to_string(),
+                    status: status.as_u16(),
+                    what: content_type
+                        .as_deref()
+                        .map(|t| format!(", {}", t.split(';').next().unwrap_or(t).trim()))
+                        .unwrap_or_default(),
+                },
+                e => SyncFailure::Protocol(e.to_string()),
+            })?;
         let exchange = downstream.absorb(pending, response)?;
         outcome.pushed += exchange.pushed;
         outcome.pulled += exchange.pulled;
@@ -428,14 +521,18 @@ fn download(
             416 => break,
             404 => return Ok(false),
             _ => {
-                let body: serde_json::Value = response.json().unwrap_or_default();
-                return Err(SyncFailure::Refused {
-                    status: status.as_u16(),
-                    message: body["message"]
-                        .as_str()
-                        .unwrap_or("no reason given")
-                        .to_string(),
-                });
+                let content_type = response
+                    .headers()
+                    .get(reqwest::header::CONTENT_TYPE)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string);
+                let body = response.bytes().unwrap_or_default();
+                return Err(refusal(
+                    link.upstream,
+                    status.as_u16(),
+                    content_type.as_deref(),
+                    &body,
+                ));
             }
         };
         if size > max_bytes {
@@ -500,17 +597,21 @@ fn call(
         message: e.to_string(),
     })?;
     let status = response.status();
-    let body: serde_json::Value = response.json().unwrap_or(serde_json::Value::Null);
+    let content_type = response
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let bytes = response.bytes().unwrap_or_default();
     if !status.is_success() {
-        return Err(SyncFailure::Refused {
-            status: status.as_u16(),
-            message: body["message"]
-                .as_str()
-                .unwrap_or("no reason given")
-                .to_string(),
-        });
+        return Err(refusal(
+            upstream,
+            status.as_u16(),
+            content_type.as_deref(),
+            &bytes,
+        ));
     }
-    Ok(body)
+    Ok(serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null))
 }
 
 /// The blocking HTTP client sync uses: bounded waits, so a dead link fails
@@ -543,6 +644,9 @@ pub struct SyncRecord {
     pub last_attempt: Option<String>,
     pub last_success: Option<String>,
     pub last_error: Option<String>,
+    /// [`SyncFailure::kind`] of the last error.
+    #[serde(default)]
+    pub last_error_kind: Option<String>,
     pub last_outcome: Option<Outcome>,
 }
 
@@ -581,6 +685,9 @@ pub fn status_json(
         "last_attempt": record.last_attempt,
         "last_success": record.last_success,
         "last_error": record.last_error,
+        "last_error_kind": record.last_error_kind,
+        "headline": record.last_error_kind.as_deref().and_then(SyncFailure::headline),
+        "advice": record.last_error_kind.as_deref().map(SyncFailure::advice),
         "last_outcome": record.last_outcome,
         "pending_local_changes": pending,
         "upstream_seq": checkpoint.pull_seq,
@@ -608,9 +715,13 @@ pub fn sync_and_record(
         Ok(outcome) => {
             record.last_success = record.last_attempt.clone();
             record.last_error = None;
+            record.last_error_kind = None;
             record.last_outcome = Some(outcome.clone());
         }
-        Err(e) => record.last_error = Some(e.to_string()),
+        Err(e) => {
+            record.last_error = Some(e.to_string());
+            record.last_error_kind = Some(e.kind().to_string());
+        }
     }
     save_record(records, &record);
     result
@@ -772,8 +883,14 @@ impl SyncAgent {
     /// upstream is unreachable, back off exponentially with jitter.
     pub async fn run(self: Arc<Self>, timing: LoopTiming) {
         let mut failures: u32 = 0;
+        // The first sync comes seconds after start, not an interval later: a
+        // boat switched on in harbour should not show "never synced" for a minute.
+        let mut first = true;
         loop {
-            let wait = if failures == 0 {
+            let wait = if first {
+                first = false;
+                timing.debounce
+            } else if failures == 0 {
                 timing.interval
             } else {
                 backoff(failures, timing.max_backoff)
@@ -807,6 +924,37 @@ pub fn backoff(failures: u32, max: Duration) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn refusals_say_what_went_wrong_and_what_is_not_tideline() {
+        let json = br#"{"error": "device_revoked", "message": "Device x was revoked."}"#;
+        let e = refusal("http://hq", 403, Some("application/json"), json);
+        assert_eq!(e.kind(), "revoked");
+        assert!(SyncFailure::headline(e.kind()).unwrap().contains("revoked"));
+        let html = b"<!DOCTYPE html><html><body><h1>Welcome to nginx!</h1></body></html>";
+        let e = refusal("http://hq", 404, Some("text/html; charset=utf-8"), html);
+        assert_eq!(e.kind(), "not_tideline");
+        let said = e.to_string();
+        assert_eq!(
+            said,
+            "http://hq answers, but not as a Tideline instance (HTTP 404, text/html); check the upstream address"
+        );
+        assert!(!said.contains("nginx"));
+        for (code, status, kind) in [
+            ("wrong_station", 403, "wrong_station"),
+            ("not_enrolled", 401, "not_enrolled"),
+            ("unsupported_protocol", 400, "incompatible"),
+            ("internal", 500, "upstream_error"),
+            ("forbidden", 403, "refused"),
+        ] {
+            let body = format!(r#"{{"error": "{code}", "message": "m"}}"#);
+            assert_eq!(
+                refusal("u", status, None, body.as_bytes()).kind(),
+                kind,
+                "{code}"
+            );
+        }
+    }
 
     #[test]
     fn backoff_grows_to_its_cap_with_jitter() {

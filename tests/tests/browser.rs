@@ -568,3 +568,59 @@ async fn nothing_typed_is_lost_to_an_ended_session_a_restart_a_closed_tab_or_bad
     screenshot(&c, "entry-problems-at-once").await;
     c.close().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sync_bar_says_when_a_boat_was_revoked_and_sync_now_shows_the_outcome() {
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let station = Instance::start("station", dirs[0].path(), "BB-01").await;
+    let boat =
+        Instance::start_under("boat", dirs[1].path(), "BB-01", &station, &station.base).await;
+    add_user(&boat.records, "officer", "officer", "BB-01");
+    boat.create("boarding-report", tideline_tests::report("Sea Breeze"))
+        .await;
+    let driver = start_driver().await;
+    let c = browser(&driver, &dirs[2].path().join("profile")).await;
+    c.set_window_size(800, 1280).await.unwrap();
+    sign_in(&c, &boat.base, "officer").await;
+
+    // Sync now says what it moved.
+    click(&c, "#sync-now").await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let said = loop {
+        let text = shown(&c, "#sync-result").await;
+        if text.starts_with("Sync done") || text.starts_with("Sync failed") {
+            break text;
+        }
+        assert!(Instant::now() < deadline, "Sync now said nothing: {text:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(said, "Sync done: 1 record(s) sent, 0 received.");
+
+    // The station's admin revokes the boat.
+    let devices = tideline_server::auth::devices::list(station.records.store().as_ref()).unwrap();
+    assert_eq!(devices.len(), 1);
+    tideline_server::auth::devices::revoke(station.records.store().as_ref(), &devices[0].id)
+        .unwrap();
+    click(&c, "#sync-now").await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let said = loop {
+        let text = shown(&c, "#sync-result").await;
+        if text.starts_with("Sync failed") {
+            break text;
+        }
+        assert!(Instant::now() < deadline, "Sync now said nothing: {text:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(said.contains("revoked"), "{said}");
+    // The bar itself: refused, not offline, with the reason in plain sight.
+    c.goto(&format!("{}/records", boat.base)).await.unwrap();
+    css(&c, "#sync[data-state=refused][data-kind=revoked]").await;
+    let bar = shown(&c, "#sync-state").await;
+    assert!(
+        bar.contains("Sync refused") && bar.contains("revoked") && bar.contains("enrol it again"),
+        "{bar}"
+    );
+    assert!(!bar.contains("cannot be reached"), "{bar}");
+    screenshot(&c, "sync-revoked").await;
+    c.close().await.unwrap();
+}

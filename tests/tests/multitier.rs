@@ -231,9 +231,30 @@ async fn sync_now_without_an_upstream_says_so() {
 async fn a_local_change_reaches_the_upstream_without_anyone_asking() {
     let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
     let station = Instance::start("station", dirs[0].path(), "BB-01").await;
-    // The periodic sync is a day away: only the change itself can trigger this.
+    let started = std::time::Instant::now();
     let boat =
         Instance::start_syncing("boat", dirs[1].path(), "BB-01", &station, &station.base).await;
+    // The first sync comes within seconds of start, with nothing to send.
+    loop {
+        let status: serde_json::Value = boat
+            .client
+            .get(boat.url("/api/v1/sync/status"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if status["last_success"].is_string() {
+            break;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(15),
+            "no first sync within 15 s of start: {status}"
+        );
+        tokio::task::yield_now().await;
+    }
+    // The periodic sync is a day away: only the change itself can trigger this.
     let created = boat.create("boarding-report", report("Quick Silver")).await;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     loop {

@@ -107,7 +107,7 @@ async fn answer(
             }
             // What a device may pull is its enrolment's station, whatever it says.
             if request.station != device.station {
-                return Err(ApiError::forbidden(format!(
+                return Err(ApiError::wrong_station(format!(
                     "This device is enrolled for station {}, not {}.",
                     device.station, request.station
                 )));

@@ -38,7 +38,27 @@ struct SyncState {
     last_success: Option<String>,
     /// The last attempt failed after (or without) the last success.
     failing: Option<String>,
+    /// `SyncFailure::kind` of the failure, and what to do about it.
+    kind: Option<String>,
+    advice: Option<String>,
+    headline: Option<String>,
+    /// Records sent and received by the last successful sync.
+    moved: Option<(u64, u64)>,
     pending: Option<u64>,
+}
+
+impl SyncState {
+    /// The bar's state: `running`, `online`, `never`, `offline` (the upstream
+    /// cannot be reached) or `refused` (it answered no, or not as Tideline).
+    fn state(&self) -> &'static str {
+        match (&self.failing, self.kind.as_deref()) {
+            _ if self.running => "running",
+            (Some(_), Some("unreachable") | None) => "offline",
+            (Some(_), Some(_)) => "refused",
+            (None, _) if self.last_success.is_some() => "online",
+            (None, _) => "never",
+        }
+    }
 }
 
 impl Chrome {
@@ -48,17 +68,25 @@ impl Chrome {
             let status =
                 upstream::status_json(&state.records, Some(&agent.upstream), agent.is_running());
             let text = |k: &str| status[k].as_str().map(str::to_string);
-            let failing = match (text("last_attempt"), text("last_success")) {
-                (Some(attempt), success) if Some(&attempt) != success.as_ref() => {
-                    text("last_error")
-                }
-                _ => None,
-            };
+            // The last error is cleared by the next success, so it says
+            // whether the last attempt failed (attempt times have seconds
+            // only: two syncs in one second look alike).
+            let failing = text("last_error");
+            let moved = status["last_outcome"].as_object().map(|o| {
+                (
+                    o["pushed"].as_u64().unwrap_or(0),
+                    o["pulled"].as_u64().unwrap_or(0),
+                )
+            });
             SyncState {
                 upstream: agent.upstream.clone(),
                 running: agent.is_running(),
                 last_success: text("last_success"),
+                kind: failing.as_ref().and(text("last_error_kind")),
+                advice: failing.as_ref().and(text("advice")),
+                headline: failing.as_ref().and(text("headline")),
                 failing,
+                moved,
                 pending: status["pending_local_changes"].as_u64(),
             }
         });
@@ -106,12 +134,19 @@ fn sync_indicator(chrome: &Chrome) -> Markup {
                 }
             }
             Some(s) => {
-                @let state = if s.running { "running" } else if s.failing.is_some() { "offline" } else if s.last_success.is_some() { "online" } else { "never" };
-                div #sync.sync data-state=(state) aria-live="polite" {
+                @let state = s.state();
+                div #sync.sync data-state=(state) data-kind=[s.kind.as_deref()] aria-live="polite" {
                     span #sync-state {
                         @match state {
                             "running" => { "Syncing with the upstream…" }
                             "offline" => { "Offline: the upstream cannot be reached. Work goes on here and syncs when the link is back." }
+                            "refused" => {
+                                @match &s.headline {
+                                    Some(h) => { (h) }
+                                    None => { "Sync failed: " (s.failing.as_deref().unwrap_or_default()) }
+                                }
+                                " " (s.advice.as_deref().unwrap_or_default())
+                            }
                             "online" => { "Synced" }
                             _ => { "Not synced yet" }
                         }
@@ -120,18 +155,25 @@ fn sync_indicator(chrome: &Chrome) -> Markup {
                     span #sync-last {
                         "Last successful sync: "
                         @match &s.last_success { Some(t) => { (when(t)) } None => { "never" } }
+                        @if let Some((sent, received)) = s.moved {
+                            " (" (sent) " sent, " (received) " received)"
+                        }
                     }
                     " · "
                     span #sync-pending {
                         @match s.pending { Some(n) => { (n) " local change(s) waiting" } None => { "local changes unknown" } }
                     }
-                    @if let Some(reason) = &s.failing {
-                        span.visually-hidden #sync-error { (reason) }
+                    @if let (Some(reason), Some(_)) = (&s.failing, &s.headline) {
+                        details #sync-error {
+                            summary { "Details" }
+                            (reason)
+                        }
                     }
                     @if chrome.can.sync {
-                        form.inline method="post" action="/sync-now" {
+                        form.inline #sync-now-form method="post" action="/sync-now" {
                             button #sync-now type="submit" title=(format!("Sync with {}", s.upstream)) { "Sync now" }
                         }
+                        span #sync-result role="status" {}
                     }
                 }
             }
@@ -200,9 +242,10 @@ pub async fn sync_now(
 ) -> Result<HttpResponse, PageError> {
     access.require(Action::Sync)?;
     if let Some(agent) = state.agent.clone() {
-        tokio::spawn(async move {
-            let _ = agent.sync_now().await;
-        });
+        // Wait a while, so the page that comes back shows how it went; a
+        // long first sync goes on in the background and the bar follows it.
+        let sync = tokio::spawn(async move { agent.sync_now().await });
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(15), sync).await;
     }
     Ok(see_other(&back(&req)))
 }
