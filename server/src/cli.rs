@@ -348,7 +348,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Record(cmd) => {
             let settings = Settings::resolve(&over)?;
-            let records = open_offline(&settings)?;
+            let records = match cmd {
+                RecordCommand::Create { .. } => open_offline(&settings)?,
+                _ => open_existing(&settings)?,
+            };
             record(cmd, &records)
         }
         Command::Identity => {
@@ -372,13 +375,20 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             };
             let records = open_offline(&settings)?;
             let ca = settings.upstream_ca.as_deref().map(load_ca).transpose()?;
+            // A directory never given a station takes the code's, so the
+            // command an admin is shown works as it is.
+            let adopt = !settings.station_given && crate::startup::can_adopt_station(&records)?;
             let c = crate::upstream::enroll(
                 &records,
                 &settings.data_dir,
                 &upstream,
                 &code,
                 &http_client(ca.as_ref()),
+                adopt,
             )?;
+            if adopt && c.station != records.station() {
+                crate::startup::adopt_station(&records, &c.station)?;
+            }
             println!(
                 "enrolled with {} as a device of station {}; `tideline sync` and `serve --upstream` now sync with it",
                 c.upstream, c.station
@@ -416,7 +426,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Admin(AdminCommand::Devices) => {
             let settings = Settings::resolve(&over)?;
-            let records = open_offline(&settings)?;
+            let records = open_existing(&settings)?;
             for d in devices::list(records.store().as_ref())? {
                 println!(
                     "{}  {:<7} {:<10} enrolled {}{}",
@@ -431,7 +441,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Form(FormCommand::List) => {
             let settings = Settings::resolve(&over)?;
-            let records = open_offline(&settings)?;
+            let records = open_existing(&settings)?;
             let forms = records.forms();
             for latest in forms.list_latest() {
                 for form in forms.versions(&latest.id) {
@@ -523,12 +533,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Check => {
             let settings = Settings::resolve(&over)?;
-            let records = open_offline(&settings)?;
+            let records = open_existing(&settings)?;
             check(&records, &settings.data_dir)
         }
         Command::Audit(AuditCommand::Verify) => {
             let settings = Settings::resolve(&over)?;
-            let records = open_offline(&settings)?;
+            let records = open_existing(&settings)?;
             audit_verify(&records)
         }
         Command::Export {
@@ -545,13 +555,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 let Some(out) = out else {
                     bail!("a zip archive needs --out FILE");
                 };
-                let records = open_offline(&settings)?;
+                let records = open_existing(&settings)?;
                 return export_archive(&records, &settings.data_dir, &filter, &out);
             }
             let format: Format = format
                 .parse()
                 .map_err(|m: String| anyhow::anyhow!("{m}, or zip"))?;
-            let records = open_offline(&settings)?;
+            let records = open_existing(&settings)?;
             export(&records, format, &filter, out.as_deref(), table.as_deref())
         }
     }
@@ -609,10 +619,15 @@ fn serve(settings: Settings) -> anyhow::Result<()> {
 }
 
 fn sync_now(settings: &Settings, page_bytes: u64) -> anyhow::Result<()> {
-    let Some(upstream) = settings.upstream.clone() else {
-        bail!("no upstream: pass --upstream URL or set `upstream` in the config file");
+    let records = open_existing(settings)?;
+    // The upstream given, else the one this directory enrolled with.
+    let enrolled = devices::credential(records.store().as_ref())?.map(|c| c.upstream);
+    let Some(upstream) = settings.upstream.clone().or(enrolled) else {
+        bail!(
+            "this data directory is not enrolled with an upstream: run `tideline enroll \
+             --upstream URL --code CODE` with a code from the upstream's admin"
+        );
     };
-    let records = open_offline(settings)?;
     let bar = indicatif::ProgressBar::new_spinner();
     bar.set_message(format!("syncing with {upstream}"));
     bar.enable_steady_tick(std::time::Duration::from_millis(120));
@@ -877,10 +892,25 @@ fn human_bytes(n: u64) -> String {
 }
 
 fn sync_status(settings: &Settings) -> anyhow::Result<()> {
-    let records = open_offline(settings)?;
+    let records = open_existing(settings)?;
     let status = status_json(&records, settings.upstream.as_deref(), false);
     println!("{}", serde_json::to_string_pretty(&status)?);
     Ok(())
+}
+
+/// Open an existing data directory for a command that only reads: a typo
+/// in `--data` must say so, not create an empty store that looks like lost
+/// records.
+fn open_existing(settings: &Settings) -> anyhow::Result<SharedRecords> {
+    let dir = &settings.data_dir;
+    let empty = std::fs::read_dir(dir).map_or(true, |mut entries| entries.next().is_none());
+    if empty {
+        bail!(
+            "there is no Tideline data directory at {}; check --data (or TIDELINE_DATA_DIR).              Nothing was created.",
+            dir.display()
+        );
+    }
+    open_offline(settings)
 }
 
 fn open_offline(settings: &Settings) -> anyhow::Result<SharedRecords> {

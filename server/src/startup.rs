@@ -141,6 +141,19 @@ pub fn open_records(settings: &Settings) -> anyhow::Result<SharedRecords> {
     Ok(Arc::new(records))
 }
 
+/// Whether a data directory can still take a station from an enrolment
+/// code: it was never given one (it is `LOCAL`, the default) and holds no
+/// records that would be left under the old name.
+pub fn can_adopt_station(records: &SharedRecords) -> anyhow::Result<bool> {
+    Ok(records.station() == crate::config::DEFAULT_STATION && records.store().count()? == 0)
+}
+
+/// Make `station` the data directory's own (after an enrolment for it).
+pub fn adopt_station(records: &SharedRecords, station: &str) -> anyhow::Result<()> {
+    records.store().put_meta(STATION_KEY, station.as_bytes())?;
+    Ok(())
+}
+
 /// The layout of a data directory this binary writes. Raise it with any change
 /// an older binary would misread, and add the step up from the previous one to
 /// [`migrate`].
@@ -206,8 +219,17 @@ fn migrate(_store: &SledStore, from: u32) -> anyhow::Result<()> {
 
 impl Application {
     pub fn build(settings: &Settings) -> anyhow::Result<Application> {
-        let records = open_records(settings)?;
-        Application::with_records(settings, records)
+        // A start that fails (the port is taken, a certificate is missing)
+        // leaves no half-made data directory behind to be mistaken later
+        // for a set-up one.
+        let fresh = !settings.data_dir.exists();
+        let built =
+            open_records(settings).and_then(|records| Application::with_records(settings, records));
+        if built.is_err() && fresh {
+            // Everything holding the store was dropped with the error.
+            let _ = std::fs::remove_dir_all(&settings.data_dir);
+        }
+        built
     }
 
     /// Serve an already-open record service (tests use this with their own store).

@@ -975,7 +975,8 @@ pub enum EnrollError {
     Refused { status: u16, message: String },
     #[error(
         "the code enrols a device of station {code}, but this data directory belongs to \
-         station {local}; set up a data directory for {code} (`--station {code}`)"
+         station {local}. The code was not used up: enrol a new data directory with it \
+         (`tideline --data NEW_DIR enroll --upstream URL --code CODE`, which takes station {code})"
     )]
     WrongStation { code: String, local: String },
     #[error("the upstream's answer could not be read: {0}")]
@@ -988,12 +989,17 @@ pub enum EnrollError {
 
 /// Enrol this instance with `upstream` using a one-time `code`, and keep the
 /// credential it hands back for every later sync.
+///
+/// With `adopt`, the data directory has no station of its own yet (it was
+/// never given one): the upstream enrols it for the code's station, which
+/// the caller then makes the directory's ([`crate::startup::adopt_station`]).
 pub fn enroll(
     records: &SharedRecords,
     data_dir: &std::path::Path,
     upstream: &str,
     code: &str,
     http: &reqwest::blocking::Client,
+    adopt: bool,
 ) -> Result<UpstreamCredential, EnrollError> {
     let key = InstanceKey::load(data_dir)?;
     let url = format!("{}/api/v1/enroll", upstream.trim_end_matches('/'));
@@ -1003,7 +1009,7 @@ pub fn enroll(
             "code": code,
             "instance": key.instance,
             "public_key": key.public_key_base64(),
-            "station": records.station(),
+            "station": (!adopt).then(|| records.station()),
         }))
         .send()
         .map_err(|e| EnrollError::Unreachable {
@@ -1030,7 +1036,7 @@ pub fn enroll(
             .ok_or_else(|| EnrollError::Protocol(format!("no {name} in the answer")))
     };
     let station = field("station")?;
-    if station != records.station() {
+    if !adopt && station != records.station() {
         return Err(EnrollError::WrongStation {
             code: station,
             local: records.station().to_string(),

@@ -327,10 +327,8 @@ fn identity_users_and_an_audit_log_that_shows_tampering() {
     let out = run(&mut tideline(&data, &["identity"]));
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no identity yet"));
-    run(&mut tideline(
-        &data,
-        &["--station", "BB-01", "record", "list"],
-    ));
+    // First opened as BB-01's (a command that only reads would not create it).
+    drop(tideline_server::startup::open_records(&common::settings(&data)).unwrap());
     let out = run(&mut tideline(&data, &["identity"]));
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout).into_owned();

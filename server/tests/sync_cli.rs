@@ -43,9 +43,8 @@ fn tideline(data: &Path, args: &[&str]) -> Output {
 /// Set up a station's data directory and print an enrolment code for one
 /// of its boats, offline, as its admin would before starting it.
 fn boat_code(station: &Path) -> String {
-    assert!(tideline(station, &["--station", "BB-01", "record", "list"])
-        .status
-        .success());
+    // The directory is the station's (opening it with the station sets that).
+    drop(open_records(&settings(station)).unwrap());
     let out = tideline(
         station,
         &[
@@ -288,4 +287,138 @@ fn an_upstream_killed_mid_sync_loses_nothing_it_acknowledged() {
     let out = sync(&boat, &station.base, &[]);
     assert!(String::from_utf8_lossy(&out.stdout)
         .contains("pushed 0 record(s) and 0 file(s), pulled 0 record(s)"));
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// An admin follows the command the enrolment page shows, on a fresh data
+/// directory, without knowing the station: the directory takes the code's.
+/// A directory stuck as LOCAL with nothing in it is put right the same way;
+/// one with records of its own is refused with what to do.
+#[test]
+fn enrolling_a_fresh_directory_takes_the_codes_station_and_sync_needs_no_upstream_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let station_dir = dir.path().join("station");
+    let codes: Vec<String> = (0..3).map(|_| boat_code(&station_dir)).collect();
+    let station = serve(&station_dir, "127.0.0.1:0");
+
+    let boat = dir.path().join("boat");
+    let out = tideline(
+        &boat,
+        &["enroll", "--upstream", &station.base, "--code", &codes[0]],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("station BB-01"));
+    let out = tideline(
+        &boat,
+        &[
+            "record",
+            "create",
+            "--form",
+            "vessel-sighting",
+            "--json",
+            "-",
+        ],
+    );
+    // No JSON on standard input: refused, but the station is what matters here.
+    assert!(!out.status.success());
+    let records = open_records(&settings(&boat)).expect("the boat's directory is BB-01's");
+    assert_eq!(records.station(), "BB-01");
+    drop(records);
+    fill(&boat, 2);
+    // `tideline sync` finds the upstream it enrolled with.
+    let out = Command::new(env!("CARGO_BIN_EXE_tideline"))
+        .arg("--data")
+        .arg(&boat)
+        .arg("sync")
+        .env_remove("TIDELINE_UPSTREAM")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(remote_views(&station).len(), 2);
+
+    // Stuck as LOCAL but empty (someone ran a command without --station first).
+    let stuck = dir.path().join("stuck");
+    drop(open_records(
+        &Settings::merge(
+            Overrides {
+                data_dir: Some(stuck.clone()),
+                ..Default::default()
+            },
+            FileConfig::default(),
+        )
+        .unwrap(),
+    ));
+    let out = tideline(
+        &stuck,
+        &["enroll", "--upstream", &station.base, "--code", &codes[1]],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    // LOCAL with records of its own: refused, saying what to do, code not used up.
+    let busy = dir.path().join("busy");
+    let out = Command::new(env!("CARGO_BIN_EXE_tideline"))
+        .arg("--data")
+        .arg(&busy)
+        .args(["record", "create", "--form", "vessel-sighting", "--json", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write;
+            child.stdin.take().unwrap().write_all(
+                br#"{"sighted_at": "2026-11-21T09:00:00Z", "position": {"lat": 12.5, "lon": -61.4}, "vessel_name": "Grey Ghost"}"#,
+            )?;
+            child.wait_with_output()
+        })
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = tideline(
+        &busy,
+        &["enroll", "--upstream", &station.base, "--code", &codes[2]],
+    );
+    assert!(!out.status.success());
+    let said = stderr(&out);
+    assert!(said.contains("BB-01") && said.contains("LOCAL"), "{said}");
+}
+
+/// A typo in --data on a command that only reads says so and creates
+/// nothing; a start that fails leaves no data directory behind.
+#[test]
+fn reading_commands_and_failed_starts_create_no_data_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let typo = dir.path().join("boat-dta");
+    for args in [
+        &["record", "list"][..],
+        &["export", "--format", "jsonl"][..],
+        &["sync", "status"][..],
+        &["check"][..],
+    ] {
+        let out = tideline(&typo, args);
+        assert!(!out.status.success(), "{args:?}");
+        let said = stderr(&out);
+        assert!(
+            said.contains("no Tideline data directory"),
+            "{args:?}: {said}"
+        );
+        assert!(!typo.exists(), "{args:?} created {}", typo.display());
+    }
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let fresh = dir.path().join("fresh");
+    let out = Command::new(env!("CARGO_BIN_EXE_tideline"))
+        .arg("--data")
+        .arg(&fresh)
+        .args([
+            "serve",
+            "--listen",
+            &taken.local_addr().unwrap().to_string(),
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("cannot listen"), "{}", stderr(&out));
+    assert!(!fresh.exists(), "a failed start left {}", fresh.display());
 }

@@ -212,6 +212,7 @@ impl Instance {
                 &url,
                 &code,
                 &tideline_server::upstream::http_client(ca.as_ref()),
+                false,
             )
             .expect("enrol");
         })

@@ -180,7 +180,7 @@ pub fn enroll(
     code: &str,
     id: uuid::Uuid,
     public_key: &str,
-    station: &str,
+    station: Option<&str>,
 ) -> Result<(Device, String), DeviceError> {
     let key_bytes: [u8; 32] = B64
         .decode(public_key.trim())
@@ -196,7 +196,9 @@ pub fn enroll(
     if entry.used || entry.expires_at <= now() {
         return Err(DeviceError::BadCode);
     }
-    if entry.station != station {
+    // A fresh data directory has no station of its own yet and takes the
+    // code's; one that has a station must match it.
+    if let Some(station) = station.filter(|s| *s != entry.station) {
         return Err(DeviceError::WrongStation {
             code: entry.station,
             asked: station.to_string(),
@@ -334,10 +336,16 @@ mod tests {
             issue_code(&store, "BB-01", DeviceKind::Boat, Duration::from_secs(3600)).unwrap();
         let id = uuid::Uuid::new_v4();
         let (device, secret) =
-            enroll(&store, &code.to_lowercase(), id, &key_b64(), "BB-01").unwrap();
+            enroll(&store, &code.to_lowercase(), id, &key_b64(), Some("BB-01")).unwrap();
         assert_eq!(device.station, "BB-01");
         assert!(matches!(
-            enroll(&store, &code, uuid::Uuid::new_v4(), &key_b64(), "BB-01"),
+            enroll(
+                &store,
+                &code,
+                uuid::Uuid::new_v4(),
+                &key_b64(),
+                Some("BB-01")
+            ),
             Err(DeviceError::BadCode)
         ));
         let token = bearer(&id, &secret);
@@ -360,7 +368,7 @@ mod tests {
         let (code, _) =
             issue_code(&store, "BB-01", DeviceKind::Boat, Duration::from_secs(3600)).unwrap();
         assert!(matches!(
-            enroll(&store, &code, id, &key_b64(), "BB-01"),
+            enroll(&store, &code, id, &key_b64(), Some("BB-01")),
             Err(DeviceError::Revoked(_))
         ));
     }
@@ -370,17 +378,35 @@ mod tests {
         let store = MemoryStore::default();
         let (code, _) = issue_code(&store, "BB-01", DeviceKind::Boat, Duration::ZERO).unwrap();
         assert!(matches!(
-            enroll(&store, &code, uuid::Uuid::new_v4(), &key_b64(), "BB-01"),
+            enroll(
+                &store,
+                &code,
+                uuid::Uuid::new_v4(),
+                &key_b64(),
+                Some("BB-01")
+            ),
             Err(DeviceError::BadCode)
         ));
         let (code, _) =
             issue_code(&store, "BB-01", DeviceKind::Boat, Duration::from_secs(60)).unwrap();
         assert!(matches!(
-            enroll(&store, &code, uuid::Uuid::new_v4(), &key_b64(), "LC-01"),
+            enroll(
+                &store,
+                &code,
+                uuid::Uuid::new_v4(),
+                &key_b64(),
+                Some("LC-01")
+            ),
             Err(DeviceError::WrongStation { .. })
         ));
         assert!(matches!(
-            enroll(&store, &code, uuid::Uuid::new_v4(), "not a key", "BB-01"),
+            enroll(
+                &store,
+                &code,
+                uuid::Uuid::new_v4(),
+                "not a key",
+                Some("BB-01")
+            ),
             Err(DeviceError::BadKey)
         ));
     }

@@ -22,8 +22,9 @@ pub struct EnrollBody {
     /// Its ed25519 public key, base64.
     public_key: String,
     /// The station its data directory belongs to; a code for another station
-    /// is refused without being used up.
-    station: String,
+    /// is refused without being used up. Absent for a fresh data directory,
+    /// which takes the code's station (the answer names it).
+    station: Option<String>,
 }
 
 /// `POST /api/v1/enroll`: a downstream presents its code once and receives
@@ -46,7 +47,7 @@ pub async fn enroll(
     let st = state.clone();
     let result = web::block(move || {
         let store = st.records.store().as_ref();
-        let enrolled = devices::enroll(store, &code, instance, &public_key, &station);
+        let enrolled = devices::enroll(store, &code, instance, &public_key, station.as_deref());
         if let Ok((device, _)) = &enrolled {
             st.audit.append(
                 store,

@@ -44,7 +44,16 @@ async fn lists(state: &web::Data<AppState>, access: &Access) -> Result<Lists, Ap
     .await?
 }
 
-fn draw(chrome: &Chrome, lists: &Lists, issued: Option<(&str, &str, String)>) -> Markup {
+/// An enrolment code just issued: the code, its station, until when, and
+/// this instance's address as the admin's browser reached it.
+struct Issued<'a> {
+    code: &'a str,
+    station: &'a str,
+    expires: String,
+    upstream: String,
+}
+
+fn draw(chrome: &Chrome, lists: &Lists, issued: Option<Issued<'_>>) -> Markup {
     let codes: Vec<String> = if chrome.station == HQ {
         lists.stations.iter().map(|s| s.code.clone()).collect()
     } else {
@@ -52,10 +61,16 @@ fn draw(chrome: &Chrome, lists: &Lists, issued: Option<(&str, &str, String)>) ->
     };
     let body = html! {
         h1 { "Administration" }
-        @if let Some((code, station, expires)) = &issued {
+        @if let Some(i) = &issued {
             div.notice role="status" #enrol-code {
-                p { "Enrolment code for a device of " strong { (station) } ": " code.big { (code) } }
-                p { "Valid once, until " (expires) ". On the device: " code { "tideline enroll --upstream URL --code " (code) } }
+                p { "Enrolment code for a device of " strong { (i.station) } ": " code.big { (i.code) } }
+                p {
+                    "Valid once, until " (i.expires) ". On the new device, with the data directory it will use: "
+                    code #enrol-command {
+                        "tideline --data DATA_DIR --station " (i.station) " enroll --upstream " (i.upstream) " --code " (i.code)
+                    }
+                }
+                p.muted { "Use the address the device reaches this instance at, if it is not the one above." }
             }
         }
         section aria-labelledby="enrol-h" {
@@ -129,6 +144,7 @@ pub struct CodeForm {
 pub async fn enroll_code(
     state: web::Data<AppState>,
     access: Access,
+    req: actix_web::HttpRequest,
     form: web::Form<CodeForm>,
 ) -> PageResult {
     let CodeForm { station, kind } = form.into_inner();
@@ -138,9 +154,16 @@ pub async fn enroll_code(
         .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
         .unwrap_or_default();
     let lists = lists(&state, &access).await?;
+    let info = req.connection_info();
+    let upstream = format!("{}://{}", info.scheme(), info.host());
     Ok(page(draw(
         &Chrome::new(&state, &access),
         &lists,
-        Some((&code, &station, expires)),
+        Some(Issued {
+            code: &code,
+            station: &station,
+            expires,
+            upstream,
+        }),
     )))
 }
