@@ -61,6 +61,10 @@ pub struct Field {
     /// On a field inside a repeat: no two items of the repeat may share a value.
     #[serde(default, skip_serializing_if = "is_false")]
     pub unique: bool,
+    /// On a `repeat`: what one item is called ("Crew member" for "People on
+    /// board"), for labels such as "Crew member 2" and "Remove seizure 1".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub item_label: Option<String>,
 }
 
 // serde's skip_serializing_if needs a function taking a reference.
@@ -345,7 +349,14 @@ impl Field {
             multiple: false,
             appearance: None,
             unique: false,
+            item_label: None,
         }
+    }
+
+    /// What one item of this repeat is called: its `item_label`, else the
+    /// label itself.
+    pub fn item_name(&self) -> &str {
+        self.item_label.as_deref().unwrap_or(&self.label)
     }
 
     /// Long free text: edited as a document (merged per character) rather than a scalar.

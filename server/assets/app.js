@@ -99,6 +99,52 @@ document.querySelectorAll("input[data-tz]").forEach((input) => {
   });
 })();
 
+// Repeats (crew members, seizures): Add and Remove work in place, without
+// a reload, and focus goes to the new entry (or back to Add after a
+// removal). Each repeat carries a <template> of one empty entry whose index
+// is a token; the server reads entries by their indices, so gaps are fine.
+// Without the script the buttons post and the page comes back at the repeat.
+function wireRepeats(root) {
+  root.querySelectorAll("fieldset.repeat").forEach((box) => {
+    if (box.dataset.wired) return;
+    box.dataset.wired = "1";
+    const template = box.querySelector(":scope > template");
+    const add = box.querySelector(":scope > button[data-add]");
+    if (!template || !add) return;
+    const entries = () => Array.from(box.querySelectorAll(":scope > fieldset.item"));
+    const changed = () => {
+      entries().forEach((item, n) => {
+        item
+          .querySelectorAll(":scope > legend > .n, :scope > button[data-remove] > .n")
+          .forEach((span) => (span.textContent = String(n + 1)));
+      });
+      // The browser's copy of the form follows (keepWhatIsTyped).
+      box.closest("form").dispatchEvent(new Event("input", { bubbles: true }));
+    };
+    add.addEventListener("click", (ev) => {
+      ev.preventDefault();
+      const next = entries().reduce((m, item) => Math.max(m, Number(item.dataset.index) + 1), 0);
+      const holder = document.createElement("div");
+      holder.innerHTML = template.innerHTML.split(template.dataset.token).join(String(next));
+      const item = holder.firstElementChild;
+      box.insertBefore(item, template);
+      wireRepeats(item);
+      changed();
+      const first = item.querySelector("input:not([type=hidden]), select, textarea");
+      (first || item).focus();
+    });
+    box.addEventListener("click", (ev) => {
+      const remove = ev.target.closest("button[data-remove]");
+      if (!remove || remove.closest("fieldset.repeat") !== box) return;
+      ev.preventDefault();
+      remove.closest("fieldset.item").remove();
+      changed();
+      add.focus();
+    });
+  });
+}
+wireRepeats(document);
+
 // "Use this device's position": fills latitude and longitude; when the
 // device cannot tell, says so and leaves manual entry to the officer.
 document.querySelectorAll("button[data-geolocate]").forEach((button) => {

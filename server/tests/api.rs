@@ -367,3 +367,53 @@ async fn the_favicon_is_served_without_a_session() {
     assert_eq!(resp.headers()["content-type"], "image/svg+xml");
     assert!(resp.text().await.unwrap().starts_with("<svg"));
 }
+
+/// Without the page's script, Add and Remove post the form; the page then
+/// comes back scrolled to the entry (the button's target carries its anchor).
+#[tokio::test]
+async fn repeat_buttons_bring_the_page_back_at_the_entry_without_script() {
+    let app = spawn_app().await;
+    let page = app
+        .get("/records/new?form=boarding-report")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains(r#"formaction="/records/new?form=boarding-report#f-crew-0-" data-add"#),
+        "{page}"
+    );
+    assert!(page.contains("Add crew member"), "{page}");
+    let added = app
+        .client
+        .post(app.url("/records/new?form=boarding-report"))
+        .header("content-type", "multipart/form-data; boundary=XyZ")
+        .body(
+            "--XyZ\r\nContent-Disposition: form-data; name=\"_action\"\r\n\r\nadd:crew\r\n\
+             --XyZ\r\nContent-Disposition: form-data; name=\"f.vessel_name\"\r\n\r\nSea Breeze\r\n\
+             --XyZ--\r\n",
+        )
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(added.contains(r#"id="f-crew-0-""#), "{added}");
+    assert!(
+        added.contains("Crew member <span class=\"n\">1</span>"),
+        "{added}"
+    );
+    assert!(added.contains("Remove crew member"), "{added}");
+    assert!(
+        added.contains(r#"formaction="/records/new?form=boarding-report#f-crew-1-" data-add"#),
+        "{added}"
+    );
+    // Nothing is stored by adding an entry.
+    assert!(app
+        .records
+        .list(&Default::default(), 10, 0)
+        .unwrap()
+        .records
+        .is_empty());
+}

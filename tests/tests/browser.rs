@@ -144,6 +144,11 @@ async fn press(c: &Client, selector: &str) {
     }
 }
 
+/// Text as one line, however the page wraps it.
+fn words(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
 async fn value_of(c: &Client, selector: &str) -> String {
     css(c, selector)
         .await
@@ -268,19 +273,72 @@ async fn an_officer_reports_offline_and_a_supervisor_resolves_a_conflict_upstrea
     choose(&c, "#f-vessel-type", "fishing").await;
     type_into(&c, "#f-persons-on-board", "3").await;
     choose(&c, "#f-reason", "routine_inspection").await;
-    // Two crew members: each "Add" redraws the page with what was typed.
-    press(&c, "#f-crew-add").await;
+    // Two crew members, added in place: no reload, and the cursor goes to
+    // the new entry.
+    c.execute("window.__stay = true;", vec![]).await.unwrap();
+    click(&c, "#f-crew-add").await;
     type_into(&c, "#f-crew-0--name", "John Baptiste").await;
     choose(&c, "#f-crew-0--role", "master").await;
-    press(&c, "#f-crew-add").await;
+    click(&c, "#f-crew-add").await;
+    let focused = c
+        .execute("return document.activeElement.id;", vec![])
+        .await
+        .unwrap();
+    assert_eq!(
+        focused,
+        json!("f-crew-1--name"),
+        "focus is not on the new entry"
+    );
     type_into(&c, "#f-crew-1--name", "Mary Joseph").await;
+    // A third, removed again: the others keep their numbers and values.
+    click(&c, "#f-crew-add").await;
+    let legends = c
+        .execute(
+            "return Array.from(document.querySelectorAll('#f-crew > fieldset.item > legend')).map(l => l.textContent);",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        legends,
+        json!(["Crew member 1", "Crew member 2", "Crew member 3"])
+    );
+    assert_eq!(
+        words(
+            &css(&c, "#f-crew-2- button[data-remove]")
+                .await
+                .text()
+                .await
+                .unwrap()
+        ),
+        "Remove crew member 3"
+    );
+    click(&c, "#f-crew-2- button[data-remove]").await;
+    assert!(c.find(Locator::Css("#f-crew-2-")).await.is_err());
+    assert_eq!(
+        c.execute("return window.__stay === true;", vec![])
+            .await
+            .unwrap(),
+        Value::Bool(true),
+        "adding or removing crew reloaded the page"
+    );
     choose(&c, "#f-crew-1--role", "crew").await;
     assert_eq!(value_of(&c, "#f-vessel-name").await, "Sea Breeze");
     assert_eq!(value_of(&c, "#f-crew-0--name").await, "John Baptiste");
     let missing = unlabelled(&c).await;
     assert!(missing.is_empty(), "inputs without a label: {missing:?}");
     click(&c, "#f-contraband-found-yes").await;
-    press(&c, "#f-seizures-add").await;
+    click(&c, "#f-seizures-add").await;
+    assert_eq!(
+        words(
+            &css(&c, "#f-seizures-0- button[data-remove]")
+                .await
+                .text()
+                .await
+                .unwrap()
+        ),
+        "Remove seizure 1"
+    );
     choose(&c, "#f-seizures-0--item-type", "narcotics").await;
     type_into(&c, "#f-seizures-0--description", "Compressed packages").await;
     type_into(&c, "#f-seizures-0--quantity", "12.5").await;
@@ -442,8 +500,14 @@ async fn an_officer_reports_offline_and_a_supervisor_resolves_a_conflict_upstrea
     choose(&c, "#e-kind", "boat").await;
     press(&c, "form[action='/admin/enroll-code'] button").await;
     let issued = css(&c, "#enrol-code").await.text().await.unwrap();
+    // The exact command, station and this instance's address included.
+    let command = css(&c, "#enrol-command").await.text().await.unwrap();
     assert!(
-        issued.contains("BB-01") && issued.contains("tideline enroll"),
+        issued.contains("BB-01")
+            && words(&command).starts_with(&format!(
+                "tideline --data DATA_DIR --station BB-01 enroll --upstream {} --code ",
+                station.base
+            )),
         "{issued}"
     );
     screenshot(&c, "admin").await;

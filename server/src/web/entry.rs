@@ -339,11 +339,47 @@ fn inputs(
     problems: &Problems,
     attachments: &Json,
     prefix: &str,
+    action: &str,
 ) -> Markup {
     html! {
         @for f in fields {
             @let path = format!("{prefix}{}", f.name);
-            (input(f, &path, posted, problems, attachments))
+            (input(f, &path, posted, problems, attachments, action))
+        }
+    }
+}
+
+/// Stands for a new item's index in a repeat's template, one per depth of
+/// nesting; letters only, so it survives [`input_id`] unchanged.
+fn new_item_token(path: &str) -> String {
+    format!("NEWITEM{}X", path.matches('[').count())
+}
+
+/// One item of a repeat: its inputs and its remove button. `number` counts
+/// from 1 as people do; the page's script renumbers after a removal.
+#[allow(clippy::too_many_arguments)]
+fn repeat_item(
+    f: &Field,
+    item: &str,
+    index: &str,
+    number: &str,
+    posted: &Posted,
+    problems: &Problems,
+    attachments: &Json,
+    action: &str,
+) -> Markup {
+    let name = f.item_name();
+    let parent = input_id(item.rsplit_once('[').map_or(item, |(p, _)| p));
+    html! {
+        fieldset.item id=(input_id(item)) data-item=(item) data-index=(index) {
+            legend { (name) " " span.n { (number) } }
+            input type="hidden" name=(format!("f.{item}._row")) value="1";
+            (inputs(&f.fields, posted, problems, attachments, &format!("{item}."), action))
+            // Without the script the page comes back at the repeat, not the top.
+            button.secondary type="submit" name="_action" value=(format!("remove:{item}"))
+                formaction=(format!("{action}#{parent}")) data-remove {
+                "Remove " (name.to_lowercase()) " " span.n { (number) }
+            }
         }
     }
 }
@@ -354,6 +390,7 @@ fn input(
     posted: &Posted,
     problems: &Problems,
     attachments: &Json,
+    action: &str,
 ) -> Markup {
     let name = format!("f.{path}");
     let id = input_id(path);
@@ -372,24 +409,24 @@ fn input(
         FieldType::Note => html! { p.note { (f.label) } },
         FieldType::Repeat => {
             let indices = items(posted, path);
+            let next = indices.last().map_or(0, |i| i + 1);
+            let token = new_item_token(path);
+            let template_item = format!("{path}[{token}]");
             html! {
                 fieldset.repeat id=(id) data-field=(path) {
                     legend { (label) }
                     (hint)
                     (problem_list(problems, path))
                     @for (n, i) in indices.iter().enumerate() {
-                        @let item = format!("{path}[{i}]");
-                        fieldset.item data-item=(item) {
-                            legend { (f.label) " " (n + 1) }
-                            input type="hidden" name=(format!("f.{item}._row")) value="1";
-                            (inputs(&f.fields, posted, problems, attachments, &format!("{item}.")))
-                            button.secondary type="submit" name="_action" value=(format!("remove:{item}")) {
-                                "Remove " (f.label.to_lowercase()) " " (n + 1)
-                            }
-                        }
+                        (repeat_item(f, &format!("{path}[{i}]"), &i.to_string(), &(n + 1).to_string(), posted, problems, attachments, action))
                     }
-                    button.secondary type="submit" name="_action" value=(format!("add:{path}")) id=(format!("{id}-add")) {
-                        "Add " (f.label.to_lowercase())
+                    // What the page's script adds in place, without a reload.
+                    template data-token=(token) {
+                        (repeat_item(f, &template_item, &token, "", &Posted::new(), &Problems::new(), &Json::Null, action))
+                    }
+                    button.secondary type="submit" name="_action" value=(format!("add:{path}")) id=(format!("{id}-add"))
+                        formaction=(format!("{action}#{}", input_id(&format!("{path}[{next}]")))) data-add {
+                        "Add " (f.item_name().to_lowercase())
                     }
                 }
             }
@@ -581,7 +618,7 @@ fn entry_page(
             @if let Some(orig) = posted.get("_orig").and_then(|v| v.first()) {
                 input type="hidden" name="_orig" value=(orig);
             }
-            (inputs(&form.fields, posted, problems, attachments, ""))
+            (inputs(&form.fields, posted, problems, attachments, "", action))
             div.buttons {
                 button.secondary type="submit" name="_action" value="draft" #save-draft { "Save draft" }
                 button.primary type="submit" name="_action" value="submit" #submit { "Submit" }
