@@ -127,8 +127,9 @@ pub struct Filter {
     pub form: Option<String>,
     pub station: Option<String>,
     pub status: Option<Status>,
-    /// Text some top-level text field contains, ignoring case (vessel name,
-    /// registration, findings...).
+    /// Text some text value of the record contains, ignoring case: vessel
+    /// name, registration, findings, and inside repeats and lists too (crew
+    /// names, evidence tags, officers).
     pub text: Option<String>,
     /// Created at or after this time, and before that one: RFC 3339 UTC or a
     /// prefix of it (`2026-11-20`), compared with `created_at` as text.
@@ -173,12 +174,20 @@ impl Filter {
             None => true,
             Some(needle) => {
                 let needle = needle.to_lowercase();
-                v.fields
-                    .values()
-                    .filter_map(Json::as_str)
-                    .any(|text| text.to_lowercase().contains(&needle))
+                v.fields.values().any(|value| contains_text(value, &needle))
             }
         }
+    }
+}
+
+/// Whether any string in `value`, however deep in lists and objects,
+/// contains `needle` (already lower case).
+fn contains_text(value: &Json, needle: &str) -> bool {
+    match value {
+        Json::String(text) => text.to_lowercase().contains(needle),
+        Json::Array(items) => items.iter().any(|v| contains_text(v, needle)),
+        Json::Object(map) => map.values().any(|v| contains_text(v, needle)),
+        _ => false,
     }
 }
 

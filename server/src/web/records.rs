@@ -87,6 +87,24 @@ pub async fn list(
         .iter()
         .filter_map(|v| serde_json::from_str(v.get()).ok())
         .collect();
+    // When each record happened, as the officer entered it (the form's first
+    // date and time: the boarding, the sighting), else when it was recorded.
+    let forms = state.records.forms();
+    let happened = |r: &Json| -> String {
+        let form = forms.get(
+            r["form"].as_str().unwrap_or_default(),
+            r["form_version"].as_u64().unwrap_or(0) as u32,
+        );
+        form.and_then(|f| {
+            f.fields
+                .iter()
+                .find(|field| field.field_type == tideline_schemas::FieldType::DateTime)
+        })
+        .and_then(|field| r["fields"][&field.name].as_str())
+        .or_else(|| r["created_at"].as_str())
+        .map(when)
+        .unwrap_or_default()
+    };
     let keep = filter_query(&fq);
     let sel = |v: &Option<String>, x: &str| v.as_deref() == Some(x);
     let last_page = found.total.div_ceil(PAGE_SIZE).max(1);
@@ -96,7 +114,7 @@ pub async fn list(
             div.field {
                 label for="q" { "Search" }
                 input #q name="q" type="search" value=[fq.q.as_deref()]
-                    placeholder="Vessel, registration, findings…";
+                    placeholder="Vessel, crew, evidence tag, findings…";
             }
             div.field {
                 label for="f-form" { "Form" }
@@ -153,7 +171,7 @@ pub async fn list(
         }
         @if !rows.is_empty() {
             table.records {
-                thead { tr { th { "Vessel" } th { "Form" } th { "Station" } th { "Status" } th { "Recorded" } } }
+                thead { tr { th { "Vessel" } th { "Form" } th { "Station" } th { "Status" } th title="The time of the boarding or sighting, as entered (when it was recorded, if none was)" { "When" } } }
                 tbody {
                     @for r in &rows {
                         @let id = r["id"].as_str().unwrap_or_default();
@@ -167,7 +185,7 @@ pub async fn list(
                             td { (form_title(&chrome, r["form"].as_str().unwrap_or_default())) }
                             td { (r["station"].as_str().unwrap_or_default()) }
                             td { span.status data-status=(r["status"].as_str().unwrap_or_default()) { (r["status"].as_str().unwrap_or_default()) } }
-                            td { (when(r["created_at"].as_str().unwrap_or_default())) }
+                            td { (happened(r)) }
                         }
                     }
                 }
