@@ -111,6 +111,10 @@ enum Command {
         upstream: Option<String>,
         #[arg(long)]
         code: String,
+        /// What people call this boat or station ("Kestrel"): the upstream
+        /// shows it wherever this device appears.
+        #[arg(long)]
+        name: Option<String>,
     },
     /// Manage people (works offline on the data directory).
     #[command(subcommand)]
@@ -367,7 +371,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let records = open_offline(&settings)?;
             create_user(&records, &username, &role, user_station.as_deref())
         }
-        Command::Enroll { upstream, code } => {
+        Command::Enroll {
+            upstream,
+            code,
+            name,
+        } => {
             over.upstream = upstream;
             let settings = Settings::resolve(&over)?;
             let Some(upstream) = settings.upstream.clone() else {
@@ -385,6 +393,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 &code,
                 &http_client(ca.as_ref()),
                 adopt,
+                name.as_deref(),
             )?;
             if adopt && c.station != records.station() {
                 crate::startup::adopt_station(&records, &c.station)?;
@@ -429,8 +438,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let records = open_existing(&settings)?;
             for d in devices::list(records.store().as_ref())? {
                 println!(
-                    "{}  {:<7} {:<10} enrolled {}{}",
+                    "{}  {:<16} {:<7} {:<10} enrolled {}{}",
                     d.id,
+                    d.name.as_deref().unwrap_or("(no name)"),
                     format!("{:?}", d.kind).to_lowercase(),
                     d.station,
                     d.enrolled_at,

@@ -1000,6 +1000,7 @@ pub fn enroll(
     code: &str,
     http: &reqwest::blocking::Client,
     adopt: bool,
+    name: Option<&str>,
 ) -> Result<UpstreamCredential, EnrollError> {
     let key = InstanceKey::load(data_dir)?;
     let url = format!("{}/api/v1/enroll", upstream.trim_end_matches('/'));
@@ -1010,6 +1011,7 @@ pub fn enroll(
             "instance": key.instance,
             "public_key": key.public_key_base64(),
             "station": (!adopt).then(|| records.station()),
+            "name": name,
         }))
         .send()
         .map_err(|e| EnrollError::Unreachable {

@@ -417,3 +417,21 @@ async fn repeat_buttons_bring_the_page_back_at_the_entry_without_script() {
         .records
         .is_empty());
 }
+
+#[tokio::test]
+async fn a_record_names_the_person_who_created_it_beside_the_device() {
+    let app = spawn_app().await;
+    let resp = app
+        .post_json(
+            "/api/v1/records",
+            &json!({"form": "boarding-report", "fields": report()}),
+        )
+        .await;
+    assert_eq!(resp.status(), 201);
+    let view: Value = resp.json().await.unwrap();
+    assert_eq!(view["created_by_person"], "user:tester");
+    assert_eq!(
+        view["created_by"],
+        app.records.identity().device_id.to_string()
+    );
+}

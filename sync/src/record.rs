@@ -102,6 +102,10 @@ pub struct RecordMeta {
     pub station: String,
     pub created_by: String,
     pub created_at: String,
+    /// The person who created it on that device (`user:alice`), if one did;
+    /// absent in records made before this was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_by_person: Option<String>,
 }
 
 impl RecordMeta {
@@ -114,7 +118,14 @@ impl RecordMeta {
             station: station.to_string(),
             created_by: device.to_string(),
             created_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            created_by_person: None,
         }
+    }
+
+    /// The same, naming the person who creates it.
+    pub fn by(mut self, person: Option<&str>) -> Self {
+        self.created_by_person = person.map(str::to_string);
+        self
     }
 }
 
@@ -276,6 +287,9 @@ impl RecordDoc {
         doc.put(&m, "station", meta.station.as_str())?;
         doc.put(&m, "created_by", meta.created_by.as_str())?;
         doc.put(&m, "created_at", meta.created_at.as_str())?;
+        if let Some(person) = &meta.created_by_person {
+            doc.put(&m, "created_by_person", person.as_str())?;
+        }
         let f = doc.put_object(ROOT, "fields", ObjType::Map)?;
         for (k, v) in fields {
             if !v.is_null() {
@@ -559,6 +573,7 @@ impl RecordDoc {
             station: text("station")?,
             created_by: text("created_by")?,
             created_at: text("created_at")?,
+            created_by_person: text("created_by_person").ok(),
         })
     }
 

@@ -116,7 +116,10 @@ pub struct RecordView {
     pub review: Json,
     pub conflicts: BTreeMap<String, Vec<ConflictValue>>,
     pub validation: Vec<Violation>,
+    /// The device that created the record...
     pub created_by: String,
+    /// ...and the person on it (`user:alice`), when known.
+    pub created_by_person: Option<String>,
     pub created_at: String,
     pub updated_at: String,
 }
@@ -416,7 +419,8 @@ impl<S: DocStore> Records<S> {
             form,
             &self.station,
             &self.identity.device_id.to_string(),
-        );
+        )
+        .by(by);
         let mut doc = RecordDoc::create_with(
             self.identity.actor.clone(),
             &meta,
@@ -1200,6 +1204,7 @@ pub fn build_view(doc: &mut RecordDoc, form: Option<&Form>) -> Result<RecordView
         conflicts,
         validation,
         created_by: meta.created_by,
+        created_by_person: meta.created_by_person,
         created_at: meta.created_at,
         updated_at,
     })

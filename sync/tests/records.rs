@@ -202,8 +202,7 @@ fn a_published_form_version_is_kept_and_used_after_reopening() {
 
 #[test]
 fn search_finds_text_inside_repeats_and_lists() {
-    let records =
-        Records::open(MemoryStore::new(), FormRegistry::builtin(), "BB-01").unwrap();
+    let records = Records::open(MemoryStore::new(), FormRegistry::builtin(), "BB-01").unwrap();
     let mut report = tideline_schemas::samples::boarding_report(7);
     report.insert(
         "crew".into(),
@@ -224,7 +223,10 @@ fn search_finds_text_inside_repeats_and_lists() {
             .unwrap()
             .total
     };
-    let tag = report["seizures"][0]["evidence_tag"].as_str().unwrap().to_string();
+    let tag = report["seizures"][0]["evidence_tag"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert_eq!(found("élodie"), 1, "a crew member's name");
     assert_eq!(found(&tag.to_lowercase()), 1, "an evidence tag");
     assert_eq!(found("fast boat"), 1, "a top-level text");

@@ -132,7 +132,7 @@ impl Instance {
     ) -> Instance {
         let mut settings = settings(dir, "127.0.0.1:0", station, Some(url));
         configure(&mut settings);
-        let records = up.enrol(&settings).await;
+        let records = up.enrol(&settings, name).await;
         Self::serve(name, settings, records).await
     }
 
@@ -184,7 +184,7 @@ impl Instance {
 
     /// Open the store of a new downstream and enrol it with this instance, as
     /// an admin's code and `tideline enroll` would.
-    async fn enrol(&self, settings: &Settings) -> SharedRecords {
+    async fn enrol(&self, settings: &Settings, name: &str) -> SharedRecords {
         use tideline_server::auth::devices::{issue_code, DeviceKind};
         let kind = if self.settings.station == "HQ" {
             DeviceKind::Station
@@ -200,6 +200,7 @@ impl Instance {
         .expect("issue an enrolment code");
         let records = open_records(settings).expect("open store");
         let (r, s) = (records.clone(), settings.clone());
+        let device_name = name.to_string();
         tokio::task::spawn_blocking(move || {
             let url = s.upstream.clone().expect("an upstream");
             let ca = s
@@ -213,6 +214,7 @@ impl Instance {
                 &code,
                 &tideline_server::upstream::http_client(ca.as_ref()),
                 false,
+                Some(&device_name),
             )
             .expect("enrol");
         })

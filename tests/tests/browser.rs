@@ -442,6 +442,11 @@ async fn an_officer_reports_offline_and_a_supervisor_resolves_a_conflict_upstrea
         text.contains("this instance") && text.contains("boat of BB-01"),
         "{text}"
     );
+    // People, not only devices: who on which device wrote each value.
+    assert!(
+        text.contains("tester on this instance") && text.contains("tester on boat (boat of BB-01)"),
+        "{text}"
+    );
     screenshot(&c, "conflict").await;
     let keep = conflict.find_all(Locator::Css("li")).await.unwrap();
     let mut chosen = None;
@@ -467,7 +472,10 @@ async fn an_officer_reports_offline_and_a_supervisor_resolves_a_conflict_upstrea
     let history = css(&c, "table.history").await.text().await.unwrap();
     assert!(history.contains("resolved a conflict"), "{history}");
     assert!(history.contains("tester on this instance"), "{history}");
-    assert!(history.contains("officer on boat of BB-01"), "{history}");
+    assert!(
+        history.contains("officer on boat (boat of BB-01)"),
+        "{history}"
+    );
 
     // The map shows the boarding.
     c.goto(&format!("{}/map", station.base)).await.unwrap();
@@ -511,6 +519,17 @@ async fn an_officer_reports_offline_and_a_supervisor_resolves_a_conflict_upstrea
         "{issued}"
     );
     screenshot(&c, "admin").await;
+    // The boat is found by its name and revoked from the page.
+    assert!(devices.contains("boat"), "{devices}");
+    press(&c, "#devices-h + table tr[data-device] form button").await;
+    let devices = css(&c, "#devices-h + table").await.text().await.unwrap();
+    assert!(devices.contains("revoked"), "{devices}");
+    let (status, body) = boat.sync_now().await;
+    assert_eq!(status, 502, "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("revoked"),
+        "{body}"
+    );
     assert!(back["conflicts"].as_object().unwrap().is_empty(), "{back}");
     c.close().await.unwrap();
 }

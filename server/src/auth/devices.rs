@@ -61,6 +61,33 @@ pub struct Device {
     credential_hash: String,
     pub enrolled_at: String,
     pub revoked: bool,
+    /// What people call it ("Kestrel"), given at enrolment.
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+impl Device {
+    /// The device as people should read it: `Kestrel (boat of BB-01)`, or
+    /// without a name `boat of BB-01 (8d7fc473)`.
+    pub fn label(&self) -> String {
+        let short = self.id.simple().to_string();
+        match &self.name {
+            Some(name) => format!("{name} ({} of {})", self.kind, self.station),
+            None => format!("{} of {} ({})", self.kind, self.station, &short[..8]),
+        }
+    }
+}
+
+/// A device name as given: trimmed, at most 64 characters, no control
+/// characters; empty is none.
+pub fn device_name(name: Option<&str>) -> Result<Option<String>, DeviceError> {
+    let Some(name) = name.map(str::trim).filter(|n| !n.is_empty()) else {
+        return Ok(None);
+    };
+    if name.chars().count() > 64 || name.chars().any(char::is_control) {
+        return Err(DeviceError::BadName);
+    }
+    Ok(Some(name.to_string()))
 }
 
 #[derive(Serialize, Deserialize)]
@@ -96,6 +123,8 @@ pub enum DeviceError {
     WrongStation { code: String, asked: String },
     #[error("no device {0} is enrolled here")]
     Unknown(uuid::Uuid),
+    #[error("a device name has at most 64 characters and no control characters")]
+    BadName,
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -181,7 +210,9 @@ pub fn enroll(
     id: uuid::Uuid,
     public_key: &str,
     station: Option<&str>,
+    name: Option<&str>,
 ) -> Result<(Device, String), DeviceError> {
+    let name = device_name(name)?;
     let key_bytes: [u8; 32] = B64
         .decode(public_key.trim())
         .ok()
@@ -216,6 +247,7 @@ pub fn enroll(
         credential_hash: sha256_hex(&secret),
         enrolled_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         revoked: false,
+        name,
     };
     entry.used = true;
     store.commit(Commit {
@@ -335,8 +367,15 @@ mod tests {
         let (code, _) =
             issue_code(&store, "BB-01", DeviceKind::Boat, Duration::from_secs(3600)).unwrap();
         let id = uuid::Uuid::new_v4();
-        let (device, secret) =
-            enroll(&store, &code.to_lowercase(), id, &key_b64(), Some("BB-01")).unwrap();
+        let (device, secret) = enroll(
+            &store,
+            &code.to_lowercase(),
+            id,
+            &key_b64(),
+            Some("BB-01"),
+            None,
+        )
+        .unwrap();
         assert_eq!(device.station, "BB-01");
         assert!(matches!(
             enroll(
@@ -344,7 +383,8 @@ mod tests {
                 &code,
                 uuid::Uuid::new_v4(),
                 &key_b64(),
-                Some("BB-01")
+                Some("BB-01"),
+                None,
             ),
             Err(DeviceError::BadCode)
         ));
@@ -368,7 +408,7 @@ mod tests {
         let (code, _) =
             issue_code(&store, "BB-01", DeviceKind::Boat, Duration::from_secs(3600)).unwrap();
         assert!(matches!(
-            enroll(&store, &code, id, &key_b64(), Some("BB-01")),
+            enroll(&store, &code, id, &key_b64(), Some("BB-01"), None),
             Err(DeviceError::Revoked(_))
         ));
     }
@@ -383,7 +423,8 @@ mod tests {
                 &code,
                 uuid::Uuid::new_v4(),
                 &key_b64(),
-                Some("BB-01")
+                Some("BB-01"),
+                None,
             ),
             Err(DeviceError::BadCode)
         ));
@@ -395,7 +436,8 @@ mod tests {
                 &code,
                 uuid::Uuid::new_v4(),
                 &key_b64(),
-                Some("LC-01")
+                Some("LC-01"),
+                None,
             ),
             Err(DeviceError::WrongStation { .. })
         ));
@@ -405,7 +447,8 @@ mod tests {
                 &code,
                 uuid::Uuid::new_v4(),
                 "not a key",
-                Some("BB-01")
+                Some("BB-01"),
+                None,
             ),
             Err(DeviceError::BadKey)
         ));

@@ -25,6 +25,9 @@ pub struct EnrollBody {
     /// is refused without being used up. Absent for a fresh data directory,
     /// which takes the code's station (the answer names it).
     station: Option<String>,
+    /// What people call the device ("Kestrel"), shown wherever it appears.
+    #[serde(default)]
+    name: Option<String>,
 }
 
 /// `POST /api/v1/enroll`: a downstream presents its code once and receives
@@ -43,11 +46,19 @@ pub async fn enroll(
         instance,
         public_key,
         station,
+        name,
     } = body.into_inner();
     let st = state.clone();
     let result = web::block(move || {
         let store = st.records.store().as_ref();
-        let enrolled = devices::enroll(store, &code, instance, &public_key, station.as_deref());
+        let enrolled = devices::enroll(
+            store,
+            &code,
+            instance,
+            &public_key,
+            station.as_deref(),
+            name.as_deref(),
+        );
         if let Ok((device, _)) = &enrolled {
             st.audit.append(
                 store,
@@ -185,6 +196,17 @@ pub async fn revoke(
     access: Access,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
+    let device = revoke_device(&state, &access, &id).await?;
+    Ok(HttpResponse::Ok().json(json!({ "device": device.id, "revoked": device.revoked })))
+}
+
+/// Revoke a device of the caller's scope, audited: for the API and the
+/// administration page alike.
+pub(crate) async fn revoke_device(
+    state: &web::Data<AppState>,
+    access: &Access,
+    id: &str,
+) -> Result<devices::Device, ApiError> {
     access.require(Action::ManageDevices)?;
     let id: uuid::Uuid = id.parse().map_err(|_| {
         ApiError::bad_request("invalid_id", format!("{id:?} is not a device id (a UUID)."))
@@ -209,5 +231,5 @@ pub async fn revoke(
         Ok(device)
     })
     .await??;
-    Ok(HttpResponse::Ok().json(json!({ "device": device.id, "revoked": device.revoked })))
+    Ok(device)
 }

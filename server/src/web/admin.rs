@@ -110,10 +110,25 @@ fn draw(chrome: &Chrome, lists: &Lists, issued: Option<Issued<'_>>) -> Markup {
             @if lists.devices.is_empty() { p { "None yet." } }
             @else {
                 table {
-                    thead { tr { th { "Device" } th { "Kind" } th { "Station" } th { "Enrolled" } th { "State" } } }
+                    thead { tr { th { "Device" } th { "Kind" } th { "Station" } th { "Enrolled" } th { "State" } th { span.visually-hidden { "Actions" } } } }
                     tbody {
                         @for d in &lists.devices {
-                            tr { td { code { (d.id) } } td { (d.kind.to_string()) } td { (d.station) } td { (when(&d.enrolled_at)) } td { (if d.revoked { "revoked" } else { "active" }) } }
+                            @let name = d.name.clone().unwrap_or_else(|| "(no name)".into());
+                            tr data-device=(d.id) {
+                                td { strong { (name) } br; code.muted { (d.id) } }
+                                td { (d.kind.to_string()) }
+                                td { (d.station) }
+                                td { (when(&d.enrolled_at)) }
+                                td { (if d.revoked { "revoked" } else { "active" }) }
+                                td {
+                                    @if !d.revoked {
+                                        // A lost laptop is found by its name, and stopped here.
+                                        form.inline method="post" action=(format!("/admin/devices/{}/revoke", d.id)) {
+                                            button.secondary type="submit" { "Revoke " (name) }
+                                        }
+                                    }
+                                }
+                            }
                         }
                     }
                 }
@@ -166,4 +181,15 @@ pub async fn enroll_code(
             upstream,
         }),
     )))
+}
+
+/// `POST /admin/devices/{id}/revoke`: the device's next sync is refused; its
+/// own records stay on it.
+pub async fn revoke_device(
+    state: web::Data<AppState>,
+    access: Access,
+    id: web::Path<String>,
+) -> PageResult {
+    crate::routes::devices::revoke_device(&state, &access, &id).await?;
+    Ok(super::see_other("/admin#devices-h"))
 }

@@ -47,6 +47,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/map", web::get().to(map::page_))
         .route("/admin", web::get().to(admin::page_))
         .route("/admin/enroll-code", web::post().to(admin::enroll_code))
+        .route(
+            "/admin/devices/{id}/revoke",
+            web::post().to(admin::revoke_device),
+        )
         .route("/sync-now", web::post().to(layout::sync_now));
 }
 

@@ -309,7 +309,12 @@ async fn render(
                                             None => { (show_json(&v["value"])) }
                                         }
                                     }
-                                    " — by " (label(v["author"].as_str().unwrap_or_default()))
+                                    @let author = v["author"].as_str().unwrap_or_default();
+                                    " — by "
+                                    @match person_behind(&history, author, path) {
+                                        Some(p) => { (p) " on " (label(author)) }
+                                        None => { (label(author)) }
+                                    }
                                     @if chrome.can.review {
                                         form.inline method="post" action=(format!("/records/{id}/resolve")) {
                                             input type="hidden" name="path" value=(path);
@@ -413,6 +418,29 @@ fn history_row(h: &HistoryEntry, who: &str, form: Option<&Form>) -> Markup {
 }
 
 /// Who a device id (an Automerge actor, hex) is, as far as this instance knows.
+/// Who wrote a conflicting value: the person of the latest change by that
+/// device touching the field (changes carry the person; values only the
+/// device that wrote them).
+fn person_behind<'h>(
+    history: &'h [tideline_sync::record::HistoryEntry],
+    author: &str,
+    path: &str,
+) -> Option<&'h str> {
+    history
+        .iter()
+        .rev()
+        .filter(|h| h.author == author)
+        .find(|h| {
+            h.touched.iter().any(|t| {
+                t == path
+                    || path.starts_with(&format!("{t}."))
+                    || path.starts_with(&format!("{t}["))
+            })
+        })
+        .and_then(|h| h.person.as_deref())
+        .map(|p| p.trim_start_matches("user:"))
+}
+
 fn device_label(state: &AppState, actor_hex: &str) -> String {
     let short = actor_hex.get(..8).unwrap_or(actor_hex);
     if state.records.identity().actor.to_hex_string() == actor_hex {
@@ -424,7 +452,7 @@ fn device_label(state: &AppState, actor_hex: &str) -> String {
             .flatten()
     });
     match known {
-        Some(d) => format!("{} of {} ({short})", d.kind, d.station),
+        Some(d) => d.label(),
         None => format!("device {short}"),
     }
 }
