@@ -728,3 +728,86 @@ async fn a_form_posted_after_the_session_ended_goes_to_sign_in_and_back_to_the_f
         .records
         .is_empty());
 }
+
+#[tokio::test]
+async fn an_admin_adds_people_and_lifts_a_lockout_from_the_page() {
+    let app = spawn_app().await;
+    common::add_user(&app.records, "chief", "admin", "BB-01");
+    let admin = common::client_with(&common::login(&app.base, "chief").await);
+    let login = |name: &'static str, password: &'static str| {
+        let (client, url) = (app.anonymous.clone(), app.url("/api/v1/login"));
+        async move {
+            client
+                .post(url)
+                .json(&json!({"username": name, "password": password}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    let page = admin
+        .post(app.url("/admin/users"))
+        .form(&[
+            ("username", "PC.James"),
+            ("role", "officer"),
+            ("station", "BB-01"),
+            ("password", "ten characters at least"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    let text = page.text().await.unwrap();
+    assert!(text.contains("Added officer pc.james of BB-01"), "{text}");
+    assert!(text.contains(r#"data-user="pc.james""#), "{text}");
+    assert_eq!(login("pc.james", "ten characters at least").await, 200);
+
+    // Locked out at sea: the admin lifts it.
+    for _ in 0..5 {
+        assert_eq!(login("pc.james", "wrong password!").await, 401);
+    }
+    assert_eq!(login("pc.james", "ten characters at least").await, 429);
+    let change = |what: &'static str, password: Option<&'static str>| {
+        let (client, url) = (admin.clone(), app.url("/admin/users/pc.james"));
+        async move {
+            let mut form = vec![("change", what)];
+            if let Some(p) = password {
+                form.push(("password", p));
+            }
+            let resp = client.post(url).form(&form).send().await.unwrap();
+            (resp.status().as_u16(), resp.text().await.unwrap())
+        }
+    };
+    let (status, text) = change("unlock", None).await;
+    assert_eq!(status, 200, "{text}");
+    assert!(text.contains("pc.james may sign in again now"), "{text}");
+    assert_eq!(login("pc.james", "ten characters at least").await, 200);
+    for _ in 0..5 {
+        login("pc.james", "wrong password!").await;
+    }
+    // A new password lifts the lockout too.
+    let (status, text) = change("password", Some("a brand new password")).await;
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(login("pc.james", "a brand new password").await, 200);
+    // Refusals are said on the page; nothing changes.
+    let (status, text) = change("password", Some("short")).await;
+    assert_eq!(status, 422, "{text}");
+    assert!(text.contains(r#"id="admin-notice""#), "{text}");
+    assert_eq!(login("pc.james", "a brand new password").await, 200);
+    // Disabled, then enabled again.
+    assert_eq!(change("disable", None).await.0, 200);
+    assert_eq!(login("pc.james", "a brand new password").await, 401);
+    assert_eq!(change("enable", None).await.0, 200);
+    assert_eq!(login("pc.james", "a brand new password").await, 200);
+    // Officers do not manage people.
+    let resp = app
+        .client
+        .post(app.url("/admin/users/pc.james"))
+        .form(&[("change", "disable")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 403);
+}

@@ -226,10 +226,10 @@ pub async fn setup(
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NewUser {
-    username: String,
-    role: String,
-    station: Option<String>,
-    password: String,
+    pub username: String,
+    pub role: String,
+    pub station: Option<String>,
+    pub password: String,
 }
 
 pub async fn create_user(
@@ -237,13 +237,28 @@ pub async fn create_user(
     access: Access,
     body: web::Json<NewUser>,
 ) -> Result<HttpResponse, ApiError> {
+    let user = add_user(&state, &access, body.into_inner()).await?;
+    Ok(HttpResponse::Created().json(json!({
+        "username": user.username,
+        "role": user.role,
+        "station": user.station,
+    })))
+}
+
+/// Create a person, checked and audited: for the API and the
+/// administration page alike.
+pub(crate) async fn add_user(
+    state: &web::Data<AppState>,
+    access: &Access,
+    new: NewUser,
+) -> Result<users::User, ApiError> {
     access.require(Action::ManageUsers)?;
     let NewUser {
         username,
         role,
         station,
         password,
-    } = body.into_inner();
+    } = new;
     let invalid = |path: &str, e: users::UserError| {
         ApiError::unprocessable("invalid_user", e.to_string())
             .with_details(json!([{ "path": path, "message": e.to_string() }]))
@@ -291,11 +306,7 @@ pub async fn create_user(
         Ok(user)
     })
     .await??;
-    Ok(HttpResponse::Created().json(json!({
-        "username": user.username,
-        "role": user.role,
-        "station": user.station,
-    })))
+    Ok(user)
 }
 
 pub async fn list_users(
@@ -365,11 +376,15 @@ fn invalid_station(e: stations::StationError) -> ApiError {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+#[derive(Default)]
 pub struct UserChange {
-    role: Option<String>,
-    station: Option<String>,
-    disabled: Option<bool>,
-    password: Option<String>,
+    pub role: Option<String>,
+    pub station: Option<String>,
+    pub disabled: Option<bool>,
+    pub password: Option<String>,
+    /// Lift a lockout after failed sign-ins (a new password does too).
+    #[serde(default)]
+    pub unlock: bool,
 }
 
 /// Change a user's role, station, password, or lock them out; their sessions
@@ -380,15 +395,37 @@ pub async fn update_user(
     name: web::Path<String>,
     body: web::Json<UserChange>,
 ) -> Result<HttpResponse, ApiError> {
+    let user = change_user(&state, &access, name.into_inner(), body.into_inner()).await?;
+    Ok(HttpResponse::Ok().json(json!({
+        "username": user.username,
+        "role": user.role,
+        "station": user.station,
+        "disabled": user.disabled,
+    })))
+}
+
+/// Change a person, checked and audited; a new password or `unlock` lifts a
+/// lockout after failed sign-ins, since at sea nobody can wait it out.
+pub(crate) async fn change_user(
+    state: &web::Data<AppState>,
+    access: &Access,
+    name: String,
+    change: UserChange,
+) -> Result<users::User, ApiError> {
     access.require(Action::ManageUsers)?;
-    let name = Username::try_from(name.into_inner())
-        .map_err(|e| ApiError::not_found("not_found", e.to_string()))?;
+    let name =
+        Username::try_from(name).map_err(|e| ApiError::not_found("not_found", e.to_string()))?;
     let UserChange {
         role,
         station,
         disabled,
         password,
-    } = body.into_inner();
+        unlock,
+    } = change;
+    let lift = unlock || password.is_some();
+    // Unlocking alone changes nothing the person's sessions depend on.
+    let ends_sessions =
+        role.is_some() || station.is_some() || disabled.is_some() || password.is_some();
     let role = role
         .map(|r| r.parse::<Role>())
         .transpose()
@@ -407,6 +444,7 @@ pub async fn update_user(
         "station": station,
         "disabled": disabled,
         "password_changed": password.is_some(),
+        "unlocked": lift,
     });
     let st = state.clone();
     let actor = access.actor();
@@ -430,9 +468,11 @@ pub async fn update_user(
                 other => ApiError::unprocessable("invalid_user", other.to_string()),
             })?
             .ok_or_else(|| ApiError::not_found("not_found", format!("No user {name}.")))?;
-        st.sessions
-            .end_all_of(&user.username)
-            .map_err(ApiError::internal)?;
+        if ends_sessions {
+            st.sessions
+                .end_all_of(&user.username)
+                .map_err(ApiError::internal)?;
+        }
         st.audit
             .append(
                 store,
@@ -445,12 +485,12 @@ pub async fn update_user(
         Ok(user)
     })
     .await??;
-    Ok(HttpResponse::Ok().json(json!({
-        "username": user.username,
-        "role": user.role,
-        "station": user.station,
-        "disabled": user.disabled,
-    })))
+    if lift {
+        state
+            .account_limits
+            .clear(&format!("user:{}", user.username));
+    }
+    Ok(user)
 }
 
 #[derive(Deserialize)]

@@ -1,7 +1,8 @@
-//! The admin's page: who has an account, which stations exist, which devices
-//! are enrolled, and a one-time code to enrol a new boat or station. Changes
-//! to people and devices otherwise go through the API or `tideline admin`
-//! (docs/SECURITY.md).
+//! The admin's page: people (add one, reset a password — which lifts a
+//! lockout —, unlock, disable), which stations exist, which devices are
+//! enrolled (revoke one), and a one-time code to enrol a new boat or
+//! station. Every change goes through the same checked, audited code as the
+//! API (`routes::auth`, `routes::devices`; docs/SECURITY.md).
 
 use super::layout::{frame, when, Chrome};
 use super::{page, PageResult};
@@ -53,14 +54,37 @@ struct Issued<'a> {
     upstream: String,
 }
 
-fn draw(chrome: &Chrome, lists: &Lists, issued: Option<Issued<'_>>) -> Markup {
+/// What the last action on the page did, or why it was refused.
+struct Notice {
+    ok: bool,
+    text: String,
+}
+
+fn draw(
+    chrome: &Chrome,
+    lists: &Lists,
+    issued: Option<Issued<'_>>,
+    notice: Option<&Notice>,
+) -> Markup {
     let codes: Vec<String> = if chrome.station == HQ {
         lists.stations.iter().map(|s| s.code.clone()).collect()
     } else {
         vec![chrome.station.clone()]
     };
+    let roles = ["officer", "supervisor", "analyst", "admin"];
+    let people_stations: Vec<String> = if chrome.station == HQ {
+        std::iter::once(HQ.to_string())
+            .chain(codes.iter().cloned())
+            .collect()
+    } else {
+        vec![chrome.station.clone()]
+    };
     let body = html! {
         h1 { "Administration" }
+        @if let Some(n) = notice {
+            @if n.ok { p.notice #admin-notice role="status" { (n.text) } }
+            @else { p.error #admin-notice role="alert" { (n.text) } }
+        }
         @if let Some(i) = &issued {
             div.notice role="status" #enrol-code {
                 p { "Enrolment code for a device of " strong { (i.station) } ": " code.big { (i.code) } }
@@ -97,12 +121,56 @@ fn draw(chrome: &Chrome, lists: &Lists, issued: Option<Issued<'_>>) -> Markup {
         section aria-labelledby="users-h" {
             h2 #users-h { "People" }
             table {
-                thead { tr { th { "User" } th { "Role" } th { "Station" } th { "Since" } th { "State" } } }
+                thead { tr { th { "User" } th { "Role" } th { "Station" } th { "Since" } th { "State" } th { "Change" } } }
                 tbody {
                     @for u in &lists.users {
-                        tr { td { (u.username.to_string()) } td { (u.role.to_string()) } td { (u.station) } td { (when(&u.created_at)) } td { (if u.disabled { "disabled" } else { "active" }) } }
+                        @let name = u.username.to_string();
+                        @let action = format!("/admin/users/{name}");
+                        tr data-user=(name) {
+                            td { (name) } td { (u.role.to_string()) } td { (u.station) } td { (when(&u.created_at)) }
+                            td { (if u.disabled { "disabled" } else { "active" }) }
+                            td {
+                                form.inline method="post" action=(action) {
+                                    input type="hidden" name="change" value="password";
+                                    label.visually-hidden for=(format!("pw-{name}")) { "New password for " (name) }
+                                    input id=(format!("pw-{name}")) name="password" type="password" autocomplete="new-password"
+                                        minlength="10" placeholder="new password" required;
+                                    button.secondary type="submit" { "Reset password" }
+                                }
+                                form.inline method="post" action=(action) {
+                                    input type="hidden" name="change" value="unlock";
+                                    button.secondary type="submit" { "Unlock" }
+                                }
+                                form.inline method="post" action=(action) {
+                                    input type="hidden" name="change" value=(if u.disabled { "enable" } else { "disable" });
+                                    button.secondary type="submit" { (if u.disabled { "Enable" } else { "Disable" }) }
+                                }
+                            }
+                        }
                     }
                 }
+            }
+            h3 #add-user-h { "Add a person" }
+            p.muted { "Accounts belong to this instance: each boat needs its own officers' accounts, made here on the boat." }
+            form.filters method="post" action="/admin/users" aria-labelledby="add-user-h" {
+                div.field {
+                    label for="u-name" { "User name" }
+                    input #u-name name="username" type="text" required autocapitalize="none" autocorrect="off" spellcheck="false"
+                        pattern="[a-z0-9._-]+" title="Lower-case letters, digits, dots, dashes and underscores";
+                }
+                div.field {
+                    label for="u-role" { "Role" }
+                    select #u-role name="role" { @for r in roles { option value=(r) { (r) } } }
+                }
+                div.field {
+                    label for="u-station" { "Station" }
+                    select #u-station name="station" { @for c in &people_stations { option value=(c) selected[*c == chrome.station] { (c) } } }
+                }
+                div.field {
+                    label for="u-password" { "Password (at least 10 characters)" }
+                    input #u-password name="password" type="password" autocomplete="new-password" minlength="10" required;
+                }
+                div.buttons { button.primary type="submit" { "Add" } }
             }
         }
         section aria-labelledby="devices-h" {
@@ -145,8 +213,140 @@ fn draw(chrome: &Chrome, lists: &Lists, issued: Option<Issued<'_>>) -> Markup {
 
 /// `GET /admin`
 pub async fn page_(state: web::Data<AppState>, access: Access) -> PageResult {
-    let lists = lists(&state, &access).await?;
-    Ok(page(draw(&Chrome::new(&state, &access), &lists, None)))
+    show(&state, &access, None).await
+}
+
+/// The page with `notice` on top; a refusal keeps the refusal's status.
+async fn show(
+    state: &web::Data<AppState>,
+    access: &Access,
+    notice: Option<Result<String, ApiError>>,
+) -> PageResult {
+    let (notice, status) = match notice {
+        None => (None, actix_web::http::StatusCode::OK),
+        Some(Ok(text)) => (
+            Some(Notice { ok: true, text }),
+            actix_web::http::StatusCode::OK,
+        ),
+        Some(Err(e)) if e.status().is_client_error() => (
+            Some(Notice {
+                ok: false,
+                text: e.message().to_string(),
+            }),
+            e.status(),
+        ),
+        Some(Err(e)) => return Err(e.into()),
+    };
+    let lists = lists(state, access).await?;
+    let mut resp = page(draw(
+        &Chrome::new(state, access),
+        &lists,
+        None,
+        notice.as_ref(),
+    ));
+    *resp.status_mut() = status;
+    Ok(resp)
+}
+
+#[derive(Deserialize)]
+pub struct NewPersonForm {
+    username: String,
+    role: String,
+    station: String,
+    password: String,
+}
+
+/// `POST /admin/users`: add a person to this instance.
+pub async fn add_person(
+    state: web::Data<AppState>,
+    access: Access,
+    form: web::Form<NewPersonForm>,
+) -> PageResult {
+    let NewPersonForm {
+        username,
+        role,
+        station,
+        password,
+    } = form.into_inner();
+    let new = crate::routes::auth::NewUser {
+        username: username.trim().to_ascii_lowercase(),
+        role,
+        station: Some(station),
+        password,
+    };
+    let done = crate::routes::auth::add_user(&state, &access, new)
+        .await
+        .map(|u| {
+            format!(
+                "Added {} {} of {}: they sign in on this instance with the password you gave.",
+                u.role, u.username, u.station
+            )
+        });
+    show(&state, &access, Some(done)).await
+}
+
+#[derive(Deserialize)]
+pub struct PersonChangeForm {
+    change: String,
+    password: Option<String>,
+}
+
+/// `POST /admin/users/{name}`: reset a password (lifting any lockout), unlock,
+/// disable or enable.
+pub async fn change_person(
+    state: web::Data<AppState>,
+    access: Access,
+    name: web::Path<String>,
+    form: web::Form<PersonChangeForm>,
+) -> PageResult {
+    use crate::routes::auth::UserChange;
+    let name = name.into_inner();
+    let PersonChangeForm { change, password } = form.into_inner();
+    let (change, said) = match change.as_str() {
+        "password" => (
+            UserChange {
+                password,
+                ..Default::default()
+            },
+            "has a new password and may sign in again now",
+        ),
+        "unlock" => (
+            UserChange {
+                unlock: true,
+                ..Default::default()
+            },
+            "may sign in again now",
+        ),
+        "disable" => (
+            UserChange {
+                disabled: Some(true),
+                ..Default::default()
+            },
+            "is disabled and signed out",
+        ),
+        "enable" => (
+            UserChange {
+                disabled: Some(false),
+                ..Default::default()
+            },
+            "is enabled",
+        ),
+        other => {
+            return show(
+                &state,
+                &access,
+                Some(Err(ApiError::bad_request(
+                    "invalid_request",
+                    format!("There is no change called {other:?}."),
+                ))),
+            )
+            .await
+        }
+    };
+    let done = crate::routes::auth::change_user(&state, &access, name, change)
+        .await
+        .map(|u| format!("{} {said}.", u.username));
+    show(&state, &access, Some(done)).await
 }
 
 #[derive(Deserialize)]
@@ -180,6 +380,7 @@ pub async fn enroll_code(
             expires,
             upstream,
         }),
+        None,
     )))
 }
 
