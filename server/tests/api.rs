@@ -435,3 +435,45 @@ async fn a_record_names_the_person_who_created_it_beside_the_device() {
         app.records.identity().device_id.to_string()
     );
 }
+
+/// A photo over the limit costs the photo, never the report: the report is
+/// saved as a draft and the page names the file, its size and the limit.
+#[tokio::test]
+async fn a_photo_over_the_limit_leaves_the_report_saved_and_says_why() {
+    let app = spawn_app().await;
+    let mut body = Vec::new();
+    let text = |name: &str, value: &str| {
+        format!("--XyZ\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n")
+    };
+    body.extend(text("_action", "submit").as_bytes());
+    body.extend(text("f.vessel_name", "Heavy Photo").as_bytes());
+    body.extend(
+        b"--XyZ\r\nContent-Disposition: form-data; name=\"file.photos\"; filename=\"deck.jpg\"\r\n\
+          Content-Type: image/jpeg\r\n\r\n",
+    );
+    body.extend(std::iter::repeat_n(0xFFu8, 30 * 1024 * 1024));
+    body.extend(b"\r\n");
+    body.extend(text("f.findings", "Typed after the photo.").as_bytes());
+    body.extend(b"--XyZ--\r\n");
+    let resp = app
+        .client
+        .post(app.url("/records/new?form=boarding-report"))
+        .header("content-type", "multipart/form-data; boundary=XyZ")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 422);
+    let page = resp.text().await.unwrap();
+    assert!(
+        page.contains("deck.jpg is 30 MB; a file may be at most 25 MB"),
+        "{page}"
+    );
+    let listed = app.records.list(&Default::default(), 10, 0).unwrap();
+    assert_eq!(listed.total, 1, "the report was not saved");
+    let view: Value = serde_json::from_str(listed.records[0].get()).unwrap();
+    assert_eq!(view["fields"]["vessel_name"], "Heavy Photo");
+    assert_eq!(view["fields"]["findings"], "Typed after the photo.");
+    assert_eq!(view["status"], "draft");
+    assert_eq!(view["attachments"], json!([]));
+}

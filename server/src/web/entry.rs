@@ -754,13 +754,28 @@ fn form_of(state: &AppState, view: &Json) -> Result<Form, ApiError> {
 }
 
 /// Read a posted multipart form: text parts into `Posted`, files apart.
+/// A file left out of a posted form because it is too large: the report is
+/// saved without it and the page says so.
+struct Oversized {
+    field: String,
+    name: String,
+    size: usize,
+}
+
+/// Files past the limit are read to their end (to reach the fields after
+/// them) but not kept, up to this many times the limit in all; past that
+/// the post is refused whole.
+const OVERSIZED_ALLOWANCE: usize = 8;
+
 async fn read_multipart(
     mut body: Multipart,
     max_text: usize,
     max_file: usize,
-) -> Result<(Posted, Vec<Upload>), ApiError> {
+) -> Result<(Posted, Vec<Upload>, Vec<Oversized>), ApiError> {
     let mut posted = Posted::new();
     let mut uploads = Vec::new();
+    let mut oversized = Vec::new();
+    let mut skipped = 0usize;
     let mut text_total = 0usize;
     while let Some(part) = body.next().await {
         let mut part = part.map_err(|e| {
@@ -777,14 +792,35 @@ async fn read_multipart(
             MAX_TEXT_PART
         };
         let mut bytes = Vec::new();
+        let mut size = 0usize;
         while let Some(chunk) = part.next().await {
             let chunk = chunk.map_err(|e| {
                 ApiError::bad_request("bad_form", format!("The form could not be read: {e}."))
             })?;
-            if bytes.len() + chunk.len() > limit {
-                return Err(ApiError::too_large(limit));
+            size += chunk.len();
+            if size > limit {
+                // A photo too large must not cost the report: skip it.
+                if filename.is_none() {
+                    return Err(ApiError::too_large(limit));
+                }
+                skipped += chunk.len();
+                if skipped > OVERSIZED_ALLOWANCE * max_file {
+                    return Err(ApiError::too_large(limit));
+                }
+                bytes.clear();
+                continue;
             }
             bytes.extend_from_slice(&chunk);
+        }
+        if size > limit {
+            if let (Some(file), Some(field)) = (&filename, name.strip_prefix("file.")) {
+                oversized.push(Oversized {
+                    field: field.to_string(),
+                    name: file.clone(),
+                    size,
+                });
+            }
+            continue;
         }
         match filename {
             Some(file) => {
@@ -808,7 +844,7 @@ async fn read_multipart(
             }
         }
     }
-    Ok((posted, uploads))
+    Ok((posted, uploads, oversized))
 }
 
 /// `POST /records/new?form=ID`
@@ -854,7 +890,7 @@ async fn save(
     existing: Option<RecordId>,
     body: Multipart,
 ) -> PageResult {
-    let (mut posted, uploads) =
+    let (mut posted, uploads, oversized) =
         read_multipart(body, state.max_body_bytes, state.attachments.max_bytes).await?;
     let action = one(&posted, "_action").to_string();
     let tz: i32 = one(&posted, "_tz").parse().unwrap_or(0);
@@ -1000,6 +1036,14 @@ async fn save(
         .as_str()
         .and_then(|i| i.parse().ok())
         .ok_or_else(|| ApiError::internal("a stored record without an id"))?;
+    for o in oversized {
+        problems.entry(o.field).or_default().push(format!(
+            "{} is {}; a file may be at most {}. The report is saved without it: choose a smaller photo.",
+            o.name,
+            crate::error::human_size(o.size as u64),
+            crate::error::human_size(state.attachments.max_bytes as u64)
+        ));
+    }
     for upload in uploads {
         let Upload { field, name, bytes } = upload;
         let st = state.clone();
