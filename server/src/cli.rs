@@ -139,6 +139,9 @@ enum Command {
     /// change feed, every attachment matches its SHA-256, the audit log
     /// verifies. Exits non-zero with a list of problems; repairs nothing.
     Check,
+    /// HTTPS for a boat's or station's LAN: a CA of this instance's own.
+    #[command(subcommand)]
+    Tls(TlsCommand),
     /// Attachment files.
     #[command(subcommand)]
     Attachments(AttachmentsCommand),
@@ -541,6 +544,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::Tls(TlsCommand::Init { name, ip, force }) => {
+            let settings = Settings::resolve(&over)?;
+            tls_init(&settings, &name, &ip, force)
+        }
         Command::Check => {
             let settings = Settings::resolve(&over)?;
             let records = open_existing(&settings)?;
@@ -577,7 +584,56 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+#[derive(Subcommand)]
+enum TlsCommand {
+    /// Make a local CA and a server certificate in <data>/tls/; `serve` then
+    /// serves HTTPS with them, and tablets install the CA from /tablet.
+    Init {
+        /// A host name tablets use to reach this instance (repeatable).
+        #[arg(long)]
+        name: Vec<String>,
+        /// An IP address tablets use to reach it, e.g. 192.168.8.10 (repeatable).
+        #[arg(long)]
+        ip: Vec<std::net::IpAddr>,
+        /// Replace certificates made before (tablets must install the new CA).
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+fn tls_init(
+    settings: &Settings,
+    names: &[String],
+    ips: &[std::net::IpAddr],
+    force: bool,
+) -> anyhow::Result<()> {
+    let files = crate::local_tls::init(&settings.data_dir, names, ips, force)?;
+    let host = names
+        .first()
+        .cloned()
+        .or_else(|| ips.first().map(|ip| ip.to_string()))
+        .unwrap_or_default();
+    println!(
+        "made a CA ({}) and a certificate for {}; `tideline serve` now serves HTTPS with them.\n\
+         On each tablet, open https://{host}:PORT/tablet and install the CA as it says \
+         (docs/OPERATIONS.md, \"Tablets\").",
+        files.ca.display(),
+        names
+            .iter()
+            .cloned()
+            .chain(ips.iter().map(|ip| ip.to_string()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    Ok(())
+}
+
 fn serve(settings: Settings) -> anyhow::Result<()> {
+    // Certificates made by `tideline tls init`, unless others are given.
+    let mut settings = settings;
+    if settings.tls.is_none() {
+        settings.tls = crate::local_tls::existing(&settings.data_dir);
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

@@ -12,6 +12,7 @@ pub mod cli;
 pub mod config;
 pub mod error;
 pub mod export;
+pub mod local_tls;
 pub mod metrics;
 pub mod routes;
 pub mod startup;

@@ -179,3 +179,70 @@ fn plain_http_beyond_loopback_is_warned_about_in_a_plain_log() {
         "colour codes in a log that is not a terminal: {warning:?}"
     );
 }
+
+/// `tideline tls init` on a boat: `serve` then answers HTTPS that a client
+/// trusting only the made CA accepts, and offers that CA to tablets.
+#[test]
+fn tls_init_makes_serve_answer_https_that_its_ca_vouches_for() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("boat");
+    let bin = env!("CARGO_BIN_EXE_tideline");
+    let made = Command::new(bin)
+        .arg("--data")
+        .arg(&data)
+        .args(["tls", "init", "--name", "localhost", "--ip", "127.0.0.1"])
+        .output()
+        .unwrap();
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let mut child = Command::new(bin)
+        .arg("--data")
+        .arg(&data)
+        .args([
+            "--station",
+            "BB-01",
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--no-auto-sync",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(addr) = line.strip_prefix("listening on ") {
+                let _ = tx.send(addr.to_string());
+            }
+        }
+    });
+    let base = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("an address");
+    assert!(base.starts_with("https://"), "{base}");
+    let ca_pem = std::fs::read(data.join("tls/ca.pem")).unwrap();
+    let client = reqwest::blocking::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&ca_pem).unwrap())
+        .build()
+        .unwrap();
+    let health = client.get(format!("{base}/healthz")).send();
+    let tablet = client.get(format!("{base}/tablet")).send();
+    let ca = client.get(format!("{base}/ca.pem")).send();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(health.expect("HTTPS the CA vouches for").status(), 200);
+    let tablet = tablet.unwrap().text().unwrap();
+    assert!(
+        tablet.contains("<svg") && tablet.contains("/ca.pem"),
+        "{tablet}"
+    );
+    assert_eq!(ca.unwrap().bytes().unwrap().as_ref(), ca_pem.as_slice());
+}

@@ -20,6 +20,7 @@ mod login;
 mod map;
 mod records;
 mod storable;
+mod tablet;
 
 use crate::error::ApiError;
 use actix_web::http::{header, StatusCode};
@@ -35,6 +36,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/logout", web::post().to(login::logout))
         .route("/assets/{name}", web::get().to(assets::serve))
         .route("/favicon.ico", web::get().to(assets::favicon))
+        .route("/tablet", web::get().to(tablet::page))
+        .route("/ca.pem", web::get().to(tablet::ca))
         .route("/records", web::get().to(records::list))
         .route("/records/new", web::get().to(entry::new_page))
         .route("/records/new", web::post().to(entry::create))
@@ -58,7 +61,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 
 /// Paths anyone may open: the sign-in page and what it is drawn with.
 pub fn is_public(path: &str) -> bool {
-    path == "/login" || path == "/favicon.ico" || path.starts_with("/assets/")
+    matches!(path, "/login" | "/favicon.ico" | "/tablet" | "/ca.pem")
+        || path.starts_with("/assets/")
 }
 
 /// Whether a path is a page of the web interface (a browser is sent to the
