@@ -138,7 +138,6 @@ fn a_session_outlives_a_restart_of_the_server() {
 /// without terminal colour codes (stderr here is a pipe, as under systemd).
 #[test]
 fn plain_http_beyond_loopback_is_warned_about_in_a_plain_log() {
-    use std::io::{BufRead, BufReader};
     use std::process::{Command, Stdio};
     let dir = tempfile::tempdir().unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_tideline"))
@@ -154,13 +153,7 @@ fn plain_http_beyond_loopback_is_warned_about_in_a_plain_log() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
+    let rx = common::lines_of(child.stderr.take().unwrap());
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut seen = Vec::new();
     let warning = loop {
@@ -184,7 +177,6 @@ fn plain_http_beyond_loopback_is_warned_about_in_a_plain_log() {
 /// trusting only the made CA accepts, and offers that CA to tablets.
 #[test]
 fn tls_init_makes_serve_answer_https_that_its_ca_vouches_for() {
-    use std::io::{BufRead, BufReader};
     use std::process::{Command, Stdio};
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("boat");
@@ -215,18 +207,8 @@ fn tls_init_makes_serve_answer_https_that_its_ca_vouches_for() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(addr) = line.strip_prefix("listening on ") {
-                let _ = tx.send(addr.to_string());
-            }
-        }
-    });
-    let base = rx
-        .recv_timeout(Duration::from_secs(60))
-        .expect("an address");
+    let lines = common::lines_of(child.stdout.take().unwrap());
+    let base = common::listening_address(&lines, Duration::from_secs(60));
     assert!(base.starts_with("https://"), "{base}");
     let ca_pem = std::fs::read(data.join("tls/ca.pem")).unwrap();
     let client = reqwest::blocking::Client::builder()

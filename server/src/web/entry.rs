@@ -926,42 +926,30 @@ async fn save(
     };
     // What this browser kept of a report whose save never reached the
     // server (an ended session, a closed tab): drawn again, not saved.
-    if action == "restore" {
-        return Ok(redraw(
-            &posted,
+    // Drawn again with what was posted; nothing stored.
+    let again = |posted: &Posted| {
+        Ok(redraw(
+            posted,
             &Problems::new(),
             &Json::Null,
             None,
             existing,
             false,
             200,
-        ));
+        ))
+    };
+    if action == "restore" {
+        return again(&posted);
     }
     if let Some(path) = action.strip_prefix("add:") {
         let next = items(&posted, path).last().map_or(0, |i| i + 1);
         posted.insert(format!("f.{path}[{next}]._row"), vec!["1".into()]);
-        return Ok(redraw(
-            &posted,
-            &Problems::new(),
-            &Json::Null,
-            None,
-            existing,
-            false,
-            200,
-        ));
+        return again(&posted);
     }
     if let Some(item) = action.strip_prefix("remove:") {
         let prefix = format!("f.{item}.");
         posted.retain(|k, _| !k.starts_with(&prefix));
-        return Ok(redraw(
-            &posted,
-            &Problems::new(),
-            &Json::Null,
-            None,
-            existing,
-            false,
-            200,
-        ));
+        return again(&posted);
     }
     let submit = action == "submit";
     let mut unreadable = Problems::new();

@@ -219,10 +219,43 @@ impl Drop for ServeProcess {
     }
 }
 
+/// Every line a child writes to `out`, as it comes, for polling with a deadline.
+pub fn lines_of(out: impl std::io::Read + Send + 'static) -> std::sync::mpsc::Receiver<String> {
+    use std::io::BufRead;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+/// Wait (until `within`) for the `listening on ADDRESS` line and return the address.
+pub fn listening_address(
+    lines: &std::sync::mpsc::Receiver<String>,
+    within: std::time::Duration,
+) -> String {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match lines.recv_timeout(left) {
+            Ok(line) => {
+                if let Some(addr) = line.strip_prefix("listening on ") {
+                    return addr.to_string();
+                }
+            }
+            Err(_) => panic!("tideline serve did not report its address within {within:?}"),
+        }
+    }
+}
+
 /// Run `tideline [global args] serve [serve args]` and wait (with a deadline)
 /// for it to report the address it listens on.
 pub fn spawn_serve(global: &[&str], serve: &[&str]) -> ServeProcess {
-    use std::io::{BufRead, BufReader, Write};
+    use std::io::Write;
     use std::process::{Command, Stdio};
     // A supervisor to act as (already there when the directory is reused).
     let mut admin = Command::new(env!("CARGO_BIN_EXE_tideline"))
@@ -260,18 +293,8 @@ pub fn spawn_serve(global: &[&str], serve: &[&str]) -> ServeProcess {
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn tideline serve");
-    let stdout = child.stdout.take().expect("stdout");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(addr) = line.strip_prefix("listening on ") {
-                let _ = tx.send(addr.to_string());
-            }
-        }
-    });
-    let base = rx
-        .recv_timeout(std::time::Duration::from_secs(60))
-        .expect("tideline serve did not report its address within 60 s");
+    let lines = lines_of(child.stdout.take().expect("stdout"));
+    let base = listening_address(&lines, std::time::Duration::from_secs(60));
     let resp = reqwest::blocking::Client::new()
         .post(format!("{base}/api/v1/login"))
         .json(&json!({"username": TESTER, "password": PASSWORD}))
