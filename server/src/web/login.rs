@@ -8,7 +8,7 @@ use crate::routes::auth::{session_cookie, sign_in, sign_out};
 use crate::startup::AppState;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
-use maud::{html, DOCTYPE};
+use maud::html;
 use serde::Deserialize;
 
 #[derive(Deserialize)]
@@ -48,48 +48,37 @@ fn safe_next(next: Option<&str>) -> String {
 }
 
 fn form(next: &str, username: &str, error: Option<&str>, expired: bool) -> maud::Markup {
-    html! {
-        (DOCTYPE)
-        html lang="en" {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                title { "Sign in · Tideline" }
-                link rel="stylesheet" href="/assets/app.css";
-                link rel="icon" href="/assets/favicon.svg" type="image/svg+xml";
-            }
-            body {
-                main.narrow #main {
-                    h1 { "Tideline" }
-                    p { "Sign in with the account your station's admin gave you." }
-                    @if expired {
-                        p.notice #expired role="status" {
-                            "Your session ended, so that last save did not reach the server. "
-                            "What you typed is kept in this browser: sign in and it comes back."
-                        }
-                    }
-                    @if let Some(e) = error {
-                        p.error #login-error role="alert" { (e) }
-                    }
-                    form method="post" action="/login" {
-                        input type="hidden" name="next" value=(next);
-                        div.field {
-                            label for="username" { "User name" }
-                            input #username name="username" type="text" autocomplete="username"
-                                autocapitalize="none" autocorrect="off" spellcheck="false"
-                                required autofocus value=(username);
-                        }
-                        div.field {
-                            label for="password" { "Password" }
-                            input #password name="password" type="password"
-                                autocomplete="current-password" required;
-                        }
-                        button.primary type="submit" { "Sign in" }
-                    }
+    super::bare(
+        "Sign in",
+        html! {
+            h1 { "Tideline" }
+            p { "Sign in with the account your station's admin gave you." }
+            @if expired {
+                p.notice #expired role="status" {
+                    "Your session ended, so that last save did not reach the server. "
+                    "What you typed is kept in this browser: sign in and it comes back."
                 }
             }
-        }
-    }
+            @if let Some(e) = error {
+                p.error #login-error role="alert" { (e) }
+            }
+            form method="post" action="/login" {
+                input type="hidden" name="next" value=(next);
+                div.field {
+                    label for="username" { "User name" }
+                    input #username name="username" type="text" autocomplete="username"
+                        autocapitalize="none" autocorrect="off" spellcheck="false"
+                        required autofocus value=(username);
+                }
+                div.field {
+                    label for="password" { "Password" }
+                    input #password name="password" type="password"
+                        autocomplete="current-password" required;
+                }
+                button.primary type="submit" { "Sign in" }
+            }
+        },
+    )
 }
 
 /// `GET /login`

@@ -156,6 +156,24 @@ impl ResponseError for PageError {
 pub type PageResult = Result<HttpResponse, PageError>;
 
 /// A finished page as a response.
+/// A page without the signed-in frame (sign-in, tablet set-up): `main` in a
+/// narrow column under `title`.
+pub fn bare(title: &str, main: maud::Markup) -> maud::Markup {
+    html! {
+        (maud::DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) " · Tideline" }
+                link rel="stylesheet" href="/assets/app.css";
+                link rel="icon" href="/assets/favicon.svg" type="image/svg+xml";
+            }
+            body { main.narrow #main { (main) } }
+        }
+    }
+}
+
 pub fn page(markup: maud::Markup) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/html; charset=utf-8")

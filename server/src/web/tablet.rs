@@ -7,7 +7,7 @@
 use crate::startup::AppState;
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
-use maud::{html, PreEscaped, DOCTYPE};
+use maud::{html, PreEscaped};
 
 /// `GET /ca.pem`: the CA `tideline tls init` made, if it did.
 pub async fn ca(state: web::Data<AppState>) -> HttpResponse {
@@ -37,50 +37,39 @@ pub async fn page(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse 
                 .build()
         })
         .unwrap_or_default();
-    let markup = html! {
-        (DOCTYPE)
-        html lang="en" {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                title { "Set up a tablet · Tideline" }
-                link rel="stylesheet" href="/assets/app.css";
-                link rel="icon" href="/assets/favicon.svg" type="image/svg+xml";
-            }
-            body {
-                main.narrow #main {
-                    h1 { "Set up a tablet" }
-                    @if !has_ca {
-                        p.error role="alert" {
-                            "This instance has no certificate of its own yet. Its admin runs "
-                            code { "tideline tls init --name HOST --ip ADDRESS" }
-                            " and restarts it; then this page offers the certificate."
-                        }
-                    } @else {
-                        p {
-                            "Tablets give the entry form the device's position only over HTTPS they trust. "
-                            "Install this instance's certificate authority once on each tablet:"
-                        }
-                        figure #ca-qr {
-                            (PreEscaped(qr))
-                            figcaption { "Scan with the tablet's camera, or open " a href="/ca.pem" { (ca_url) } }
-                        }
-                        h2 { "Android" }
-                        ol {
-                            li { "Open the address above in Chrome; the certificate downloads." }
-                            li { "Settings → Security → More security settings → Encryption and credentials → Install a certificate → CA certificate; choose the downloaded file." }
-                            li { "Open this instance's address with " code { "https://" } " again: no warning, and the position button works." }
-                        }
-                        h2 { "iPad" }
-                        ol {
-                            li { "Open the address above in Safari and allow the download of the configuration profile." }
-                            li { "Settings → General → VPN & Device Management: install the downloaded profile." }
-                            li { "Settings → General → About → Certificate Trust Settings: switch on full trust for the Tideline CA." }
-                        }
-                    }
+    let markup = super::bare(
+        "Set up a tablet",
+        html! {
+            h1 { "Set up a tablet" }
+            @if !has_ca {
+                p.error role="alert" {
+                    "This instance has no certificate of its own yet. Its admin runs "
+                    code { "tideline tls init --name HOST --ip ADDRESS" }
+                    " and restarts it; then this page offers the certificate."
+                }
+            } @else {
+                p {
+                    "Tablets give the entry form the device's position only over HTTPS they trust. "
+                    "Install this instance's certificate authority once on each tablet:"
+                }
+                figure #ca-qr {
+                    (PreEscaped(qr))
+                    figcaption { "Scan with the tablet's camera, or open " a href="/ca.pem" { (ca_url) } }
+                }
+                h2 { "Android" }
+                ol {
+                    li { "Open the address above in Chrome; the certificate downloads." }
+                    li { "Settings → Security → More security settings → Encryption and credentials → Install a certificate → CA certificate; choose the downloaded file." }
+                    li { "Open this instance's address with " code { "https://" } " again: no warning, and the position button works." }
+                }
+                h2 { "iPad" }
+                ol {
+                    li { "Open the address above in Safari and allow the download of the configuration profile." }
+                    li { "Settings → General → VPN & Device Management: install the downloaded profile." }
+                    li { "Settings → General → About → Certificate Trust Settings: switch on full trust for the Tideline CA." }
                 }
             }
-        }
-    };
+        },
+    );
     super::page(markup)
 }
