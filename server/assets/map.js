@@ -1,6 +1,7 @@
-// The map of boardings: a coordinate grid that needs no network, tiles on
-// top when a tile URL is configured and they load, and one marker per
-// record with a popup linking to it.
+// The map of boardings: the region's coastlines and a coordinate grid, both
+// served by the instance so they need no network, tiles on top when a tile
+// URL is configured and they load, and one marker per record with a popup
+// linking to it.
 "use strict";
 (function () {
   const el = document.getElementById("map");
@@ -25,23 +26,39 @@
     const east = Math.ceil(b.getEast() / step) * step;
     for (let lat = south; lat <= north; lat += step) {
       L.polyline([[lat, west], [lat, east]], style).addTo(grid);
-      L.marker([lat, b.getWest()], { interactive: false, icon: L.divIcon({ className: "grid-label", html: lat.toFixed(2) + "°", iconSize: [50, 12], iconAnchor: [-2, 12] }) }).addTo(grid);
+      // Latitudes on the right edge, clear of the zoom buttons on the left.
+      L.marker([lat, b.getEast()], { interactive: false, icon: L.divIcon({ className: "grid-label grid-label-lat", html: lat.toFixed(2) + "°", iconSize: [50, 12], iconAnchor: [52, 12] }) }).addTo(grid);
     }
     for (let lon = west; lon <= east; lon += step) {
       L.polyline([[south, lon], [north, lon]], style).addTo(grid);
       L.marker([b.getSouth(), lon], { interactive: false, icon: L.divIcon({ className: "grid-label", html: lon.toFixed(2) + "°", iconSize: [50, 12], iconAnchor: [-2, 14] }) }).addTo(grid);
     }
   }
+  // Coastlines (Natural Earth 1:10m, clipped to the Eastern Caribbean).
+  const coast = L.layerGroup().addTo(map);
+  fetch("/assets/coastlines.json")
+    .then((r) => (r.ok ? r.json() : Promise.reject(r.status)))
+    .then((land) => {
+      land.rings.forEach((ring) => {
+        L.polygon(ring.map(([lon, lat]) => [lat, lon]), {
+          color: "#5b7a5b", weight: 1, fillColor: "#dfe8d2", fillOpacity: 1, interactive: false,
+        }).addTo(coast);
+      });
+      el.dataset.coast = String(land.rings.length);
+      drawGrid();
+      markers.bringToFront();
+    })
+    .catch(() => { el.dataset.coast = "0"; });
   const tiles = el.dataset.tiles;
   if (tiles) {
     let loaded = 0;
     const layer = L.tileLayer(tiles, { maxZoom: 18 }).addTo(map);
     layer.on("tileload", () => { loaded += 1; note.textContent = ""; });
     layer.on("tileerror", () => {
-      if (loaded === 0) note.textContent = "Map tiles are not reachable from here; positions are drawn on a coordinate grid.";
+      if (loaded === 0) note.textContent = "Map tiles are not reachable from here; positions are drawn over the coastlines and a coordinate grid.";
     });
   } else {
-    note.textContent = "No map tiles are configured (map_tile_url); positions are drawn on a coordinate grid.";
+    note.textContent = "No map tiles are configured (map_tile_url); positions are drawn over the coastlines and a coordinate grid.";
   }
   const markers = L.featureGroup().addTo(map);
   const escape = (s) => String(s).replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));

@@ -480,6 +480,17 @@ async fn an_officer_reports_offline_and_a_supervisor_resolves_a_conflict_upstrea
     // The map shows the boarding.
     c.goto(&format!("{}/map", station.base)).await.unwrap();
     css(&c, "#map[data-markers='1']").await;
+    // Land drawn with no network: the region's coastlines come with the instance.
+    css(&c, "#map[data-coast]").await;
+    let coast = css(&c, "#map").await.attr("data-coast").await.unwrap();
+    assert!(
+        coast
+            .as_deref()
+            .and_then(|n| n.parse::<u32>().ok())
+            .unwrap_or(0)
+            > 10,
+        "no coastlines on the map: {coast:?}"
+    );
     assert!(css(&c, "#map-tiles-note")
         .await
         .text()

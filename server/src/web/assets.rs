@@ -1,12 +1,13 @@
 //! The web interface's static files, compiled into the binary so that a boat
-//! with no network has everything: the stylesheet, the script, and the
-//! vendored map library (Leaflet, BSD-2-Clause, server/assets/vendor).
+//! with no network has everything: the stylesheet, the script, the
+//! vendored map library (Leaflet, BSD-2-Clause, server/assets/vendor) and
+//! the Eastern Caribbean's coastlines (Natural Earth, public domain).
 
 use actix_web::http::header;
 use actix_web::{web, HttpResponse};
 
 /// Name, content type and bytes of every asset.
-const ASSETS: [(&str, &str, &[u8]); 6] = [
+const ASSETS: [(&str, &str, &[u8]); 7] = [
     (
         "app.css",
         "text/css; charset=utf-8",
@@ -16,6 +17,12 @@ const ASSETS: [(&str, &str, &[u8]); 6] = [
         "app.js",
         "text/javascript; charset=utf-8",
         include_bytes!("../../assets/app.js"),
+    ),
+    // The region's land, for the map at sea (deploy/tools/coastlines.py).
+    (
+        "coastlines.json",
+        "application/json",
+        include_bytes!("../../assets/coastlines.json"),
     ),
     (
         "favicon.svg",
