@@ -660,6 +660,29 @@ async fn nothing_typed_is_lost_to_an_ended_session_a_restart_a_closed_tab_or_bad
     assert!(draft["fields"].get("arrests").is_none(), "{draft}");
     assert!(draft["fields"].get("persons_on_board").is_none(), "{draft}");
     screenshot(&c, "entry-problems-at-once").await;
+
+    // A photo over the limit with a new report: the report is kept, the
+    // page names the file and the limit.
+    c.goto(&new_form).await.unwrap();
+    css(&c, "form.entry[data-drawn=opened]").await;
+    if c.find(Locator::Css("#restored")).await.is_ok() {
+        click(&c, "#restored a[data-discard]").await;
+        css(&c, "form.entry[data-drawn=opened]").await;
+    }
+    type_into(&c, "#f-vessel-name", "Big Photo").await;
+    let big = dirs[1].path().join("big.jpg");
+    let mut jpeg = vec![0xFF, 0xD8, 0xFF, 0xE0];
+    jpeg.resize(30 * 1024 * 1024, 7);
+    std::fs::write(&big, jpeg).unwrap();
+    type_into(&c, "#f-photos", big.to_str().unwrap()).await;
+    press(&c, "#save-draft").await;
+    let said = shown(&c, "#f-photos-error").await;
+    assert!(
+        said.contains("big.jpg is 30 MB") && said.contains("at most 25 MB"),
+        "{said}"
+    );
+    let kept = record_named(&boat, "Big Photo").await.expect("the report");
+    assert_eq!(kept["attachments"], json!([]));
     c.close().await.unwrap();
 }
 
