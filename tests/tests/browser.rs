@@ -35,6 +35,11 @@ impl Drop for Driver {
 }
 
 async fn start_driver() -> Driver {
+    start_driver_with(&[]).await
+}
+
+/// chromedriver with extra environment (a HOME whose NSS database trusts a CA).
+async fn start_driver_with(env: &[(&str, &std::ffi::OsStr)]) -> Driver {
     let bin = std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "/usr/bin/chromedriver".into());
     assert!(
         Path::new(&bin).exists(),
@@ -47,6 +52,7 @@ async fn start_driver() -> Driver {
         .unwrap()
         .port();
     let child = Command::new(&bin)
+        .envs(env.iter().copied())
         .arg(format!("--port={port}"))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -739,5 +745,130 @@ async fn the_sync_bar_says_when_a_boat_was_revoked_and_sync_now_shows_the_outcom
     );
     assert!(!bar.contains("cannot be reached"), "{bar}");
     screenshot(&c, "sync-revoked").await;
+    c.close().await.unwrap();
+}
+
+/// A Chrome DevTools command through chromedriver (`goog/cdp/execute`):
+/// what WebDriver itself cannot do, such as giving the page a position.
+#[derive(Debug)]
+struct Cdp {
+    cmd: &'static str,
+    params: Value,
+}
+
+impl fantoccini::wd::WebDriverCompatibleCommand for Cdp {
+    fn endpoint(
+        &self,
+        base: &url::Url,
+        session: Option<&str>,
+    ) -> Result<url::Url, url::ParseError> {
+        base.join(&format!(
+            "session/{}/goog/cdp/execute",
+            session.unwrap_or_default()
+        ))
+    }
+
+    fn method_and_body(&self, _: &url::Url) -> (http::Method, Option<String>) {
+        (
+            http::Method::POST,
+            Some(json!({"cmd": self.cmd, "params": self.params}).to_string()),
+        )
+    }
+}
+
+/// On a boat's LAN with `tideline tls init`'s CA trusted (installed in the
+/// browser's certificate store, as a tablet does), the entry page is a
+/// secure context and "Use this device's position" fills the position.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_https_with_the_local_ca_trusted_the_tablet_gives_its_position() {
+    let certutil = std::env::var("CERTUTIL").unwrap_or_else(|_| "/usr/bin/certutil".into());
+    assert!(
+        Path::new(&certutil).exists(),
+        "{certutil} is missing: install Debian's libnss3-tools (as .ci/run does) or set CERTUTIL"
+    );
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let files = tideline_server::local_tls::init(
+        dirs[0].path(),
+        &["localhost".to_string()],
+        &["127.0.0.1".parse().unwrap()],
+        false,
+    )
+    .unwrap();
+    let boat = Instance::start_tls(
+        "boat",
+        dirs[0].path(),
+        "BB-01",
+        &files.cert,
+        &files.key,
+        &files.ca,
+    )
+    .await;
+    add_user(&boat.records, "officer", "officer", "BB-01");
+    // The CA in the browser's own store, as Settings → Install a certificate does.
+    let home = dirs[1].path();
+    let nss = home.join(".pki/nssdb");
+    std::fs::create_dir_all(&nss).unwrap();
+    let db = format!("sql:{}", nss.display());
+    for args in [
+        vec!["-N", "-d", &db, "--empty-password"],
+        vec![
+            "-A",
+            "-d",
+            &db,
+            "-t",
+            "C,,",
+            "-n",
+            "Tideline CA",
+            "-i",
+            files.ca.to_str().unwrap(),
+        ],
+    ] {
+        let out = Command::new(&certutil).args(&args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "certutil {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let driver = start_driver_with(&[("HOME", home.as_os_str())]).await;
+    let c = browser(&driver, &dirs[2].path().join("profile")).await;
+    c.set_window_size(800, 1280).await.unwrap();
+    sign_in(&c, &boat.base, "officer").await;
+    c.goto(&format!("{}/records/new?form=boarding-report", boat.base))
+        .await
+        .unwrap();
+    let secure = c
+        .execute("return window.isSecureContext;", vec![])
+        .await
+        .unwrap();
+    assert_eq!(
+        secure,
+        Value::Bool(true),
+        "the page is not a secure context"
+    );
+    // The tablet's GPS, and the permission its owner gives once.
+    for (cmd, params) in [
+        (
+            "Browser.grantPermissions",
+            json!({"origin": boat.base, "permissions": ["geolocation"]}),
+        ),
+        (
+            "Emulation.setGeolocationOverride",
+            json!({"latitude": 13.0969, "longitude": -59.6145, "accuracy": 8}),
+        ),
+    ] {
+        c.issue_cmd(Cdp { cmd, params }).await.unwrap();
+    }
+    click(&c, "button[data-geolocate]").await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while value_of(&c, "#f-position-lat").await.is_empty() {
+        let said = shown(&c, "#f-position-geo").await;
+        assert!(Instant::now() < deadline, "no position: {said}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(value_of(&c, "#f-position-lat").await, "13.096900");
+    assert_eq!(value_of(&c, "#f-position-lon").await, "-59.614500");
+    let said = shown(&c, "#f-position-geo").await;
+    assert!(said.starts_with("Position set"), "{said}");
     c.close().await.unwrap();
 }
