@@ -137,9 +137,29 @@ impl SyncFailure {
     }
 }
 
+/// What answered at `upstream` instead of Tideline: its status and the kind
+/// of content it sent (`text/html`), never the content itself.
+fn not_tideline(upstream: &str, status: u16, headers: &reqwest::header::HeaderMap) -> SyncFailure {
+    let what = headers
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|t| format!(", {}", t.split(';').next().unwrap_or(t).trim()))
+        .unwrap_or_default();
+    SyncFailure::NotTideline {
+        url: upstream.to_string(),
+        status,
+        what,
+    }
+}
+
 /// A refusal from `upstream`: Tideline's JSON error, or else what answered
 /// instead of Tideline (an HTML page is not worth showing a person).
-fn refusal(upstream: &str, status: u16, content_type: Option<&str>, body: &[u8]) -> SyncFailure {
+fn refusal(
+    upstream: &str,
+    status: u16,
+    headers: &reqwest::header::HeaderMap,
+    body: &[u8],
+) -> SyncFailure {
     let parsed = serde_json::from_slice::<serde_json::Value>(body).ok();
     match parsed
         .as_ref()
@@ -150,13 +170,7 @@ fn refusal(upstream: &str, status: u16, content_type: Option<&str>, body: &[u8])
             code: code.to_string(),
             message: message.to_string(),
         },
-        None => SyncFailure::NotTideline {
-            url: upstream.to_string(),
-            status,
-            what: content_type
-                .map(|t| format!(", {}", t.split(';').next().unwrap_or(t).trim()))
-                .unwrap_or_default(),
-        },
+        None => not_tideline(upstream, status, headers),
     }
 }
 
@@ -211,11 +225,7 @@ pub fn sync_once(
                 message: e.to_string(),
             })?;
         let status = response.status();
-        let content_type = response
-            .headers()
-            .get(reqwest::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
+        let headers = response.headers().clone();
         let mut bytes = Vec::new();
         // Bounded like everything read from a peer.
         std::io::Read::read_to_end(
@@ -234,23 +244,11 @@ pub fn sync_once(
         outcome.bytes_received += bytes.len();
         outcome.round_trips += 1;
         if !status.is_success() {
-            return Err(refusal(
-                upstream,
-                status.as_u16(),
-                content_type.as_deref(),
-                &bytes,
-            ));
+            return Err(refusal(upstream, status.as_u16(), &headers, &bytes));
         }
         let response =
             protocol::decode_response(&bytes, &Limits::default()).map_err(|e| match e {
-                protocol::CodecError::BadMagic => SyncFailure::NotTideline {
-                    url: upstream.to_string(),
-                    status: status.as_u16(),
-                    what: content_type
-                        .as_deref()
-                        .map(|t| format!(", {}", t.split(';').next().unwrap_or(t).trim()))
-                        .unwrap_or_default(),
-                },
+                protocol::CodecError::BadMagic => not_tideline(upstream, status.as_u16(), &headers),
                 e => SyncFailure::Protocol(e.to_string()),
             })?;
         let exchange = downstream.absorb(pending, response)?;
@@ -521,18 +519,9 @@ fn download(
             416 => break,
             404 => return Ok(false),
             _ => {
-                let content_type = response
-                    .headers()
-                    .get(reqwest::header::CONTENT_TYPE)
-                    .and_then(|v| v.to_str().ok())
-                    .map(str::to_string);
+                let headers = response.headers().clone();
                 let body = response.bytes().unwrap_or_default();
-                return Err(refusal(
-                    link.upstream,
-                    status.as_u16(),
-                    content_type.as_deref(),
-                    &body,
-                ));
+                return Err(refusal(link.upstream, status.as_u16(), &headers, &body));
             }
         };
         if size > max_bytes {
@@ -597,19 +586,10 @@ fn call(
         message: e.to_string(),
     })?;
     let status = response.status();
-    let content_type = response
-        .headers()
-        .get(reqwest::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
+    let headers = response.headers().clone();
     let bytes = response.bytes().unwrap_or_default();
     if !status.is_success() {
-        return Err(refusal(
-            upstream,
-            status.as_u16(),
-            content_type.as_deref(),
-            &bytes,
-        ));
+        return Err(refusal(upstream, status.as_u16(), &headers, &bytes));
     }
     Ok(serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null))
 }
@@ -927,12 +907,17 @@ mod tests {
 
     #[test]
     fn refusals_say_what_went_wrong_and_what_is_not_tideline() {
+        let headers = |t: &str| {
+            let mut h = reqwest::header::HeaderMap::new();
+            h.insert(reqwest::header::CONTENT_TYPE, t.parse().unwrap());
+            h
+        };
         let json = br#"{"error": "device_revoked", "message": "Device x was revoked."}"#;
-        let e = refusal("http://hq", 403, Some("application/json"), json);
+        let e = refusal("http://hq", 403, &headers("application/json"), json);
         assert_eq!(e.kind(), "revoked");
         assert!(SyncFailure::headline(e.kind()).unwrap().contains("revoked"));
         let html = b"<!DOCTYPE html><html><body><h1>Welcome to nginx!</h1></body></html>";
-        let e = refusal("http://hq", 404, Some("text/html; charset=utf-8"), html);
+        let e = refusal("http://hq", 404, &headers("text/html; charset=utf-8"), html);
         assert_eq!(e.kind(), "not_tideline");
         let said = e.to_string();
         assert_eq!(
@@ -948,8 +933,9 @@ mod tests {
             ("forbidden", 403, "refused"),
         ] {
             let body = format!(r#"{{"error": "{code}", "message": "m"}}"#);
+            let none = reqwest::header::HeaderMap::new();
             assert_eq!(
-                refusal("u", status, None, body.as_bytes()).kind(),
+                refusal("u", status, &none, body.as_bytes()).kind(),
                 kind,
                 "{code}"
             );

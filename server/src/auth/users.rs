@@ -87,6 +87,12 @@ pub enum UserError {
 #[serde(try_from = "String", into = "String")]
 pub struct Username(String);
 
+/// A user name as a person typed it, the way names are kept: without the
+/// spaces around it and in lower case (a tablet capitalises the first letter).
+pub fn typed_name(typed: &str) -> String {
+    typed.trim().to_ascii_lowercase()
+}
+
 impl TryFrom<String> for Username {
     type Error = UserError;
     fn try_from(s: String) -> Result<Self, Self::Error> {

@@ -75,7 +75,7 @@ pub(crate) async fn sign_in(
 ) -> Result<(users::User, String), ApiError> {
     // User names are lower case; a tablet that capitalises the first letter
     // must neither fail nor count towards the lockout.
-    let username = username.trim().to_ascii_lowercase();
+    let username = users::typed_name(&username);
     let account = format!("user:{username}");
     let address = format!("ip:{}", peer(req));
     let blocked = state

@@ -248,32 +248,14 @@ async fn show(
     Ok(resp)
 }
 
-#[derive(Deserialize)]
-pub struct NewPersonForm {
-    username: String,
-    role: String,
-    station: String,
-    password: String,
-}
-
 /// `POST /admin/users`: add a person to this instance.
 pub async fn add_person(
     state: web::Data<AppState>,
     access: Access,
-    form: web::Form<NewPersonForm>,
+    form: web::Form<crate::routes::auth::NewUser>,
 ) -> PageResult {
-    let NewPersonForm {
-        username,
-        role,
-        station,
-        password,
-    } = form.into_inner();
-    let new = crate::routes::auth::NewUser {
-        username: username.trim().to_ascii_lowercase(),
-        role,
-        station: Some(station),
-        password,
-    };
+    let mut new = form.into_inner();
+    new.username = users::typed_name(&new.username);
     let done = crate::routes::auth::add_user(&state, &access, new)
         .await
         .map(|u| {

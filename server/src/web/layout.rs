@@ -5,7 +5,7 @@
 use super::{see_other, PageError};
 use crate::access::{Access, Action};
 use crate::startup::AppState;
-use crate::upstream;
+use crate::upstream::{self, SyncFailure};
 use actix_web::{web, HttpRequest, HttpResponse};
 use maud::{html, Markup, DOCTYPE};
 
@@ -38,10 +38,8 @@ struct SyncState {
     last_success: Option<String>,
     /// The last attempt failed after (or without) the last success.
     failing: Option<String>,
-    /// `SyncFailure::kind` of the failure, and what to do about it.
+    /// `SyncFailure::kind` of the failure (its headline and advice follow from it).
     kind: Option<String>,
-    advice: Option<String>,
-    headline: Option<String>,
     /// Records sent and received by the last successful sync.
     moved: Option<(u64, u64)>,
     pending: Option<u64>,
@@ -82,9 +80,8 @@ impl Chrome {
                 upstream: agent.upstream.clone(),
                 running: agent.is_running(),
                 last_success: text("last_success"),
-                kind: failing.as_ref().and(text("last_error_kind")),
-                advice: failing.as_ref().and(text("advice")),
-                headline: failing.as_ref().and(text("headline")),
+                // Cleared together with the error by the next success.
+                kind: text("last_error_kind"),
                 failing,
                 moved,
                 pending: status["pending_local_changes"].as_u64(),
@@ -135,17 +132,18 @@ fn sync_indicator(chrome: &Chrome) -> Markup {
             }
             Some(s) => {
                 @let state = s.state();
+                @let headline = s.kind.as_deref().and_then(SyncFailure::headline);
                 div #sync.sync data-state=(state) data-kind=[s.kind.as_deref()] aria-live="polite" {
                     span #sync-state {
                         @match state {
                             "running" => { "Syncing with the upstream…" }
                             "offline" => { "Offline: the upstream cannot be reached. Work goes on here and syncs when the link is back." }
                             "refused" => {
-                                @match &s.headline {
+                                @match headline {
                                     Some(h) => { (h) }
                                     None => { "Sync failed: " (s.failing.as_deref().unwrap_or_default()) }
                                 }
-                                " " (s.advice.as_deref().unwrap_or_default())
+                                " " (s.kind.as_deref().map(SyncFailure::advice).unwrap_or_default())
                             }
                             "online" => { "Synced" }
                             _ => { "Not synced yet" }
@@ -163,7 +161,7 @@ fn sync_indicator(chrome: &Chrome) -> Markup {
                     span #sync-pending {
                         @match s.pending { Some(n) => { (n) " local change(s) waiting" } None => { "local changes unknown" } }
                     }
-                    @if let (Some(reason), Some(_)) = (&s.failing, &s.headline) {
+                    @if let (Some(reason), Some(_)) = (&s.failing, headline) {
                         details #sync-error {
                             summary { "Details" }
                             (reason)

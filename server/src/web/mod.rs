@@ -129,24 +129,14 @@ impl ResponseError for PageError {
             s if s.is_server_error() => "Something went wrong",
             _ => "That did not work",
         };
-        let body = html! {
-            (maud::DOCTYPE)
-            html lang="en" {
-                head {
-                    meta charset="utf-8";
-                    meta name="viewport" content="width=device-width, initial-scale=1";
-                    title { (title) " · Tideline" }
-                    link rel="stylesheet" href="/assets/app.css";
-                }
-                body {
-                    main.narrow {
-                        h1 { (title) }
-                        p role="alert" { (self.0.message()) }
-                        p { a href="/records" { "Back to the records" } }
-                    }
-                }
-            }
-        };
+        let body = bare(
+            title,
+            html! {
+                h1 { (title) }
+                p role="alert" { (self.0.message()) }
+                p { a href="/records" { "Back to the records" } }
+            },
+        );
         HttpResponse::build(status)
             .content_type("text/html; charset=utf-8")
             .body(body.into_string())
@@ -155,9 +145,8 @@ impl ResponseError for PageError {
 
 pub type PageResult = Result<HttpResponse, PageError>;
 
-/// A finished page as a response.
-/// A page without the signed-in frame (sign-in, tablet set-up): `main` in a
-/// narrow column under `title`.
+/// A page without the signed-in frame (sign-in, tablet set-up, errors):
+/// `main` in a narrow column under `title`.
 pub fn bare(title: &str, main: maud::Markup) -> maud::Markup {
     html! {
         (maud::DOCTYPE)
@@ -174,6 +163,7 @@ pub fn bare(title: &str, main: maud::Markup) -> maud::Markup {
     }
 }
 
+/// A finished page as a response.
 pub fn page(markup: maud::Markup) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/html; charset=utf-8")

@@ -27,7 +27,8 @@ pub fn split(
     submit: bool,
 ) -> (Map<String, Json>, Problems) {
     let mut problems = unreadable.clone();
-    for v in validate(form, fields) {
+    let mut violations = validate(form, fields);
+    for v in &violations {
         let path = shown_at(&v.path);
         // "Required" beside a box that holds an unreadable value says nothing new.
         if v.kind == ViolationKind::Missing && (!submit || unreadable.contains_key(path)) {
@@ -35,22 +36,25 @@ pub fn split(
         }
         let list = problems.entry(path.to_string()).or_default();
         if !list.contains(&v.message) {
-            list.push(v.message);
+            list.push(v.message.clone());
         }
     }
+    // The first round takes out what the pass above found; later rounds
+    // validate again only if something was taken out.
     let mut storable = fields.clone();
     for _ in 0..ROUNDS {
-        let blocking: Vec<String> = validate(form, &storable)
-            .into_iter()
+        let blocking: Vec<&str> = violations
+            .iter()
             .filter(|v| v.blocks_draft())
-            .map(|v| v.path)
+            .map(|v| v.path.as_str())
             .collect();
         if blocking.is_empty() {
             break;
         }
         for path in blocking {
-            remove(&mut storable, &path);
+            remove(&mut storable, path);
         }
+        violations = validate(form, &storable);
     }
     (storable, problems)
 }
