@@ -16,7 +16,7 @@ document.querySelectorAll("input[data-tz]").forEach((input) => {
 // was restarting, the tab or the browser closed — leaves the copy, and the
 // next time the form is opened it is drawn again from it (posted back as
 // `restore`, which stores nothing), so the officer carries on where they
-// were. Files cannot be kept this way; they are chosen again.
+// were. A photo is kept as the hash of its finished upload (uploadPhotos).
 (function keepWhatIsTyped() {
   const PENDING = "tideline:pending";
   let store;
@@ -144,6 +144,228 @@ function wireRepeats(root) {
   });
 }
 wireRepeats(document);
+
+// Photos never cost a report. Each photo uploads on its own as soon as it
+// is chosen, in 1 MiB pieces at the offset the server says it holds, so a
+// Wi-Fi link that drops mid-photo carries on where it stopped; progress is
+// shown per photo. The file input loses its name, so the report's own post
+// carries no file: a finished photo is a hidden hash in the form, attached
+// to the record at once when it has been saved, else at its first save. A
+// photo the server refuses (too big, not an image) is named with why, and
+// nothing else on the page changes. Saving while photos are still on their
+// way waits for them. Without the script the photos go with the post.
+(function uploadPhotos() {
+  const form = document.querySelector("form.entry");
+  if (!form || !window.XMLHttpRequest || !window.Blob) return;
+  const inputs = form.querySelectorAll("input[type=file][data-upload]");
+  if (!inputs.length) return;
+  const pending = new Set();
+  let held = null;
+  const waiting = document.createElement("p");
+  waiting.id = "uploads-waiting";
+  waiting.className = "notice";
+  waiting.setAttribute("role", "status");
+  waiting.hidden = true;
+  (form.querySelector(".buttons") || form).before(waiting);
+  const tell = () => {
+    waiting.textContent =
+      "Waiting for " + pending.size + " photo(s) to finish uploading; the report is saved as soon as they have.";
+  };
+  const settled = () => {
+    if (!held) return;
+    if (pending.size) return tell();
+    const submitter = held;
+    held = null;
+    waiting.hidden = true;
+    form.requestSubmit(submitter);
+  };
+  form.addEventListener("submit", (ev) => {
+    if (!pending.size) return;
+    ev.preventDefault();
+    held = ev.submitter || form.querySelector("#save-draft");
+    waiting.hidden = false;
+    tell();
+  });
+
+  // One request; resolves with the status (0 when the link failed) and the
+  // JSON body, never rejects.
+  const request = (method, url, body, type, progress) =>
+    new Promise((resolve) => {
+      const x = new XMLHttpRequest();
+      x.open(method, url);
+      if (type) x.setRequestHeader("Content-Type", type);
+      x.timeout = 120000;
+      if (progress) x.upload.onprogress = (e) => progress(e.loaded);
+      x.onload = () => {
+        let json = {};
+        try {
+          json = JSON.parse(x.responseText);
+        } catch (e) {
+          json = {};
+        }
+        resolve({ status: x.status, body: json });
+      };
+      x.onerror = x.ontimeout = x.onabort = () => resolve({ status: 0, body: {} });
+      x.send(body);
+    });
+  const pause = (ms) => new Promise((r) => setTimeout(r, ms));
+  // Worth trying again: no answer, a server restarting or busy, a session
+  // to be renewed in another tab.
+  const passing = (status) => status === 0 || status === 401 || status === 408 || status === 429 || status >= 500;
+  const lost = (status) =>
+    status === 401
+      ? "Signed out: sign in again (in another tab) and the upload carries on."
+      : "Connection lost; trying again…";
+
+  inputs.forEach((input) => {
+    const path = input.dataset.upload;
+    const field = input.closest("[data-field]") || input.parentNode;
+    input.removeAttribute("name");
+    const list = () => {
+      let ul = field.querySelector("ul.files");
+      if (!ul) {
+        ul = document.createElement("ul");
+        ul.className = "files";
+        input.before(ul);
+      }
+      return ul;
+    };
+    const errors = () => {
+      let span = document.getElementById(input.id + "-error");
+      if (!span) {
+        span = document.createElement("span");
+        span.className = "field-error";
+        span.id = input.id + "-error";
+        input.after(span);
+      }
+      input.setAttribute("aria-invalid", "true");
+      const described = (input.getAttribute("aria-describedby") || "").split(" ").filter(Boolean);
+      if (!described.includes(span.id)) input.setAttribute("aria-describedby", described.concat(span.id).join(" "));
+      return span;
+    };
+    const refuse = (item, message) => {
+      item.remove();
+      const span = errors();
+      span.textContent = (span.dataset.js ? span.textContent + " " : "") + message + " The report is kept: choose another photo.";
+      span.dataset.js = "1";
+    };
+    input.addEventListener("change", () => {
+      const files = Array.from(input.files || []);
+      input.value = "";
+      const span = document.getElementById(input.id + "-error");
+      if (span) {
+        span.textContent = "";
+        delete span.dataset.js;
+      }
+      files.forEach((file) => send(file));
+    });
+
+    async function send(file) {
+      const item = document.createElement("li");
+      item.className = "uploading";
+      const name = document.createElement("span");
+      name.className = "upload-name";
+      name.textContent = file.name;
+      const bar = document.createElement("progress");
+      bar.max = file.size || 1;
+      bar.value = 0;
+      const state = document.createElement("span");
+      state.className = "upload-state";
+      state.setAttribute("role", "status");
+      state.textContent = "Uploading…";
+      item.append(name, " ", bar, " ", state);
+      list().appendChild(item);
+      pending.add(item);
+      try {
+        await carry(file, item, bar, state);
+      } finally {
+        pending.delete(item);
+        settled();
+      }
+    }
+
+    async function carry(file, item, bar, state) {
+      const target = { name: file.name, size: file.size, field: path };
+      if (form.dataset.record) target.record = form.dataset.record;
+      else target.form = form.dataset.form;
+      let wait = 1000;
+      let begun;
+      for (;;) {
+        begun = await request("POST", "/api/v1/uploads", JSON.stringify(target), "application/json");
+        if (!passing(begun.status)) break;
+        state.textContent = lost(begun.status);
+        await pause(wait);
+        wait = Math.min(wait * 2, 15000);
+      }
+      if (begun.status !== 201) return refuse(item, begun.body.message || "The photo was refused (HTTP " + begun.status + ").");
+      const id = begun.body.id;
+      const chunk = begun.body.chunk_bytes || 1048576;
+      let offset = 0;
+      wait = 1000;
+      for (;;) {
+        const end = Math.min(offset + chunk, file.size);
+        const sent = await request(
+          "PATCH",
+          "/api/v1/uploads/" + id + "?offset=" + offset,
+          file.slice(offset, end),
+          "application/octet-stream",
+          (n) => (bar.value = offset + n)
+        );
+        if (sent.status === 200) {
+          wait = 1000;
+          offset = sent.body.held;
+          bar.value = offset;
+          state.textContent = "Uploading " + Math.floor((100 * offset) / (file.size || 1)) + "%…";
+          if (sent.body.sha256) return finished(file, item, sent.body);
+          continue;
+        }
+        if (sent.status === 409 && sent.body.details && typeof sent.body.details.held === "number") {
+          offset = sent.body.details.held;
+          continue;
+        }
+        if (!passing(sent.status)) return refuse(item, sent.body.message || "The photo was refused (HTTP " + sent.status + ").");
+        // The link dropped (or the server restarted): ask what arrived,
+        // then carry on from there.
+        state.textContent = lost(sent.status);
+        for (;;) {
+          await pause(wait);
+          wait = Math.min(wait * 2, 15000);
+          const asked = await request("GET", "/api/v1/uploads/" + id);
+          if (asked.status === 200) {
+            offset = asked.body.held;
+            break;
+          }
+          if (!passing(asked.status)) return refuse(item, asked.body.message || "The upload was lost; choose the photo again.");
+          state.textContent = lost(asked.status);
+        }
+      }
+    }
+
+    function finished(file, item, done) {
+      if (!input.multiple) {
+        list()
+          .querySelectorAll("li")
+          .forEach((li) => li !== item && !pending.has(li) && li.remove());
+      }
+      item.className = "uploaded";
+      item.textContent = "";
+      const hash = document.createElement("input");
+      hash.type = "hidden";
+      hash.name = "f." + path;
+      hash.value = done.sha256;
+      const img = document.createElement("img");
+      img.src = URL.createObjectURL(file);
+      img.alt = file.name;
+      img.width = 120;
+      const state = document.createElement("span");
+      state.className = "upload-state";
+      state.textContent = done.attached ? file.name + ": attached" : file.name + ": uploaded; attached when the report is saved";
+      item.append(hash, img, " ", state);
+      // The browser's copy of the form follows (keepWhatIsTyped).
+      form.dispatchEvent(new Event("input", { bubbles: true }));
+    }
+  });
+})();
 
 // "Use this device's position": fills latitude and longitude; when the
 // device cannot tell, says so and leaves manual entry to the officer.

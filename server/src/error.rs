@@ -121,6 +121,20 @@ impl ApiError {
         .with_details(json!({ "limit_bytes": limit }))
     }
 
+    /// One file over the attachment limit, named, in MB.
+    pub fn file_too_large(name: &str, size: u64, limit: usize) -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "file_too_large",
+            format!(
+                "{name} is {}; a file may be at most {}.",
+                human_size(size),
+                human_size(limit as u64)
+            ),
+        )
+        .with_details(json!({ "limit_bytes": limit, "size": size }))
+    }
+
     /// A file whose content is not an accepted type.
     pub fn unsupported_type(message: impl Into<String>) -> Self {
         Self::new(
@@ -245,6 +259,30 @@ impl From<RecordsError> for ApiError {
             RecordsError::Store(_) => ApiError::internal(e),
             RecordsError::Document(_) => ApiError::internal(e),
         }
+    }
+}
+
+impl From<crate::uploads::UploadError> for ApiError {
+    fn from(e: crate::uploads::UploadError) -> Self {
+        use crate::uploads::UploadError as E;
+        match e {
+            E::NotFound(_) => ApiError::not_found("no_upload", format!("{}.", capitalised(&e))),
+            E::Offset { held, .. } => {
+                ApiError::conflict("offset_mismatch", format!("{}.", capitalised(&e)))
+                    .with_details(json!({ "held": held }))
+            }
+            E::PastEnd { .. } => ApiError::bad_request("past_end", format!("{}.", capitalised(&e))),
+            E::Io(_) => ApiError::internal(e),
+        }
+    }
+}
+
+fn capitalised(e: &impl fmt::Display) -> String {
+    let s = e.to_string();
+    let mut chars = s.chars();
+    match chars.next() {
+        Some(c) => c.to_uppercase().chain(chars).collect(),
+        None => s,
     }
 }
 

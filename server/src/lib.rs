@@ -16,6 +16,7 @@ pub mod local_tls;
 pub mod metrics;
 pub mod routes;
 pub mod startup;
+pub mod uploads;
 pub mod upstream;
 pub mod web;
 

@@ -43,6 +43,8 @@ pub struct AppState {
     /// Whether clients reach this instance over TLS (cookies are then `Secure`).
     pub tls: bool,
     pub blobs: Arc<BlobStore>,
+    /// Photos on their way from the entry page (`crate::uploads`).
+    pub uploads: crate::uploads::Uploads,
     pub attachments: AttachmentPolicy,
     /// Tile URL template for the web map, if any.
     pub map_tiles: Option<String>,
@@ -246,6 +248,7 @@ impl Application {
             .map(crate::upstream::load_ca)
             .transpose()?;
         let blobs = Arc::new(BlobStore::open(&settings.data_dir)?);
+        let uploads = crate::uploads::Uploads::open(&settings.data_dir)?;
         let metrics = Arc::new(crate::metrics::Metrics::new());
         let agent = settings.upstream.as_ref().map(|url| {
             SyncAgent::new(
@@ -295,6 +298,7 @@ impl Application {
             setup: Mutex::new(setup),
             tls: settings.tls.is_some(),
             blobs,
+            uploads,
             attachments: settings.attachments.clone(),
             map_tiles: settings.map_tile_url.clone(),
             metrics: metrics.clone(),

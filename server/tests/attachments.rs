@@ -209,3 +209,258 @@ async fn exports_name_each_record_s_files() {
     let jsonl: Value = serde_json::from_str(export("jsonl").await.lines().next().unwrap()).unwrap();
     assert_eq!(jsonl["attachments"][0]["name"], "stern.jpg");
 }
+
+/// An entry page's post, without files, as a browser with the script sends it.
+fn entry_post(fields: &[(&str, &str)]) -> Vec<u8> {
+    let mut body = Vec::new();
+    for (name, value) in fields {
+        body.extend(
+            format!("--XyZ\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n")
+                .as_bytes(),
+        );
+    }
+    body.extend(b"--XyZ--\r\n");
+    body
+}
+
+async fn patch_chunk(
+    client: &reqwest::Client,
+    app: &common::TestApp,
+    id: &str,
+    offset: usize,
+    chunk: &[u8],
+) -> reqwest::Response {
+    client
+        .patch(app.url(&format!("/api/v1/uploads/{id}?offset={offset}")))
+        .body(chunk.to_vec())
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_photo_uploads_in_pieces_resumes_where_it_stopped_and_joins_its_report_when_saved() {
+    let app = spawn_app().await;
+    let photo = jpeg(2_500_000);
+    let hash = sha256_hex(&photo);
+    let begun = app
+        .post_json(
+            "/api/v1/uploads",
+            &serde_json::json!({"name": "bow.jpg", "size": photo.len(), "field": "photos",
+                                "form": "boarding-report"}),
+        )
+        .await;
+    assert_eq!(begun.status(), 201);
+    let begun: Value = begun.json().await.unwrap();
+    let id = begun["id"].as_str().unwrap().to_string();
+    let chunk = begun["chunk_bytes"].as_u64().unwrap() as usize;
+    assert_eq!(chunk, 1024 * 1024);
+
+    let first = patch_chunk(&app.client, &app, &id, 0, &photo[..chunk]).await;
+    assert_eq!(first.status(), 200);
+    assert_eq!(first.json::<Value>().await.unwrap()["held"], chunk);
+    // The answer was lost on the way; the same chunk comes again and is
+    // told where to carry on, and nothing is written twice.
+    let again = patch_chunk(&app.client, &app, &id, 0, &photo[..chunk]).await;
+    assert_eq!(again.status(), 409);
+    assert_eq!(
+        again.json::<Value>().await.unwrap()["details"]["held"],
+        chunk
+    );
+    let asked: Value = app
+        .get(&format!("/api/v1/uploads/{id}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(asked["held"], chunk);
+    assert_eq!(asked["complete"], false);
+
+    // Nobody else can see or add to it.
+    add_user(&app.records, "pc.noel", "officer", "BB-01");
+    let other = client_with(&login(&app.base, "pc.noel").await);
+    let url = app.url(&format!("/api/v1/uploads/{id}"));
+    assert_eq!(other.get(&url).send().await.unwrap().status(), 404);
+    assert_eq!(
+        patch_chunk(&other, &app, &id, chunk, &photo[chunk..2 * chunk])
+            .await
+            .status(),
+        404
+    );
+
+    let second = patch_chunk(&app.client, &app, &id, chunk, &photo[chunk..2 * chunk]).await;
+    assert_eq!(second.status(), 200);
+    let last = patch_chunk(&app.client, &app, &id, 2 * chunk, &photo[2 * chunk..]).await;
+    assert_eq!(last.status(), 200);
+    let done: Value = last.json().await.unwrap();
+    assert_eq!(done["sha256"], hash.as_str());
+    assert_eq!(
+        done["attached"], false,
+        "no record yet: it waits for the save"
+    );
+    // Not readable through the API until a record holds it.
+    assert_eq!(
+        app.get(&format!("/api/v1/blobs/{hash}")).await.status(),
+        404
+    );
+
+    // Drawn again from the browser's copy (after a session ended, say),
+    // the page still holds the photo, named, and stores nothing.
+    let restored = app
+        .client
+        .post(app.url("/records/new?form=boarding-report"))
+        .header("content-type", "multipart/form-data; boundary=XyZ")
+        .body(entry_post(&[
+            ("_action", "restore"),
+            ("f.vessel_name", "Photo First"),
+            ("f.photos", &hash),
+        ]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(restored.status(), 200);
+    let page = restored.text().await.unwrap();
+    assert!(
+        page.contains(&format!(
+            r#"<input type="hidden" name="f.photos" value="{hash}">"#
+        )) && page.contains("bow.jpg")
+            && page.contains("uploaded; attached when the report is saved"),
+        "{page}"
+    );
+    assert_eq!(
+        app.records.list(&Default::default(), 10, 0).unwrap().total,
+        0
+    );
+
+    // The report's post names the photo by its hash and carries no file.
+    let resp = app
+        .client
+        .post(app.url("/records/new?form=boarding-report"))
+        .header("content-type", "multipart/form-data; boundary=XyZ")
+        .body(entry_post(&[
+            ("_action", "draft"),
+            ("f.vessel_name", "Photo First"),
+            ("f.photos", &hash),
+        ]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200, "followed to the record page");
+    let listed = app.records.list(&Default::default(), 10, 0).unwrap();
+    assert_eq!(listed.total, 1);
+    let view: Value = serde_json::from_str(listed.records[0].get()).unwrap();
+    assert_eq!(view["fields"]["vessel_name"], "Photo First");
+    assert_eq!(view["fields"]["photos"], serde_json::json!([hash]));
+    assert_eq!(view["attachments"][0]["name"], "bow.jpg");
+    assert_eq!(view["attachments"][0]["mime"], "image/jpeg");
+    assert_eq!(view["attachments"][0]["size"], photo.len());
+    let served = app.get(&format!("/api/v1/blobs/{hash}")).await;
+    assert_eq!(served.status(), 200);
+    assert_eq!(served.bytes().await.unwrap().as_ref(), photo.as_slice());
+    // Attached, the upload is gone.
+    assert_eq!(
+        app.get(&format!("/api/v1/uploads/{id}")).await.status(),
+        404
+    );
+
+    // On a saved record, a finished upload is attached at once.
+    let record = view["id"].as_str().unwrap();
+    let stern = jpeg(40_000);
+    let begun: Value = app
+        .post_json(
+            "/api/v1/uploads",
+            &serde_json::json!({"name": "stern.jpg", "size": stern.len(), "field": "photos",
+                                "record": record}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id = begun["id"].as_str().unwrap();
+    let done: Value = patch_chunk(&app.client, &app, id, 0, &stern)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(done["attached"], true);
+    let view: Value = app
+        .get(&format!("/api/v1/records/{record}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(view["fields"]["photos"][1], sha256_hex(&stern).as_str());
+    assert_eq!(view["attachments"][1]["name"], "stern.jpg");
+}
+
+#[tokio::test]
+async fn an_upload_too_big_of_a_refused_type_or_long_gone_is_named_and_changes_nothing() {
+    let app = spawn_app().await;
+    let (before, seq) = app.snapshot().await;
+    let begin = |name: &str, size: usize, field: &str| {
+        let body = serde_json::json!({"name": name, "size": size, "field": field,
+                                      "form": "boarding-report"});
+        let client = app.client.clone();
+        let url = app.url("/api/v1/uploads");
+        async move { client.post(url).json(&body).send().await.unwrap() }
+    };
+    let big = begin("big.jpg", 30 * 1024 * 1024, "photos").await;
+    assert_eq!(big.status(), 413);
+    let big: Value = big.json().await.unwrap();
+    assert_eq!(big["error"], "file_too_large");
+    assert_eq!(
+        big["message"],
+        "big.jpg is 30 MB; a file may be at most 25 MB."
+    );
+    assert_eq!(begin("x.jpg", 10, "vessel_name").await.status(), 422);
+    assert_eq!(begin("../x.jpg", 10, "photos").await.status(), 400);
+
+    // A text file is refused on its first piece, and forgotten.
+    let notes = b"not a photo at all, only words".repeat(100);
+    let begun: Value = begin("notes.jpg", notes.len(), "photos")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id = begun["id"].as_str().unwrap();
+    let refused = patch_chunk(&app.client, &app, id, 0, &notes[..1000]).await;
+    assert_eq!(refused.status(), 415);
+    let refused: Value = refused.json().await.unwrap();
+    assert!(
+        refused["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("notes.jpg: this file's content is not one of the accepted types"),
+        "{refused}"
+    );
+    assert_eq!(
+        app.get(&format!("/api/v1/uploads/{id}")).await.status(),
+        404
+    );
+    assert_eq!(app.snapshot().await, (before, seq));
+
+    // A report naming a photo that is not on the server is saved without
+    // it, and the page says so.
+    let resp = app
+        .client
+        .post(app.url("/records/new?form=boarding-report"))
+        .header("content-type", "multipart/form-data; boundary=XyZ")
+        .body(entry_post(&[
+            ("_action", "draft"),
+            ("f.vessel_name", "Lost Photo"),
+            ("f.photos", &sha256_hex(b"never uploaded")),
+        ]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 422);
+    let page = resp.text().await.unwrap();
+    assert!(
+        page.contains("A photo chosen earlier is no longer on the server; choose it again."),
+        "{page}"
+    );
+    let listed = app.records.list(&Default::default(), 10, 0).unwrap();
+    let view: Value = serde_json::from_str(listed.records[0].get()).unwrap();
+    assert_eq!(view["fields"]["vessel_name"], "Lost Photo");
+    assert!(view["fields"].get("photos").is_none(), "{view}");
+}

@@ -39,6 +39,14 @@ impl serde::Serialize for BlobHash {
     }
 }
 
+/// Read back as written: 64 lowercase hex characters, checked.
+impl<'de> serde::Deserialize<'de> for BlobHash {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 impl From<[u8; 32]> for BlobHash {
     fn from(bytes: [u8; 32]) -> Self {
         BlobHash(bytes)

@@ -667,8 +667,8 @@ async fn nothing_typed_is_lost_to_an_ended_session_a_restart_a_closed_tab_or_bad
     assert!(draft["fields"].get("persons_on_board").is_none(), "{draft}");
     screenshot(&c, "entry-problems-at-once").await;
 
-    // A photo over the limit with a new report: the report is kept, the
-    // page names the file and the limit.
+    // A photo over the limit with a new report: as soon as it is chosen
+    // the page names the file and the limit, and the report saves.
     c.goto(&new_form).await.unwrap();
     css(&c, "form.entry[data-drawn=opened]").await;
     if c.find(Locator::Css("#restored")).await.is_ok() {
@@ -681,12 +681,13 @@ async fn nothing_typed_is_lost_to_an_ended_session_a_restart_a_closed_tab_or_bad
     jpeg.resize(30 * 1024 * 1024, 7);
     std::fs::write(&big, jpeg).unwrap();
     type_into(&c, "#f-photos", big.to_str().unwrap()).await;
-    press(&c, "#save-draft").await;
     let said = shown(&c, "#f-photos-error").await;
     assert!(
         said.contains("big.jpg is 30 MB") && said.contains("at most 25 MB"),
         "{said}"
     );
+    press(&c, "#save-draft").await;
+    arrive(&c, "/records/0").await;
     let kept = record_named(&boat, "Big Photo").await.expect("the report");
     assert_eq!(kept["attachments"], json!([]));
     c.close().await.unwrap();
@@ -870,5 +871,196 @@ async fn over_https_with_the_local_ca_trusted_the_tablet_gives_its_position() {
     assert_eq!(value_of(&c, "#f-position-lon").await, "-59.614500");
     let said = shown(&c, "#f-position-geo").await;
     assert!(said.starts_with("Position set"), "{said}");
+    c.close().await.unwrap();
+}
+
+/// A photo of `size` bytes that do not compress (as a real one), typed as a
+/// JPEG by its first bytes.
+fn random_jpeg(path: &Path, size: usize, seed: u64) -> Vec<u8> {
+    let mut rng = tideline_tests::proxy::SplitMix64::new(seed);
+    let mut bytes = vec![0xFF, 0xD8, 0xFF, 0xE0, 0x00, 0x10, b'J', b'F', b'I', b'F'];
+    while bytes.len() < size {
+        bytes.extend(rng.next_u64().to_le_bytes());
+    }
+    bytes.truncate(size);
+    std::fs::write(path, &bytes).unwrap();
+    bytes
+}
+
+/// Poll `script` (which returns null until what it waits for is there)
+/// until it returns something, or fail after `secs` naming `what`.
+async fn until(c: &Client, script: &str, what: &str, secs: u64) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let got = c.execute(script, vec![]).await.unwrap();
+        if !got.is_null() {
+            return got;
+        }
+        if Instant::now() >= deadline {
+            let page = c.source().await.unwrap_or_default();
+            panic!("{what} did not happen in {secs} s\n{page}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_photo_uploads_on_its_own_as_it_is_chosen_through_a_link_that_drops() {
+    use tideline_tests::proxy::{FaultPlan, FaultProxy, Link, ProxyConfig};
+    let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let boat = Instance::start("boat", dirs[0].path(), "BB-01").await;
+    add_user(&boat.records, "officer", "officer", "BB-01");
+    // The tablet reaches the boat's server over a Wi-Fi link (the proxy).
+    let addr = boat.base.trim_start_matches("http://").parse().unwrap();
+    let wifi = FaultProxy::start(addr, ProxyConfig::default())
+        .await
+        .unwrap();
+    let base = wifi.url();
+    let driver = start_driver().await;
+    let c = browser(&driver, &dirs[1].path().join("profile")).await;
+    c.set_window_size(800, 1280).await.unwrap();
+    sign_in(&c, &base, "officer").await;
+    c.goto(&format!("{base}/records/new?form=boarding-report"))
+        .await
+        .unwrap();
+    type_into(&c, "#f-vessel-name", "Photo Watch").await;
+
+    // The link now drops every connection after 1.2 to 3 MB, and is slow
+    // enough to watch a photo go.
+    wifi.set_faults(FaultPlan {
+        cut_probability: 1.0,
+        to_server_share: 1.0,
+        offsets: 1_200_000..=3_000_000,
+    });
+    wifi.set_links(Link::CLEAN.with_throttle(2_000_000), Link::CLEAN);
+    wifi.drop_connections();
+    let photo = random_jpeg(
+        &dirs[1].path().join("hold.jpg"),
+        5 * 1024 * 1024 + 12_345,
+        7,
+    );
+    let hash = tideline_sync::blobs::BlobHash::of(&photo).to_hex();
+    type_into(
+        &c,
+        "#f-photos",
+        dirs[1].path().join("hold.jpg").to_str().unwrap(),
+    )
+    .await;
+    // Progress is shown as it goes.
+    let part = until(
+        &c,
+        "const p = document.querySelector('li.uploading progress'); \
+         return p && p.value > 0 && p.value < p.max ? p.value / p.max : null;",
+        "progress shown part-way",
+        30,
+    )
+    .await;
+    assert!(part.as_f64().unwrap() < 1.0, "{part}");
+    let said = until(
+        &c,
+        "const li = document.querySelector('li.uploaded'); return li ? li.textContent.trim() : null;",
+        "the photo finished uploading",
+        90,
+    )
+    .await;
+    assert_eq!(
+        said,
+        "hold.jpg: uploaded; attached when the report is saved"
+    );
+    assert!(
+        wifi.stats().cuts_to_server >= 2,
+        "the link dropped mid-photo: {:?}",
+        wifi.stats()
+    );
+    let kept = until(
+        &c,
+        "const h = document.querySelector('li.uploaded input[type=hidden][name=\"f.photos\"]'); \
+         return h ? h.value : null;",
+        "the photo's hash in the form",
+        5,
+    )
+    .await;
+    assert_eq!(kept, hash.as_str());
+    // The file input no longer posts a file.
+    let named = c
+        .execute(
+            "return document.getElementById('f-photos').getAttribute('name');",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(named, Value::Null);
+
+    // Saving sends the report, not the photo again.
+    wifi.set_faults(FaultPlan::none());
+    wifi.set_links(Link::CLEAN, Link::CLEAN);
+    wifi.drop_connections();
+    let before = wifi.stats().bytes_to_server;
+    press(&c, "#save-draft").await;
+    let path = arrive(&c, "/records/0").await;
+    let sent = wifi.stats().bytes_to_server - before;
+    assert!(
+        sent < 100_000,
+        "the save and the record page took {sent} bytes to the server; the photo is {}",
+        photo.len()
+    );
+    let id = path.trim_start_matches("/records/").to_string();
+    let view = boat.get(&id).await;
+    assert_eq!(view["fields"]["vessel_name"], "Photo Watch");
+    assert_eq!(view["fields"]["photos"], json!([hash]));
+    assert_eq!(view["attachments"][0]["name"], "hold.jpg");
+    let served = boat
+        .client
+        .get(boat.url(&format!("/api/v1/blobs/{hash}")))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert!(
+        served.as_ref() == photo.as_slice(),
+        "the stored photo differs"
+    );
+
+    // On the saved report, Save pressed while a photo is still on its way
+    // waits for it, and says so.
+    c.goto(&format!("{base}/records/{id}/edit")).await.unwrap();
+    css(&c, "form.entry[data-record]").await;
+    wifi.set_links(Link::CLEAN.with_throttle(1_000_000), Link::CLEAN);
+    wifi.drop_connections();
+    let stern = random_jpeg(&dirs[1].path().join("stern.jpg"), 3 * 1024 * 1024, 8);
+    type_into(
+        &c,
+        "#f-photos",
+        dirs[1].path().join("stern.jpg").to_str().unwrap(),
+    )
+    .await;
+    css(&c, "li.uploading").await;
+    click(&c, "#save-draft").await;
+    let waiting = until(
+        &c,
+        "const w = document.getElementById('uploads-waiting'); \
+         return w && !w.hidden ? w.textContent : null;",
+        "the save waiting for the photo",
+        10,
+    )
+    .await;
+    assert_eq!(
+        waiting,
+        "Waiting for 1 photo(s) to finish uploading; the report is saved as soon as they have."
+    );
+    let record_page = format!("/records/{id}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while c.current_url().await.unwrap().path() != record_page {
+        assert!(Instant::now() < deadline, "the save never happened");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let view = boat.get(&id).await;
+    assert_eq!(
+        view["fields"]["photos"],
+        json!([hash, tideline_sync::blobs::BlobHash::of(&stern).to_hex()])
+    );
+    assert_eq!(view["attachments"][1]["name"], "stern.jpg");
     c.close().await.unwrap();
 }

@@ -64,8 +64,8 @@ pub async fn attach(
 }
 
 /// Check a file's type from its content, store it, and attach it to record
-/// `id` (and to image field `field`); the API and the web interface's entry
-/// page both come here. Blocking: call it inside `web::block`.
+/// `id` (and to image field `field`); the API, the entry page and finished
+/// uploads all come here. Blocking: call it inside `web::block`.
 pub(crate) fn store_attachment(
     state: &AppState,
     access: &Access,
@@ -75,23 +75,14 @@ pub(crate) fn store_attachment(
     bytes: &[u8],
 ) -> Result<(Box<serde_json::value::RawValue>, BlobHash), ApiError> {
     if bytes.len() > state.attachments.max_bytes {
-        return Err(ApiError::too_large(state.attachments.max_bytes));
-    }
-    let name = name.trim();
-    if name.is_empty() || name.chars().count() > 255 || name.contains(['/', '\\', '\0']) {
-        return Err(ApiError::bad_request(
-            "invalid_name",
-            "name must be a file name of 1 to 255 characters, without slashes.",
+        return Err(ApiError::file_too_large(
+            name,
+            bytes.len() as u64,
+            state.attachments.max_bytes,
         ));
     }
-    let mime = sniff(bytes)
-        .filter(|m| state.attachments.types.iter().any(|t| t == m))
-        .ok_or_else(|| {
-            ApiError::unsupported_type(format!(
-                "This file's content is not one of the accepted types ({}).",
-                state.attachments.types.join(", ")
-            ))
-        })?;
+    let name = checked_name(name)?;
+    let mime = accepted_type(state, name, bytes)?;
     // Scope and role first: nothing is stored for a record you cannot change.
     access.records(state).check_writable(id)?;
     state.records.check_image_field(id, field)?;
@@ -112,6 +103,34 @@ pub(crate) fn store_attachment(
             .details(json!({ "sha256": hash, "mime": mime, "size": attachment.size })),
     )?;
     Ok((view, hash))
+}
+
+/// A file name as the officer knows it: 1 to 255 characters, no slashes.
+pub(crate) fn checked_name(name: &str) -> Result<&str, ApiError> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 255 || name.contains(['/', '\\', '\0']) {
+        return Err(ApiError::bad_request(
+            "invalid_name",
+            "name must be a file name of 1 to 255 characters, without slashes.",
+        ));
+    }
+    Ok(name)
+}
+
+/// The type of a file from its first bytes, if it is one this instance takes.
+pub(crate) fn accepted_type(
+    state: &AppState,
+    name: &str,
+    head: &[u8],
+) -> Result<&'static str, ApiError> {
+    sniff(head)
+        .filter(|m| state.attachments.types.iter().any(|t| t == m))
+        .ok_or_else(|| {
+            ApiError::unsupported_type(format!(
+                "{name}: this file's content is not one of the accepted types ({}).",
+                state.attachments.types.join(", ")
+            ))
+        })
 }
 
 /// How long opening a file that is still upstream waits for it to come down

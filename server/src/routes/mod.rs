@@ -12,6 +12,7 @@ mod forms;
 mod health;
 pub(crate) mod records;
 pub mod sync;
+pub(crate) mod uploads;
 
 use crate::error::ApiError;
 use actix_web::web;
@@ -62,6 +63,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                     web::post().to(attachments::attach),
                 )
                 .route("/blobs/{sha256}", web::get().to(attachments::blob))
+                .route("/uploads", web::post().to(uploads::begin))
+                .route("/uploads/{id}", web::get().to(uploads::status))
+                .route("/uploads/{id}", web::patch().to(uploads::append))
                 .route("/sync/status", web::get().to(sync::status))
                 .route("/sync/now", web::post().to(sync::now))
                 .route("/export", web::get().to(export::export))

@@ -490,6 +490,11 @@ fn input(
                                     input type="hidden" name=(name) value=(h);
                                     @let file = attachments.as_array().into_iter().flatten().find(|a| a["sha256"].as_str() == Some(*h));
                                     @match file {
+                                        Some(a) if a["waiting"] == true => {
+                                            span.upload-name { (a["name"].as_str().unwrap_or("photo")) }
+                                            " "
+                                            span.upload-state { "uploaded; attached when the report is saved" }
+                                        }
                                         Some(a) => { img src=(format!("/api/v1/blobs/{h}")) alt=(a["name"].as_str().unwrap_or("photo")) width="120" loading="lazy"; }
                                         None => { code { (h.get(..12).unwrap_or(h)) "…" } }
                                     }
@@ -497,7 +502,11 @@ fn input(
                             }
                         }
                     }
+                    // With the script, each photo uploads on its own as soon
+                    // as it is chosen (app.js), and this input loses its
+                    // name so the report's post carries no file.
                     input id=(id) name=(format!("file.{path}")) type="file" accept="image/*" multiple[f.multiple]
+                        data-upload=(path)
                         aria-invalid=[invalid] aria-describedby=[described];
                     (problem_list(problems, path))
                 }
@@ -610,6 +619,7 @@ fn entry_page(
         }
         form.entry method="post" action=(action) enctype="multipart/form-data" novalidate
             data-keep=(keep)
+            data-record=[saved] data-form=(form.id)
             data-drawn=(match drawn { Drawn::Opened => "opened", Drawn::Posted => "posted", Drawn::Stored => "stored" }) {
             // Enter in a text box saves a draft rather than pressing the first
             // add or remove button.
@@ -866,7 +876,7 @@ pub async fn create(
             )
         })?
         .clone();
-    save(state, access, form, None, body).await
+    save(state, access, form, None, Json::Null, body).await
 }
 
 /// `POST /records/{id}/edit`
@@ -877,17 +887,28 @@ pub async fn update(
     body: Multipart,
 ) -> PageResult {
     let id = record_id(&id)?;
-    let (_, form) = writable(&state, &access, id).await?;
-    save(state, access, form, Some(id), body).await
+    let (view, form) = writable(&state, &access, id).await?;
+    save(
+        state,
+        access,
+        form,
+        Some(id),
+        view["attachments"].clone(),
+        body,
+    )
+    .await
 }
 
 /// Handle a posted entry page: redraw for add/remove, else store, attach
-/// the chosen files, and submit when asked.
+/// the photos uploaded for it (and, from a page without the script, the
+/// files posted with it), and submit when asked. `attached` lists the
+/// record's files as they were before this save.
 async fn save(
     state: web::Data<AppState>,
     access: Access,
     form: Form,
     existing: Option<RecordId>,
+    attached: Json,
     body: Multipart,
 ) -> PageResult {
     let (mut posted, uploads, oversized) =
@@ -927,11 +948,19 @@ async fn save(
     // What this browser kept of a report whose save never reached the
     // server (an ended session, a closed tab): drawn again, not saved.
     // Drawn again with what was posted; nothing stored.
+    // Photos uploaded for a report not saved yet are named as such.
+    let waiting = {
+        let (st, a) = (state.clone(), access.clone());
+        web::block(move || crate::routes::uploads::waiting_as_attachments(&st, &a)).await?
+    };
+    let mut listed = attached.as_array().cloned().unwrap_or_default();
+    listed.extend(waiting.as_array().cloned().unwrap_or_default());
+    let listed = Json::Array(listed);
     let again = |posted: &Posted| {
         Ok(redraw(
             posted,
             &Problems::new(),
-            &Json::Null,
+            &listed,
             None,
             existing,
             false,
@@ -976,17 +1005,22 @@ async fn save(
         .map(|f| f.name.clone())
         .filter(|n| !held_back.contains(n.as_str()))
         .collect();
-    let fields = storable;
+    let mut fields = storable;
     let st = state.clone();
     let a = access.clone();
     let form_id = form.id.clone();
+    let form_of_record = form.clone();
     let original: Option<Map<String, Json>> = posted
         .get("_orig")
         .and_then(|v| v.first())
         .and_then(|o| serde_json::from_str(o).ok());
-    let stored = web::block(move || {
+    let stored = web::block(move || -> Result<_, ApiError> {
+        // Photos uploaded before this save are attached after it, which
+        // puts their hashes back in their fields.
+        let taken =
+            crate::routes::uploads::take_waiting(&st, &a, &form_of_record, &attached, &mut fields)?;
         let scoped = a.records(&st);
-        match existing {
+        let stored = match existing {
             None => scoped.create(&form_id, &fields),
             Some(id) => scoped.patch(
                 &id,
@@ -995,9 +1029,34 @@ async fn save(
                     status: None,
                 },
             ),
+        };
+        let Ok(view) = stored else {
+            return Ok((stored, Vec::new(), taken.missing));
+        };
+        if taken.waiting.is_empty() {
+            return Ok((Ok(view), Vec::new(), taken.missing));
         }
+        let id = serde_json::from_str::<Json>(view.get())
+            .ok()
+            .and_then(|v| v["id"].as_str()?.parse::<RecordId>().ok())
+            .ok_or_else(|| ApiError::internal("a stored record without an id"))?;
+        let refused = crate::routes::uploads::attach_waiting(&st, &a, &id, taken.waiting)?;
+        Ok((scoped.get(&id), refused, taken.missing))
     })
-    .await?;
+    .await??;
+    let (stored, refused, missing) = stored;
+    for (field, hash) in missing {
+        if let Some(values) = posted.get_mut(&format!("f.{field}")) {
+            values.retain(|v| *v != hash);
+        }
+        problems
+            .entry(field)
+            .or_default()
+            .push("A photo chosen earlier is no longer on the server; choose it again.".into());
+    }
+    for (field, message) in refused {
+        problems.entry(field).or_default().push(message);
+    }
     let view = match stored {
         Ok(view) => view,
         // Refused whole (an edit that breaks a rule with a field it did not
@@ -1007,7 +1066,7 @@ async fn save(
             return Ok(redraw(
                 &posted,
                 &problems,
-                &Json::Null,
+                &listed,
                 Some("Not saved yet: fix the problems below, then save again. What you typed is kept here."),
                 existing,
                 false,
@@ -1026,10 +1085,8 @@ async fn save(
         .ok_or_else(|| ApiError::internal("a stored record without an id"))?;
     for o in oversized {
         problems.entry(o.field).or_default().push(format!(
-            "{} is {}; a file may be at most {}. The report is saved without it: choose a smaller photo.",
-            o.name,
-            crate::error::human_size(o.size as u64),
-            crate::error::human_size(state.attachments.max_bytes as u64)
+            "{} The report is saved without it: choose a smaller photo.",
+            ApiError::file_too_large(&o.name, o.size as u64, state.attachments.max_bytes).message()
         ));
     }
     for upload in uploads {
