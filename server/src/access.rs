@@ -12,7 +12,7 @@ use crate::auth::sessions::SessionUser;
 use crate::auth::users::{Role, HQ};
 use crate::auth::Event;
 use crate::error::ApiError;
-use crate::startup::{AppState, SharedRecords};
+use crate::{data_dir::SharedRecords, state::AppState};
 use actix_web::body::MessageBody;
 use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
@@ -21,6 +21,8 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value as Json};
 use std::future::{ready, Ready};
 use tideline_schemas::RecordId;
+use tideline_sync::blobs::BlobHash;
+use tideline_sync::records::Attachment;
 use tideline_sync::{DocStore, Filter, Page, Patch, RecordsError, Status};
 
 /// The session cookie the web interface uses (the API takes the same token
@@ -36,6 +38,31 @@ const PUBLIC: [&str; 6] = [
     "/api/v1/setup",
     "/api/v1/enroll",
 ];
+
+/// Paths anyone may open: [`PUBLIC`], and the sign-in page, what it is
+/// drawn with, and the tablet set-up pages.
+pub fn is_public(path: &str) -> bool {
+    PUBLIC.contains(&path)
+        || matches!(path, "/login" | "/favicon.ico" | "/tablet" | "/ca.pem")
+        || path.starts_with("/assets/")
+}
+
+/// Whether a path is a page of the web interface (a browser is sent to the
+/// sign-in page without a session, where an API client gets a 401).
+pub fn is_page(path: &str) -> bool {
+    !(path.starts_with("/api/") || path.starts_with("/sync/v1") || path == "/healthz")
+}
+
+/// Whether a path is an entry form (a new record, or editing one): the
+/// pages a sign-in after an ended session goes back to.
+pub fn is_entry(path: &str) -> bool {
+    path == "/records/new"
+        || path
+            .strip_prefix("/records/")
+            .and_then(|rest| rest.strip_suffix("/edit"))
+            .is_some_and(|id| !id.contains('/'))
+}
+
 /// The one path for devices (downstream instances) rather than people.
 const DEVICE_PATH: &str = "/sync/v1";
 /// ...and the file uploads that follow it.
@@ -109,7 +136,7 @@ pub async fn authenticate(
     ServiceResponse<actix_web::body::EitherBody<impl MessageBody, actix_web::body::BoxBody>>,
     actix_web::Error,
 > {
-    if PUBLIC.contains(&req.path()) || crate::web::is_public(req.path()) {
+    if is_public(req.path()) {
         return next.call(req).await.map(|r| r.map_into_left_body());
     }
     let state = req
@@ -132,28 +159,26 @@ pub async fn authenticate(
                 req.extensions_mut().insert(user);
             }
             // A browser without a session goes to the sign-in page, and back after.
-            None if crate::web::is_page(req.path())
-                && req.method() == actix_web::http::Method::GET =>
-            {
+            None if is_page(req.path()) && req.method() == actix_web::http::Method::GET => {
                 let next = req
                     .uri()
                     .path_and_query()
                     .map(|p| p.as_str().to_string())
                     .unwrap_or_default();
-                let to = format!("/login?next={}", crate::web::urlencode(&next));
-                let resp = crate::web::see_other(&to);
+                let to = format!("/login?next={}", crate::links::urlencode(&next));
+                let resp = crate::links::see_other(&to);
                 return Ok(req.into_response(resp).map_into_right_body());
             }
             // A form posted after the session ended: what it carried is
             // kept by the page's script in the browser, and the page comes
             // back with it after sign-in (docs/SECURITY.md, sessions).
-            None if crate::web::is_page(req.path()) => {
-                let back = crate::web::is_entry(req.path())
+            None if is_page(req.path()) => {
+                let back = is_entry(req.path())
                     .then(|| req.uri().path_and_query().map(|p| p.as_str().to_string()))
                     .flatten()
                     .unwrap_or_else(|| "/".to_string());
-                let to = format!("/login?expired=1&next={}", crate::web::urlencode(&back));
-                let resp = crate::web::see_other(&to);
+                let to = format!("/login?expired=1&next={}", crate::links::urlencode(&back));
+                let resp = crate::links::see_other(&to);
                 return Ok(req.into_response(resp).map_into_right_body());
             }
             None => return Err(ApiError::unauthenticated().into()),
@@ -294,6 +319,7 @@ impl Scoped<'_> {
         if let Some(id) = view_id(&view) {
             self.audit("record.create", &id)?;
         }
+        self.state.local_change();
         Ok(view)
     }
 
@@ -352,6 +378,7 @@ impl Scoped<'_> {
             .records
             .patch_by(id, patch, Some(&self.access.actor()))?;
         self.audit("record.edit", id)?;
+        self.state.local_change();
         Ok(view)
     }
 
@@ -367,6 +394,7 @@ impl Scoped<'_> {
             .records
             .resolve_by(id, path, value, Some(&self.access.actor()))?;
         self.audit("record.resolve", id)?;
+        self.state.local_change();
         Ok(view)
     }
 
@@ -376,6 +404,7 @@ impl Scoped<'_> {
         self.check(id)?;
         let view = self.records.add_review(id, &self.access.actor(), comment)?;
         self.audit("record.comment", id)?;
+        self.state.local_change();
         Ok(view)
     }
 
@@ -412,10 +441,59 @@ impl Scoped<'_> {
         }
     }
 
-    /// The filter an export may run with, after checking the caller may export.
-    pub fn export_filter(&self, filter: Filter) -> Result<Option<Filter>, ApiError> {
+    /// Every record in scope matching `filter`, one view at a time, for an
+    /// export (which the caller's role must allow); returns how many.
+    pub fn export(
+        &self,
+        filter: Filter,
+        mut each: impl FnMut(Box<RawValue>) -> Result<(), ApiError>,
+    ) -> Result<usize, ApiError> {
         self.access.require(Action::Export)?;
-        Ok(self.scoped_filter(filter))
+        let mut count = 0;
+        if let Some(filter) = self.scoped_filter(filter) {
+            self.records.for_each(&filter, |view| {
+                count += 1;
+                each(view)
+            })?;
+        }
+        Ok(count)
+    }
+
+    /// Fail unless the caller may attach a file to this record, in `field`
+    /// (if any) as one of its image fields: checked before the file is kept.
+    pub fn check_attachable(&self, id: &RecordId, field: Option<&str>) -> Result<(), ApiError> {
+        self.check_writable(id)?;
+        Ok(self.records.check_image_field(id, field)?)
+    }
+
+    /// Attach a stored file to a record (and to image field `field`).
+    pub fn attach(
+        &self,
+        id: &RecordId,
+        attachment: &Attachment,
+        field: Option<&str>,
+    ) -> Result<Box<RawValue>, ApiError> {
+        self.check_writable(id)?;
+        let view =
+            self.records
+                .add_attachment_by(id, attachment, field, Some(&self.access.actor()))?;
+        self.access.audit(
+            self.state,
+            Event::new(self.access.actor(), "record.attach")
+                .target(id.to_string())
+                .details(serde_json::json!({
+                    "sha256": attachment.sha256, "mime": attachment.mime, "size": attachment.size
+                })),
+        )?;
+        self.state.local_change();
+        Ok(view)
+    }
+
+    /// Whether a record in the caller's scope references file `hash` (who
+    /// may read such a record may read the file).
+    pub fn references_file(&self, hash: &BlobHash) -> Result<bool, ApiError> {
+        self.access.require(Action::ReadRecords)?;
+        Ok(self.records.references(hash, self.access.station())?)
     }
 }
 

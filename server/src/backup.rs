@@ -8,7 +8,7 @@
 //! then files (path, size, bytes), then an end mark — and last the SHA-256 of
 //! everything before it.
 
-use crate::startup::DATA_FORMAT;
+use crate::data_dir::DATA_FORMAT;
 use sha2::{Digest, Sha256};
 use std::fs::{self, File};
 use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};

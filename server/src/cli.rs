@@ -9,8 +9,9 @@ use crate::auth::users::{self, Role, Username};
 use crate::auth::{audit, AuditLog, Event, InstanceKey};
 use crate::auth::{devices, stations};
 use crate::config::{Overrides, Settings};
+use crate::data_dir::{open_records, SharedRecords};
 use crate::export::{repeat_tables, Exporter, Format};
-use crate::startup::{open_records, Application, SharedRecords};
+use crate::startup::Application;
 use crate::upstream::{http_client, load_ca, status_json, sync_and_record};
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
@@ -388,7 +389,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let ca = settings.upstream_ca.as_deref().map(load_ca).transpose()?;
             // A directory never given a station takes the code's, so the
             // command an admin is shown works as it is.
-            let adopt = !settings.station_given && crate::startup::can_adopt_station(&records)?;
+            let adopt = !settings.station_given && crate::data_dir::can_adopt_station(&records)?;
             let c = crate::upstream::enroll(
                 &records,
                 &settings.data_dir,
@@ -399,7 +400,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 name.as_deref(),
             )?;
             if adopt && c.station != records.station() {
-                crate::startup::adopt_station(&records, &c.station)?;
+                crate::data_dir::adopt_station(&records, &c.station)?;
             }
             println!(
                 "enrolled with {} as a device of station {}; `tideline sync` and `serve --upstream` now sync with it",

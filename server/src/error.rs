@@ -262,6 +262,78 @@ impl From<RecordsError> for ApiError {
     }
 }
 
+/// A refused value, with the one field it came from.
+fn invalid(code: &'static str, path: &str, e: &impl fmt::Display) -> ApiError {
+    ApiError::unprocessable(code, e.to_string())
+        .with_details(json!([{ "path": path, "message": e.to_string() }]))
+}
+
+impl From<crate::auth::users::UserError> for ApiError {
+    fn from(e: crate::auth::users::UserError) -> Self {
+        use crate::auth::users::UserError as E;
+        match e {
+            E::BadRole(_) => invalid("invalid_user", "role", &e),
+            E::BadName(_) => invalid("invalid_user", "username", &e),
+            E::WeakPassword | E::LongPassword => invalid("invalid_user", "password", &e),
+            E::BadStation(_) => invalid("invalid_user", "station", &e),
+            E::Exists(_) => ApiError::conflict("user_exists", e.to_string()),
+            E::Store(_) | E::Hash(_) => ApiError::internal(e),
+        }
+    }
+}
+
+impl From<crate::auth::stations::StationError> for ApiError {
+    fn from(e: crate::auth::stations::StationError) -> Self {
+        use crate::auth::stations::StationError as E;
+        match e {
+            E::Exists(_) => ApiError::conflict("station_exists", e.to_string()),
+            E::Store(_) => ApiError::internal(e),
+            E::Code(_) | E::BadText | E::Unknown(_) => invalid("invalid_station", "station", &e),
+        }
+    }
+}
+
+impl From<crate::auth::devices::DeviceError> for ApiError {
+    fn from(e: crate::auth::devices::DeviceError) -> Self {
+        use crate::auth::devices::DeviceError as E;
+        match e {
+            E::BadCode | E::Revoked(_) => ApiError::bad_credentials(e.to_string()),
+            E::WrongStation { .. } => ApiError::conflict("wrong_station", e.to_string()),
+            E::BadKind(_) => invalid("invalid_enrollment", "kind", &e),
+            E::BadKey => invalid("invalid_enrollment", "public_key", &e),
+            E::BadName => invalid("invalid_enrollment", "name", &e),
+            E::Unknown(_) => ApiError::not_found("not_found", format!("{}.", capitalised(&e))),
+            E::Store(_) => ApiError::internal(e),
+        }
+    }
+}
+
+impl From<crate::export::ExportError> for ApiError {
+    fn from(e: crate::export::ExportError) -> Self {
+        match e {
+            crate::export::ExportError::UnknownTable(_) => {
+                ApiError::bad_request("unknown_table", e.to_string())
+            }
+            other => ApiError::internal(other),
+        }
+    }
+}
+
+impl From<tideline_sync::blobs::BlobError> for ApiError {
+    fn from(e: tideline_sync::blobs::BlobError) -> Self {
+        use tideline_sync::blobs::BlobError as E;
+        match e {
+            E::Offset { offset, held } => ApiError::conflict(
+                "offset_mismatch",
+                format!("The upload continues at byte {held}, not {offset}."),
+            )
+            .with_details(json!({ "held": held })),
+            E::Mismatch(_) => ApiError::unprocessable("hash_mismatch", e.to_string()),
+            E::TooLarge(_) | E::Io(_) => ApiError::internal(e),
+        }
+    }
+}
+
 impl From<crate::uploads::UploadError> for ApiError {
     fn from(e: crate::uploads::UploadError) -> Self {
         use crate::uploads::UploadError as E;

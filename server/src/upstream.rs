@@ -9,7 +9,7 @@
 
 use crate::auth::devices::{self, UpstreamCredential};
 use crate::auth::InstanceKey;
-use crate::startup::SharedRecords;
+use crate::data_dir::SharedRecords;
 use serde::{Deserialize, Serialize};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -978,7 +978,7 @@ pub enum EnrollError {
 ///
 /// With `adopt`, the data directory has no station of its own yet (it was
 /// never given one): the upstream enrols it for the code's station, which
-/// the caller then makes the directory's ([`crate::startup::adopt_station`]).
+/// the caller then makes the directory's ([`crate::data_dir::adopt_station`]).
 pub fn enroll(
     records: &SharedRecords,
     data_dir: &std::path::Path,

@@ -6,7 +6,7 @@ mod common;
 
 use common::{add_user, client_with, login, report, settings, spawn_app, PASSWORD};
 use serde_json::{json, Value};
-use tideline_server::startup::{open_records, Application};
+use tideline_server::{open_records, Application};
 
 async fn status_of(resp: reqwest::Response) -> (u16, Value) {
     let status = resp.status().as_u16();

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 use tideline_server::config::{FileConfig, Overrides, Settings};
-use tideline_server::startup::open_records;
+use tideline_server::open_records;
 
 fn serve(data: &Path, listen: &str) -> ServeProcess {
     let data = data.to_str().expect("utf-8 path");

@@ -158,7 +158,7 @@ async fn an_instance_that_never_enrolled_is_told_how_to() {
     let station = Instance::start("station", dirs[0].path(), "BB-01").await;
     let settings =
         tideline_tests::settings(dirs[1].path(), "127.0.0.1:0", "BB-01", Some(&station.base));
-    let records = tideline_server::startup::open_records(&settings).unwrap();
+    let records = tideline_server::open_records(&settings).unwrap();
     let outcome = tokio::task::spawn_blocking(move || {
         let blobs = tideline_sync::blobs::BlobStore::open(&settings.data_dir).unwrap();
         tideline_server::upstream::sync_once(

@@ -4,15 +4,15 @@
 //! client claims, and checked against the configured list. A blob is readable
 //! by whoever may read some record that references it.
 
-use super::record_id;
+use super::params::record_id;
 use crate::access::{Access, Action};
 use crate::auth::Event;
 use crate::error::ApiError;
-use crate::startup::AppState;
+use crate::state::AppState;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
-use tideline_sync::blobs::{BlobError, BlobHash};
+use tideline_sync::blobs::BlobHash;
 use tideline_sync::records::Attachment;
 
 #[derive(Deserialize)]
@@ -27,10 +27,6 @@ pub struct AttachQuery {
 /// The MIME type of a file from its magic bytes.
 pub fn sniff(bytes: &[u8]) -> Option<&'static str> {
     infer::get(bytes).map(|t| t.mime_type())
-}
-
-fn blob_error(e: BlobError) -> ApiError {
-    ApiError::internal(e)
 }
 
 /// `POST /api/v1/records/{id}/attachments?name=&field=` with the file as the body.
@@ -59,7 +55,6 @@ pub async fn attach(
     let (view, _) =
         web::block(move || store_attachment(&st, &access, &id, &name, field.as_deref(), &bytes))
             .await??;
-    state.local_change();
     Ok(HttpResponse::Created().json(view))
 }
 
@@ -83,25 +78,17 @@ pub(crate) fn store_attachment(
     }
     let name = checked_name(name)?;
     let mime = accepted_type(state, name, bytes)?;
-    // Scope and role first: nothing is stored for a record you cannot change.
-    access.records(state).check_writable(id)?;
-    state.records.check_image_field(id, field)?;
-    let hash = state.blobs.put(bytes).map_err(blob_error)?;
+    // Scope, role and field first: nothing is stored for a record you cannot change.
+    let scoped = access.records(state);
+    scoped.check_attachable(id, field)?;
+    let hash = state.blobs.put(bytes)?;
     let attachment = Attachment {
         sha256: hash,
         name: name.to_string(),
         mime: mime.to_string(),
         size: bytes.len() as u64,
     };
-    let view = state
-        .records
-        .add_attachment_by(id, &attachment, field, Some(&access.actor()))?;
-    access.audit(
-        state,
-        Event::new(access.actor(), "record.attach")
-            .target(id.to_string())
-            .details(json!({ "sha256": hash, "mime": mime, "size": attachment.size })),
-    )?;
+    let view = scoped.attach(id, &attachment, field)?;
     Ok((view, hash))
 }
 
@@ -155,9 +142,8 @@ pub async fn blob(
     let hash: BlobHash = hash.parse().map_err(|e: tideline_sync::blobs::BadHash| {
         ApiError::bad_request("invalid_hash", e.to_string())
     })?;
-    let st = state.clone();
-    let station = access.station().map(str::to_string);
-    let visible = web::block(move || st.records.references(&hash, station.as_deref())).await??;
+    let (st, a) = (state.clone(), access.clone());
+    let visible = web::block(move || a.records(&st).references_file(&hash)).await??;
     if !visible {
         return Err(ApiError::not_found(
             "not_found",

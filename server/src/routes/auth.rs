@@ -6,7 +6,7 @@ use crate::auth::stations;
 use crate::auth::users::{self, Role, Username, HQ};
 use crate::auth::{audit, Event};
 use crate::error::ApiError;
-use crate::startup::AppState;
+use crate::state::AppState;
 use actix_web::cookie::{Cookie, SameSite};
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
@@ -167,10 +167,7 @@ pub async fn setup(
     if let Some(wait) = state.address_limits.blocked(&address) {
         return Err(ApiError::too_many_attempts(wait));
     }
-    let name = Username::try_from(username).map_err(|e| {
-        ApiError::unprocessable("invalid_username", e.to_string())
-            .with_details(json!([{ "path": "username", "message": e.to_string() }]))
-    })?;
+    let name = Username::try_from(username)?;
     let st = state.clone();
     let created = web::block(move || -> Result<_, ApiError> {
         let store = st.records.store().as_ref();
@@ -191,10 +188,7 @@ pub async fn setup(
         }
         // The first admin works for the instance's own station; at HQ, for all.
         let station = st.records.station().to_string();
-        let user = users::create(store, name, Role::Admin, &station, &password).map_err(|e| {
-            ApiError::unprocessable("invalid_user", e.to_string())
-                .with_details(json!([{ "path": "password", "message": e.to_string() }]))
-        })?;
+        let user = users::create(store, name, Role::Admin, &station, &password)?;
         *setup = None;
         st.audit
             .append(
@@ -259,22 +253,14 @@ pub(crate) async fn add_user(
         station,
         password,
     } = new;
-    let invalid = |path: &str, e: users::UserError| {
-        ApiError::unprocessable("invalid_user", e.to_string())
-            .with_details(json!([{ "path": path, "message": e.to_string() }]))
-    };
-    let name = Username::try_from(username).map_err(|e| invalid("username", e))?;
-    let role: Role = role.parse().map_err(|e| invalid("role", e))?;
+    let name = Username::try_from(username)?;
+    let role: Role = role.parse()?;
     let station = station.unwrap_or_else(|| state.records.station().to_string());
     stations::check_known(
         state.records.store().as_ref(),
         state.records.station(),
         &station,
-    )
-    .map_err(|e| match e {
-        stations::StationError::Store(e) => ApiError::internal(e),
-        other => invalid_station(other),
-    })?;
+    )?;
     // An admin of one station manages that station's people only.
     if access.station().is_some_and(|own| own != station)
         || (station == HQ && access.station().is_some())
@@ -288,12 +274,7 @@ pub(crate) async fn add_user(
     let actor = access.actor();
     let user = web::block(move || -> Result<_, ApiError> {
         let store = st.records.store().as_ref();
-        let user = users::create(store, name, role, &station, &password).map_err(|e| match e {
-            users::UserError::Exists(_) => ApiError::conflict("user_exists", e.to_string()),
-            users::UserError::Store(e) => ApiError::internal(e),
-            users::UserError::BadStation(_) => invalid("station", e),
-            other => invalid("password", other),
-        })?;
+        let user = users::create(store, name, role, &station, &password)?;
         st.audit
             .append(
                 store,
@@ -369,11 +350,6 @@ pub async fn audit_log(
     Ok(HttpResponse::Ok().json(json!({ "entries": entries })))
 }
 
-fn invalid_station(e: stations::StationError) -> ApiError {
-    ApiError::unprocessable("invalid_station", e.to_string())
-        .with_details(json!([{ "path": "station", "message": e.to_string() }]))
-}
-
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 #[derive(Default)]
@@ -426,13 +402,9 @@ pub(crate) async fn change_user(
     // Unlocking alone changes nothing the person's sessions depend on.
     let ends_sessions =
         role.is_some() || station.is_some() || disabled.is_some() || password.is_some();
-    let role = role
-        .map(|r| r.parse::<Role>())
-        .transpose()
-        .map_err(|e| ApiError::unprocessable("invalid_user", e.to_string()))?;
+    let role = role.map(|r| r.parse::<Role>()).transpose()?;
     if let Some(s) = &station {
-        stations::check_known(state.records.store().as_ref(), state.records.station(), s)
-            .map_err(invalid_station)?;
+        stations::check_known(state.records.store().as_ref(), state.records.station(), s)?;
         if access.station().is_some_and(|own| own != s) {
             return Err(ApiError::forbidden(
                 "You may not move people to another station.",
@@ -462,11 +434,7 @@ pub(crate) async fn change_user(
             disabled,
             password,
         };
-        let user = users::update(store, &name, change)
-            .map_err(|e| match e {
-                users::UserError::Store(e) => ApiError::internal(e),
-                other => ApiError::unprocessable("invalid_user", other.to_string()),
-            })?
+        let user = users::update(store, &name, change)?
             .ok_or_else(|| ApiError::not_found("not_found", format!("No user {name}.")))?;
         if ends_sessions {
             st.sessions
@@ -516,13 +484,7 @@ pub async fn create_station(
     let actor = access.actor();
     let station = web::block(move || -> Result<_, ApiError> {
         let store = st.records.store().as_ref();
-        let station = stations::create(store, &code, &name, &island).map_err(|e| match e {
-            stations::StationError::Store(e) => ApiError::internal(e),
-            e @ stations::StationError::Exists(_) => {
-                ApiError::conflict("station_exists", e.to_string())
-            }
-            other => invalid_station(other),
-        })?;
+        let station = stations::create(store, &code, &name, &island)?;
         st.audit
             .append(
                 store,

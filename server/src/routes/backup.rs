@@ -4,7 +4,7 @@
 use crate::access::{Access, Action};
 use crate::auth::Event;
 use crate::error::ApiError;
-use crate::startup::AppState;
+use crate::state::AppState;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::json;
 

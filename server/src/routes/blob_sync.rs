@@ -11,11 +11,11 @@
 
 use crate::auth::devices::Device;
 use crate::error::ApiError;
-use crate::startup::AppState;
+use crate::state::AppState;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
-use tideline_sync::blobs::{BadHash, BlobError, BlobHash};
+use tideline_sync::blobs::{BadHash, BlobHash};
 
 /// The largest chunk one append may carry.
 pub const MAX_CHUNK: usize = 4 * 1024 * 1024;
@@ -40,18 +40,6 @@ fn check_referenced(state: &AppState, device: &Device, hash: &BlobHash) -> Resul
     }
 }
 
-fn blob_error(e: BlobError) -> ApiError {
-    match e {
-        BlobError::Offset { offset, held } => ApiError::conflict(
-            "offset_mismatch",
-            format!("The upload continues at byte {held}, not {offset}."),
-        )
-        .with_details(json!({ "held": held })),
-        BlobError::Mismatch(_) => ApiError::unprocessable("hash_mismatch", e.to_string()),
-        BlobError::TooLarge(_) | BlobError::Io(_) => ApiError::internal(e),
-    }
-}
-
 /// `GET /sync/v1/blobs/{sha256}` → `{"held", "complete"}`.
 pub async fn held(
     state: web::Data<AppState>,
@@ -63,7 +51,7 @@ pub async fn held(
     let st = state.clone();
     let (held, complete) = web::block(move || -> Result<_, ApiError> {
         check_referenced(&st, &device, &hash)?;
-        let held = st.blobs.partial_len(&hash).map_err(blob_error)?;
+        let held = st.blobs.partial_len(&hash)?;
         Ok((held, st.blobs.has(&hash)))
     })
     .await??;
@@ -105,7 +93,7 @@ pub async fn append(
     let st = state.clone();
     let held = web::block(move || -> Result<_, ApiError> {
         check_referenced(&st, &device, &hash)?;
-        st.blobs.append(&hash, offset, &bytes).map_err(blob_error)
+        Ok(st.blobs.append(&hash, offset, &bytes)?)
     })
     .await??;
     Ok(HttpResponse::Ok().json(json!({ "held": held })))
@@ -122,7 +110,7 @@ pub async fn finish(
     let st = state.clone();
     let size = web::block(move || -> Result<_, ApiError> {
         check_referenced(&st, &device, &hash)?;
-        st.blobs.finish(&hash).map_err(blob_error)
+        Ok(st.blobs.finish(&hash)?)
     })
     .await??;
     Ok(HttpResponse::Ok().json(json!({ "size": size })))

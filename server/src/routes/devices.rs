@@ -7,7 +7,7 @@ use crate::auth::stations;
 use crate::auth::users::{station_code, HQ};
 use crate::auth::Event;
 use crate::error::ApiError;
-use crate::startup::AppState;
+use crate::state::AppState;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
@@ -81,15 +81,13 @@ pub async fn enroll(
             "credential": secret,
             "upstream_instance": state.records.identity().device_id,
         }))),
-        Err(DeviceError::Store(e)) => Err(ApiError::internal(e)),
-        Err(e @ (DeviceError::BadCode | DeviceError::Revoked(_))) => {
-            state.address_limits.fail(&address);
-            Err(ApiError::bad_credentials(e.to_string()))
+        Err(e) => {
+            // A wrong code counts against the address, as a wrong password does.
+            if matches!(e, DeviceError::BadCode | DeviceError::Revoked(_)) {
+                state.address_limits.fail(&address);
+            }
+            Err(e.into())
         }
-        Err(e @ DeviceError::WrongStation { .. }) => {
-            Err(ApiError::conflict("wrong_station", e.to_string()))
-        }
-        Err(e) => Err(ApiError::unprocessable("invalid_enrollment", e.to_string())),
     }
 }
 
@@ -130,10 +128,8 @@ pub(crate) async fn issue(
         ApiError::unprocessable("invalid_code_request", message.clone())
             .with_details(json!([{ "path": path, "message": message }]))
     };
-    let station = station_code(station).map_err(|e| invalid("station", e.to_string()))?;
-    let kind: DeviceKind = kind
-        .parse()
-        .map_err(|e: DeviceError| invalid("kind", e.to_string()))?;
+    let station = station_code(station)?;
+    let kind: DeviceKind = kind.parse()?;
     let hours = expires_hours.unwrap_or(24);
     if !(1..=24 * 30).contains(&hours) {
         return Err(invalid("expires_hours", "between 1 and 720 hours".into()));
@@ -142,11 +138,7 @@ pub(crate) async fn issue(
         state.records.store().as_ref(),
         state.records.station(),
         &station,
-    )
-    .map_err(|e| match e {
-        stations::StationError::Store(e) => ApiError::internal(e),
-        other => invalid("station", other.to_string()),
-    })?;
+    )?;
     if station == HQ || access.station().is_some_and(|own| own != station) {
         return Err(ApiError::forbidden(format!(
             "You may enrol devices of station {} only.",

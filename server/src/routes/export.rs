@@ -4,8 +4,8 @@ use super::records::FilterQuery;
 use crate::access::Access;
 use crate::auth::Event;
 use crate::error::ApiError;
-use crate::export::{ExportError, Exporter, Format};
-use crate::startup::AppState;
+use crate::export::{Exporter, Format};
+use crate::state::AppState;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
@@ -61,27 +61,19 @@ pub async fn export(
     let filter = q.filter()?;
     let st = state.clone();
     let body = web::block(move || -> Result<Vec<u8>, ApiError> {
-        let filter = access.records(&st).export_filter(filter)?;
-        let records = &st.records;
-        let forms = records.forms();
+        // Refused for the role before anything about the query is judged.
+        access.require(crate::access::Action::Export)?;
+        let forms = st.records.forms();
         let mut exporter = Exporter::new(
             Vec::new(),
             format,
             &forms,
             q.form.as_deref(),
             q.table.as_deref(),
-        )
-        .map_err(|e| match e {
-            ExportError::UnknownTable(_) => ApiError::bad_request("unknown_table", e.to_string()),
-            other => ApiError::internal(other),
+        )?;
+        let count = access.records(&st).export(filter, |view| {
+            exporter.record(view.get()).map_err(ApiError::internal)
         })?;
-        let mut count = 0usize;
-        if let Some(filter) = filter {
-            records.for_each(&filter, |view| {
-                count += 1;
-                exporter.record(view.get()).map_err(ApiError::internal)
-            })?;
-        }
         access.audit(
             &st,
             Event::new(access.actor(), "export").details(
@@ -114,15 +106,11 @@ async fn archive(
     let filter = q.filter()?;
     let st = state.clone();
     let file = web::block(move || -> Result<std::fs::File, ApiError> {
-        let filter = access.records(&st).export_filter(filter)?;
         let mut views = Vec::new();
-        if let Some(filter) = filter {
-            st.records
-                .for_each(&filter, |view| -> Result<(), ApiError> {
-                    views.push(view);
-                    Ok(())
-                })?;
-        }
+        access.records(&st).export(filter, |view| {
+            views.push(view);
+            Ok(())
+        })?;
         let mut file = tempfile::tempfile().map_err(ApiError::internal)?;
         let summary =
             crate::export::write_archive(std::io::BufWriter::new(&mut file), views, |sha| {

@@ -3,7 +3,7 @@
 use crate::access::{Access, Action};
 use crate::auth::Event;
 use crate::error::ApiError;
-use crate::startup::AppState;
+use crate::state::AppState;
 use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 

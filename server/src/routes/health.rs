@@ -4,7 +4,7 @@
 //! anything about records beyond their number.
 
 use crate::error::ApiError;
-use crate::startup::AppState;
+use crate::state::AppState;
 use actix_web::{web, HttpResponse};
 use serde_json::json;
 

@@ -10,13 +10,13 @@ pub(crate) mod devices;
 pub(crate) mod export;
 mod forms;
 mod health;
+pub(crate) mod params;
 pub(crate) mod records;
 pub mod sync;
 pub(crate) mod uploads;
 
 use crate::error::ApiError;
 use actix_web::web;
-use tideline_schemas::RecordId;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/healthz", web::get().to(health::healthz))
@@ -79,14 +79,4 @@ async fn not_found() -> Result<actix_web::HttpResponse, ApiError> {
         "no_route",
         "There is nothing at this address.",
     ))
-}
-
-/// Parse a record id from the path, refusing anything that is not a UUID.
-pub(crate) fn record_id(raw: &str) -> Result<RecordId, ApiError> {
-    raw.parse().map_err(|_| {
-        ApiError::bad_request(
-            "invalid_id",
-            format!("{raw:?} is not a valid record id (a UUID)."),
-        )
-    })
 }

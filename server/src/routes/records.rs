@@ -1,9 +1,9 @@
 //! Creating, reading, editing and listing records.
 
-use super::record_id;
+use super::params::record_id;
 use crate::access::Access;
 use crate::error::ApiError;
-use crate::startup::AppState;
+use crate::state::AppState;
 use actix_web::http::header;
 use actix_web::{web, HttpResponse};
 use serde::{Deserialize, Serialize};
@@ -126,7 +126,6 @@ pub async fn create(
     let CreateBody { form, fields } = body.into_inner();
     let st = state.clone();
     let view = web::block(move || access.records(&st).create(&form, &fields)).await??;
-    state.local_change();
     let id = serde_json::from_str::<Json>(view.get())
         .ok()
         .and_then(|v| v["id"].as_str().map(str::to_string))
@@ -202,7 +201,6 @@ pub async fn patch(
     };
     let st = state.clone();
     let view = web::block(move || access.records(&st).patch(&id, &patch)).await??;
-    state.local_change();
     Ok(HttpResponse::Ok().json(view))
 }
 
@@ -217,7 +215,6 @@ pub async fn resolve(
     let ResolveBody { path, value } = body.into_inner();
     let st = state.clone();
     let view = web::block(move || access.records(&st).resolve(&id, &path, &value)).await??;
-    state.local_change();
     Ok(HttpResponse::Ok().json(view))
 }
 

@@ -5,7 +5,7 @@ use crate::access::{Access, Action};
 use crate::auth::devices::{self, Device, DeviceKind};
 use crate::auth::Event;
 use crate::error::ApiError;
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::upstream::{status_json, SyncFailure, SYNC_CONTENT_TYPE};
 use actix_web::{web, HttpResponse};
 use serde_json::json;

@@ -10,10 +10,10 @@
 //! ```
 
 use super::attachments::{accepted_type, checked_name, store_attachment};
-use super::record_id;
+use super::params::record_id;
 use crate::access::{Access, Action};
 use crate::error::ApiError;
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::uploads::Upload;
 use actix_web::{web, HttpResponse};
 use serde::Deserialize;
@@ -87,8 +87,7 @@ pub async fn begin(
     let upload = web::block(move || -> Result<Upload, ApiError> {
         match (record, form) {
             (Some(id), _) => {
-                access.records(&st).check_writable(&id)?;
-                st.records.check_image_field(&id, Some(&field))?;
+                access.records(&st).check_attachable(&id, Some(&field))?;
             }
             (None, Some(form)) => {
                 let forms = st.records.forms();
@@ -210,9 +209,6 @@ pub async fn append(
         finish(&st, &access, &upload)
     })
     .await??;
-    if answer["attached"] == true {
-        state.local_change();
-    }
     Ok(HttpResponse::Ok().json(answer))
 }
 

@@ -5,12 +5,12 @@
 //! API (`routes::auth`, `routes::devices`; docs/SECURITY.md).
 
 use super::layout::{frame, when, Chrome};
-use super::{page, PageResult};
+use super::page::{page, PageResult};
 use crate::access::{Access, Action};
 use crate::auth::users::HQ;
 use crate::auth::{devices, stations, users};
 use crate::error::ApiError;
-use crate::startup::AppState;
+use crate::state::AppState;
 use actix_web::web;
 use maud::{html, Markup};
 use serde::Deserialize;
@@ -374,5 +374,5 @@ pub async fn revoke_device(
     id: web::Path<String>,
 ) -> PageResult {
     crate::routes::devices::revoke_device(&state, &access, &id).await?;
-    Ok(super::see_other("/admin#devices-h"))
+    Ok(crate::links::see_other("/admin#devices-h"))
 }

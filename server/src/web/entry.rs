@@ -11,12 +11,13 @@
 //! without JavaScript.
 
 use super::layout::{frame, Chrome};
+use super::page::{page, PageResult};
 use super::records::field_label;
-use super::{page, see_other, PageResult};
 use crate::access::{Access, Action};
 use crate::error::ApiError;
-use crate::routes::record_id;
-use crate::startup::AppState;
+use crate::links::see_other;
+use crate::routes::params::record_id;
+use crate::state::AppState;
 use actix_multipart::Multipart;
 use actix_web::web;
 use futures_util::StreamExt;
@@ -1075,7 +1076,6 @@ async fn save(
         }
         Err(e) => return Err(e.into()),
     };
-    state.local_change();
     let mut view: Json = serde_json::from_str(view.get()).map_err(ApiError::internal)?;
     // From here on the page edits the stored record, as it is stored.
     posted.insert("_orig".into(), vec![view["fields"].to_string()]);
@@ -1143,7 +1143,7 @@ async fn save(
         })
         .await?;
         match submitted {
-            Ok(_) => state.local_change(),
+            Ok(_) => {}
             Err(e) if e.status().as_u16() == 422 => {
                 problems_of(&e, &mut problems);
                 return Ok(redraw(

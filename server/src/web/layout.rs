@@ -2,9 +2,10 @@
 //! signed in, and the sync indicator (last successful sync, local changes
 //! waiting, "Sync now", and whether the upstream can be reached).
 
-use super::{see_other, PageError};
+use super::page::PageError;
 use crate::access::{Access, Action};
-use crate::startup::AppState;
+use crate::links::see_other;
+use crate::state::AppState;
 use crate::upstream::{self, SyncFailure};
 use actix_web::{web, HttpRequest, HttpResponse};
 use maud::{html, Markup, DOCTYPE};

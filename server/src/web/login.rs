@@ -2,10 +2,11 @@
 //! are the API's own (`routes::auth::sign_in`); this only draws the page and
 //! keeps the session in its cookie.
 
-use super::{see_other, PageResult};
+use super::page::PageResult;
 use crate::access::Access;
+use crate::links::see_other;
 use crate::routes::auth::{session_cookie, sign_in, sign_out};
-use crate::startup::AppState;
+use crate::state::AppState;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use maud::html;
@@ -48,7 +49,7 @@ fn safe_next(next: Option<&str>) -> String {
 }
 
 fn form(next: &str, username: &str, error: Option<&str>, expired: bool) -> maud::Markup {
-    super::bare(
+    super::page::bare(
         "Sign in",
         html! {
             h1 { "Tideline" }
@@ -83,7 +84,7 @@ fn form(next: &str, username: &str, error: Option<&str>, expired: bool) -> maud:
 
 /// `GET /login`
 pub async fn page(query: web::Query<NextQuery>) -> HttpResponse {
-    super::page(form(
+    super::page::page(form(
         &safe_next(query.next.as_deref()),
         "",
         None,
@@ -112,7 +113,7 @@ pub async fn submit(
         }
         Err(e) if e.status() == StatusCode::INTERNAL_SERVER_ERROR => Err(e.into()),
         Err(e) => {
-            let mut resp = super::page(form(&next, &username, Some(e.message()), false));
+            let mut resp = super::page::page(form(&next, &username, Some(e.message()), false));
             *resp.status_mut() = e.status();
             Ok(resp)
         }

@@ -5,11 +5,11 @@
 //! without JavaScript the same positions are listed as a table.
 
 use super::layout::{frame, when, Chrome};
-use super::{page, PageResult};
+use super::page::{page, PageResult};
 use crate::access::Access;
 use crate::error::ApiError;
 use crate::routes::records::FilterQuery;
-use crate::startup::AppState;
+use crate::state::AppState;
 use actix_web::web;
 use maud::{html, PreEscaped};
 use serde_json::{json, Value as Json};

@@ -3,12 +3,13 @@
 //! actions on it.
 
 use super::layout::{frame, when, Chrome};
-use super::{page, see_other, urlencode, PageError, PageResult};
+use super::page::{page, PageError, PageResult};
 use crate::access::Access;
 use crate::error::ApiError;
-use crate::routes::record_id;
+use crate::links::{see_other, urlencode};
+use crate::routes::params::record_id;
 use crate::routes::records::{parse_status, FilterQuery};
-use crate::startup::AppState;
+use crate::state::AppState;
 use actix_web::web;
 use maud::{html, Markup};
 use serde::Deserialize;
@@ -632,7 +633,6 @@ pub async fn resolve(
     })?;
     let st = state.clone();
     web::block(move || access.records(&st).resolve(&id, &path, &value)).await??;
-    state.local_change();
     Ok(see_other(&format!("/records/{id}")))
 }
 
@@ -663,10 +663,7 @@ pub async fn status(
     })
     .await?;
     match result {
-        Ok(_) => {
-            state.local_change();
-            Ok(see_other(&format!("/records/{id}")))
-        }
+        Ok(_) => Ok(see_other(&format!("/records/{id}"))),
         // Shown on the record, beside what is missing.
         Err(e) if e.status().is_client_error() && e.status().as_u16() != 404 => {
             let mut resp = render(state, access, id, Some(e.message().to_string())).await?;
@@ -698,6 +695,5 @@ pub async fn comment(
     }
     let st = state.clone();
     web::block(move || access.records(&st).comment(&id, &text)).await??;
-    state.local_change();
     Ok(see_other(&format!("/records/{id}#review-h")))
 }

@@ -4,7 +4,7 @@
 //! Both answer without a session: a certificate is public, and a tablet that
 //! does not trust the instance yet cannot sign in comfortably.
 
-use crate::startup::AppState;
+use crate::state::AppState;
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use maud::{html, PreEscaped};
@@ -37,7 +37,7 @@ pub async fn page(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse 
                 .build()
         })
         .unwrap_or_default();
-    let markup = super::bare(
+    let markup = super::page::bare(
         "Set up a tablet",
         html! {
             h1 { "Set up a tablet" }
@@ -71,5 +71,5 @@ pub async fn page(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse 
             }
         },
     );
-    super::page(markup)
+    super::page::page(markup)
 }

@@ -6,7 +6,7 @@
 use serde_json::{json, Value};
 use std::path::Path;
 use tideline_server::config::{FileConfig, Overrides, Settings};
-use tideline_server::startup::{open_records, Application, SharedRecords};
+use tideline_server::{open_records, Application, SharedRecords};
 
 /// Every test user's password.
 pub const PASSWORD: &str = "a test password";
