@@ -20,7 +20,7 @@ mod login;
 mod map;
 mod page;
 mod records;
-mod storable;
+
 mod tablet;
 
 use crate::links::see_other;
