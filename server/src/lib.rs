@@ -16,6 +16,8 @@ pub mod local_tls;
 pub mod metrics;
 pub mod routes;
 pub mod startup;
+#[cfg(feature = "test-support")]
+pub mod test_support;
 pub mod uploads;
 pub mod upstream;
 pub mod web;
