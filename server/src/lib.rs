@@ -19,6 +19,8 @@ pub mod metrics;
 pub mod routes;
 pub mod startup;
 pub mod state;
+#[cfg(feature = "test-support")]
+pub mod test_support;
 pub mod uploads;
 pub mod upstream;
 pub mod web;

@@ -2,8 +2,9 @@
 
 mod common;
 
-use common::{add_user, client_with, login, report, spawn_app};
+use common::{report, spawn_app};
 use serde_json::Value;
+use tideline_server::test_support::{add_user, client_with, login};
 
 /// The first bytes of a JPEG, then filler: what matters for the type check.
 fn jpeg(n: usize) -> Vec<u8> {

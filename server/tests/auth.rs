@@ -4,8 +4,9 @@
 
 mod common;
 
-use common::{add_user, client_with, login, report, settings, spawn_app, PASSWORD};
+use common::{report, settings, spawn_app};
 use serde_json::{json, Value};
+use tideline_server::test_support::{add_user, client_with, login, PASSWORD};
 use tideline_server::{open_records, Application};
 
 async fn status_of(resp: reqwest::Response) -> (u16, Value) {
@@ -732,8 +733,8 @@ async fn a_form_posted_after_the_session_ended_goes_to_sign_in_and_back_to_the_f
 #[tokio::test]
 async fn an_admin_adds_people_and_lifts_a_lockout_from_the_page() {
     let app = spawn_app().await;
-    common::add_user(&app.records, "chief", "admin", "BB-01");
-    let admin = common::client_with(&common::login(&app.base, "chief").await);
+    add_user(&app.records, "chief", "admin", "BB-01");
+    let admin = client_with(&login(&app.base, "chief").await);
     let login = |name: &'static str, password: &'static str| {
         let (client, url) = (app.anonymous.clone(), app.url("/api/v1/login"));
         async move {

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{report, spawn_serve, PASSWORD};
+use common::{report, spawn_serve};
 use serde_json::{json, Value};
 use std::io::Write;
 use std::path::Path;
@@ -12,6 +12,7 @@ use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tideline_server::test_support::PASSWORD;
 
 fn tideline(data: &Path, args: &[&str], input: &str) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_tideline"))

@@ -1,5 +1,7 @@
 //! Shared support for Tideline's cross-crate tests and harnesses: real
-//! instances on loopback port 0, each over its own sled store.
+//! instances on loopback port 0, each over its own sled store, several of
+//! them in a fleet. Users, logins and starting one instance come from
+//! `tideline_server::test_support`, which the server's own tests share.
 
 #![forbid(unsafe_code)]
 pub mod process;
@@ -8,71 +10,9 @@ pub mod tap;
 
 use serde_json::{json, Value};
 use std::path::Path;
-use tideline_server::config::{FileConfig, Overrides, Settings};
-use tideline_server::{open_records, Application, SharedRecords};
-
-/// Every test user's password.
-pub const PASSWORD: &str = "a test password";
-/// The user an [`Instance`] acts as: a supervisor of the instance's station
-/// (at HQ, of every station).
-pub const TESTER: &str = "tester";
-
-/// Create a user directly in the store (as `tideline admin create-user` does).
-pub fn add_user(records: &SharedRecords, name: &str, role: &str, station: &str) {
-    use tideline_server::auth::users;
-    let name = users::Username::try_from(name.to_string()).expect("username");
-    match users::create(
-        records.store().as_ref(),
-        name,
-        role.parse().expect("role"),
-        station,
-        PASSWORD,
-    ) {
-        Ok(_) | Err(users::UserError::Exists(_)) => {}
-        Err(e) => panic!("create user: {e}"),
-    }
-}
-
-/// A client that sends `token` with every request.
-pub fn client_with(token: &str) -> reqwest::Client {
-    client_trusting(token, None)
-}
-
-fn client_trusting(token: &str, ca: Option<&reqwest::Certificate>) -> reqwest::Client {
-    let mut headers = reqwest::header::HeaderMap::new();
-    headers.insert(
-        reqwest::header::AUTHORIZATION,
-        format!("Bearer {token}").parse().expect("header"),
-    );
-    let mut builder = reqwest::Client::builder().default_headers(headers);
-    if let Some(ca) = ca {
-        builder = builder.add_root_certificate(ca.clone());
-    }
-    builder.build().expect("client")
-}
-
-/// Log in over HTTP; panics unless it works.
-pub async fn login(base: &str, name: &str) -> String {
-    login_with(base, name, None).await
-}
-
-async fn login_with(base: &str, name: &str, ca: Option<&reqwest::Certificate>) -> String {
-    let mut builder = reqwest::Client::builder();
-    if let Some(ca) = ca {
-        builder = builder.add_root_certificate(ca.clone());
-    }
-    let resp = builder
-        .build()
-        .expect("client")
-        .post(format!("{base}/api/v1/login"))
-        .json(&json!({"username": name, "password": PASSWORD}))
-        .send()
-        .await
-        .expect("login");
-    assert_eq!(resp.status(), 200, "login as {name} failed");
-    let body: Value = resp.json().await.expect("json");
-    body["token"].as_str().expect("token").to_string()
-}
+pub use tideline_server::test_support::{add_user, client_with, login, settings, PASSWORD, TESTER};
+use tideline_server::{open_records, SharedRecords};
+use tideline_server::{test_support, Settings};
 
 /// One running instance, in this process, with a real HTTP server.
 pub struct Instance {
@@ -82,23 +22,6 @@ pub struct Instance {
     pub records: SharedRecords,
     handle: Option<actix_web::dev::ServerHandle>,
     pub client: reqwest::Client,
-}
-
-/// Settings for an instance on `dir`, listening on `listen` (port 0 for any).
-pub fn settings(dir: &Path, listen: &str, station: &str, upstream: Option<&str>) -> Settings {
-    Settings::merge(
-        Overrides {
-            data_dir: Some(dir.to_path_buf()),
-            listen: Some(listen.to_string()),
-            station: Some(station.to_string()),
-            upstream: upstream.map(str::to_string),
-            // Tests drive syncs explicitly; a background loop would race them.
-            auto_sync: Some(false),
-            ..Default::default()
-        },
-        FileConfig::default(),
-    )
-    .expect("settings")
 }
 
 impl Instance {
@@ -224,32 +147,16 @@ impl Instance {
     }
 
     async fn serve(name: &str, settings: Settings, records: SharedRecords) -> Instance {
-        add_user(&records, TESTER, "supervisor", &settings.station);
-        let app = Application::with_records(&settings, records.clone()).expect("start");
-        // The test certificates name localhost, so HTTPS goes there by name.
-        let base = match settings.tls {
-            Some(_) => format!("https://localhost:{}", app.port()),
-            None => format!("http://{}", app.addr()),
-        };
-        let ca = settings
-            .tls
-            .as_ref()
-            .and(settings.upstream_ca.as_deref())
-            .map(|p| {
-                reqwest::Certificate::from_pem(&std::fs::read(p).expect("read the CA")).expect("CA")
-            });
+        let served = test_support::serve(&settings, records.clone()).await;
         let mut settings = settings;
-        settings.listen = app.addr();
-        let handle = app.handle();
-        tokio::spawn(app.run_until_stopped());
-        let token = login_with(&base, TESTER, ca.as_ref()).await;
+        settings.listen = served.addr;
         Instance {
             name: name.to_string(),
-            base,
+            base: served.base,
             settings,
             records,
-            handle: Some(handle),
-            client: client_trusting(&token, ca.as_ref()),
+            handle: Some(served.handle),
+            client: served.client,
         }
     }
 

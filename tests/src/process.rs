@@ -251,23 +251,43 @@ impl ServerProcess {
     }
 }
 
-/// The `tideline` binary a harness measures: `explicit` if given, else
-/// `$TIDELINE_BIN`, else the workspace's release build.
-pub fn tideline_bin(explicit: Option<PathBuf>) -> anyhow::Result<PathBuf> {
-    let bin = explicit
-        .or_else(|| std::env::var_os("TIDELINE_BIN").map(PathBuf::from))
-        .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("..")
-                .join("target/release/tideline")
-        });
-    ensure!(
-        bin.is_file(),
-        "{} does not exist; build it with `cargo build --release -p tideline-server` \
-         or pass --tideline PATH",
-        bin.display()
-    );
-    Ok(bin)
+/// `--tideline PATH`, which every harness takes: the binary it runs and
+/// measures. Flattened into each harness's options.
+#[derive(Debug, clap::Args)]
+pub struct TidelineArg {
+    /// The `tideline` binary to run and measure (default: the workspace's
+    /// release build, target/release/tideline)
+    #[arg(
+        long = "tideline",
+        value_name = "PATH",
+        env = "TIDELINE_BIN",
+        default_value_os_t = release_build(),
+        // The absolute path differs on every machine; the text above says it.
+        hide_default_value = true,
+        value_parser = existing_binary
+    )]
+    pub path: PathBuf,
+}
+
+/// The workspace's release build, which docs/PERFORMANCE.md builds first.
+fn release_build() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join("target/release/tideline")
+}
+
+/// Refuse a missing binary before anything starts, saying how to make one.
+fn existing_binary(path: &str) -> Result<PathBuf, String> {
+    let bin = PathBuf::from(path);
+    if bin.is_file() {
+        Ok(bin)
+    } else {
+        Err(format!(
+            "{} does not exist; build it with `cargo build --release -p tideline-server` \
+             or pass --tideline PATH",
+            bin.display()
+        ))
+    }
 }
 
 /// VmRSS and VmHWM of a process, in MiB.

@@ -1,17 +1,16 @@
-//! Test support: start the real application on port 0 over its own sled
-//! store, in this process or as the real `tideline` binary.
+//! Test support of the server's own tests: the real application on port 0
+//! over its own sled store, in this process or as the real `tideline` binary.
+//! What the cross-crate tests share with these is `tideline_server::test_support`;
+//! what is here needs the binary's path, which cargo gives only this crate's
+//! tests, or is a fixture of these tests alone.
 
 #![allow(dead_code)]
 
 use serde_json::{json, Value};
 use std::path::Path;
-use tideline_server::config::{FileConfig, Overrides, Settings};
-use tideline_server::{open_records, Application, SharedRecords};
-
-/// Every test user's password.
-pub const PASSWORD: &str = "a test password";
-/// The user the helpers act as: a supervisor of the instance's station.
-pub const TESTER: &str = "tester";
+use tideline_server::test_support::{PASSWORD, TESTER};
+use tideline_server::{open_records, SharedRecords};
+use tideline_server::{test_support, Settings};
 
 pub struct TestApp {
     pub base: String,
@@ -29,76 +28,21 @@ pub async fn spawn_app() -> TestApp {
     spawn_app_in(dir).await
 }
 
+/// Settings for a BB-01 instance on `data`, on any free port.
 pub fn settings(data: &Path) -> Settings {
-    Settings::merge(
-        Overrides {
-            data_dir: Some(data.to_path_buf()),
-            listen: Some("127.0.0.1:0".into()),
-            station: Some("BB-01".into()),
-            ..Default::default()
-        },
-        FileConfig::default(),
-    )
-    .expect("settings")
-}
-
-/// Create a user directly in the store (as `tideline admin create-user` does).
-pub fn add_user(records: &SharedRecords, name: &str, role: &str, station: &str) {
-    use tideline_server::auth::users;
-    let name = users::Username::try_from(name.to_string()).expect("username");
-    match users::create(
-        records.store().as_ref(),
-        name,
-        role.parse().expect("role"),
-        station,
-        PASSWORD,
-    ) {
-        Ok(_) | Err(users::UserError::Exists(_)) => {}
-        Err(e) => panic!("create user: {e}"),
-    }
-}
-
-/// A client that sends `token` with every request.
-pub fn client_with(token: &str) -> reqwest::Client {
-    let mut headers = reqwest::header::HeaderMap::new();
-    headers.insert(
-        reqwest::header::AUTHORIZATION,
-        format!("Bearer {token}").parse().expect("header"),
-    );
-    reqwest::Client::builder()
-        .default_headers(headers)
-        .build()
-        .expect("client")
-}
-
-/// Log in over HTTP; panics unless it works.
-pub async fn login(base: &str, name: &str) -> String {
-    let resp = reqwest::Client::new()
-        .post(format!("{base}/api/v1/login"))
-        .json(&json!({"username": name, "password": PASSWORD}))
-        .send()
-        .await
-        .expect("login");
-    assert_eq!(resp.status(), 200, "login as {name} failed");
-    let body: Value = resp.json().await.expect("json");
-    body["token"].as_str().expect("token").to_string()
+    test_support::settings(data, "127.0.0.1:0", "BB-01", None)
 }
 
 pub async fn spawn_app_in(dir: tempfile::TempDir) -> TestApp {
     let settings = settings(dir.path());
     let records = open_records(&settings).expect("open store");
-    add_user(&records, TESTER, "supervisor", "BB-01");
-    let app = Application::with_records(&settings, records.clone()).expect("build app");
-    let base = format!("http://{}", app.addr());
-    let handle = app.handle();
-    tokio::spawn(app.run_until_stopped());
-    let token = login(&base, TESTER).await;
+    let served = test_support::serve(&settings, records.clone()).await;
     TestApp {
-        base,
-        client: client_with(&token),
+        base: served.base,
+        client: served.client,
         anonymous: reqwest::Client::new(),
         records,
-        handle,
+        handle: served.handle,
         _dir: dir,
     }
 }

@@ -33,58 +33,38 @@
 #![forbid(unsafe_code)]
 
 use anyhow::{bail, ensure, Context};
+use clap::Parser;
 use serde_json::{json, Value as Json};
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
-use tideline_tests::process::{tideline_bin, ServerProcess};
+use tideline_tests::process::{ServerProcess, TidelineArg};
 use tideline_tests::proxy::{FaultProxy, Link, ProxyConfig, ProxyStats, SplitMix64};
 
+/// Runs the attachment benchmark and prints its report as one JSON object.
+#[derive(Parser)]
+#[command(name = "file_bench")]
 struct Options {
-    tideline: PathBuf,
+    #[command(flatten)]
+    tideline: TidelineArg,
+    /// Size of each photo in MiB, 1 to 24 (the default attachment limit is 25 MiB)
+    #[arg(long, value_name = "N", default_value_t = 10)]
     mib: u32,
+    /// The link's throughput each way, in kbit/s
+    #[arg(long, value_name = "K", default_value_t = 256)]
     kbit: u64,
+    /// The link's latency each way, in milliseconds
+    #[arg(long, value_name = "L", default_value_t = 300)]
     latency_ms: u64,
+    /// Per cent chance, in each second, that the link goes down, closing every
+    /// connection open at that moment
+    #[arg(long, value_name = "P", default_value_t = 2.0)]
     drop_percent: f64,
+    /// Seed of the photos' bytes and of the drops
+    #[arg(long, value_name = "S", default_value_t = 1)]
     seed: u64,
 }
 
-fn usage() -> &'static str {
-    "usage: file_bench [--tideline PATH] [--mib N] [--kbit K] [--latency-ms L] \
-     [--drop-percent P] [--seed S]"
-}
-
 fn parse_args() -> anyhow::Result<Options> {
-    let mut tideline = None;
-    let mut opts = Options {
-        tideline: PathBuf::new(),
-        mib: 10,
-        kbit: 256,
-        latency_ms: 300,
-        drop_percent: 2.0,
-        seed: 1,
-    };
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        let mut value = |name: &str| {
-            args.next()
-                .with_context(|| format!("{name} needs a value; {}", usage()))
-        };
-        match arg.as_str() {
-            "--tideline" => tideline = Some(PathBuf::from(value(&arg)?)),
-            "--mib" => opts.mib = value(&arg)?.parse().context("--mib")?,
-            "--kbit" => opts.kbit = value(&arg)?.parse().context("--kbit")?,
-            "--latency-ms" => opts.latency_ms = value(&arg)?.parse().context("--latency-ms")?,
-            "--drop-percent" => {
-                opts.drop_percent = value(&arg)?.parse().context("--drop-percent")?
-            }
-            "--seed" => opts.seed = value(&arg)?.parse().context("--seed")?,
-            "-h" | "--help" => {
-                println!("{}", usage());
-                std::process::exit(0);
-            }
-            other => bail!("unknown argument {other:?}; {}", usage()),
-        }
-    }
+    let opts = Options::parse();
     ensure!(
         (1..=24).contains(&opts.mib),
         "--mib must be 1 to 24 (the default attachment limit is 25 MiB)"
@@ -94,7 +74,6 @@ fn parse_args() -> anyhow::Result<Options> {
         (0.0..100.0).contains(&opts.drop_percent),
         "--drop-percent must be at least 0 and below 100"
     );
-    opts.tideline = tideline_bin(tideline)?;
     Ok(opts)
 }
 
@@ -249,7 +228,7 @@ fn traffic(before: &ProxyStats, after: &ProxyStats, file: usize, secs: f64, sync
 async fn run(opts: &Options, t0: Instant) -> anyhow::Result<Json> {
     let dirs = [tempfile::tempdir()?, tempfile::tempdir()?];
     let logs = tempfile::tempdir()?;
-    let bin = opts.tideline.clone();
+    let bin = opts.tideline.path.clone();
     let (station_dir, station_log) = (
         dirs[0].path().to_path_buf(),
         logs.path().join("station.log"),
@@ -277,7 +256,7 @@ async fn run(opts: &Options, t0: Instant) -> anyhow::Result<Json> {
         .await?,
     );
     let code = tokio::task::block_in_place(|| station.enroll_code("BB-01", "boat"))?;
-    let (bin, url) = (opts.tideline.clone(), proxy.url());
+    let (bin, url) = (opts.tideline.path.clone(), proxy.url());
     let (boat_dir, boat_log) = (dirs[1].path().to_path_buf(), logs.path().join("boat.log"));
     let boat = tokio::task::spawn_blocking(move || {
         let args: Vec<String> = vec![

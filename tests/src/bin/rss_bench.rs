@@ -14,61 +14,33 @@
 
 #![forbid(unsafe_code)]
 
-use anyhow::{bail, ensure, Context};
+use anyhow::{ensure, Context};
+use clap::Parser;
 use serde_json::{json, Map, Value as Json};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
-use tideline_tests::process::{memory_mb, ServerProcess};
+use tideline_tests::process::{memory_mb, ServerProcess, TidelineArg};
 
+/// Runs the memory and list-latency benchmark and prints its report as one
+/// JSON object.
+#[derive(Parser)]
+#[command(name = "rss_bench")]
 struct Options {
-    tideline: PathBuf,
+    #[command(flatten)]
+    tideline: TidelineArg,
+    /// Typical boarding reports to POST before measuring
+    #[arg(long, value_name = "N", default_value_t = 10_000)]
     records: usize,
+    /// Client threads POSTing at once
+    #[arg(long, value_name = "T", default_value_t = 4)]
     threads: usize,
 }
 
-fn usage() -> &'static str {
-    "usage: rss_bench [--tideline PATH] [--records N] [--threads T]"
-}
-
 fn parse_args() -> anyhow::Result<Options> {
-    let mut tideline = std::env::var_os("TIDELINE_BIN").map(PathBuf::from);
-    let mut records = 10_000usize;
-    let mut threads = 4usize;
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        let mut value = |name: &str| {
-            args.next()
-                .with_context(|| format!("{name} needs a value; {}", usage()))
-        };
-        match arg.as_str() {
-            "--tideline" => tideline = Some(PathBuf::from(value("--tideline")?)),
-            "--records" => records = value("--records")?.parse().context("--records")?,
-            "--threads" => threads = value("--threads")?.parse().context("--threads")?,
-            "-h" | "--help" => {
-                println!("{}", usage());
-                std::process::exit(0);
-            }
-            other => bail!("unknown argument {other:?}; {}", usage()),
-        }
-    }
-    ensure!(records > 0, "--records must be at least 1");
-    ensure!(threads > 0, "--threads must be at least 1");
-    let tideline = tideline.unwrap_or_else(|| {
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("..")
-            .join("target/release/tideline")
-    });
-    ensure!(
-        tideline.is_file(),
-        "{} does not exist; build it with `cargo build --release -p tideline-server` \
-         or pass --tideline PATH",
-        tideline.display()
-    );
-    Ok(Options {
-        tideline,
-        records,
-        threads,
-    })
+    let opts = Options::parse();
+    ensure!(opts.records > 0, "--records must be at least 1");
+    ensure!(opts.threads > 0, "--threads must be at least 1");
+    Ok(opts)
 }
 
 type Server = ServerProcess;
@@ -198,7 +170,7 @@ fn run(opts: &Options) -> anyhow::Result<Json> {
     let data = tempfile::tempdir().context("create the data directory")?;
     let scratch = tempfile::tempdir().context("create a scratch directory")?;
     let log = scratch.path().join("server.log");
-    let server = start_server(&opts.tideline, data.path(), &log)?;
+    let server = start_server(&opts.tideline.path, data.path(), &log)?;
     let pid = server.pid();
     let http = client()?;
 

@@ -48,11 +48,12 @@
 
 use anyhow::{bail, ensure, Context};
 use automerge::{AutoCommit, ChangeHash};
+use clap::Parser;
 use serde_json::{json, Map, Value as Json};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-use tideline_tests::process::{memory_mb, ServerProcess};
+use tideline_tests::process::{memory_mb, ServerProcess, TidelineArg};
 use tideline_tests::proxy::{FaultPlan, FaultProxy, Link, ProxyConfig, ProxyStats};
 use tokio::task::JoinSet;
 
@@ -89,70 +90,46 @@ const API_TIMEOUT: Duration = Duration::from_secs(120);
 /// Largest per-sync body total for a no-op sync (the target).
 const NOOP_BODY_LIMIT: u64 = 1024;
 
+/// Runs the sync benchmark and prints its report as one JSON object.
+#[derive(Parser)]
+#[command(name = "sync_bench")]
 struct Options {
-    tideline: PathBuf,
+    #[command(flatten)]
+    tideline: TidelineArg,
+    /// Boarding reports loaded on each boat before the first sync
+    #[arg(long, value_name = "N", default_value_t = 2500)]
     records_per_boat: usize,
+    /// Single-field edits, spread over the boats' records, for the incremental sync
+    #[arg(long, value_name = "E", default_value_t = 1000)]
     edits: usize,
+    /// Shape every link, both directions, as a satellite hop (300 ms each
+    /// way, 256 kbit/s)
+    #[arg(long)]
     satellite: bool,
+    /// Per cent of the proxies' connections cut at a random byte offset (a
+    /// sync the cut made fail is retried until it succeeds)
+    #[arg(long, value_name = "P", default_value_t = 0.0)]
     drop_percent: f64,
+    /// Seed of the proxies' random cuts
+    #[arg(long, value_name = "S", default_value_t = 1)]
     seed: u64,
+    /// Requests in flight per boat while the harness loads and edits records
+    #[arg(long, value_name = "C", default_value_t = 4)]
     concurrency: usize,
-    deadline: Duration,
-    /// Passed to every `serve` as `--cache-mb` (None: the server's default).
+    /// Give up after this many seconds in all
+    #[arg(long, value_name = "T", default_value_t = 3600)]
+    deadline_secs: u64,
+    /// Passed to every `serve` as `--cache-mb` (default: the server's own)
+    #[arg(long, value_name = "M")]
     cache_mb: Option<u64>,
+    /// Bound on every downstream's push and pull pages, passed to every
+    /// `serve` as `--sync-page-kib` (default: the server's own)
+    #[arg(long, value_name = "K")]
     page_kib: Option<u64>,
 }
 
-fn usage() -> &'static str {
-    "usage: sync_bench [--tideline PATH] [--records-per-boat N] [--edits E] [--satellite] \
-     [--drop-percent P] [--seed S] [--concurrency C] [--deadline-secs T] [--cache-mb M] [--page-kib K]"
-}
-
 fn parse_args() -> anyhow::Result<Options> {
-    let mut tideline = None;
-    let mut opts = Options {
-        tideline: PathBuf::new(),
-        records_per_boat: 2500,
-        edits: 1000,
-        satellite: false,
-        drop_percent: 0.0,
-        seed: 1,
-        concurrency: 4,
-        deadline: Duration::from_secs(3600),
-        cache_mb: None,
-        page_kib: None,
-    };
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        let mut value = |name: &str| {
-            args.next()
-                .with_context(|| format!("{name} needs a value; {}", usage()))
-        };
-        match arg.as_str() {
-            "--tideline" => tideline = Some(PathBuf::from(value("--tideline")?)),
-            "--records-per-boat" => {
-                opts.records_per_boat = value(&arg)?.parse().context("--records-per-boat")?
-            }
-            "--edits" => opts.edits = value(&arg)?.parse().context("--edits")?,
-            "--satellite" => opts.satellite = true,
-            "--drop-percent" => {
-                opts.drop_percent = value(&arg)?.parse().context("--drop-percent")?
-            }
-            "--seed" => opts.seed = value(&arg)?.parse().context("--seed")?,
-            "--concurrency" => opts.concurrency = value(&arg)?.parse().context("--concurrency")?,
-            "--deadline-secs" => {
-                opts.deadline =
-                    Duration::from_secs(value(&arg)?.parse().context("--deadline-secs")?)
-            }
-            "--cache-mb" => opts.cache_mb = Some(value(&arg)?.parse().context("--cache-mb")?),
-            "--page-kib" => opts.page_kib = Some(value(&arg)?.parse().context("--page-kib")?),
-            "-h" | "--help" => {
-                println!("{}", usage());
-                std::process::exit(0);
-            }
-            other => bail!("unknown argument {other:?}; {}", usage()),
-        }
-    }
+    let opts = Options::parse();
     ensure!(
         opts.records_per_boat > 0,
         "--records-per-boat must be at least 1"
@@ -162,7 +139,6 @@ fn parse_args() -> anyhow::Result<Options> {
         (0.0..=100.0).contains(&opts.drop_percent),
         "--drop-percent must be between 0 and 100"
     );
-    opts.tideline = tideline_tests::process::tideline_bin(tideline)?;
     Ok(opts)
 }
 
@@ -200,7 +176,7 @@ fn start_server(
             "boat"
         };
         let code = up.enroll_code(station, kind)?;
-        tideline_tests::process::enroll(&opts.tideline, data, &args, url, &code)?;
+        tideline_tests::process::enroll(&opts.tideline.path, data, &args, url, &code)?;
     }
     if let Some(mb) = opts.cache_mb {
         args.extend(["--cache-mb".to_string(), mb.to_string()]);
@@ -208,7 +184,7 @@ fn start_server(
     if let Some(kib) = opts.page_kib {
         args.extend(["--sync-page-kib".to_string(), kib.to_string()]);
     }
-    ServerProcess::start(&opts.tideline, name, data, &args, log)
+    ServerProcess::start(&opts.tideline.path, name, data, &args, log)
 }
 
 /// CPU seconds (user + system) a process has used so far; `who` is a pid or
@@ -1011,7 +987,7 @@ fn round3(x: f64) -> f64 {
 }
 
 async fn run(opts: &Options, fleet: &mut Fleet, t0: Instant) -> anyhow::Result<Json> {
-    let deadline = t0 + opts.deadline;
+    let deadline = t0 + Duration::from_secs(opts.deadline_secs);
     let n = opts.records_per_boat;
     let mut result = Map::new();
     result.insert(
@@ -1029,7 +1005,7 @@ async fn run(opts: &Options, fleet: &mut Fleet, t0: Instant) -> anyhow::Result<J
             "drop_percent": opts.drop_percent,
             "seed": opts.seed,
             "client_concurrency_per_boat": opts.concurrency,
-            "tideline": opts.tideline.display().to_string(),
+            "tideline": opts.tideline.path.display().to_string(),
             "cache_mb": opts.cache_mb,
             "page_kib": opts.page_kib,
         }),

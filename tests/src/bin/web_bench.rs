@@ -10,48 +10,32 @@
 
 #![forbid(unsafe_code)]
 
-use anyhow::{bail, ensure, Context};
+use anyhow::ensure;
+use clap::Parser;
 use serde_json::{json, Value as Json};
-use std::path::PathBuf;
 use std::time::Instant;
-use tideline_tests::process::{tideline_bin, ServerProcess};
+use tideline_tests::process::{ServerProcess, TidelineArg};
 
+/// Runs the web interface benchmark and prints its report as one JSON object.
+#[derive(Parser)]
+#[command(name = "web_bench")]
 struct Options {
-    tideline: PathBuf,
+    #[command(flatten)]
+    tideline: TidelineArg,
+    /// Typical boarding reports the server holds while its pages are timed
+    #[arg(long, value_name = "N", default_value_t = 10_000)]
     records: usize,
+    /// Times each page is fetched
+    #[arg(long, value_name = "R", default_value_t = 30)]
     runs: usize,
 }
 
 fn parse_args() -> anyhow::Result<Options> {
-    let usage = "usage: web_bench [--tideline PATH] [--records N] [--runs R]";
-    let mut tideline = None;
-    let mut opts = Options {
-        tideline: PathBuf::new(),
-        records: 10_000,
-        runs: 30,
-    };
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        let mut value = |name: &str| {
-            args.next()
-                .with_context(|| format!("{name} needs a value; {usage}"))
-        };
-        match arg.as_str() {
-            "--tideline" => tideline = Some(PathBuf::from(value(&arg)?)),
-            "--records" => opts.records = value(&arg)?.parse().context("--records")?,
-            "--runs" => opts.runs = value(&arg)?.parse().context("--runs")?,
-            "-h" | "--help" => {
-                println!("{usage}");
-                std::process::exit(0);
-            }
-            other => bail!("unknown argument {other:?}; {usage}"),
-        }
-    }
+    let opts = Options::parse();
     ensure!(
         opts.records > 0 && opts.runs > 0,
         "--records and --runs must be at least 1"
     );
-    opts.tideline = tideline_bin(tideline)?;
     Ok(opts)
 }
 
@@ -122,7 +106,7 @@ async fn main() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let log = dir.path().join("server.log");
     let data = dir.path().join("data");
-    let bin = opts.tideline.clone();
+    let bin = opts.tideline.path.clone();
     let server = tokio::task::spawn_blocking(move || {
         let args: Vec<String> = ["--station", "BB-01", "--no-auto-sync"]
             .map(String::from)
