@@ -26,6 +26,8 @@ use std::io::Read;
 
 pub const MAGIC: [u8; 4] = *b"TDLS";
 pub const PROTOCOL_VERSION: u16 = 4;
+/// The media type of a sync exchange's body, both ways.
+pub const CONTENT_TYPE: &str = "application/vnd.tideline.sync.v1";
 const HEADER_LEN: usize = 6;
 /// zstd level 3: most of the gain at a fraction of the CPU of higher levels,
 /// which matters on a boat laptop.

@@ -6,7 +6,7 @@ use crate::auth::devices::{self, Device, DeviceKind};
 use crate::auth::Event;
 use crate::error::ApiError;
 use crate::state::AppState;
-use crate::upstream::{status_json, SyncFailure, SYNC_CONTENT_TYPE};
+use crate::upstream::{status_json, SyncFailure};
 use actix_web::{web, HttpResponse};
 use serde_json::json;
 use std::collections::HashSet;
@@ -81,7 +81,7 @@ pub async fn exchange(
     }
     let (_, _, _, answer) = result?;
     Ok(HttpResponse::Ok()
-        .content_type(SYNC_CONTENT_TYPE)
+        .content_type(tideline_sync::protocol::CONTENT_TYPE)
         .body(answer))
 }
 
