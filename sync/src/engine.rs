@@ -12,6 +12,8 @@
 //! - `ds/acked/<record>`: heads the upstream is known to have, per record;
 //! - `ds/repair/<record>`: records to repair with Automerge's sync protocol,
 //!   kept until the repair completes so a cut sync resumes it;
+//! - `ds/file/<sha256>`: attachment files the upstream has accepted (written
+//!   by the server's file transfer);
 //! - `us/known/<peer><record>`: heads a downstream is known to have;
 //! - `us/pending/<peer>`: the last pull page sent, until the peer confirms it;
 //! - `us/served/<peer>`: the highest pull checkpoint handed to the peer.
@@ -49,6 +51,7 @@ const REPAIR_IDLE: std::time::Duration = std::time::Duration::from_secs(600);
 const CHECKPOINT_KEY: &[u8] = b"ds/checkpoint";
 const ACKED: &[u8] = b"ds/acked/";
 const REPAIR: &[u8] = b"ds/repair/";
+const FILE_SENT: &[u8] = b"ds/file/";
 const KNOWN: &[u8] = b"us/known/";
 const PENDING: &[u8] = b"us/pending/";
 const SERVED: &[u8] = b"us/served/";
@@ -657,13 +660,15 @@ impl<'a, S: DocStore> Downstream<'a, S> {
     }
 
     /// Forget everything known about the upstream: the next exchanges push
-    /// every record in full and pull everything in scope.
+    /// every record in full and pull everything in scope, and every file is
+    /// offered again (a restored upstream may have lost any of them).
     fn reset(&mut self, epoch: [u8; 16]) -> Result<(), SyncError> {
         let store = self.records.store();
         let mut writes: Vec<StateWrite> = store
             .scan_state(ACKED)?
             .into_iter()
             .chain(store.scan_state(REPAIR)?)
+            .chain(store.scan_state(FILE_SENT)?)
             .map(|(key, _)| StateWrite { key, value: None })
             .collect();
         let fresh = Checkpoint {
