@@ -21,7 +21,7 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value as Json};
 use std::future::{ready, Ready};
 use tideline_schemas::RecordId;
-use tideline_sync::{DocStore, Filter, Page, Patch, RecordsError, Status};
+use tideline_sync::{Author, DocStore, Filter, Page, Patch, RecordsError, Status, Written};
 
 /// The session cookie the web interface uses (the API takes the same token
 /// as `Authorization: Bearer`).
@@ -275,11 +275,7 @@ impl Scoped<'_> {
         )
     }
 
-    pub fn create(
-        &self,
-        form: &str,
-        fields: &Map<String, Json>,
-    ) -> Result<Box<RawValue>, ApiError> {
+    pub fn create(&self, form: &str, fields: &Map<String, Json>) -> Result<Written, ApiError> {
         self.access.require(Action::WriteRecords)?;
         // Records made here carry this instance's station.
         if !self.access.sees(self.records.station()) {
@@ -288,13 +284,13 @@ impl Scoped<'_> {
                 self.records.station()
             )));
         }
-        let view = self
-            .records
-            .create_by(form, fields, Some(&self.access.actor()))?;
-        if let Some(id) = view_id(&view) {
-            self.audit("record.create", &id)?;
-        }
-        Ok(view)
+        let written = self.records.create(
+            Author::person(&self.access.actor(), self.access.station()),
+            form,
+            fields,
+        )?;
+        self.audit("record.create", &written.id)?;
+        Ok(written)
     }
 
     pub fn get(&self, id: &RecordId) -> Result<Box<RawValue>, ApiError> {
@@ -350,7 +346,12 @@ impl Scoped<'_> {
         self.check(id)?;
         let view = self
             .records
-            .patch_by(id, patch, Some(&self.access.actor()))?;
+            .patch(
+                Author::person(&self.access.actor(), self.access.station()),
+                id,
+                patch,
+            )?
+            .view;
         self.audit("record.edit", id)?;
         Ok(view)
     }
@@ -365,7 +366,13 @@ impl Scoped<'_> {
         self.check(id)?;
         let view = self
             .records
-            .resolve_by(id, path, value, Some(&self.access.actor()))?;
+            .resolve(
+                Author::person(&self.access.actor(), self.access.station()),
+                id,
+                path,
+                value,
+            )?
+            .view;
         self.audit("record.resolve", id)?;
         Ok(view)
     }
@@ -374,7 +381,14 @@ impl Scoped<'_> {
     pub fn comment(&self, id: &RecordId, comment: &str) -> Result<Box<RawValue>, ApiError> {
         self.access.require(Action::Review)?;
         self.check(id)?;
-        let view = self.records.add_review(id, &self.access.actor(), comment)?;
+        let view = self
+            .records
+            .review(
+                Author::person(&self.access.actor(), self.access.station()),
+                id,
+                comment,
+            )?
+            .view;
         self.audit("record.comment", id)?;
         Ok(view)
     }
@@ -417,12 +431,4 @@ impl Scoped<'_> {
         self.access.require(Action::Export)?;
         Ok(self.scoped_filter(filter))
     }
-}
-
-fn view_id(view: &RawValue) -> Option<RecordId> {
-    #[derive(serde::Deserialize)]
-    struct Id {
-        id: RecordId,
-    }
-    serde_json::from_str::<Id>(view.get()).ok().map(|v| v.id)
 }

@@ -19,7 +19,7 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use tideline_sync::records::DEFAULT_LIMIT;
-use tideline_sync::{Filter, StoreError};
+use tideline_sync::{Author, Filter, StoreError};
 
 #[derive(Parser)]
 #[command(
@@ -1016,7 +1016,10 @@ fn record(cmd: RecordCommand, records: &SharedRecords) -> anyhow::Result<()> {
             };
             let fields: Map<String, Json> = serde_json::from_str(&text)
                 .with_context(|| format!("{json} is not a JSON object of fields"))?;
-            let view = records.create(&form, &fields).map_err(explain)?;
+            let view = records
+                .create(Author::Instance, &form, &fields)
+                .map_err(explain)?
+                .view;
             writeln!(stdout, "{}", pretty(view.get()))?;
         }
         RecordCommand::List {

@@ -8,7 +8,7 @@ use tideline_schemas::{FormRegistry, RecordId};
 use tideline_sync::engine::{Downstream, Upstream};
 use tideline_sync::protocol::{self, Limits};
 use tideline_sync::store::{Commit, FeedEntry, Seq, StateWrite, StoredDoc, Summary};
-use tideline_sync::{DocStore, MemoryStore, Patch, Records, StoreError};
+use tideline_sync::{Author, DocStore, MemoryStore, Patch, Records, StoreError};
 
 /// A store that counts document loads (of documents that exist: asking for a
 /// record that is not there costs a key lookup), to check that sync cost
@@ -128,19 +128,16 @@ fn report(n: usize) -> Map<String, Value> {
 }
 
 fn create(n: &Node, i: usize) -> RecordId {
-    let v: Value = serde_json::from_str(
-        n.records
-            .create("boarding-report", &report(i))
-            .unwrap()
-            .get(),
-    )
-    .unwrap();
-    v["id"].as_str().unwrap().parse().unwrap()
+    n.records
+        .create(Author::Instance, "boarding-report", &report(i))
+        .unwrap()
+        .id
 }
 
 fn patch(n: &Node, id: &RecordId, fields: Value) {
     n.records
         .patch(
+            Author::Instance,
             id,
             &Patch {
                 fields: Some(obj(fields)),
@@ -195,7 +192,7 @@ fn the_same_field_edited_on_both_sides_is_one_conflict_everywhere() {
     assert_eq!(conflict.len(), 2);
 
     hq.records
-        .resolve(&a, "outcome", &json!("detained"))
+        .resolve(Author::Instance, &a, "outcome", &json!("detained"))
         .unwrap();
     sync(&boat, &hq);
     assert_eq!(view(&boat, &a)["conflicts"], json!({}));
@@ -427,17 +424,14 @@ fn a_record_whose_heads_show_missing_dependencies_is_repaired_by_automerge_sync(
 }
 
 fn create_typical(n: &Node, i: usize) -> RecordId {
-    let v: Value = serde_json::from_str(
-        n.records
-            .create(
-                "boarding-report",
-                &tideline_schemas::samples::boarding_report(i),
-            )
-            .unwrap()
-            .get(),
-    )
-    .unwrap();
-    v["id"].as_str().unwrap().parse().unwrap()
+    n.records
+        .create(
+            Author::Instance,
+            "boarding-report",
+            &tideline_schemas::samples::boarding_report(i),
+        )
+        .unwrap()
+        .id
 }
 
 fn heads(n: &Node, id: &RecordId) -> Vec<automerge::ChangeHash> {

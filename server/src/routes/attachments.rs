@@ -13,7 +13,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
 use tideline_sync::blobs::{BlobError, BlobHash};
-use tideline_sync::records::Attachment;
+use tideline_sync::records::{Attachment, Author};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -95,7 +95,13 @@ pub(crate) fn store_attachment(
     };
     let view = state
         .records
-        .add_attachment_by(id, &attachment, field, Some(&access.actor()))?;
+        .attach(
+            Author::person(&access.actor(), access.station()),
+            id,
+            &attachment,
+            field,
+        )?
+        .view;
     access.audit(
         state,
         Event::new(access.actor(), "record.attach")

@@ -1021,7 +1021,7 @@ async fn save(
             crate::routes::uploads::take_waiting(&st, &a, &form_of_record, &attached, &mut fields)?;
         let scoped = a.records(&st);
         let stored = match existing {
-            None => scoped.create(&form_id, &fields),
+            None => scoped.create(&form_id, &fields).map(|w| w.view),
             Some(id) => scoped.patch(
                 &id,
                 &Patch {
