@@ -20,7 +20,10 @@
 
 use crate::feed::feed_page;
 use crate::integrity::{claimed_change_checksum, sync_message_intact};
-use crate::plan::{check_checkpoint, frontier, page_confirmed, peer_has_all, CheckpointVerdict};
+use crate::plan::{
+    check_checkpoint, frontier, page_budget, page_confirmed, peer_has_all, CheckpointVerdict,
+};
+pub use crate::plan::{DEFAULT_PAGE_BYTES, MAX_PAGE_BYTES};
 use crate::protocol::{DocChanges, DocSyncMessage, Rejected, Rejection, SyncRequest, SyncResponse};
 use crate::record::RecordMeta;
 use crate::records::{Records, RecordsError, RemoteDoc, RemoteResult};
@@ -33,16 +36,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use tideline_schemas::RecordId;
 
-/// Default bound on the change bytes of one push or pull page. Large enough that
-/// steady-state syncs take one round trip (1,000 single-field edits are about
-/// 130 KB), small enough that a cut link loses little and a page is a bounded
-/// amount of memory on both sides. Measured on the fleet bench
-/// (docs/PERFORMANCE.md): against 4 MiB pages, 1 MiB pages cut the upstream's
-/// peak RSS from 198 to 111 MB and the first sync from 34 to 25 s (sled works
-/// harder on large batches), for 54 round trips instead of 20.
-pub const DEFAULT_PAGE_BYTES: u64 = 1024 * 1024;
-/// The most an upstream puts in one pull page, whatever the request asks.
-pub const MAX_PAGE_BYTES: u64 = 16 * 1024 * 1024;
 /// Exchanges one repair may take within one sync before it waits for the next.
 const MAX_REPAIR_ROUNDS: u32 = 16;
 /// An upstream forgets a repair nobody has continued for this long.
@@ -898,10 +891,7 @@ impl Upstream {
         let fallback = self.repair(records, &sender, request.fallback, &mut rejected, &mut lazy)?;
 
         // The pull page: records in the peer's scope changed since its checkpoint.
-        let budget = match request.max_pull_bytes {
-            0 => DEFAULT_PAGE_BYTES,
-            n => n.min(MAX_PAGE_BYTES),
-        };
+        let budget = page_budget(request.max_pull_bytes);
         let page = feed_page::<_, SyncError>(store, request.pull_since, budget, |entry| {
             let Some(summary) = store.summary(&entry.id)? else {
                 return Ok(None);
