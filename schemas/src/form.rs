@@ -6,8 +6,9 @@
 //! strict: unknown keys are refused rather than ignored, because a mistyped `"minLength"`
 //! silently ignored would let bad records through on every boat.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -30,6 +31,52 @@ pub struct Form {
     pub fields: Vec<Field>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub checks: Vec<Check>,
+    /// The regexes of the form's constraints, compiled once when the form is
+    /// checked and used by every validation against it.
+    #[serde(skip)]
+    pub(crate) patterns: Patterns,
+}
+
+/// Compiled regexes by pattern. Forms holding different sets still compare
+/// equal: the set follows from the form's own constraints.
+#[derive(Clone, Default)]
+pub(crate) struct Patterns(Arc<HashMap<String, regex::Regex>>);
+
+impl Patterns {
+    pub(crate) fn get(&self, pattern: &str) -> Option<&regex::Regex> {
+        self.0.get(pattern)
+    }
+}
+
+impl PartialEq for Patterns {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl fmt::Debug for Patterns {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Patterns({} compiled)", self.0.len())
+    }
+}
+
+/// The regexes compiled while a form is checked, reusing those it already had.
+struct Compiled<'k> {
+    known: &'k Patterns,
+    out: HashMap<String, regex::Regex>,
+}
+
+impl Compiled<'_> {
+    fn add(&mut self, pattern: &str) -> Result<(), regex::Error> {
+        if !self.out.contains_key(pattern) {
+            let regex = match self.known.get(pattern) {
+                Some(regex) => regex.clone(),
+                None => compile_regex(pattern)?,
+            };
+            self.out.insert(pattern.to_string(), regex);
+        }
+        Ok(())
+    }
 }
 
 /// One question of a form. A `repeat` holds child fields in `fields`.
@@ -254,14 +301,21 @@ impl Form {
                 max: MAX_FORM_BYTES,
             });
         }
-        let form: Form = serde_json::from_str(json).map_err(|e| FormError::Json(e.to_string()))?;
-        form.check()?;
+        let mut form: Form =
+            serde_json::from_str(json).map_err(|e| FormError::Json(e.to_string()))?;
+        form.patterns = form.checked(&Patterns::default())?;
         Ok(form)
     }
 
     /// The structural checks; `parse` runs them, and so does the registry for forms built
     /// in code, so validation can rely on them.
     pub fn check(&self) -> Result<(), FormError> {
+        self.checked(&self.patterns).map(drop)
+    }
+
+    /// The structural checks, returning the form's compiled regexes (those in
+    /// `known` are reused, not compiled again).
+    pub(crate) fn checked(&self, known: &Patterns) -> Result<Patterns, FormError> {
         if self.id.is_empty()
             || !self
                 .id
@@ -277,11 +331,15 @@ impl Form {
                 id: self.id.clone(),
             });
         }
-        check_fields(&self.fields, "", false)?;
+        let mut compiled = Compiled {
+            known,
+            out: HashMap::new(),
+        };
+        check_fields(&self.fields, "", false, &mut compiled)?;
         for check in &self.checks {
             self.check_check(check)?;
         }
-        Ok(())
+        Ok(Patterns(Arc::new(compiled.out)))
     }
 
     /// The top-level field called `name`.
@@ -408,7 +466,12 @@ fn valid_field_name(name: &str) -> bool {
         && bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
 }
 
-fn check_fields(fields: &[Field], parent: &str, in_repeat: bool) -> Result<(), FormError> {
+fn check_fields(
+    fields: &[Field],
+    parent: &str,
+    in_repeat: bool,
+    compiled: &mut Compiled<'_>,
+) -> Result<(), FormError> {
     let mut seen = HashSet::new();
     for field in fields {
         let path = if parent.is_empty() {
@@ -425,12 +488,17 @@ fn check_fields(fields: &[Field], parent: &str, in_repeat: bool) -> Result<(), F
         if !seen.insert(field.name.as_str()) {
             return Err(FormError::DuplicateField { path });
         }
-        check_field(field, &path, in_repeat)?;
+        check_field(field, &path, in_repeat, compiled)?;
     }
     Ok(())
 }
 
-fn check_field(field: &Field, path: &str, in_repeat: bool) -> Result<(), FormError> {
+fn check_field(
+    field: &Field,
+    path: &str,
+    in_repeat: bool,
+    compiled: &mut Compiled<'_>,
+) -> Result<(), FormError> {
     let ty = field.field_type;
     let not_applicable = |attribute| FormError::NotApplicable {
         path: path.to_string(),
@@ -471,7 +539,7 @@ fn check_field(field: &Field, path: &str, in_repeat: bool) -> Result<(), FormErr
                 path: path.to_string(),
             });
         }
-        check_fields(&field.fields, path, true)?;
+        check_fields(&field.fields, path, true, compiled)?;
     } else if !field.fields.is_empty() {
         return Err(FormError::UnexpectedChildren {
             path: path.to_string(),
@@ -500,12 +568,17 @@ fn check_field(field: &Field, path: &str, in_repeat: bool) -> Result<(), FormErr
     }
 
     if let Some(c) = &field.constraint {
-        check_constraint(c, field, path)?;
+        check_constraint(c, field, path, compiled)?;
     }
     Ok(())
 }
 
-fn check_constraint(c: &Constraint, field: &Field, path: &str) -> Result<(), FormError> {
+fn check_constraint(
+    c: &Constraint,
+    field: &Field,
+    path: &str,
+    compiled: &mut Compiled<'_>,
+) -> Result<(), FormError> {
     let ty = field.field_type;
     let not_applicable = |attribute| FormError::NotApplicable {
         path: path.to_string(),
@@ -573,7 +646,7 @@ fn check_constraint(c: &Constraint, field: &Field, path: &str) -> Result<(), For
         }
     }
     if let Some(pattern) = &c.regex {
-        compile_regex(pattern).map_err(|e| FormError::InvalidRegex {
+        compiled.add(pattern).map_err(|e| FormError::InvalidRegex {
             path: path.to_string(),
             message: e.to_string(),
         })?;
@@ -825,6 +898,18 @@ mod tests {
                 field_type: FieldType::Text
             })
         );
+    }
+
+    #[test]
+    fn parsing_compiles_each_regex_once_for_every_validation() {
+        let v = with_field(json!({"name": "code", "label": "Code", "type": "text",
+            "constraint": {"regex": "[A-Z]{2}"}}));
+        let form = parse(&v).unwrap();
+        assert!(form.patterns.get("[A-Z]{2}").is_some());
+        // A clone shares them, and checking again compiles nothing new.
+        let copy = form.clone();
+        assert!(Arc::ptr_eq(&copy.patterns.0, &form.patterns.0));
+        assert_eq!(copy.checked(&copy.patterns).unwrap().0.len(), 1);
     }
 
     #[test]

@@ -32,8 +32,9 @@ impl FormRegistry {
     /// Adds a form. Refuses a form failing the structural checks (it may have been built
     /// in code rather than parsed) and a second form with the same id and version, since
     /// records already made against that version must keep meaning the same thing.
-    pub fn insert(&mut self, form: Form) -> Result<(), FormError> {
-        form.check()?;
+    pub fn insert(&mut self, mut form: Form) -> Result<(), FormError> {
+        // Keeps the regexes a parsed form compiled; a form built in code gets its own.
+        form.patterns = form.checked(&form.patterns)?;
         let versions = self.forms.entry(form.id.clone()).or_default();
         if versions.contains_key(&form.version) {
             return Err(FormError::DuplicateVersion {

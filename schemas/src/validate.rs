@@ -8,7 +8,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::form::{compile_regex, Check, Constraint, Field, FieldType, Form};
+use crate::form::{compile_regex, Check, Constraint, Field, FieldType, Form, Patterns};
 
 /// One problem with one value of a record.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -64,7 +64,7 @@ impl fmt::Display for ViolationKind {
 /// the record is valid.
 pub fn validate(form: &Form, fields: &Map<String, Value>) -> Vec<Violation> {
     let mut check_violations = run_checks(form, fields);
-    let mut v = Validator::default();
+    let mut v = Validator::new(&form.patterns);
     for (index, field) in form.fields.iter().enumerate() {
         v.field(field, fields.get(&field.name), &field.name);
         // Cross-field violations sit with the field they are reported on, so the list
@@ -89,14 +89,24 @@ pub fn validate(form: &Form, fields: &Map<String, Value>) -> Vec<Violation> {
     v.out
 }
 
-#[derive(Default)]
 struct Validator<'f> {
     out: Vec<Violation>,
-    // Compiled once per validation rather than once per repeat item.
+    /// The form's regexes, compiled when it was parsed.
+    patterns: &'f Patterns,
+    /// Regexes the form did not hold compiled (a form built in code, or
+    /// changed since it was checked), compiled once per validation.
     regexes: HashMap<&'f str, Option<regex::Regex>>,
 }
 
 impl<'f> Validator<'f> {
+    fn new(patterns: &'f Patterns) -> Self {
+        Validator {
+            out: Vec::new(),
+            patterns,
+            regexes: HashMap::new(),
+        }
+    }
+
     fn push(&mut self, path: String, kind: ViolationKind, message: String) {
         self.out.push(Violation {
             path,
@@ -498,13 +508,18 @@ impl<'f> Validator<'f> {
             }
         }
         if let Some(pattern) = c.regex.as_deref() {
-            let regex = self
-                .regexes
-                .entry(pattern)
-                .or_insert_with(|| compile_regex(pattern).ok());
-            match regex {
-                Some(re) if re.is_match(s) => {}
-                Some(_) => self.constraint(
+            let matched = match self.patterns.get(pattern) {
+                Some(re) => Some(re.is_match(s)),
+                None => self
+                    .regexes
+                    .entry(pattern)
+                    .or_insert_with(|| compile_regex(pattern).ok())
+                    .as_ref()
+                    .map(|re| re.is_match(s)),
+            };
+            match matched {
+                Some(true) => {}
+                Some(false) => self.constraint(
                     field,
                     path,
                     format!("{label} is not in the expected format."),

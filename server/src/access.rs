@@ -23,7 +23,7 @@ use std::future::{ready, Ready};
 use tideline_schemas::RecordId;
 use tideline_sync::blobs::BlobHash;
 use tideline_sync::records::Attachment;
-use tideline_sync::{DocStore, Filter, Page, Patch, RecordsError, Status};
+use tideline_sync::{Author, DocStore, Filter, Page, Patch, RecordsError, Status, Written};
 
 /// The session cookie the web interface uses (the API takes the same token
 /// as `Authorization: Bearer`).
@@ -300,11 +300,7 @@ impl Scoped<'_> {
         )
     }
 
-    pub fn create(
-        &self,
-        form: &str,
-        fields: &Map<String, Json>,
-    ) -> Result<Box<RawValue>, ApiError> {
+    pub fn create(&self, form: &str, fields: &Map<String, Json>) -> Result<Written, ApiError> {
         self.access.require(Action::WriteRecords)?;
         // Records made here carry this instance's station.
         if !self.access.sees(self.records.station()) {
@@ -313,14 +309,14 @@ impl Scoped<'_> {
                 self.records.station()
             )));
         }
-        let view = self
-            .records
-            .create_by(form, fields, Some(&self.access.actor()))?;
-        if let Some(id) = view_id(&view) {
-            self.audit("record.create", &id)?;
-        }
+        let written = self.records.create(
+            Author::person(&self.access.actor(), self.access.station()),
+            form,
+            fields,
+        )?;
+        self.audit("record.create", &written.id)?;
         self.state.local_change();
-        Ok(view)
+        Ok(written)
     }
 
     pub fn get(&self, id: &RecordId) -> Result<Box<RawValue>, ApiError> {
@@ -376,7 +372,12 @@ impl Scoped<'_> {
         self.check(id)?;
         let view = self
             .records
-            .patch_by(id, patch, Some(&self.access.actor()))?;
+            .patch(
+                Author::person(&self.access.actor(), self.access.station()),
+                id,
+                patch,
+            )?
+            .view;
         self.audit("record.edit", id)?;
         self.state.local_change();
         Ok(view)
@@ -392,7 +393,13 @@ impl Scoped<'_> {
         self.check(id)?;
         let view = self
             .records
-            .resolve_by(id, path, value, Some(&self.access.actor()))?;
+            .resolve(
+                Author::person(&self.access.actor(), self.access.station()),
+                id,
+                path,
+                value,
+            )?
+            .view;
         self.audit("record.resolve", id)?;
         self.state.local_change();
         Ok(view)
@@ -402,7 +409,14 @@ impl Scoped<'_> {
     pub fn comment(&self, id: &RecordId, comment: &str) -> Result<Box<RawValue>, ApiError> {
         self.access.require(Action::Review)?;
         self.check(id)?;
-        let view = self.records.add_review(id, &self.access.actor(), comment)?;
+        let view = self
+            .records
+            .review(
+                Author::person(&self.access.actor(), self.access.station()),
+                id,
+                comment,
+            )?
+            .view;
         self.audit("record.comment", id)?;
         self.state.local_change();
         Ok(view)
@@ -474,9 +488,15 @@ impl Scoped<'_> {
         field: Option<&str>,
     ) -> Result<Box<RawValue>, ApiError> {
         self.check_writable(id)?;
-        let view =
-            self.records
-                .add_attachment_by(id, attachment, field, Some(&self.access.actor()))?;
+        let view = self
+            .records
+            .attach(
+                Author::person(&self.access.actor(), self.access.station()),
+                id,
+                attachment,
+                field,
+            )?
+            .view;
         self.access.audit(
             self.state,
             Event::new(self.access.actor(), "record.attach")
@@ -495,12 +515,4 @@ impl Scoped<'_> {
         self.access.require(Action::ReadRecords)?;
         Ok(self.records.references(hash, self.access.station())?)
     }
-}
-
-fn view_id(view: &RawValue) -> Option<RecordId> {
-    #[derive(serde::Deserialize)]
-    struct Id {
-        id: RecordId,
-    }
-    serde_json::from_str::<Id>(view.get()).ok().map(|v| v.id)
 }

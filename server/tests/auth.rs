@@ -312,11 +312,14 @@ async fn people_see_and_change_only_their_own_station() {
         let mut bs = settings(boat_dir.path());
         bs.station = station.into();
         let boat = open_records(&bs).unwrap();
-        let view = boat
-            .create("boarding-report", report().as_object().unwrap())
-            .unwrap();
-        let id: Value = serde_json::from_str(view.get()).unwrap();
-        let id: tideline_schemas::RecordId = id["id"].as_str().unwrap().parse().unwrap();
+        let id = boat
+            .create(
+                tideline_sync::Author::Instance,
+                "boarding-report",
+                report().as_object().unwrap(),
+            )
+            .unwrap()
+            .id;
         let doc = boat.automerge_bytes(&id).unwrap();
         let changes = automerge::AutoCommit::load(&doc).unwrap().get_changes(&[]);
         records

@@ -412,19 +412,19 @@ fn identity_users_and_an_audit_log_that_shows_tampering() {
 #[test]
 fn attachment_collection_removes_only_old_unreferenced_files() {
     use tideline_sync::blobs::BlobStore;
-    use tideline_sync::records::Attachment;
+    use tideline_sync::records::{Attachment, Author};
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let (kept, orphan) = {
         let records = tideline_server::open_records(&common::settings(&data)).unwrap();
-        let view = records
-            .create("vessel-sighting", sighting().as_object().unwrap())
-            .unwrap();
-        let id = serde_json::from_str::<Value>(view.get()).unwrap()["id"]
-            .as_str()
+        let id = records
+            .create(
+                Author::Instance,
+                "vessel-sighting",
+                sighting().as_object().unwrap(),
+            )
             .unwrap()
-            .parse()
-            .unwrap();
+            .id;
         let blobs = BlobStore::open(&data).unwrap();
         let kept = blobs.put(b"\xff\xd8\xff photo of the bow").unwrap();
         let attachment = Attachment {
@@ -433,7 +433,9 @@ fn attachment_collection_removes_only_old_unreferenced_files() {
             mime: "image/jpeg".into(),
             size: 21,
         };
-        records.add_attachment(&id, &attachment, None).unwrap();
+        records
+            .attach(Author::Instance, &id, &attachment, None)
+            .unwrap();
         let orphan = blobs.put(b"an upload whose record never came").unwrap();
         // Both files are older than the grace period.
         let old = std::time::SystemTime::now() - std::time::Duration::from_secs(30 * 86_400);
@@ -468,7 +470,7 @@ fn attachment_collection_removes_only_old_unreferenced_files() {
 fn a_zip_export_holds_the_records_and_their_files_under_their_hashes() {
     use std::io::Read;
     use tideline_sync::blobs::{BlobHash, BlobStore};
-    use tideline_sync::records::Attachment;
+    use tideline_sync::records::{Attachment, Author};
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let photo = b"\xff\xd8\xff photo of the seized catch".to_vec();
@@ -477,14 +479,14 @@ fn a_zip_export_holds_the_records_and_their_files_under_their_hashes() {
         let records = tideline_server::open_records(&common::settings(&data)).unwrap();
         let blobs = BlobStore::open(&data).unwrap();
         for (bytes, keep) in [(&photo, true), (&lost, false)] {
-            let view = records
-                .create("vessel-sighting", sighting().as_object().unwrap())
-                .unwrap();
-            let id = serde_json::from_str::<Value>(view.get()).unwrap()["id"]
-                .as_str()
+            let id = records
+                .create(
+                    Author::Instance,
+                    "vessel-sighting",
+                    sighting().as_object().unwrap(),
+                )
                 .unwrap()
-                .parse()
-                .unwrap();
+                .id;
             let hash = blobs.put(bytes).unwrap();
             let a = Attachment {
                 sha256: hash,
@@ -492,7 +494,7 @@ fn a_zip_export_holds_the_records_and_their_files_under_their_hashes() {
                 mime: "image/jpeg".into(),
                 size: bytes.len() as u64,
             };
-            records.add_attachment(&id, &a, None).unwrap();
+            records.attach(Author::Instance, &id, &a, None).unwrap();
             if !keep {
                 std::fs::remove_file(blobs.path(&hash).unwrap()).unwrap();
             }

@@ -101,7 +101,11 @@ fn fill(data: &Path, n: usize) {
             "outcome": "released"
         });
         records
-            .create("boarding-report", fields.as_object().unwrap())
+            .create(
+                tideline_sync::Author::Instance,
+                "boarding-report",
+                fields.as_object().unwrap(),
+            )
             .unwrap();
     }
 }

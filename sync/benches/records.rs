@@ -21,7 +21,7 @@ use std::os::unix::fs::FileExt;
 use std::time::Duration;
 use tideline_schemas::{FormRegistry, RecordId};
 use tideline_sync::record::{RecordDoc, RecordMeta};
-use tideline_sync::{Filter, MemoryStore, Patch, Records, SledStore};
+use tideline_sync::{Author, Filter, MemoryStore, Patch, Records, SledStore};
 
 const STATION: &str = "BB-01";
 const FORM: &str = "boarding-report";
@@ -56,15 +56,6 @@ struct ListBody<'a> {
     offset: usize,
 }
 
-fn record_id(view: &serde_json::value::RawValue) -> RecordId {
-    let v: Json = serde_json::from_str(view.get()).expect("a view is JSON");
-    v["id"]
-        .as_str()
-        .expect("a view has an id")
-        .parse()
-        .expect("the id is a record id")
-}
-
 /// Automerge size of a document holding only `fields` (plus meta), to see what
 /// each part of the record costs.
 fn doc_size(fields: &Map<String, Json>) -> usize {
@@ -87,8 +78,11 @@ fn doc_size(fields: &Map<String, Json>) -> usize {
 fn report_sizes() {
     let fx = open_fixture();
     let fields = typical_report(1);
-    let view = fx.records.create(FORM, &fields).expect("create a record");
-    let id = record_id(&view);
+    let written = fx
+        .records
+        .create(Author::Instance, FORM, &fields)
+        .expect("create a record");
+    let (id, view) = (written.id, written.view);
     let doc = fx
         .records
         .automerge_bytes(&id)
@@ -156,7 +150,9 @@ fn report_sizes() {
     // History grows the document: the size after a day of small edits.
     let patches = arrests_patches();
     for i in 0..20 {
-        fx.records.patch(&id, &patches[i % 2]).expect("patch");
+        fx.records
+            .patch(Author::Instance, &id, &patches[i % 2])
+            .expect("patch");
     }
     let after = fx.records.automerge_bytes(&id).expect("save").len();
     let _ = writeln!(
@@ -214,10 +210,18 @@ fn create(c: &mut Criterion) {
         .sample_size(50)
         .measurement_time(Duration::from_secs(8));
     group.bench_function("boarding_report", |b| {
-        b.iter(|| fx.records.create(FORM, black_box(&fields)).expect("create"))
+        b.iter(|| {
+            fx.records
+                .create(Author::Instance, FORM, black_box(&fields))
+                .expect("create")
+        })
     });
     group.bench_function("boarding_report_memory_store", |b| {
-        b.iter(|| memory.create(FORM, black_box(&fields)).expect("create"))
+        b.iter(|| {
+            memory
+                .create(Author::Instance, FORM, black_box(&fields))
+                .expect("create")
+        })
     });
     group.finish();
 }
@@ -247,7 +251,7 @@ fn bench_patch_pool<S: tideline_sync::DocStore>(
         done.set(i + 1);
         let id = &ids[i % ids.len()];
         records
-            .patch(id, &patches[(i / ids.len()) % 2])
+            .patch(Author::Instance, id, &patches[(i / ids.len()) % 2])
             .expect("patch")
     })
 }
@@ -257,7 +261,12 @@ const PATCH_POOL: usize = 1_000;
 /// `PATCH_POOL` fresh records in `records`.
 fn create_pool<S: tideline_sync::DocStore>(records: &Records<S>) -> Vec<RecordId> {
     (0..PATCH_POOL)
-        .map(|n| record_id(&records.create(FORM, &typical_report(n)).expect("create")))
+        .map(|n| {
+            records
+                .create(Author::Instance, FORM, &typical_report(n))
+                .expect("create")
+                .id
+        })
         .collect()
 }
 
@@ -285,9 +294,10 @@ fn patch_one_field(c: &mut Criterion) {
     // One record edited thousands of times: how the cost grows with history.
     group.bench_function("same_record", |b| {
         let ids = single.get_or_init(|| {
-            [record_id(
-                &fx.records.create(FORM, &typical_report(0)).expect("create"),
-            )]
+            [fx.records
+                .create(Author::Instance, FORM, &typical_report(0))
+                .expect("create")
+                .id]
         });
         bench_patch_pool(b, &fx.records, ids, &counters[2])
     });
@@ -299,7 +309,11 @@ fn patch_one_field(c: &mut Criterion) {
 /// whether long-lived records get slower to edit.
 fn report_history() {
     let fx = open_fixture();
-    let id = record_id(&fx.records.create(FORM, &typical_report(1)).expect("create"));
+    let id = fx
+        .records
+        .create(Author::Instance, FORM, &typical_report(1))
+        .expect("create")
+        .id;
     let patches = arrests_patches();
     let mut edits = 0usize;
     let mut err = std::io::stderr().lock();
@@ -309,13 +323,17 @@ fn report_history() {
     );
     for target in [0usize, 10, 100, 1_000, 3_000] {
         while edits < target {
-            fx.records.patch(&id, &patches[edits % 2]).expect("patch");
+            fx.records
+                .patch(Author::Instance, &id, &patches[edits % 2])
+                .expect("patch");
             edits += 1;
         }
         let mut patch_times = Vec::new();
         for _ in 0..15 {
             let start = std::time::Instant::now();
-            fx.records.patch(&id, &patches[edits % 2]).expect("patch");
+            fx.records
+                .patch(Author::Instance, &id, &patches[edits % 2])
+                .expect("patch");
             patch_times.push(start.elapsed());
             edits += 1;
         }
@@ -358,7 +376,12 @@ fn large_store() -> (Fixture, Vec<RecordId>) {
     let fx = open_fixture();
     let start = std::time::Instant::now();
     let ids: Vec<RecordId> = (0..LARGE_STORE)
-        .map(|n| record_id(&fx.records.create(FORM, &typical_report(n)).expect("create")))
+        .map(|n| {
+            fx.records
+                .create(Author::Instance, FORM, &typical_report(n))
+                .expect("create")
+                .id
+        })
         .collect();
     eprintln!(
         "setup: created {LARGE_STORE} records in {:.1} s ({:.2} ms each)",

@@ -12,6 +12,7 @@
 //! entries whose records were read after their write, and the rewritten
 //! record starts the next page (docs/SYNC.md §4, "Feed consistency").
 
+use crate::plan::fits;
 use crate::store::{DocStore, FeedEntry, StoreError};
 use std::collections::HashSet;
 
@@ -32,9 +33,8 @@ pub struct FeedPage<T> {
 
 /// Walk the feed after `after`, letting `take` turn each entry into an item
 /// and its size in change bytes (or skip it with None), until the byte budget
-/// or the scan limit is reached, or a record comes round again. A page always
-/// holds at least one item when one is there to take, so a record larger
-/// than the budget still moves, alone.
+/// or the scan limit is reached, or a record comes round again. What fits is
+/// [`fits`]'s decision: a record larger than the budget still moves, alone.
 pub fn feed_page<T, E: From<StoreError>>(
     store: &dyn DocStore,
     after: u64,
@@ -61,7 +61,7 @@ pub fn feed_page<T, E: From<StoreError>>(
                 return Ok(page);
             }
             if let Some((size, item)) = take(&entry)? {
-                if !page.items.is_empty() && bytes + size > budget {
+                if !fits(page.items.len(), bytes, size, budget) {
                     page.more = true;
                     return Ok(page);
                 }

@@ -18,5 +18,7 @@ pub mod store;
 
 pub use automerge::ActorId;
 pub use record::{RecordDoc, RecordMeta, Status};
-pub use records::{Filter, Identity, Page, Patch, RecordView, Records, RecordsError};
+pub use records::{
+    Author, Filter, Identity, Page, Patch, RecordView, Records, RecordsError, Written,
+};
 pub use store::{DocStore, MemoryStore, SledStore, StoreError};

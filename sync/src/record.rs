@@ -146,6 +146,15 @@ pub struct ConflictValue {
     pub author: String,
 }
 
+/// A change's message: what was done, and by whom when a person did it
+/// (`edit by user:alice`); [`RecordDoc::history`] splits it again.
+pub fn change_message(what: &str, by: Option<&str>) -> String {
+    match by {
+        Some(who) => format!("{what} by {who}"),
+        None => what.to_string(),
+    }
+}
+
 /// One change in a record's history.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct HistoryEntry {
@@ -259,25 +268,15 @@ enum Slot<'a> {
 }
 
 impl RecordDoc {
-    /// A new record document written by `actor`, committed at `time` (seconds).
+    /// A new record document written by `actor`, its first change committed
+    /// at `time` (seconds) and naming the person who created it, if
+    /// `meta.created_by_person` does.
     pub fn create(
         actor: ActorId,
         meta: &RecordMeta,
         form: &Form,
         fields: &Map<String, Json>,
         time: i64,
-    ) -> Result<Self, DocError> {
-        Self::create_with(actor, meta, form, fields, time, "create")
-    }
-
-    /// [`RecordDoc::create`] with the first change's message.
-    pub fn create_with(
-        actor: ActorId,
-        meta: &RecordMeta,
-        form: &Form,
-        fields: &Map<String, Json>,
-        time: i64,
-        message: &str,
     ) -> Result<Self, DocError> {
         let mut doc = AutoCommit::new().with_actor(actor);
         let m = doc.put_object(ROOT, "meta", ObjType::Map)?;
@@ -300,7 +299,10 @@ impl RecordDoc {
         doc.put(ROOT, "status", Status::Draft.as_str())?;
         doc.put_object(ROOT, "review", ObjType::List)?;
         let mut rec = RecordDoc { doc };
-        rec.commit(message, time);
+        rec.commit(
+            &change_message("create", meta.created_by_person.as_deref()),
+            time,
+        );
         Ok(rec)
     }
 
@@ -465,13 +467,10 @@ impl RecordDoc {
     }
 
     /// Write `value` at a path inside `fields` (`outcome`, `crew[0].name`) even
-    /// when it equals the current winner: a fresh write is what resolves a conflict.
-    pub fn resolve(&mut self, form: &Form, path: &str, value: &Json) -> Result<(), DocError> {
-        self.resolve_with(Some(form), path, value)
-    }
-
-    /// [`Self::resolve`] for a record whose form version may be unknown here.
-    pub fn resolve_with(
+    /// when it equals the current winner: a fresh write is what resolves a
+    /// conflict. Without the record's form (a version not known here) values
+    /// are written with the types their JSON suggests.
+    pub fn resolve(
         &mut self,
         form: Option<&Form>,
         path: &str,

@@ -26,7 +26,7 @@ use std::sync::OnceLock;
 use tideline_schemas::{FormRegistry, RecordId};
 use tideline_sync::engine::{Downstream, Upstream};
 use tideline_sync::protocol::{self, Limits};
-use tideline_sync::{DocStore, Filter, MemoryStore, Patch, Records, Status};
+use tideline_sync::{Author, DocStore, Filter, MemoryStore, Patch, Records, Status};
 
 /// One station for every instance, so every record is in scope everywhere and
 /// the property is about merging, not about who may see what.
@@ -361,7 +361,7 @@ fn edit_patch(inst: &Instance, id: &RecordId, view: &Value, edit: &Edit) -> Opti
             let values = values.as_array()?;
             let chosen = &values.get(value % values.len().max(1))?["value"];
             // Refusals (a value that no longer validates) are allowed outcomes.
-            let _ = inst.records.resolve(id, path, chosen);
+            let _ = inst.records.resolve(Author::Instance, id, path, chosen);
             return None;
         }
     })
@@ -378,7 +378,7 @@ fn apply_edit(inst: &Instance, record: usize, edit: &Edit) -> Result<(), TestCas
     if let Some(patch) = edit_patch(inst, &id, view, edit) {
         // Validation and workflow refusals are allowed outcomes: they write
         // nothing, which is what matters here.
-        let _ = inst.records.patch(&id, &patch);
+        let _ = inst.records.patch(Author::Instance, &id, &patch);
     }
     Ok(())
 }
@@ -502,7 +502,7 @@ fn run(s: &Scenario) -> Result<(), TestCaseError> {
                 );
                 nodes[at % s.instances]
                     .records
-                    .create("boarding-report", &fields)
+                    .create(Author::Instance, "boarding-report", &fields)
                     .map_err(|e| fail("create", e))?;
             }
             Op::Edit { at, record, edit } => apply_edit(&nodes[at % s.instances], *record, edit)?,

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use tideline_schemas::{samples, FormRegistry};
 use tideline_sync::engine::{Downstream, Upstream};
 use tideline_sync::protocol::{self, Limits, Rejection, SyncRequest, SyncResponse};
-use tideline_sync::{Filter, MemoryStore, Records};
+use tideline_sync::{Author, Filter, MemoryStore, Records};
 
 const STATION: &str = "BB-01";
 const RECORDS: usize = 12;
@@ -40,8 +40,12 @@ fn views(records: &Records<MemoryStore>) -> Views {
 fn boat_request() -> (Views, SyncRequest, Vec<u8>) {
     let boat = open();
     for n in 0..RECORDS {
-        boat.create("boarding-report", &samples::boarding_report(n))
-            .unwrap();
+        boat.create(
+            Author::Instance,
+            "boarding-report",
+            &samples::boarding_report(n),
+        )
+        .unwrap();
     }
     let (request, _) = Downstream::new(&boat).prepare().unwrap();
     assert_eq!(request.push.len(), RECORDS);
@@ -53,8 +57,12 @@ fn boat_request() -> (Views, SyncRequest, Vec<u8>) {
 fn hq_response() -> (Views, Vec<u8>) {
     let hq = open();
     for n in 0..RECORDS {
-        hq.create("boarding-report", &samples::boarding_report(n))
-            .unwrap();
+        hq.create(
+            Author::Instance,
+            "boarding-report",
+            &samples::boarding_report(n),
+        )
+        .unwrap();
     }
     let request = SyncRequest {
         instance: [9; 16],

@@ -8,19 +8,23 @@ use tideline_schemas::{FormRegistry, RecordId};
 use tideline_sync::engine::{Downstream, Upstream};
 use tideline_sync::protocol::{self, Limits};
 use tideline_sync::store::{Commit, FeedEntry, Seq, StateWrite, StoredDoc, Summary};
-use tideline_sync::{DocStore, MemoryStore, Patch, Records, StoreError};
+use tideline_sync::{Author, DocStore, MemoryStore, Patch, Records, StoreError};
 
 /// A store that counts document loads (of documents that exist: asking for a
 /// record that is not there costs a key lookup), to check that sync cost
-/// follows change.
+/// follows change, and the commits that carry state writes.
 #[derive(Default)]
 struct Counting {
     inner: MemoryStore,
     loads: AtomicUsize,
+    state_commits: AtomicUsize,
 }
 
 impl DocStore for Counting {
     fn commit(&self, c: Commit) -> Result<Vec<Seq>, StoreError> {
+        if !c.state.is_empty() {
+            self.state_commits.fetch_add(1, Ordering::SeqCst);
+        }
         self.inner.commit(c)
     }
     fn load(&self, id: &RecordId) -> Result<Option<StoredDoc>, StoreError> {
@@ -64,6 +68,7 @@ impl DocStore for Counting {
         self.inner.scan_state(p)
     }
     fn put_state_lazy(&self, w: Vec<StateWrite>) -> Result<(), StoreError> {
+        self.state_commits.fetch_add(1, Ordering::SeqCst);
         self.inner.put_state_lazy(w)
     }
 }
@@ -128,19 +133,16 @@ fn report(n: usize) -> Map<String, Value> {
 }
 
 fn create(n: &Node, i: usize) -> RecordId {
-    let v: Value = serde_json::from_str(
-        n.records
-            .create("boarding-report", &report(i))
-            .unwrap()
-            .get(),
-    )
-    .unwrap();
-    v["id"].as_str().unwrap().parse().unwrap()
+    n.records
+        .create(Author::Instance, "boarding-report", &report(i))
+        .unwrap()
+        .id
 }
 
 fn patch(n: &Node, id: &RecordId, fields: Value) {
     n.records
         .patch(
+            Author::Instance,
             id,
             &Patch {
                 fields: Some(obj(fields)),
@@ -195,7 +197,7 @@ fn the_same_field_edited_on_both_sides_is_one_conflict_everywhere() {
     assert_eq!(conflict.len(), 2);
 
     hq.records
-        .resolve(&a, "outcome", &json!("detained"))
+        .resolve(Author::Instance, &a, "outcome", &json!("detained"))
         .unwrap();
     sync(&boat, &hq);
     assert_eq!(view(&boat, &a)["conflicts"], json!({}));
@@ -337,11 +339,39 @@ fn records_of_other_stations_are_neither_pulled_nor_accepted() {
     assert!(view(&boat, &mine)["fields"].is_object());
 }
 
+#[test]
+fn each_side_commits_its_bookkeeping_once_per_exchange() {
+    let boat = node("BB-01");
+    let station = node("BB-01");
+    let commits = |n: &Node| n.store.state_commits.load(Ordering::SeqCst);
+    for round in 0..3 {
+        // Both directions at once: the boat pushes two records and an edit,
+        // the station has a record of its own to send down.
+        let a = create(&boat, round * 10);
+        create(&boat, round * 10 + 1);
+        patch(&boat, &a, json!({"arrests": round + 1}));
+        create(&station, round * 10 + 2);
+        let before = (commits(&boat), commits(&station));
+        let tally = sync(&boat, &station);
+        assert_eq!(
+            commits(&boat) - before.0,
+            tally.round_trips,
+            "round {round}"
+        );
+        assert_eq!(
+            commits(&station) - before.1,
+            tally.round_trips,
+            "round {round}"
+        );
+    }
+    assert_eq!(all_views(&boat), all_views(&station));
+}
+
 /// A node whose store is a copy of `n`'s as it is now: a backup.
 fn backup_of(n: &Node) -> Counting {
     Counting {
         inner: n.store.inner.snapshot(),
-        loads: AtomicUsize::new(0),
+        ..Default::default()
     }
 }
 
@@ -427,17 +457,14 @@ fn a_record_whose_heads_show_missing_dependencies_is_repaired_by_automerge_sync(
 }
 
 fn create_typical(n: &Node, i: usize) -> RecordId {
-    let v: Value = serde_json::from_str(
-        n.records
-            .create(
-                "boarding-report",
-                &tideline_schemas::samples::boarding_report(i),
-            )
-            .unwrap()
-            .get(),
-    )
-    .unwrap();
-    v["id"].as_str().unwrap().parse().unwrap()
+    n.records
+        .create(
+            Author::Instance,
+            "boarding-report",
+            &tideline_schemas::samples::boarding_report(i),
+        )
+        .unwrap()
+        .id
 }
 
 fn heads(n: &Node, id: &RecordId) -> Vec<automerge::ChangeHash> {

@@ -4,7 +4,9 @@ use serde_json::{json, Map, Value};
 use std::sync::Arc;
 use tideline_schemas::{FormRegistry, RecordId};
 use tideline_sync::records::MAX_CHUNKS;
-use tideline_sync::{DocStore, MemoryStore, Patch, Records, RecordsError, SledStore, Status};
+use tideline_sync::{
+    Author, DocStore, MemoryStore, Patch, Records, RecordsError, SledStore, Status,
+};
 
 fn obj(v: Value) -> Map<String, Value> {
     v.as_object().cloned().expect("object")
@@ -14,11 +16,6 @@ fn sighting() -> Map<String, Value> {
     obj(
         json!({"sighted_at": "2026-11-21T09:00:00Z", "position": {"lat": 12.5, "lon": -61.4}, "description": "Fast boat heading west."}),
     )
-}
-
-fn id_of(view: &serde_json::value::RawValue) -> RecordId {
-    let v: Value = serde_json::from_str(view.get()).unwrap();
-    v["id"].as_str().unwrap().parse().unwrap()
 }
 
 fn fields_of(view: &serde_json::value::RawValue) -> Value {
@@ -36,7 +33,10 @@ fn each_store(test: impl Fn(Arc<dyn DocStore>)) {
 fn chunks_are_compacted_past_the_threshold_and_nothing_is_lost() {
     each_store(|store| {
         let records = Records::open(store.clone(), FormRegistry::builtin(), "BB-01").unwrap();
-        let id = id_of(&records.create("vessel-sighting", &sighting()).unwrap());
+        let id = records
+            .create(Author::Instance, "vessel-sighting", &sighting())
+            .unwrap()
+            .id;
         let mut max_chunks = 0;
         let mut compactions = 0;
         for n in 0..(3 * MAX_CHUNKS) {
@@ -49,7 +49,7 @@ fn chunks_are_compacted_past_the_threshold_and_nothing_is_lost() {
                 status: None,
             };
             let before = store.load(&id).unwrap().unwrap().chunks.len();
-            records.patch(&id, &patch).unwrap();
+            records.patch(Author::Instance, &id, &patch).unwrap();
             let after = store.load(&id).unwrap().unwrap().chunks.len();
             if after <= before {
                 compactions += 1;
@@ -71,16 +71,66 @@ fn chunks_are_compacted_past_the_threshold_and_nothing_is_lost() {
 }
 
 #[test]
+fn every_kind_of_write_compacts_past_the_threshold() {
+    let store = Arc::new(MemoryStore::new());
+    let records = Records::open(store.clone(), FormRegistry::builtin(), "BB-01").unwrap();
+    let id = records
+        .create(Author::Instance, "vessel-sighting", &sighting())
+        .unwrap()
+        .id;
+    // Review comments alone, which once only ever appended.
+    for n in 0..(2 * MAX_CHUNKS) {
+        let by = Author::person("user:sam", None);
+        records.review(by, &id, &format!("Comment {n}")).unwrap();
+        let chunks = store.load(&id).unwrap().unwrap().chunks.len();
+        assert!(chunks <= MAX_CHUNKS, "{chunks} chunks after {n} comments");
+    }
+    let view: Value = serde_json::from_str(records.get(&id).unwrap().get()).unwrap();
+    assert_eq!(view["review"].as_array().unwrap().len(), 2 * MAX_CHUNKS);
+    assert_eq!(view["review"][0]["by"], "user:sam");
+}
+
+#[test]
+fn a_person_writes_only_the_records_of_their_station() {
+    let records = Records::open(MemoryStore::new(), FormRegistry::builtin(), "BB-01").unwrap();
+    let elsewhere = Author::person("user:lee", Some("LC-01"));
+    assert!(matches!(
+        records.create(elsewhere, "vessel-sighting", &sighting()),
+        Err(RecordsError::Forbidden(_))
+    ));
+    let here = Author::person("user:ann", Some("BB-01"));
+    let written = records
+        .create(here, "vessel-sighting", &sighting())
+        .unwrap();
+    let patch = Patch {
+        fields: Some(obj(json!({"description": "Slowing down."}))),
+        status: None,
+    };
+    assert!(matches!(
+        records.patch(elsewhere, &written.id, &patch),
+        Err(RecordsError::Forbidden(_))
+    ));
+    let view: Value = serde_json::from_str(written.view.get()).unwrap();
+    assert_eq!(view["id"], written.id.to_string());
+    assert_eq!(view["created_by_person"], "user:ann");
+    let history = records.history(&written.id).unwrap();
+    assert_eq!(history[0].person.as_deref(), Some("user:ann"));
+}
+
+#[test]
 fn invalid_edits_are_refused_and_write_nothing() {
     each_store(|store| {
         let records = Records::open(store.clone(), FormRegistry::builtin(), "BB-01").unwrap();
-        let id = id_of(&records.create("vessel-sighting", &sighting()).unwrap());
+        let id = records
+            .create(Author::Instance, "vessel-sighting", &sighting())
+            .unwrap()
+            .id;
         let seq = store.last_seq().unwrap();
         let bad = Patch {
             fields: Some(obj(json!({"heading_deg": 400}))),
             status: None,
         };
-        match records.patch(&id, &bad) {
+        match records.patch(Author::Instance, &id, &bad) {
             Err(RecordsError::Invalid(v)) => assert_eq!(v[0].path, "heading_deg"),
             Err(e) => panic!("expected Invalid, got {e}"),
             Ok(_) => panic!("an out-of-range heading was accepted"),
@@ -95,7 +145,14 @@ fn invalid_edits_are_refused_and_write_nothing() {
             fields: Some(obj(json!({"heading_deg": 270}))),
             status: Some(Status::Submitted),
         };
-        let view: Value = serde_json::from_str(records.patch(&id, &ok).unwrap().get()).unwrap();
+        let view: Value = serde_json::from_str(
+            records
+                .patch(Author::Instance, &id, &ok)
+                .unwrap()
+                .view
+                .get(),
+        )
+        .unwrap();
         assert_eq!(view["status"], "submitted");
         assert_eq!(view["fields"]["heading_deg"], 270);
     });
@@ -106,7 +163,7 @@ fn unknown_records_and_forms_are_errors() {
     each_store(|store| {
         let records = Records::open(store, FormRegistry::builtin(), "BB-01").unwrap();
         assert!(matches!(
-            records.create("no-such-form", &Map::new()),
+            records.create(Author::Instance, "no-such-form", &Map::new()),
             Err(RecordsError::UnknownForm(_))
         ));
         let nobody = RecordId::new();
@@ -115,7 +172,7 @@ fn unknown_records_and_forms_are_errors() {
             Err(RecordsError::NotFound(_))
         ));
         assert!(matches!(
-            records.patch(&nobody, &Patch::default()),
+            records.patch(Author::Instance, &nobody, &Patch::default()),
             Err(RecordsError::NotFound(_))
         ));
     });
@@ -134,7 +191,10 @@ fn the_instance_keeps_one_identity_across_restarts() {
     };
     let (device, id) = {
         let records = open();
-        let id = id_of(&records.create("vessel-sighting", &sighting()).unwrap());
+        let id = records
+            .create(Author::Instance, "vessel-sighting", &sighting())
+            .unwrap()
+            .id;
         (records.identity().device_id, id)
     };
     let records = open();
@@ -143,7 +203,7 @@ fn the_instance_keeps_one_identity_across_restarts() {
         fields: Some(obj(json!({"vessel_name": "Grey Ghost"}))),
         status: None,
     };
-    records.patch(&id, &patch).unwrap();
+    records.patch(Author::Instance, &id, &patch).unwrap();
     let mut doc = automerge::AutoCommit::load(&records.automerge_bytes(&id).unwrap()).unwrap();
     let actors: std::collections::HashSet<_> = doc
         .get_changes(&[])
@@ -191,8 +251,9 @@ fn a_published_form_version_is_kept_and_used_after_reopening() {
         );
         let view: Value = serde_json::from_str(
             reopened
-                .create("vessel-sighting", &sighting())
+                .create(Author::Instance, "vessel-sighting", &sighting())
                 .unwrap()
+                .view
                 .get(),
         )
         .unwrap();
@@ -208,8 +269,12 @@ fn search_finds_text_inside_repeats_and_lists() {
         "crew".into(),
         json!([{"name": "Élodie Noël", "role": "master"}]),
     );
-    records.create("boarding-report", &report).unwrap();
-    records.create("vessel-sighting", &sighting()).unwrap();
+    records
+        .create(Author::Instance, "boarding-report", &report)
+        .unwrap();
+    records
+        .create(Author::Instance, "vessel-sighting", &sighting())
+        .unwrap();
     let found = |text: &str| {
         records
             .list(

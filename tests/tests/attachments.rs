@@ -429,3 +429,67 @@ async fn a_cut_download_resumes_from_what_the_downstream_holds() {
         file.len()
     );
 }
+
+/// A station lost and restored from a backup taken before a photo reached
+/// it: the boat notices the older store at its next sync and sends again
+/// everything the station lost, the photo as well as its record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_restored_from_an_older_backup_receives_again_the_files_it_lost() {
+    use tideline_server::upstream::sync_once;
+
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let mut station = Instance::start("station", dirs[0].path(), "BB-01").await;
+    let boat =
+        Instance::start_under("boat", dirs[1].path(), "BB-01", &station, &station.base).await;
+    boat.create("boarding-report", report("Sea Breeze")).await;
+    boat.sync_ok().await;
+    let backup = dirs[2].path().join("station.backup");
+    tideline_server::backup::write(
+        station.records.store().as_ref(),
+        dirs[0].path(),
+        std::fs::File::create(&backup).unwrap(),
+    )
+    .unwrap();
+
+    // After the backup: a report with a photo reaches the station...
+    let made = boat.create("boarding-report", report("Morning Star")).await;
+    let id = made["id"].as_str().unwrap().to_string();
+    let photo = photo(9, 300_000);
+    let hash = attach(&boat, &id, "stern.jpg", &photo).await;
+    let sent = boat.sync_ok().await;
+    assert_eq!(sent["files_sent"], 1);
+
+    // ...which is then lost, and the station comes back from the backup.
+    station.stop().await;
+    let restored_dir = dirs[2].path().join("restored");
+    tideline_server::backup::restore(&backup, &restored_dir).unwrap();
+    let restored = Instance::start("restored", &restored_dir, "BB-01").await;
+    assert_eq!(fetch_blob(&restored, &hash).await.0, 404);
+
+    let (records, data, url) = (
+        boat.records.clone(),
+        dirs[1].path().to_path_buf(),
+        restored.base.clone(),
+    );
+    let outcome = tokio::task::spawn_blocking(move || {
+        let blobs = tideline_sync::blobs::BlobStore::open(&data).unwrap();
+        let http = reqwest::blocking::Client::new();
+        sync_once(
+            &records,
+            &blobs,
+            &url,
+            &http,
+            1 << 20,
+            &Default::default(),
+            |_| {},
+        )
+        .unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(outcome.files_sent, 1, "{outcome:?}");
+    assert_eq!(restored.get(&id).await["attachments"][0]["pending"], false);
+    let (status, bytes) = fetch_blob(&restored, &hash).await;
+    assert_eq!(status, 200);
+    assert_eq!(bytes, photo);
+}

@@ -11,7 +11,7 @@ use serde_json::{Map, Value as Json};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use tideline_sync::records::DEFAULT_LIMIT;
-use tideline_sync::Filter;
+use tideline_sync::{Author, Filter};
 
 #[derive(Subcommand)]
 pub enum RecordCommand {
@@ -180,7 +180,10 @@ fn record(cmd: RecordCommand, records: &SharedRecords) -> anyhow::Result<()> {
             };
             let fields: Map<String, Json> = serde_json::from_str(&text)
                 .with_context(|| format!("{json} is not a JSON object of fields"))?;
-            let view = records.create(&form, &fields).map_err(explain)?;
+            let view = records
+                .create(Author::Instance, &form, &fields)
+                .map_err(explain)?
+                .view;
             writeln!(stdout, "{}", pretty(view.get()))?;
         }
         RecordCommand::List {

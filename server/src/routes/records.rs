@@ -125,14 +125,10 @@ pub async fn create(
 ) -> Result<HttpResponse, ApiError> {
     let CreateBody { form, fields } = body.into_inner();
     let st = state.clone();
-    let view = web::block(move || access.records(&st).create(&form, &fields)).await??;
-    let id = serde_json::from_str::<Json>(view.get())
-        .ok()
-        .and_then(|v| v["id"].as_str().map(str::to_string))
-        .unwrap_or_default();
+    let written = web::block(move || access.records(&st).create(&form, &fields)).await??;
     Ok(HttpResponse::Created()
-        .insert_header((header::LOCATION, format!("/api/v1/records/{id}")))
-        .json(view))
+        .insert_header((header::LOCATION, format!("/api/v1/records/{}", written.id)))
+        .json(written.view))
 }
 
 pub async fn list(

@@ -8,7 +8,7 @@ use super::failure::{Outcome, SyncFailure};
 use super::http::call;
 use crate::data_dir::SharedRecords;
 use tideline_sync::blobs::{BlobHash, BlobStore};
-use tideline_sync::DocStore;
+use tideline_sync::engine::Downstream;
 
 /// Bytes per file upload request: a cut costs at most this much again.
 pub const FILE_CHUNK: usize = 256 * 1024;
@@ -21,7 +21,6 @@ pub(super) const DOWNLOAD_SPAN: u64 = 2 * 1024 * 1024;
 /// the link; attempts that make progress are retried at once, so one sync
 /// gets a file through a link that keeps dropping.
 pub(super) const STALLED_ATTEMPTS: u32 = 3;
-pub(super) const FILE_SENT: &[u8] = b"ds/file/";
 
 /// Which of the upstream's files a sync fetches.
 #[derive(Debug, Clone, Default)]
@@ -58,23 +57,13 @@ impl FileLink<'_> {
 
     /// Remember that the upstream has `hash`, so it is never offered again.
     fn mark_sent(&self, hash: &BlobHash) -> Result<(), SyncFailure> {
-        self.records
-            .store()
-            .put_state_lazy(vec![tideline_sync::store::StateWrite {
-                key: [FILE_SENT, hash.as_bytes()].concat(),
-                value: Some(Vec::new()),
-            }])
+        Downstream::mark_file_sent(self.records.as_ref(), hash)
             .map_err(|e| SyncFailure::Local(e.to_string()))
     }
 
     fn is_sent(&self, hash: &BlobHash) -> Result<bool, SyncFailure> {
-        let key = [FILE_SENT, hash.as_bytes()].concat();
-        Ok(self
-            .records
-            .store()
-            .get_state(&key)
-            .map_err(|e| SyncFailure::Local(e.to_string()))?
-            .is_some())
+        Downstream::file_sent(self.records.as_ref(), hash)
+            .map_err(|e| SyncFailure::Local(e.to_string()))
     }
 }
 

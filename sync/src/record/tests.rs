@@ -112,7 +112,7 @@ fn same_scalar_edited_on_both_sides_is_a_listed_conflict() {
 
     // A fresh write resolves it, even with the value that already won.
     let winner = boat.fields()["outcome"].clone();
-    boat.resolve(form, "outcome", &winner).unwrap();
+    boat.resolve(Some(form), "outcome", &winner).unwrap();
     assert!(boat.conflicts().is_empty());
     hq.merge(&mut boat).unwrap();
     assert!(hq.conflicts().is_empty());
@@ -135,7 +135,7 @@ fn conflicts_inside_repeats_are_named_by_path() {
     boat.merge(&mut hq).unwrap();
     let conflicts = boat.conflicts();
     assert_eq!(conflicts.keys().collect::<Vec<_>>(), vec!["crew[0].name"]);
-    boat.resolve(form, "crew[0].name", &json!("Andre Joseph"))
+    boat.resolve(Some(form), "crew[0].name", &json!("Andre Joseph"))
         .unwrap();
     assert!(boat.conflicts().is_empty());
     assert_eq!(boat.fields()["crew"][0]["name"], "Andre Joseph");

@@ -321,7 +321,7 @@ fn store(
         crate::routes::uploads::take_waiting(state, access, form, attached, &mut prepared.fields)?;
     let scoped = access.records(state);
     let view = match existing {
-        None => scoped.create(&form.id, &prepared.fields),
+        None => scoped.create(&form.id, &prepared.fields).map(|w| w.view),
         Some(id) => scoped.patch(
             &id,
             &Patch {
