@@ -46,35 +46,22 @@
 
 #![forbid(unsafe_code)]
 
+mod options;
+mod progress;
+mod topology;
+
 use anyhow::{bail, ensure, Context};
 use automerge::{AutoCommit, ChangeHash};
-use clap::Parser;
+use options::{parse_args, Options};
+use progress::progress;
 use serde_json::{json, Map, Value as Json};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-use tideline_tests::process::{memory_mb, ServerProcess, TidelineArg};
+use tideline_tests::process::{memory_mb, ServerProcess};
 use tideline_tests::proxy::{FaultPlan, FaultProxy, Link, ProxyConfig, ProxyStats};
 use tokio::task::JoinSet;
-
-/// The fleet: name, station code, index of the upstream (None for HQ).
-/// Order matters: every upstream comes before its downstreams, so each can be
-/// started knowing its upstream's address.
-const NODES: [(&str, &str, Option<usize>); 7] = [
-    ("hq", "HQ", None),
-    ("station-bb", "BB-01", Some(0)),
-    ("station-lc", "LC-01", Some(0)),
-    ("boat-1", "BB-01", Some(1)),
-    ("boat-2", "BB-01", Some(1)),
-    ("boat-3", "LC-01", Some(2)),
-    ("boat-4", "LC-01", Some(2)),
-];
-const HQ: usize = 0;
-const STATIONS: [usize; 2] = [1, 2];
-const BOATS: [usize; 4] = [3, 4, 5, 6];
-/// Every record crosses three links on its way to everyone who should hold it:
-/// boat → station, station → HQ, station → the sibling boat.
-const HOPS: u64 = 3;
+use topology::{expected_total, holders, names, BOATS, HOPS, HQ, NODES, STATIONS};
 
 /// Attempts per sync before the harness gives up: with a 1 % cut rate a sync
 /// that fails this often means something other than bad luck is wrong.
@@ -89,65 +76,6 @@ const SYNC_CALL_TIMEOUT: Duration = Duration::from_secs(1800);
 const API_TIMEOUT: Duration = Duration::from_secs(120);
 /// Largest per-sync body total for a no-op sync (the target).
 const NOOP_BODY_LIMIT: u64 = 1024;
-
-/// Runs the sync benchmark and prints its report as one JSON object.
-#[derive(Parser)]
-#[command(name = "sync_bench")]
-struct Options {
-    #[command(flatten)]
-    tideline: TidelineArg,
-    /// Boarding reports loaded on each boat before the first sync
-    #[arg(long, value_name = "N", default_value_t = 2500)]
-    records_per_boat: usize,
-    /// Single-field edits, spread over the boats' records, for the incremental sync
-    #[arg(long, value_name = "E", default_value_t = 1000)]
-    edits: usize,
-    /// Shape every link, both directions, as a satellite hop (300 ms each
-    /// way, 256 kbit/s)
-    #[arg(long)]
-    satellite: bool,
-    /// Per cent of the proxies' connections cut at a random byte offset (a
-    /// sync the cut made fail is retried until it succeeds)
-    #[arg(long, value_name = "P", default_value_t = 0.0)]
-    drop_percent: f64,
-    /// Seed of the proxies' random cuts
-    #[arg(long, value_name = "S", default_value_t = 1)]
-    seed: u64,
-    /// Requests in flight per boat while the harness loads and edits records
-    #[arg(long, value_name = "C", default_value_t = 4)]
-    concurrency: usize,
-    /// Give up after this many seconds in all
-    #[arg(long, value_name = "T", default_value_t = 3600)]
-    deadline_secs: u64,
-    /// Passed to every `serve` as `--cache-mb` (default: the server's own)
-    #[arg(long, value_name = "M")]
-    cache_mb: Option<u64>,
-    /// Bound on every downstream's push and pull pages, passed to every
-    /// `serve` as `--sync-page-kib` (default: the server's own)
-    #[arg(long, value_name = "K")]
-    page_kib: Option<u64>,
-}
-
-fn parse_args() -> anyhow::Result<Options> {
-    let opts = Options::parse();
-    ensure!(
-        opts.records_per_boat > 0,
-        "--records-per-boat must be at least 1"
-    );
-    ensure!(opts.concurrency > 0, "--concurrency must be at least 1");
-    ensure!(
-        (0.0..=100.0).contains(&opts.drop_percent),
-        "--drop-percent must be between 0 and 100"
-    );
-    Ok(opts)
-}
-
-/// Progress on stderr, stamped with the time since the harness started.
-macro_rules! progress {
-    ($start:expr, $($arg:tt)*) => {
-        eprintln!("[{:7.1} s] {}", $start.elapsed().as_secs_f64(), format!($($arg)*))
-    };
-}
 
 type Server = ServerProcess;
 
@@ -593,30 +521,6 @@ impl Fleet {
     }
 }
 
-fn sibling(boat: usize) -> usize {
-    // Boats come in pairs under one station: 3/4 and 5/6.
-    if (boat - BOATS[0]).is_multiple_of(2) {
-        boat + 1
-    } else {
-        boat - 1
-    }
-}
-
-/// Who must hold a record created on `boat`.
-fn holders(boat: usize) -> [usize; 4] {
-    let station = NODES[boat].2.expect("a boat has an upstream");
-    [boat, sibling(boat), station, HQ]
-}
-
-fn expected_total(node: usize, n: usize) -> u64 {
-    if node == HQ {
-        (BOATS.len() * n) as u64
-    } else {
-        // A station and each of its boats: that station's two boats' records.
-        (2 * n) as u64
-    }
-}
-
 /// Create `n` reports on every boat, `concurrency` requests in flight per boat.
 /// Returns each boat's record ids, in creation order.
 async fn load_records(
@@ -812,14 +716,6 @@ async fn converge(
         sync_wall: wall,
         rounds: rounds + 1,
     })
-}
-
-fn names(nodes: &[usize]) -> String {
-    nodes
-        .iter()
-        .map(|&n| NODES[n].0)
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 /// Wire totals across the links between two snapshots, and per link.
