@@ -48,30 +48,30 @@
 
 mod options;
 mod progress;
+mod report;
+mod sync_call;
 mod topology;
 
-use anyhow::{bail, ensure, Context};
+use anyhow::{ensure, Context};
 use automerge::{AutoCommit, ChangeHash};
 use options::{parse_args, Options};
 use progress::progress;
+use report::{
+    body_bytes, outcome_sums, round1, round3, sync_log, traffic, traffic_json, LinkStats,
+};
 use serde_json::{json, Map, Value as Json};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+use sync_call::{sync_until_ok, SyncCall, SyncDone};
 use tideline_tests::process::{memory_mb, ServerProcess};
-use tideline_tests::proxy::{FaultPlan, FaultProxy, Link, ProxyConfig, ProxyStats};
+use tideline_tests::proxy::{FaultPlan, FaultProxy, Link, ProxyConfig};
 use tokio::task::JoinSet;
 use topology::{expected_total, holders, names, BOATS, HOPS, HQ, NODES, STATIONS};
 
-/// Attempts per sync before the harness gives up: with a 1 % cut rate a sync
-/// that fails this often means something other than bad luck is wrong.
-const MAX_SYNC_ATTEMPTS: u32 = 30;
 /// Rounds of "stations, then boats" after the first pass before declaring that
 /// the fleet does not converge. Two suffice when sync works.
 const MAX_ROUNDS: usize = 6;
-/// One `sync/now` may page through megabytes on a 256 kbit/s link; the server
-/// bounds each exchange at 120 s, this bounds the whole call.
-const SYNC_CALL_TIMEOUT: Duration = Duration::from_secs(1800);
 /// Ordinary API calls on loopback.
 const API_TIMEOUT: Duration = Duration::from_secs(120);
 /// Largest per-sync body total for a no-op sync (the target).
@@ -149,104 +149,6 @@ struct Meter {
 fn typical_report(n: usize) -> Map<String, Json> {
     tideline_schemas::samples::boarding_report(n)
 }
-
-/// What `POST /api/v1/sync/now` answered.
-#[derive(Debug, Clone, Copy, Default)]
-struct Outcome {
-    pushed: u64,
-    pulled: u64,
-    rejected: u64,
-    round_trips: u64,
-    bytes_sent: u64,
-    bytes_received: u64,
-    duration_ms: u64,
-}
-
-impl Outcome {
-    fn parse(v: &Json) -> anyhow::Result<Outcome> {
-        let f = |k: &str| {
-            v[k].as_u64()
-                .with_context(|| format!("sync outcome without {k}: {v}"))
-        };
-        Ok(Outcome {
-            pushed: f("pushed")?,
-            pulled: f("pulled")?,
-            rejected: f("rejected")?,
-            round_trips: f("round_trips")?,
-            bytes_sent: f("bytes_sent")?,
-            bytes_received: f("bytes_received")?,
-            duration_ms: f("duration_ms")?,
-        })
-    }
-}
-
-/// One sync as the harness saw it: the successful attempt's outcome and how
-/// many attempts the link cost.
-#[derive(Debug, Clone)]
-struct SyncDone {
-    node: usize,
-    outcome: Outcome,
-    attempts: u32,
-    wall: Duration,
-}
-
-/// What a spawned sync task needs (owned, so the task can be `'static`).
-#[derive(Clone)]
-struct SyncCall {
-    node: usize,
-    url: String,
-    token: String,
-    http: reqwest::Client,
-    deadline: Instant,
-}
-
-/// `POST /api/v1/sync/now` until it succeeds. A 502 is the link failing (a cut
-/// connection): retried, since a sync resumes from its checkpoints. Anything
-/// else is a real failure and stops the run.
-async fn sync_until_ok(call: SyncCall) -> anyhow::Result<SyncDone> {
-    let name = NODES[call.node].0;
-    let started = Instant::now();
-    for attempt in 1..=MAX_SYNC_ATTEMPTS {
-        let left = call.deadline.saturating_duration_since(Instant::now());
-        ensure!(
-            !left.is_zero(),
-            "{name}: deadline passed before its sync ended"
-        );
-        let resp = call
-            .http
-            .post(&call.url)
-            .bearer_auth(&call.token)
-            .timeout(left.min(SYNC_CALL_TIMEOUT))
-            .send()
-            .await
-            .with_context(|| format!("{name}: POST sync/now"))?;
-        let status = resp.status().as_u16();
-        let body: Json = resp.json().await.unwrap_or(Json::Null);
-        match status {
-            200 => {
-                return Ok(SyncDone {
-                    node: call.node,
-                    outcome: Outcome::parse(&body)?,
-                    attempts: attempt,
-                    wall: started.elapsed(),
-                })
-            }
-            502 => {
-                eprintln!(
-                    "    {name}: sync attempt {attempt} failed ({}); retrying",
-                    body["message"].as_str().unwrap_or("?")
-                );
-                // Short: the proxy's cuts are per connection, not an outage.
-                tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt.min(10)))).await;
-            }
-            _ => bail!("{name}: sync/now answered {status}: {body}"),
-        }
-    }
-    bail!("{name}: sync failed {MAX_SYNC_ATTEMPTS} times in a row")
-}
-
-/// Per-link proxy counters, indexed by the downstream node (None for HQ).
-type LinkStats = Vec<Option<ProxyStats>>;
 
 struct Fleet {
     // Field order is drop order: servers are killed before their proxies stop
@@ -718,96 +620,6 @@ async fn converge(
     })
 }
 
-/// Wire totals across the links between two snapshots, and per link.
-struct Traffic {
-    to_upstream: u64,
-    to_downstream: u64,
-    connections: u64,
-    cuts: u64,
-    per_link: Map<String, Json>,
-    /// Bytes (both directions) on the two station ↔ HQ links.
-    hq_links: u64,
-}
-
-fn traffic(before: &LinkStats, after: &LinkStats) -> Traffic {
-    let mut t = Traffic {
-        to_upstream: 0,
-        to_downstream: 0,
-        connections: 0,
-        cuts: 0,
-        per_link: Map::new(),
-        hq_links: 0,
-    };
-    for (i, (b, a)) in before.iter().zip(after).enumerate() {
-        let (Some(b), Some(a)) = (b, a) else { continue };
-        let up = a.bytes_to_server - b.bytes_to_server;
-        let down = a.bytes_to_client - b.bytes_to_client;
-        t.to_upstream += up;
-        t.to_downstream += down;
-        t.connections += a.connections - b.connections;
-        t.cuts += a.cuts() - b.cuts();
-        if NODES[i].2 == Some(HQ) {
-            t.hq_links += up + down;
-        }
-        let upstream = NODES[i].2.map(|u| NODES[u].0).unwrap_or("-");
-        t.per_link.insert(
-            format!("{}->{upstream}", NODES[i].0),
-            json!({
-                "bytes_to_upstream": up,
-                "bytes_to_downstream": down,
-                "connections": a.connections - b.connections,
-                "cuts": a.cuts() - b.cuts(),
-            }),
-        );
-    }
-    t
-}
-
-/// Sums over the outcomes of a set of syncs.
-fn outcome_sums(syncs: &[SyncDone]) -> Json {
-    let sum = |f: fn(&Outcome) -> u64| syncs.iter().map(|s| f(&s.outcome)).sum::<u64>();
-    json!({
-        "syncs": syncs.len(),
-        "failed_attempts": syncs.iter().map(|s| u64::from(s.attempts - 1)).sum::<u64>(),
-        "round_trips": sum(|o| o.round_trips),
-        "pushed": sum(|o| o.pushed),
-        "pulled": sum(|o| o.pulled),
-        "rejected": sum(|o| o.rejected),
-        "body_bytes_sent": sum(|o| o.bytes_sent),
-        "body_bytes_received": sum(|o| o.bytes_received),
-    })
-}
-
-fn sync_log(syncs: &[SyncDone]) -> Json {
-    Json::Array(
-        syncs
-            .iter()
-            .map(|s| {
-                json!({
-                    "node": NODES[s.node].0,
-                    "round_trips": s.outcome.round_trips,
-                    "pushed": s.outcome.pushed,
-                    "pulled": s.outcome.pulled,
-                    "bytes_sent": s.outcome.bytes_sent,
-                    "bytes_received": s.outcome.bytes_received,
-                    "duration_ms": s.outcome.duration_ms,
-                    "attempts": s.attempts,
-                })
-            })
-            .collect(),
-    )
-}
-
-fn traffic_json(t: &Traffic) -> Json {
-    json!({
-        "wire_bytes_to_upstream": t.to_upstream,
-        "wire_bytes_to_downstream": t.to_downstream,
-        "connections": t.connections,
-        "cuts": t.cuts,
-        "links": t.per_link,
-    })
-}
-
 /// About what one record's changes take on the wire in one direction, once
 /// compressed (measured: 2,500 records ≈ 166 KB per boat link). Used only to
 /// scale where cuts land.
@@ -872,14 +684,6 @@ async fn changes_since(
         changes.iter().map(|c| c.raw_bytes().len() as u64).sum(),
         changes.len() as u64,
     ))
-}
-
-fn round1(x: f64) -> f64 {
-    (x * 10.0).round() / 10.0
-}
-
-fn round3(x: f64) -> f64 {
-    (x * 1000.0).round() / 1000.0
 }
 
 async fn run(opts: &Options, fleet: &mut Fleet, t0: Instant) -> anyhow::Result<Json> {
@@ -958,11 +762,10 @@ async fn run(opts: &Options, fleet: &mut Fleet, t0: Instant) -> anyhow::Result<J
         n * BOATS.len()
     );
     let zstd_bytes = zstd::encode_all(&jsonl[..], 3).context("zstd")?.len() as u64;
-    let wire = t.to_upstream + t.to_downstream;
+    let wire = t.wire();
     let secs = c.sync_wall.as_secs_f64();
     let sums = outcome_sums(&c.syncs);
-    let body_total = sums["body_bytes_sent"].as_u64().unwrap_or(0)
-        + sums["body_bytes_received"].as_u64().unwrap_or(0);
+    let body_total = body_bytes(&c.syncs);
     progress!(
         t0,
         "first sync: {secs:.2} s, {} round trips, {wire} wire bytes ({} on the HQ links), zstd JSON lines {zstd_bytes}",
@@ -1099,9 +902,8 @@ async fn run(opts: &Options, fleet: &mut Fleet, t0: Instant) -> anyhow::Result<J
     views_agree(fleet, &sample).await?;
     let secs = c.sync_wall.as_secs_f64();
     let sums = outcome_sums(&c.syncs);
-    let body_total = sums["body_bytes_sent"].as_u64().unwrap_or(0)
-        + sums["body_bytes_received"].as_u64().unwrap_or(0);
-    let wire = t.to_upstream + t.to_downstream;
+    let body_total = body_bytes(&c.syncs);
+    let wire = t.wire();
     let carried = HOPS * raw_change_bytes;
     // Target: bytes ≤ 1.0 × the raw change bytes each link must carry, plus 1 KiB per sync.
     let allowance = carried + 1024 * c.syncs.len() as u64;
