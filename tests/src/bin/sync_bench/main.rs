@@ -46,381 +46,38 @@
 
 #![forbid(unsafe_code)]
 
+mod fleet;
 mod options;
 mod progress;
 mod report;
+mod resources;
 mod sync_call;
 mod topology;
 
 use anyhow::{ensure, Context};
 use automerge::{AutoCommit, ChangeHash};
+use fleet::Fleet;
 use options::{parse_args, Options};
 use progress::progress;
-use report::{
-    body_bytes, outcome_sums, round1, round3, sync_log, traffic, traffic_json, LinkStats,
-};
+use report::{body_bytes, outcome_sums, round1, round3, sync_log, traffic, traffic_json};
 use serde_json::{json, Map, Value as Json};
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-use sync_call::{sync_until_ok, SyncCall, SyncDone};
-use tideline_tests::process::{memory_mb, ServerProcess};
-use tideline_tests::proxy::{FaultPlan, FaultProxy, Link, ProxyConfig};
+use sync_call::SyncDone;
+use tideline_tests::proxy::FaultPlan;
 use tokio::task::JoinSet;
 use topology::{expected_total, holders, names, BOATS, HOPS, HQ, NODES, STATIONS};
 
 /// Rounds of "stations, then boats" after the first pass before declaring that
 /// the fleet does not converge. Two suffice when sync works.
 const MAX_ROUNDS: usize = 6;
-/// Ordinary API calls on loopback.
-const API_TIMEOUT: Duration = Duration::from_secs(120);
 /// Largest per-sync body total for a no-op sync (the target).
 const NOOP_BODY_LIMIT: u64 = 1024;
-
-type Server = ServerProcess;
-
-/// Start one instance of the fleet; syncs happen only when the harness asks,
-/// since a background loop would race the measured schedule.
-/// Start one node; a downstream is first enrolled with `upstream` (the
-/// running server and the proxy address it is reached at).
-fn start_server(
-    opts: &Options,
-    name: &'static str,
-    station: &str,
-    upstream: Option<(&Server, &str)>,
-    data: &Path,
-    log: PathBuf,
-) -> anyhow::Result<Server> {
-    let mut args = vec![
-        "--station".to_string(),
-        station.to_string(),
-        "--no-auto-sync".to_string(),
-    ];
-    if let Some((up, url)) = upstream {
-        args.extend(["--upstream".to_string(), url.to_string()]);
-        let kind = if up.name == NODES[HQ].0 {
-            "station"
-        } else {
-            "boat"
-        };
-        let code = up.enroll_code(station, kind)?;
-        tideline_tests::process::enroll(&opts.tideline.path, data, &args, url, &code)?;
-    }
-    if let Some(mb) = opts.cache_mb {
-        args.extend(["--cache-mb".to_string(), mb.to_string()]);
-    }
-    if let Some(kib) = opts.page_kib {
-        args.extend(["--sync-page-kib".to_string(), kib.to_string()]);
-    }
-    ServerProcess::start(&opts.tideline.path, name, data, &args, log)
-}
-
-/// CPU seconds (user + system) a process has used so far; `who` is a pid or
-/// `self`. /proc counts in USER_HZ ticks, which Linux fixes at 100 per second
-/// for user space whatever the kernel's own tick rate.
-fn cpu_secs(who: &str) -> anyhow::Result<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{who}/stat"))
-        .with_context(|| format!("read /proc/{who}/stat"))?;
-    // The command name (field 2) may hold spaces; count fields after its ')'.
-    let rest = stat
-        .rsplit_once(')')
-        .map(|(_, r)| r)
-        .with_context(|| format!("odd /proc/{who}/stat"))?;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // utime and stime are fields 14 and 15 of the whole line, 12 and 13 after ')'.
-    let tick = |i: usize| -> anyhow::Result<f64> {
-        Ok(fields
-            .get(i)
-            .with_context(|| format!("short /proc/{who}/stat"))?
-            .parse::<f64>()?)
-    };
-    Ok((tick(11)? + tick(12)?) / 100.0)
-}
-
-/// Where a measured phase started: RSS and CPU per node, and the harness's CPU.
-struct Meter {
-    rss_at_start: Vec<f64>,
-    cpu: Vec<f64>,
-    harness_cpu: f64,
-}
 
 /// The typical boarding report shared by tests and benchmarks: 6 crew,
 /// 2 seizures, 600 characters of findings.
 fn typical_report(n: usize) -> Map<String, Json> {
     tideline_schemas::samples::boarding_report(n)
-}
-
-struct Fleet {
-    // Field order is drop order: servers are killed before their proxies stop
-    // and before their data directories are deleted.
-    servers: Vec<Server>,
-    /// `proxies[i]`: the link from node i to its upstream.
-    proxies: Vec<Option<FaultProxy>>,
-    api: reqwest::Client,
-    sync_http: reqwest::Client,
-    _dirs: Vec<tempfile::TempDir>,
-    logs: tempfile::TempDir,
-    /// Largest VmHWM seen per node over the whole run (loading and the
-    /// harness's export included), across the resets between phases.
-    peak_hwm: Vec<f64>,
-    /// Largest VmHWM per node during the sync scenarios only.
-    sync_peak: Vec<f64>,
-    hwm_resets_work: bool,
-}
-
-fn http_client() -> anyhow::Result<reqwest::Client> {
-    // no_proxy: a proxy from the environment must never carry loopback traffic.
-    reqwest::Client::builder()
-        .no_proxy()
-        .timeout(API_TIMEOUT)
-        .build()
-        .context("build the HTTP client")
-}
-
-impl Fleet {
-    /// HQ → its proxies → stations → their proxies → boats.
-    async fn start(opts: &Options, t0: Instant) -> anyhow::Result<Fleet> {
-        let link = if opts.satellite {
-            Link::satellite()
-        } else {
-            Link::CLEAN
-        };
-        let mut fleet = Fleet {
-            servers: Vec::new(),
-            proxies: Vec::new(),
-            api: http_client()?,
-            // Separate client: no overall timeout, each sync/now sets its own.
-            sync_http: reqwest::Client::builder()
-                .no_proxy()
-                .build()
-                .context("build the HTTP client")?,
-            _dirs: Vec::new(),
-            logs: tempfile::tempdir().context("create the log directory")?,
-            peak_hwm: vec![0.0; NODES.len()],
-            sync_peak: vec![0.0; NODES.len()],
-            hwm_resets_work: true,
-        };
-        for (i, (name, station, upstream)) in NODES.iter().enumerate() {
-            let proxy = match upstream {
-                Some(up) => Some(
-                    FaultProxy::start(
-                        fleet.servers[*up].addr,
-                        ProxyConfig {
-                            seed: opts.seed.wrapping_mul(1000).wrapping_add(i as u64),
-                            faults: FaultPlan::none(),
-                            to_server: link,
-                            to_client: link,
-                        },
-                    )
-                    .await
-                    .with_context(|| format!("start the proxy in front of {name}'s upstream"))?,
-                ),
-                None => None,
-            };
-            let dir = tempfile::tempdir().context("create a data directory")?;
-            let log = fleet.logs.path().join(format!("{name}.log"));
-            let upstream_url = proxy.as_ref().map(FaultProxy::url);
-            let up = upstream.map(|u| &fleet.servers[u]);
-            let server = tokio::task::block_in_place(|| {
-                start_server(
-                    opts,
-                    name,
-                    station,
-                    up.zip(upstream_url.as_deref()),
-                    dir.path(),
-                    log,
-                )
-            })?;
-            progress!(
-                t0,
-                "{name} [{station}] pid {} on {}{}",
-                server.pid(),
-                server.addr,
-                upstream_url
-                    .map(|u| format!(", upstream via proxy {u}"))
-                    .unwrap_or_default()
-            );
-            fleet.servers.push(server);
-            fleet.proxies.push(proxy);
-            fleet._dirs.push(dir);
-        }
-        for s in &fleet.servers {
-            let r = fleet
-                .api
-                .get(s.url("/healthz"))
-                .send()
-                .await
-                .with_context(|| format!("{}: GET /healthz", s.name))?;
-            ensure!(
-                r.status().is_success(),
-                "{}: /healthz {}",
-                s.name,
-                r.status()
-            );
-        }
-        Ok(fleet)
-    }
-
-    fn set_faults(&self, plan: &FaultPlan) {
-        for p in self.proxies.iter().flatten() {
-            p.set_faults(plan.clone());
-        }
-    }
-
-    fn link_stats(&self) -> LinkStats {
-        self.proxies
-            .iter()
-            .map(|p| p.as_ref().map(FaultProxy::stats))
-            .collect()
-    }
-
-    fn call(&self, node: usize, deadline: Instant) -> SyncCall {
-        SyncCall {
-            node,
-            url: self.servers[node].url("/api/v1/sync/now"),
-            token: self.servers[node].token.clone(),
-            http: self.sync_http.clone(),
-            deadline,
-        }
-    }
-
-    /// Sync `nodes` in parallel; results in the order given.
-    async fn sync_group(
-        &self,
-        nodes: &[usize],
-        deadline: Instant,
-    ) -> anyhow::Result<Vec<SyncDone>> {
-        let mut set = JoinSet::new();
-        for &n in nodes {
-            set.spawn(sync_until_ok(self.call(n, deadline)));
-        }
-        let mut done = Vec::new();
-        while let Some(joined) = set.join_next().await {
-            done.push(joined.context("a sync task panicked")??);
-        }
-        done.sort_by_key(|d| nodes.iter().position(|&n| n == d.node));
-        Ok(done)
-    }
-
-    async fn total(&self, node: usize) -> anyhow::Result<u64> {
-        let s = &self.servers[node];
-        let page: Json = self
-            .api
-            .get(s.url("/api/v1/records?limit=1"))
-            .bearer_auth(&s.token)
-            .send()
-            .await
-            .with_context(|| format!("{}: list", s.name))?
-            .error_for_status()?
-            .json()
-            .await?;
-        page["total"]
-            .as_u64()
-            .with_context(|| format!("{}: list without total: {page}", s.name))
-    }
-
-    async fn totals(&self) -> anyhow::Result<Vec<u64>> {
-        let mut out = Vec::new();
-        for n in 0..NODES.len() {
-            out.push(self.total(n).await?);
-        }
-        Ok(out)
-    }
-
-    /// Start measuring a phase: fold the old peaks into `peak_hwm`, reset
-    /// every server's VmHWM (writing 5 to /proc/PID/clear_refs) so the phase's
-    /// peak is its own, and note RSS and CPU time at the start.
-    fn begin(&mut self) -> anyhow::Result<Meter> {
-        let rss = self.observe_rss()?;
-        for s in &self.servers {
-            if std::fs::write(format!("/proc/{}/clear_refs", s.pid()), "5").is_err() {
-                self.hwm_resets_work = false;
-            }
-        }
-        let mut cpu = Vec::new();
-        for s in &self.servers {
-            cpu.push(cpu_secs(&s.pid().to_string())?);
-        }
-        Ok(Meter {
-            rss_at_start: rss.iter().map(|(r, _)| *r).collect(),
-            cpu,
-            harness_cpu: cpu_secs("self")?,
-        })
-    }
-
-    /// Per node, for the phase since `m`: VmHWM, RSS at its start and CPU
-    /// seconds; plus the harness's own CPU (the proxies run in it). With
-    /// `sync`, the peaks also count towards the sync peaks.
-    fn end(&mut self, m: &Meter, sync: bool) -> anyhow::Result<Json> {
-        let rss = self.observe_rss()?;
-        let mut peak = Map::new();
-        let mut start = Map::new();
-        let mut cpu = Map::new();
-        let mut cpu_total = 0.0;
-        for (i, s) in self.servers.iter().enumerate() {
-            let name = NODES[i].0.to_string();
-            if sync {
-                self.sync_peak[i] = self.sync_peak[i].max(rss[i].1);
-            }
-            peak.insert(name.clone(), json!(round1(rss[i].1)));
-            start.insert(name.clone(), json!(round1(m.rss_at_start[i])));
-            let used = cpu_secs(&s.pid().to_string())? - m.cpu[i];
-            cpu_total += used;
-            cpu.insert(name, json!(round3(used)));
-        }
-        Ok(json!({
-            "peak_rss_mb": peak,
-            "rss_at_start_mb": start,
-            "cpu_s": cpu,
-            "cpu_s_servers_total": round3(cpu_total),
-            "cpu_s_harness": round3(cpu_secs("self")? - m.harness_cpu),
-        }))
-    }
-
-    /// Per node: current RSS and VmHWM (since the last reset), in MiB.
-    fn observe_rss(&mut self) -> anyhow::Result<Vec<(f64, f64)>> {
-        let mut out = Vec::new();
-        for (i, s) in self.servers.iter().enumerate() {
-            let (rss, hwm) =
-                memory_mb(s.pid()).with_context(|| format!("{} (is it still running?)", s.name))?;
-            self.peak_hwm[i] = self.peak_hwm[i].max(hwm);
-            out.push((rss, hwm));
-        }
-        Ok(out)
-    }
-
-    async fn get_bytes(&self, node: usize, path: &str) -> anyhow::Result<Vec<u8>> {
-        let s = &self.servers[node];
-        let r = self
-            .api
-            .get(s.url(path))
-            .bearer_auth(&s.token)
-            .send()
-            .await
-            .with_context(|| format!("{}: GET {path}", s.name))?;
-        ensure!(
-            r.status().is_success(),
-            "{}: GET {path}: {}",
-            s.name,
-            r.status()
-        );
-        Ok(r.bytes().await?.to_vec())
-    }
-
-    fn log_tails(&self) -> String {
-        let mut out = String::new();
-        for s in &self.servers {
-            let text = std::fs::read_to_string(&s.log).unwrap_or_default();
-            let lines: Vec<&str> = text.lines().collect();
-            let from = lines.len().saturating_sub(15);
-            out.push_str(&format!("--- {} ({}):\n", s.name, s.log.display()));
-            for l in &lines[from..] {
-                out.push_str(l);
-                out.push('\n');
-            }
-        }
-        out
-    }
 }
 
 /// Create `n` reports on every boat, `concurrency` requests in flight per boat.
@@ -993,19 +650,19 @@ async fn run(opts: &Options, fleet: &mut Fleet, t0: Instant) -> anyhow::Result<J
             .map(|(nd, p)| (nd.0.to_string(), json!(round1(*p))))
             .collect()
     };
-    let max_sync_peak = fleet.sync_peak.iter().cloned().fold(0.0, f64::max);
+    let max_sync_peak = fleet.peaks.sync.iter().cloned().fold(0.0, f64::max);
     result.insert(
         "peak_rss_mb".into(),
         json!({
             // During the three sync scenarios.
-            "sync": per_node(&fleet.sync_peak),
+            "sync": per_node(&fleet.peaks.sync),
             // Over the whole run, loading the records and the export included.
-            "overall": per_node(&fleet.peak_hwm),
+            "overall": per_node(&fleet.peaks.overall),
         }),
     );
     result.insert(
         "hwm_reset_between_scenarios".into(),
-        json!(fleet.hwm_resets_work),
+        json!(fleet.peaks.hwm_resets_work),
     );
     result.insert(
         "targets".into(),
