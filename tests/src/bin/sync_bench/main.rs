@@ -1,0 +1,105 @@
+//! Sync benchmark of real `tideline serve` processes (docs/PERFORMANCE.md,
+//! "Sync"): HQ, two stations and four boats, each its own process on its own
+//! temporary data directory, every downstream talking to its upstream through
+//! an in-process [`FaultProxy`] that counts the bytes on the wire and can make
+//! the link look like a lossy satellite hop. Prints one JSON object on stdout;
+//! progress goes to stderr.
+//!
+//! ```text
+//! cargo build --release -p tideline-server
+//! cargo run --release -p tideline-tests --bin sync_bench -- \
+//!     [--tideline PATH] [--records-per-boat N] [--edits E] \
+//!     [--satellite] [--drop-percent P] [--seed S] [--concurrency C] \
+//!     [--deadline-secs T] [--cache-mb M] [--page-kib K]
+//! ```
+//!
+//! `--satellite` shapes every link, both directions, as [`Link::satellite`]
+//! (300 ms each way, 256 kbit/s). `--drop-percent P` cuts P % of the proxies'
+//! connections at a random byte offset ([`FaultPlan::cuts`]); the harness
+//! retries a sync the cut made fail until it succeeds. `--page-kib K` bounds
+//! every downstream's push and pull pages (`tideline serve --sync-page-kib`).
+//!
+//! Topology (station codes in brackets):
+//!
+//! ```text
+//! hq [HQ] ── station-bb [BB-01] ── boat-1, boat-2 [BB-01]
+//!         └─ station-lc [LC-01] ── boat-3, boat-4 [LC-01]
+//! ```
+//!
+//! Scenarios, in order, on the same fleet:
+//! 1. `first_sync`: every boat gets N typical boarding reports (loaded before
+//!    timing starts), then boats, stations, and again stations and boats sync
+//!    until HQ holds 4N records and every station and boat 2N.
+//! 2. `incremental`: E single-field edits spread over the boats' records, then
+//!    the same schedule until every holder of an edited record shows the edit.
+//! 3. `noop`: every downstream syncs once more with nothing new.
+//!
+//! Every server runs with `--no-auto-sync`, so a sync happens only when the
+//! harness asks (`POST /api/v1/sync/now`). Reported per scenario: wall time of
+//! the syncs (the harness's checks between rounds excluded), round trips and
+//! body bytes summed from the sync outcomes, wire bytes each way from the
+//! proxies (headers included), and per server its VmHWM and CPU seconds. The
+//! first sync is compared with the same records as zstd-compressed JSON lines,
+//! the incremental one with the raw Automerge change bytes of the edits.
+//! The binary defaults to `$TIDELINE_BIN`, then `<workspace>/target/release/tideline`.
+//! Linux only (it reads `/proc/<pid>/status`). Loopback only.
+
+#![forbid(unsafe_code)]
+
+mod converge;
+mod fleet;
+mod options;
+mod progress;
+mod report;
+mod resources;
+mod scenarios;
+mod sync_call;
+mod topology;
+mod workload;
+
+use fleet::Fleet;
+use options::parse_args;
+use std::time::Instant;
+
+fn main() -> std::process::ExitCode {
+    let opts = match parse_args() {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("sync_bench: {e:#}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("sync_bench: tokio runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let t0 = Instant::now();
+    let result = runtime.block_on(async {
+        let mut fleet = Fleet::start(&opts, t0).await?;
+        // Ctrl-C drops the run, and with it the fleet: every child is killed.
+        let outcome = tokio::select! {
+            r = scenarios::run(&opts, &mut fleet, t0) => r,
+            _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
+        };
+        if outcome.is_err() {
+            eprintln!("server logs (last lines):\n{}", fleet.log_tails());
+        }
+        outcome
+    });
+    match result {
+        Ok(report) => {
+            println!("{report}");
+            std::process::ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("sync_bench: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
