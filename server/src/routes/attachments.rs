@@ -41,16 +41,7 @@ pub async fn attach(
     let id = record_id(&id)?;
     let AttachQuery { name, field } = query.into_inner();
     let limit = state.attachments.max_bytes;
-    let bytes = match payload.to_bytes_limited(limit).await {
-        Ok(Ok(bytes)) => bytes,
-        Ok(Err(e)) => {
-            return Err(ApiError::bad_request(
-                "bad_body",
-                format!("The file could not be read: {e}."),
-            ))
-        }
-        Err(_) => return Err(ApiError::too_large(limit)),
-    };
+    let bytes = super::params::read_limited(payload, limit, "file").await?;
     let st = state.clone();
     let (view, _) =
         web::block(move || store_attachment(&st, &access, &id, &name, field.as_deref(), &bytes))

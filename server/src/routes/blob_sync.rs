@@ -75,16 +75,7 @@ pub async fn append(
 ) -> Result<HttpResponse, ApiError> {
     let hash = parse(&hash)?;
     let device = device.into_inner();
-    let bytes = match payload.to_bytes_limited(MAX_CHUNK).await {
-        Ok(Ok(bytes)) => bytes,
-        Ok(Err(e)) => {
-            return Err(ApiError::bad_request(
-                "bad_body",
-                format!("The chunk could not be read: {e}."),
-            ))
-        }
-        Err(_) => return Err(ApiError::too_large(MAX_CHUNK)),
-    };
+    let bytes = super::params::read_limited(payload, MAX_CHUNK, "chunk").await?;
     let offset = query.offset;
     let limit = state.attachments.max_bytes as u64;
     if offset + bytes.len() as u64 > limit {

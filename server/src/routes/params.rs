@@ -1,4 +1,5 @@
-//! Parsing what a path carries, at the edge, into domain types.
+//! Parsing what a request carries, at the edge: ids from the path, and
+//! bodies read whole within a limit.
 
 use crate::error::ApiError;
 use tideline_schemas::RecordId;
@@ -11,4 +12,22 @@ pub(crate) fn record_id(raw: &str) -> Result<RecordId, ApiError> {
             format!("{raw:?} is not a valid record id (a UUID)."),
         )
     })
+}
+
+/// Read a body (a sync message, a chunk, a file: `what`) up to `limit`
+/// bytes, refusing rather than buffering anything larger; only a body that
+/// arrived whole is returned.
+pub(crate) async fn read_limited(
+    payload: actix_web::web::Payload,
+    limit: usize,
+    what: &str,
+) -> Result<actix_web::web::Bytes, ApiError> {
+    match payload.to_bytes_limited(limit).await {
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(e)) => Err(ApiError::bad_request(
+            "bad_body",
+            format!("The {what} could not be read: {e}."),
+        )),
+        Err(_) => Err(ApiError::too_large(limit)),
+    }
 }

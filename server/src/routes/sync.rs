@@ -19,18 +19,6 @@ use tideline_sync::ActorId;
 /// of changes (1 MiB by default), which compress well below this.
 pub const MAX_SYNC_BODY: usize = 16 * 1024 * 1024;
 
-/// Read a body up to `limit` bytes, refusing (not buffering) anything larger.
-async fn read_limited(payload: web::Payload, limit: usize) -> Result<web::Bytes, ApiError> {
-    match payload.to_bytes_limited(limit).await {
-        Ok(Ok(bytes)) => Ok(bytes),
-        Ok(Err(e)) => Err(ApiError::bad_request(
-            "bad_body",
-            format!("The body could not be read: {e}."),
-        )),
-        Err(_) => Err(ApiError::too_large(limit)),
-    }
-}
-
 /// The Automerge actors a device may push new changes of (docs/SECURITY.md,
 /// "Bound authorship"): itself, and, when the sender is a station, the devices
 /// it enrolled and vouches for in this request, each bound to the first
@@ -92,7 +80,7 @@ async fn answer(
     device: Device,
     payload: web::Payload,
 ) -> Result<(usize, usize, usize, Vec<u8>), ApiError> {
-    let body = read_limited(payload, MAX_SYNC_BODY).await?;
+    let body = super::params::read_limited(payload, MAX_SYNC_BODY, "body").await?;
     let body_len = body.len();
     let st = state.clone();
     let answer = web::block(move || {

@@ -170,16 +170,7 @@ pub async fn append(
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_id(&id)?;
     // A chunk is appended only when it arrived whole.
-    let chunk = match payload.to_bytes_limited(MAX_CHUNK).await {
-        Ok(Ok(bytes)) => bytes,
-        Ok(Err(e)) => {
-            return Err(ApiError::bad_request(
-                "bad_body",
-                format!("The chunk could not be read: {e}."),
-            ))
-        }
-        Err(_) => return Err(ApiError::too_large(MAX_CHUNK)),
-    };
+    let chunk = super::params::read_limited(payload, MAX_CHUNK, "chunk").await?;
     let offset = query.offset;
     let st = state.clone();
     let answer = web::block(move || -> Result<Json, ApiError> {
