@@ -25,12 +25,8 @@ pub enum RecordCommand {
     },
     /// List records, newest first.
     List {
-        #[arg(long)]
-        form: Option<String>,
-        #[arg(long = "filter-station")]
-        filter_station: Option<String>,
-        #[arg(long)]
-        status: Option<String>,
+        #[command(flatten)]
+        filter: FilterArgs,
         #[arg(long, default_value_t = DEFAULT_LIMIT)]
         limit: usize,
         #[arg(long, default_value_t = 0)]
@@ -63,12 +59,8 @@ pub struct ExportArgs {
     /// is written beside it as FILE-stem.<repeat>.csv.
     #[arg(long)]
     out: Option<PathBuf>,
-    #[arg(long)]
-    form: Option<String>,
-    #[arg(long = "filter-station")]
-    filter_station: Option<String>,
-    #[arg(long)]
-    status: Option<String>,
+    #[command(flatten)]
+    filter: FilterArgs,
     /// CSV to standard output: a repeat's table (crew, seizures) instead of the records.
     #[arg(long)]
     table: Option<String>,
@@ -134,12 +126,10 @@ pub(super) fn export_command(args: ExportArgs, settings: &Settings) -> anyhow::R
     let ExportArgs {
         format,
         out,
-        form,
-        filter_station,
-        status,
+        filter,
         table,
     } = args;
-    let filter = filter(form, filter_station, status)?;
+    let filter = filter.filter()?;
     if format == "zip" {
         let Some(out) = out else {
             bail!("a zip archive needs --out FILE");
@@ -154,17 +144,26 @@ pub(super) fn export_command(args: ExportArgs, settings: &Settings) -> anyhow::R
     export(&records, format, &filter, out.as_deref(), table.as_deref())
 }
 
-fn filter(
+/// Which records a list or an export covers.
+#[derive(Args)]
+pub struct FilterArgs {
+    #[arg(long)]
     form: Option<String>,
-    station: Option<String>,
+    #[arg(long = "filter-station")]
+    filter_station: Option<String>,
+    #[arg(long)]
     status: Option<String>,
-) -> anyhow::Result<Filter> {
-    Ok(Filter {
-        form,
-        station,
-        status: status.map(|s| s.parse()).transpose()?,
-        ..Filter::default()
-    })
+}
+
+impl FilterArgs {
+    fn filter(self) -> anyhow::Result<Filter> {
+        Ok(Filter {
+            form: self.form,
+            station: self.filter_station,
+            status: self.status.map(|s| s.parse()).transpose()?,
+            ..Filter::default()
+        })
+    }
 }
 
 fn record(cmd: RecordCommand, records: &SharedRecords) -> anyhow::Result<()> {
@@ -187,14 +186,12 @@ fn record(cmd: RecordCommand, records: &SharedRecords) -> anyhow::Result<()> {
             writeln!(stdout, "{}", pretty(view.get()))?;
         }
         RecordCommand::List {
-            form,
-            filter_station,
-            status,
+            filter,
             limit,
             offset,
             json,
         } => {
-            let page = records.list(&filter(form, filter_station, status)?, limit, offset)?;
+            let page = records.list(&filter.filter()?, limit, offset)?;
             if json {
                 let views: Vec<Json> = page
                     .records

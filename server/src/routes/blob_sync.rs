@@ -13,7 +13,6 @@ use crate::auth::devices::Device;
 use crate::error::ApiError;
 use crate::state::AppState;
 use actix_web::{web, HttpRequest, HttpResponse};
-use serde::Deserialize;
 use serde_json::json;
 use tideline_sync::blobs::{BadHash, BlobHash};
 
@@ -58,19 +57,13 @@ pub async fn held(
     Ok(HttpResponse::Ok().json(json!({ "held": held, "complete": complete })))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AppendQuery {
-    offset: u64,
-}
-
 /// `PUT /sync/v1/blobs/{sha256}?offset=N` with a chunk → `{"held"}`. A chunk
 /// is appended only when it arrived whole, and only at the bytes held.
 pub async fn append(
     state: web::Data<AppState>,
     device: web::ReqData<Device>,
     hash: web::Path<String>,
-    query: web::Query<AppendQuery>,
+    query: web::Query<super::params::OffsetQuery>,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let hash = parse(&hash)?;

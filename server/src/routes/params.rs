@@ -2,6 +2,7 @@
 //! bodies read whole within a limit.
 
 use crate::error::ApiError;
+use serde::Deserialize;
 use tideline_schemas::RecordId;
 
 /// Parse a record id from the path, refusing anything that is not a UUID.
@@ -30,4 +31,11 @@ pub(crate) async fn read_limited(
         )),
         Err(_) => Err(ApiError::too_large(limit)),
     }
+}
+
+/// `?offset=N`: where an appended chunk goes.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct OffsetQuery {
+    pub offset: u64,
 }

@@ -154,18 +154,12 @@ pub async fn status(
     })))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AppendQuery {
-    offset: u64,
-}
-
 /// `PATCH /api/v1/uploads/{id}?offset=N` with a chunk.
 pub async fn append(
     state: web::Data<AppState>,
     access: Access,
     id: web::Path<String>,
-    query: web::Query<AppendQuery>,
+    query: web::Query<super::params::OffsetQuery>,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_id(&id)?;

@@ -190,14 +190,7 @@ pub fn frame(title: &str, chrome: &Chrome, active: &str, body: Markup) -> Markup
     html! {
         (DOCTYPE)
         html lang="en" {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                title { (title) " · Tideline" }
-                link rel="stylesheet" href="/assets/app.css";
-                link rel="icon" href="/assets/favicon.svg" type="image/svg+xml";
-                script src="/assets/app.js" defer {}
-            }
+            (super::page::head(title, true))
             body {
                 a.skip href="#main" { "Skip to content" }
                 header.top {

@@ -59,13 +59,7 @@ pub fn bare(title: &str, main: maud::Markup) -> maud::Markup {
     html! {
         (maud::DOCTYPE)
         html lang="en" {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                title { (title) " · Tideline" }
-                link rel="stylesheet" href="/assets/app.css";
-                link rel="icon" href="/assets/favicon.svg" type="image/svg+xml";
-            }
+            (head(title, false))
             body { main.narrow #main { (main) } }
         }
     }
@@ -77,4 +71,19 @@ pub fn page(markup: maud::Markup) -> HttpResponse {
         .content_type("text/html; charset=utf-8")
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .body(markup.into_string())
+}
+
+/// A page's head: its title, the style sheet and icon, and (for pages in
+/// the signed-in frame) the script.
+pub fn head(title: &str, script: bool) -> maud::Markup {
+    html! {
+        head {
+            meta charset="utf-8";
+            meta name="viewport" content="width=device-width, initial-scale=1";
+            title { (title) " · Tideline" }
+            link rel="stylesheet" href="/assets/app.css";
+            link rel="icon" href="/assets/favicon.svg" type="image/svg+xml";
+            @if script { script src="/assets/app.js" defer {} }
+        }
+    }
 }
