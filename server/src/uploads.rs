@@ -17,7 +17,7 @@
 
 use serde::{Deserialize, Serialize};
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
@@ -171,14 +171,6 @@ impl Uploads {
         f.write_all(bytes).map_err(io)?;
         f.sync_data().map_err(io)?;
         Ok(held + bytes.len() as u64)
-    }
-
-    /// Up to the first `n` bytes held of upload `id` (to tell its type).
-    pub fn head(&self, id: &Uuid, n: usize) -> Result<Vec<u8>, UploadError> {
-        let f = File::open(self.part(id)).map_err(io)?;
-        let mut out = Vec::with_capacity(n);
-        f.take(n as u64).read_to_end(&mut out).map_err(io)?;
-        Ok(out)
     }
 
     /// Every byte of upload `id`.

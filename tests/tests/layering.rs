@@ -117,7 +117,7 @@ fn expand(tree: &str) -> Vec<Vec<String>> {
 }
 
 /// The modules a file's paths name, resolved against its own module path.
-fn named(module: &Module, is_dir_module: bool, text: &str, children: &[String]) -> Vec<Module> {
+fn named(module: &Module, text: &str, children: &[String]) -> Vec<Module> {
     let mut paths: Vec<Vec<String>> = Vec::new();
     // `use` statements, whole trees (a statement may run over lines).
     let mut statement: Option<String> = None;
@@ -163,7 +163,6 @@ fn named(module: &Module, is_dir_module: bool, text: &str, children: &[String]) 
             paths.push(tail.split("::").map(str::to_string).collect());
         }
     }
-    let _ = is_dir_module;
     let mut out = Vec::new();
     for path in paths {
         let Some(first) = path.first() else { continue };
@@ -207,9 +206,8 @@ fn graph(src: &Path) -> BTreeMap<PathBuf, BTreeSet<PathBuf>> {
                     .map(str::to_string)
             })
             .collect();
-        let is_dir = file.file_name().is_some_and(|n| n == "mod.rs");
         let mut targets = BTreeSet::new();
-        for path in named(module, is_dir, &text, &children) {
+        for path in named(module, &text, &children) {
             for n in (1..=path.len()).rev() {
                 if let Some(target) = mods.get(&path[..n]) {
                     if target != file {

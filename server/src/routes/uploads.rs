@@ -176,18 +176,16 @@ pub async fn append(
                 format!("{} is uploaded already.", upload.name),
             ));
         }
-        let held = st.uploads.append(&owner, &id, offset, &chunk)?;
         // A file of a refused type is refused as soon as its start is here,
         // not after the whole of it has crossed a slow link.
-        if offset == 0 {
-            let head = st.uploads.head(&id, SNIFF_BYTES)?;
-            if head.len() as u64 == upload.size.min(SNIFF_BYTES as u64) {
-                if let Err(e) = accepted_type(&st, &upload.name, &head) {
-                    st.uploads.remove(&id)?;
-                    return Err(e);
-                }
+        let window = upload.size.min(SNIFF_BYTES as u64) as usize;
+        if offset == 0 && chunk.len() >= window {
+            if let Err(e) = accepted_type(&st, &upload.name, &chunk[..window]) {
+                st.uploads.remove(&id)?;
+                return Err(e);
             }
         }
+        let held = st.uploads.append(&owner, &id, offset, &chunk)?;
         if held < upload.size {
             return Ok(json!({ "held": held }));
         }
@@ -234,16 +232,15 @@ fn finish(state: &AppState, access: &Access, upload: &Upload) -> Result<Json, Ap
 }
 
 /// `owner`'s uploads waiting for a report, as the entry page lists files.
-pub(crate) fn waiting_as_attachments(state: &AppState, access: &Access) -> Json {
+pub(crate) fn waiting_as_attachments(state: &AppState, access: &Access) -> Vec<Json> {
     match state.uploads.waiting(&access.actor()) {
-        Ok(list) => Json::Array(
-            list.into_iter()
-                .map(|u| json!({ "sha256": u.sha256, "name": u.name, "waiting": true }))
-                .collect(),
-        ),
+        Ok(list) => list
+            .into_iter()
+            .map(|u| json!({ "sha256": u.sha256, "name": u.name, "waiting": true }))
+            .collect(),
         Err(e) => {
             tracing::warn!(error = %e, "uploads could not be listed");
-            Json::Array(Vec::new())
+            Vec::new()
         }
     }
 }

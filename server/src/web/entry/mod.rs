@@ -297,8 +297,8 @@ fn prepare(form: &Form, posted: &Posted, submit: bool) -> Prepared {
 
 /// What storing a page came to.
 struct Stored {
-    /// The record's view, or why it was refused whole.
-    view: Result<Box<serde_json::value::RawValue>, ApiError>,
+    /// The record's id and view, or why it was refused whole.
+    written: Result<(RecordId, Box<serde_json::value::RawValue>), ApiError>,
     /// Photos uploaded for the page that could not be attached: field, why.
     refused: Vec<(String, String)>,
     /// Photos the page names that are no longer on the server: field, hash.
@@ -320,37 +320,49 @@ fn store(
     let taken =
         crate::routes::uploads::take_waiting(state, access, form, attached, &mut prepared.fields)?;
     let scoped = access.records(state);
-    let view = match existing {
-        None => scoped.create(&form.id, &prepared.fields).map(|w| w.view),
-        Some(id) => scoped.patch(
-            &id,
-            &Patch {
-                fields: Some(changed_fields(&prepared.names, &prepared.fields, original)),
-                status: None,
-            },
-        ),
+    let written = match existing {
+        None => scoped
+            .create(&form.id, &prepared.fields)
+            .map(|w| (w.id, w.view)),
+        Some(id) => scoped
+            .patch(
+                &id,
+                &Patch {
+                    fields: Some(changed_fields(&prepared.names, &prepared.fields, original)),
+                    status: None,
+                },
+            )
+            .map(|view| (id, view)),
     };
     let mut stored = Stored {
-        view,
+        written,
         refused: Vec::new(),
         missing: taken.missing,
     };
-    let Ok(view) = &stored.view else {
-        return Ok(stored);
-    };
-    if !taken.waiting.is_empty() {
-        let id = id_of(view)?;
-        stored.refused = crate::routes::uploads::attach_waiting(state, access, &id, taken.waiting)?;
-        stored.view = scoped.get(&id);
+    if let Ok((id, _)) = &stored.written {
+        if !taken.waiting.is_empty() {
+            let id = *id;
+            stored.refused =
+                crate::routes::uploads::attach_waiting(state, access, &id, taken.waiting)?;
+            stored.written = scoped.get(&id).map(|view| (id, view));
+        }
     }
     Ok(stored)
 }
 
-fn id_of(view: &serde_json::value::RawValue) -> Result<RecordId, ApiError> {
-    serde_json::from_str::<Json>(view.get())
-        .ok()
-        .and_then(|v| v["id"].as_str()?.parse::<RecordId>().ok())
-        .ok_or_else(|| ApiError::internal("a stored record without an id"))
+/// The files a page drawn unsaved lists: the record's, and the photos
+/// uploaded for a report not saved yet (named as such).
+async fn files_listed(
+    state: &web::Data<AppState>,
+    access: &Access,
+    attached: &Json,
+) -> Result<Json, ApiError> {
+    let (st, a) = (state.clone(), access.clone());
+    let waiting =
+        web::block(move || crate::routes::uploads::waiting_as_attachments(&st, &a)).await?;
+    let mut listed = attached.as_array().cloned().unwrap_or_default();
+    listed.extend(waiting);
+    Ok(Json::Array(listed))
 }
 
 /// Handle a posted entry page: redraw for restore/add/remove, else store,
@@ -372,16 +384,6 @@ async fn save(
         form: &form,
         existing,
     };
-    // The record's files, and photos uploaded for a report not saved yet
-    // (named as such).
-    let listed = {
-        let (st, a) = (state.clone(), access.clone());
-        let waiting =
-            web::block(move || crate::routes::uploads::waiting_as_attachments(&st, &a)).await?;
-        let mut listed = attached.as_array().cloned().unwrap_or_default();
-        listed.extend(waiting.as_array().cloned().unwrap_or_default());
-        Json::Array(listed)
-    };
     let action = one(&posted, "_action").to_string();
     // Drawn again with what was posted (the browser's kept copy, or a
     // repeat item more or less); nothing stored.
@@ -390,7 +392,7 @@ async fn save(
             &posted,
             Shown {
                 problems: &Problems::new(),
-                attachments: &listed,
+                attachments: &files_listed(&state, &access, &attached).await?,
                 notice: None,
                 stored: None,
                 status: StatusCode::OK,
@@ -398,26 +400,21 @@ async fn save(
         ));
     }
     let submit = action == "submit";
-    let prepared = prepare(&form, &posted, submit);
-    let mut problems = prepared.problems.clone();
+    let mut prepared = prepare(&form, &posted, submit);
+    let mut problems = std::mem::take(&mut prepared.problems);
     let original: Option<Map<String, Json>> = posted
         .get("_orig")
         .and_then(|v| v.first())
         .and_then(|o| serde_json::from_str(o).ok());
     let stored = {
-        let (st, a, f) = (state.clone(), access.clone(), form.clone());
-        web::block(move || {
-            store(
-                &st,
-                &a,
-                &f,
-                existing,
-                &attached,
-                original.as_ref(),
-                prepared,
-            )
-        })
-        .await??
+        let (st, a, f, before) = (
+            state.clone(),
+            access.clone(),
+            form.clone(),
+            attached.clone(),
+        );
+        web::block(move || store(&st, &a, &f, existing, &before, original.as_ref(), prepared))
+            .await??
     };
     for (field, hash) in stored.missing {
         if let Some(values) = posted.get_mut(&format!("f.{field}")) {
@@ -431,8 +428,8 @@ async fn save(
     for (field, message) in stored.refused {
         problems.entry(field).or_default().push(message);
     }
-    let view = match stored.view {
-        Ok(view) => view,
+    let (id, view) = match stored.written {
+        Ok(written) => written,
         // Refused whole (an edit that breaks a rule with a field it did not
         // touch): nothing was stored, everything stays on the page.
         Err(e) if e.status() == StatusCode::UNPROCESSABLE_ENTITY => {
@@ -441,7 +438,7 @@ async fn save(
                 &posted,
                 Shown {
                     problems: &problems,
-                    attachments: &listed,
+                    attachments: &files_listed(&state, &access, &attached).await?,
                     notice: Some("Not saved yet: fix the problems below, then save again. What you typed is kept here."),
                     stored: None,
                     status: StatusCode::UNPROCESSABLE_ENTITY,
@@ -450,7 +447,6 @@ async fn save(
         }
         Err(e) => return Err(e.into()),
     };
-    let id = id_of(&view)?;
     let mut view: Json = serde_json::from_str(view.get()).map_err(ApiError::internal)?;
     // From here on the page edits the stored record, as it is stored.
     posted.insert("_orig".into(), vec![view["fields"].to_string()]);
