@@ -41,10 +41,10 @@ fn open_fixture() -> Fixture {
     Fixture { records, _dir: dir }
 }
 
-/// The typical boarding report shared by tests and benchmarks: 6 crew,
-/// 2 seizures, 600 characters of findings.
+/// A varied boarding report (6 crew, 2 seizures, 600 characters of
+/// findings) that compresses no better than real ones.
 fn typical_report(n: usize) -> Map<String, Json> {
-    tideline_schemas::samples::boarding_report(n)
+    tideline_schemas::samples::varied_report(n)
 }
 
 /// The body of a list response, as the server writes it.

@@ -461,7 +461,7 @@ fn create_typical(n: &Node, i: usize) -> RecordId {
         .create(
             Author::Instance,
             "boarding-report",
-            &tideline_schemas::samples::boarding_report(i),
+            &tideline_schemas::samples::varied_report(i),
         )
         .unwrap()
         .id

@@ -109,7 +109,7 @@ async fn report_with_photo(
     vessel: &str,
     file: &[u8],
 ) -> anyhow::Result<(String, String)> {
-    let mut fields = tideline_schemas::samples::boarding_report(1);
+    let mut fields = tideline_schemas::samples::varied_report(1);
     fields.insert("vessel_name".into(), json!(vessel));
     let made: Json = http
         .post(server.url("/api/v1/records"))

@@ -70,10 +70,10 @@ fn dir_bytes(dir: &Path) -> anyhow::Result<(u64, u64)> {
     Ok((len, allocated))
 }
 
-/// The typical boarding report shared by tests and benchmarks: 6 crew,
-/// 2 seizures, 600 characters of findings.
+/// A varied boarding report (6 crew, 2 seizures, 600 characters of
+/// findings) that compresses no better than real ones.
 fn typical_report(n: usize) -> Map<String, Json> {
-    tideline_schemas::samples::boarding_report(n)
+    tideline_schemas::samples::varied_report(n)
 }
 
 fn client() -> anyhow::Result<reqwest::blocking::Client> {

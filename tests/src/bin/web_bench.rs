@@ -48,7 +48,7 @@ async fn load(
     let mut ids = Vec::with_capacity(n);
     let mut batch = tokio::task::JoinSet::new();
     for i in 0..n {
-        let mut fields = tideline_schemas::samples::boarding_report(i);
+        let mut fields = tideline_schemas::samples::varied_report(i);
         fields.insert("vessel_name".into(), json!(format!("Vessel {i:05}")));
         let req = http
             .post(server.url("/api/v1/records"))

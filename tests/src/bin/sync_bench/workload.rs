@@ -10,10 +10,10 @@ use serde_json::{json, Map, Value as Json};
 use std::collections::HashMap;
 use tokio::task::JoinSet;
 
-/// The typical boarding report shared by tests and benchmarks: 6 crew,
-/// 2 seizures, 600 characters of findings.
+/// A varied boarding report (6 crew, 2 seizures, 600 characters of
+/// findings) that compresses no better than real ones.
 fn typical_report(n: usize) -> Map<String, Json> {
-    tideline_schemas::samples::boarding_report(n)
+    tideline_schemas::samples::varied_report(n)
 }
 
 /// Create `n` reports on every boat, `concurrency` requests in flight per boat.
