@@ -63,7 +63,11 @@ pub fn adopt_station(records: &SharedRecords, station: &str) -> anyhow::Result<(
 /// The layout of a data directory this binary writes. Raise it with any change
 /// an older binary would misread, and add the step up from the previous one to
 /// [`migrate`].
-pub const DATA_FORMAT: u32 = 1;
+///
+/// - 1: records, views, summaries and the feed in sled (docs/ARCHITECTURE.md).
+/// - 2: every snapshot is a plain Automerge document (no DEFLATEd column),
+///   so sync can send a record as it is stored.
+pub const DATA_FORMAT: u32 = 2;
 const FORMAT_KEY: &str = "format_version";
 
 /// Refuse a data directory written by a newer binary; bring an older one up
@@ -115,10 +119,21 @@ fn is_new(store: &SledStore) -> anyhow::Result<bool> {
 }
 
 /// One step up from format `from`.
-fn migrate(_store: &SledStore, from: u32) -> anyhow::Result<()> {
+fn migrate(store: &SledStore, from: u32) -> anyhow::Result<()> {
     match from {
         // Format 0 is format 1 without the version: the layout is the same.
         0 => Ok(()),
+        // DEFLATEd snapshots become plain ones; a document that does not
+        // load stops the migration with its id, and nothing else changes.
+        1 => {
+            let rewritten = store.rewrite_documents(&mut |id, stored| {
+                tideline_sync::records::plain_snapshot(stored).map_err(|e| {
+                    tideline_sync::StoreError::Corrupt(format!("record {id}: {e}"))
+                })
+            })?;
+            tracing::info!(rewritten, "snapshots rewritten as plain documents");
+            Ok(())
+        }
         other => anyhow::bail!("no migration from data format {other}"),
     }
 }

@@ -324,7 +324,7 @@ async fn people_see_and_change_only_their_own_station() {
         let changes = automerge::AutoCommit::load(&doc).unwrap().get_changes(&[]);
         records
             .apply_remote(
-                vec![tideline_sync::records::RemoteDoc { id, changes }],
+                vec![tideline_sync::records::RemoteDoc::changes(id, changes)],
                 |_| true,
                 |_| Vec::new(),
             )

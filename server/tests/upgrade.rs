@@ -4,6 +4,11 @@
 //! `fixtures/data-format-0` was written by the binary of 2026-11-28, before
 //! directories carried a version (format 0): station BB-01, an officer, and
 //! three boarding reports. Its identity key is a test key and nothing else.
+//!
+//! `fixtures/data-format-1` was written by the binary of 2026-12-02 (format
+//! 1, snapshots DEFLATEd by Automerge's default save): station BB-01, an
+//! officer, three vessel sightings, one of them edited four times over the
+//! API, so its document is a snapshot and four chunks.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -21,8 +26,14 @@ fn tideline(data: &Path, args: &[&str]) -> Output {
 
 /// A private copy of the fixture, with the permissions git does not keep.
 fn fixture(into: &Path) -> PathBuf {
+    fixture_named(into, "data-format-0")
+}
+
+fn fixture_named(into: &Path, name: &str) -> PathBuf {
     use std::os::unix::fs::PermissionsExt;
-    let from = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/data-format-0");
+    let from = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name);
     let data = into.join("data");
     std::fs::create_dir(&data).unwrap();
     for entry in std::fs::read_dir(&from).unwrap() {
@@ -122,10 +133,60 @@ fn a_directory_from_before_format_versions_is_migrated_and_every_record_loads() 
 }
 
 #[test]
+fn a_format_1_directory_gets_plain_snapshots_and_keeps_every_edit() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = fixture_named(dir.path(), "data-format-1");
+    let stored_docs = |data: &Path| {
+        let db = open_sled(data);
+        let records = db.open_tree("records").unwrap();
+        let docs: Vec<Vec<u8>> = records
+            .scan_prefix(b"d")
+            .map(|kv| kv.unwrap().1.to_vec())
+            .collect();
+        let chunks = records.scan_prefix(b"c").count();
+        (docs, chunks)
+    };
+    let (before, chunks_before) = stored_docs(&data);
+    assert_eq!((before.len(), chunks_before), (3, 4), "the fixture as written");
+    assert!(
+        before
+            .iter()
+            .any(|d| tideline_sync::integrity::plain_document(d).is_none()),
+        "format 1 snapshots are DEFLATEd"
+    );
+    let listed = stdout(&tideline_when_free(&data, &["record", "list"]));
+    assert!(listed.contains("3 of 3"), "{listed}");
+    let (after, chunks_after) = stored_docs(&data);
+    assert_eq!((after.len(), chunks_after), (3, 0), "chunks folded in");
+    for doc in &after {
+        assert!(tideline_sync::integrity::plain_document(doc).is_some());
+    }
+    // The edited record shows its last edit, from the rewritten document.
+    let edited = listed
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .find(|id| id.len() == 36 && id.starts_with("01a2355a"))
+        .expect("the edited record is listed")
+        .to_string();
+    let shown: serde_json::Value =
+        serde_json::from_str(&stdout(&tideline(&data, &["record", "show", &edited]))).unwrap();
+    assert_eq!(
+        shown["fields"]["description"],
+        "seen off the north coast, edit 4"
+    );
+    let checked = tideline(&data, &["check"]);
+    assert!(
+        checked.status.success(),
+        "{}",
+        String::from_utf8_lossy(&checked.stdout)
+    );
+}
+
+#[test]
 fn a_directory_from_a_newer_binary_is_refused_and_left_alone() {
     let dir = tempfile::tempdir().unwrap();
     let data = fixture(dir.path());
-    // Open it once (now format 1), then pretend a later binary wrote it.
+    // Open it once (now the current format), then pretend a later binary wrote it.
     stdout(&tideline(&data, &["record", "list"]));
     {
         let db = open_sled(&data);

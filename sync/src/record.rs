@@ -384,9 +384,12 @@ impl RecordDoc {
         self.doc.get_heads()
     }
 
-    /// The whole document, compacted.
+    /// The whole document, compacted, its columns not DEFLATEd: that is how
+    /// it is stored and sent whole (`integrity::plain_document`). Once a
+    /// sync message is compressed, plain columns cost fewer bytes than
+    /// DEFLATEd ones, which zstd cannot compress again.
     pub fn save(&mut self) -> Vec<u8> {
-        self.doc.save()
+        self.doc.save_nocompress()
     }
 
     /// The changes made since `heads`, as an incremental chunk.

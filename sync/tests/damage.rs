@@ -43,7 +43,7 @@ fn boat_request() -> (Views, SyncRequest, Vec<u8>) {
         boat.create(
             Author::Instance,
             "boarding-report",
-            &samples::boarding_report(n),
+            &samples::varied_report(n),
         )
         .unwrap();
     }
@@ -60,7 +60,7 @@ fn hq_response() -> (Views, Vec<u8>) {
         hq.create(
             Author::Instance,
             "boarding-report",
-            &samples::boarding_report(n),
+            &samples::varied_report(n),
         )
         .unwrap();
     }
@@ -142,22 +142,40 @@ proptest! {
         only_what_was_sent(&views(&hq), sent)?;
     }
 
-    /// One change inside a well-formed request damaged: that record is
-    /// refused as invalid, the others arrive as sent.
+    /// One record inside a well-formed request damaged, in one of its
+    /// changes or in its whole document: that record is refused as
+    /// invalid, the others arrive as sent.
     #[test]
     fn a_damaged_change_is_refused_and_the_rest_arrive(
         doc in any::<prop::sample::Index>(),
         change in any::<prop::sample::Index>(),
         at in any::<prop::sample::Index>(),
         bit in 0u8..8,
+        as_changes in any::<bool>(),
     ) {
         let f = fixtures();
         let (sent, request) = (&f.pushed, &f.request);
         let mut request = request.clone();
         let target = doc.index(request.push.len());
-        let changes = &mut request.push[target].changes;
-        let c = change.index(changes.len());
-        flip(&mut changes[c], at, bit);
+        // A first push sends each record whole; a later one sends changes:
+        // the damaged record travels either way.
+        let pushed = &mut request.push[target];
+        if as_changes {
+            let whole = std::mem::take(&mut pushed.document);
+            pushed.changes = automerge::AutoCommit::load(&whole)
+                .unwrap()
+                .get_changes(&[])
+                .iter()
+                .map(|c| c.raw_bytes().to_vec())
+                .collect();
+        }
+        if pushed.document.is_empty() {
+            let c = change.index(pushed.changes.len());
+            flip(&mut pushed.changes[c], at, bit);
+        } else {
+            prop_assert!(pushed.changes.is_empty());
+            flip(&mut pushed.document, at, bit);
+        }
         let damaged_id = request.push[target].id.clone();
         let bytes = protocol::encode_request(&request).unwrap();
         let request = protocol::decode_request(&bytes, &Limits::default()).unwrap();

@@ -58,6 +58,7 @@ async fn a_boat_cannot_push_changes_written_as_another_device() {
                 .iter()
                 .map(|c| c.raw_bytes().to_vec())
                 .collect(),
+            document: Vec::new(),
         }],
         ..Default::default()
     };

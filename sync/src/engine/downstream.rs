@@ -8,7 +8,7 @@ use crate::blobs::BlobHash;
 use crate::engine::error::SyncError;
 use crate::engine::ledger::{Checkpoint, Ledger};
 use crate::engine::repairs::Repairs;
-use crate::engine::transfer::{hashes_and_deps, outgoing, receive, record_id};
+use crate::engine::transfer::{outgoing, receive, record_id};
 use crate::feed::feed_page;
 use crate::plan::{frontier, peer_has_all, DEFAULT_PAGE_BYTES, MAX_PAGE_BYTES};
 use crate::protocol::{DocChanges, Rejection, SyncRequest, SyncResponse};
@@ -282,7 +282,7 @@ impl<'a, S: DocStore> Downstream<'a, S> {
         let mut pulled_heads = HashMap::new();
         for doc in &received.docs {
             let base = ledger.acked(&doc.id)?;
-            pulled_heads.insert(doc.id, frontier(&base, &hashes_and_deps(&doc.changes)));
+            pulled_heads.insert(doc.id, frontier(&base, &doc.graph()));
         }
         ledger.set_checkpoint(next)?;
         let repairs = &mut self.repairs;

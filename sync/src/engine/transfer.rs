@@ -2,10 +2,10 @@
 //! record, and how what arrives is checked before anything is applied.
 
 use crate::engine::error::SyncError;
-use crate::integrity::claimed_change_checksum;
+use crate::integrity::{claimed_change_checksum, plain_document};
 use crate::plan::{frontier, peer_has_all};
 use crate::protocol::DocChanges;
-use crate::records::{Records, RemoteDoc};
+use crate::records::{Payload, Records, RemoteDoc};
 use crate::store::{DocStore, Summary};
 use automerge::{ActorId, Change, ChangeHash};
 use std::collections::{HashMap, HashSet};
@@ -34,7 +34,8 @@ pub struct Outgoing {
 }
 
 /// What one side sends of a record: its changes not covered by the heads the
-/// other side is known to have. None when there is nothing to send.
+/// other side is known to have, or the whole stored document when the other
+/// side is known to have none of it. None when there is nothing to send.
 pub fn outgoing<S: DocStore>(
     records: &Records<S>,
     id: &RecordId,
@@ -45,6 +46,11 @@ pub fn outgoing<S: DocStore>(
     // already; the summary's heads settle those without loading the document.
     if peer_has_all(known, &summary.change_hashes()) {
         return Ok(None);
+    }
+    if known.is_empty() {
+        if let Some(whole) = whole_document(records, id, summary)? {
+            return Ok(Some(whole));
+        }
     }
     let changes = records.changes_since(id, known)?.unwrap_or_default();
     if changes.is_empty() {
@@ -61,9 +67,44 @@ pub fn outgoing<S: DocStore>(
         doc: DocChanges {
             id: id.to_string(),
             changes: changes.iter().map(|c| c.raw_bytes().to_vec()).collect(),
+            document: Vec::new(),
         },
         shared: frontier(known, &hashes_and_deps(&changes)),
         authors,
+    }))
+}
+
+/// A record the other side has none of: the stored bytes as they are, no
+/// Automerge work at all. None when they are not a plain document (a data
+/// directory compacted by an older binary, say): its changes go instead.
+fn whole_document<S: DocStore>(
+    records: &Records<S>,
+    id: &RecordId,
+    summary: &Summary,
+) -> Result<Option<Outgoing>, SyncError> {
+    let Some(stored) = records.store().load(id)? else {
+        return Ok(None);
+    };
+    let mut bytes = stored.snapshot;
+    for chunk in &stored.chunks {
+        bytes.extend_from_slice(chunk);
+    }
+    let Some(read) = plain_document(&bytes) else {
+        return Ok(None);
+    };
+    Ok(Some(Outgoing {
+        size: bytes.len() as u64,
+        shared: summary.change_hashes(),
+        authors: read
+            .actors
+            .iter()
+            .map(|a| ActorId::from(a.as_slice()))
+            .collect(),
+        doc: DocChanges {
+            id: id.to_string(),
+            changes: Vec::new(),
+            document: bytes,
+        },
     }))
 }
 
@@ -79,8 +120,19 @@ pub fn receive(incoming: Vec<DocChanges>, what: &str) -> Received {
     let mut docs = Vec::with_capacity(incoming.len());
     let mut refused = Vec::new();
     for dc in incoming {
-        match record_id(&dc.id).zip(decode_changes(dc.changes)) {
-            Some((id, changes)) => docs.push(RemoteDoc { id, changes }),
+        let payload = if dc.document.is_empty() {
+            decode_changes(dc.changes).map(Payload::Changes)
+        } else if dc.changes.is_empty() {
+            plain_document(&dc.document).map(|read| Payload::Document {
+                bytes: dc.document,
+                read,
+            })
+        } else {
+            // Changes and a document both: not something a peer sends.
+            None
+        };
+        match record_id(&dc.id).zip(payload) {
+            Some((id, payload)) => docs.push(RemoteDoc { id, payload }),
             None => refused.push(dc.id),
         }
     }
@@ -117,29 +169,31 @@ fn decode_changes(raw: Vec<Vec<u8>>) -> Option<Vec<Change>> {
 /// Join the copies of a record that one message names more than once (a
 /// sender whose feed changed while it built the page, or an older peer):
 /// every change of every copy, once, in the order received, so Automerge
-/// sees dependencies before what depends on them. Returns how many copies
-/// were folded in.
+/// sees dependencies before what depends on them; a whole document among
+/// them is taken apart into its changes. Returns how many copies were
+/// folded in.
 fn merge_copies(docs: Vec<RemoteDoc>) -> (Vec<RemoteDoc>, usize) {
-    let mut merged: Vec<RemoteDoc> = Vec::with_capacity(docs.len());
+    let mut merged: Vec<Option<RemoteDoc>> = Vec::with_capacity(docs.len());
     let mut at: HashMap<RecordId, usize> = HashMap::with_capacity(docs.len());
     let mut folded = 0;
     for doc in docs {
-        match at.get(&doc.id) {
-            Some(&i) => {
-                folded += 1;
-                let have: HashSet<ChangeHash> =
-                    merged[i].changes.iter().map(Change::hash).collect();
-                let new = doc
-                    .changes
-                    .into_iter()
-                    .filter(|c| !have.contains(&c.hash()));
-                merged[i].changes.extend(new);
-            }
-            None => {
-                at.insert(doc.id, merged.len());
-                merged.push(doc);
-            }
-        }
+        let Some(&i) = at.get(&doc.id) else {
+            at.insert(doc.id, merged.len());
+            merged.push(Some(doc));
+            continue;
+        };
+        folded += 1;
+        // A copy that does not load spoils the lot: the record is left out.
+        let joined = merged[i]
+            .take()
+            .and_then(RemoteDoc::into_changes)
+            .zip(doc.into_changes())
+            .map(|((id, mut have), (_, more))| {
+                let known: HashSet<ChangeHash> = have.iter().map(Change::hash).collect();
+                have.extend(more.into_iter().filter(|c| !known.contains(&c.hash())));
+                RemoteDoc::changes(id, have)
+            });
+        merged[i] = joined;
     }
-    (merged, folded)
+    (merged.into_iter().flatten().collect(), folded)
 }

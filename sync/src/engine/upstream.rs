@@ -5,13 +5,13 @@
 
 use crate::engine::error::SyncError;
 use crate::engine::ledger::{encode_heads, Ledger, PeerId, PendingPage};
-use crate::engine::transfer::{hashes_and_deps, outgoing, receive, record_id};
+use crate::engine::transfer::{outgoing, receive, record_id};
 use crate::feed::feed_page;
 use crate::integrity::sync_message_intact;
 use crate::plan::{check_checkpoint, frontier, page_budget, page_confirmed, CheckpointVerdict};
 use crate::protocol::{DocChanges, DocSyncMessage, Rejected, Rejection, SyncRequest, SyncResponse};
 use crate::record::RecordMeta;
-use crate::records::{Records, RecordsError, RemoteDoc, RemoteResult};
+use crate::records::{document_changes, Payload, Records, RecordsError, RemoteDoc, RemoteResult};
 use crate::store::DocStore;
 use automerge::{sync, ActorId, Change, ChangeHash};
 use std::collections::{HashMap, HashSet};
@@ -226,12 +226,13 @@ fn apply_push<S: DocStore>(
         })
         .collect();
     let mut sent_heads = HashMap::new();
-    for doc in &received.docs {
-        check_authors(records, doc, sender.may_author)?;
-        sent_heads.insert(doc.id, hashes_and_deps(&doc.changes));
+    let mut docs = Vec::with_capacity(received.docs.len());
+    for doc in received.docs {
+        let doc = check_authors(records, doc, sender.may_author)?;
+        sent_heads.insert(doc.id, doc.graph());
+        docs.push(doc);
     }
-    let results =
-        records.apply_remote(received.docs, |meta| sender.in_scope(meta), |_| Vec::new())?;
+    let results = records.apply_remote(docs, |meta| sender.in_scope(meta), |_| Vec::new())?;
     for (id, result) in results {
         let reason = match result {
             RemoteResult::Applied | RemoteResult::Unchanged => {
@@ -255,26 +256,37 @@ fn apply_push<S: DocStore>(
 
 /// Changes by others are fine only if they are already here (a downstream
 /// resending history after a reset); a new one is a forgery, and nothing of
-/// the request is applied.
+/// the request is applied. A whole document whose authors are all the
+/// sender's own is settled by its actor table; one naming anyone else is
+/// taken apart and checked change by change.
 fn check_authors<S: DocStore>(
     records: &Records<S>,
-    doc: &RemoteDoc,
+    doc: RemoteDoc,
     may_author: &dyn Fn(&ActorId) -> bool,
-) -> Result<(), SyncError> {
-    let foreign: Vec<&Change> = doc
-        .changes
+) -> Result<RemoteDoc, SyncError> {
+    if doc.authors().iter().all(may_author) {
+        return Ok(doc);
+    }
+    let id = doc.id;
+    let changes = match &doc.payload {
+        Payload::Changes(changes) => changes.clone(),
+        Payload::Document { bytes, .. } => match document_changes(bytes) {
+            Some(changes) => changes,
+            // It does not load, so applying it refuses it: nothing of it is
+            // stored, and it cannot introduce anyone's change.
+            None => return Ok(doc),
+        },
+    };
+    let foreign: Vec<&Change> = changes
         .iter()
         .filter(|c| !may_author(c.actor_id()))
         .collect();
-    if foreign.is_empty() {
-        return Ok(());
-    }
     let hashes: Vec<ChangeHash> = foreign.iter().map(|c| c.hash()).collect();
-    if records.has_changes(&doc.id, &hashes)? {
-        return Ok(());
+    if foreign.is_empty() || records.has_changes(&id, &hashes)? {
+        return Ok(RemoteDoc::changes(id, changes));
     }
     Err(SyncError::ForgedAuthor {
-        record: doc.id.to_string(),
+        record: id.to_string(),
         actor: foreign[0].actor_id().to_hex_string(),
     })
 }

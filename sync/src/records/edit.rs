@@ -256,6 +256,7 @@ impl<S: DocStore> Records<S> {
         let json =
             String::from_utf8(record.view.clone()).map_err(|e| StoreError::Io(e.to_string()))?;
         self.store.write(record)?;
+        self.cache.put(meta.id, doc);
         let view = RawValue::from_string(json)
             .map_err(|e| RecordsError::Store(StoreError::Io(e.to_string())))?;
         Ok(Written { id: meta.id, view })
@@ -285,7 +286,7 @@ impl<S: DocStore> Records<S> {
             Edit::Attach { id, .. } | Edit::Resolve { id, .. } => id,
         };
         let stored = self.store.load(id)?.ok_or(RecordsError::NotFound(**id))?;
-        let doc = self.load_doc(&stored)?;
+        let doc = self.open_doc(id, &stored)?;
         Ok((Some(stored), doc))
     }
 

@@ -11,8 +11,10 @@
 //! - `edit`: local writes, all by one path, naming their [`Author`];
 //! - `remote`: records arriving by sync;
 //! - `query`: reads, lists and the store check;
-//! - `stored`: the view, summary and compaction rule every write shares.
+//! - `stored`: the view, summary and compaction rule every write shares;
+//! - `cache`: documents kept open between writes of the same record.
 
+mod cache;
 mod edit;
 mod query;
 mod remote;
@@ -21,6 +23,6 @@ mod stored;
 
 pub use self::edit::{transition_allowed, Attachment, Author, Patch, Written};
 pub use self::query::{Filter, Page, DEFAULT_LIMIT, MAX_LIMIT};
-pub use self::remote::{RemoteDoc, RemoteResult};
+pub use self::remote::{document_changes, Payload, RemoteDoc, RemoteResult};
 pub use self::service::{Identity, Records, RecordsError};
-pub use self::stored::{build_view, RecordView, MAX_CHUNKS};
+pub use self::stored::{build_view, plain_snapshot, RecordView, MAX_CHUNKS};

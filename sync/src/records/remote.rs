@@ -2,18 +2,102 @@
 //! commit with the bookkeeping that goes with them, and Automerge's own sync
 //! protocol for records whose history one side is missing.
 
+use crate::integrity::PlainDocument;
 use crate::record::{DocError, RecordDoc, RecordMeta};
 use crate::records::service::{Records, RecordsError};
 use crate::records::stored::{doc_write, record_write, Content};
-use crate::store::{Commit, DocStore, RecordWrite, StateWrite, StoredDoc};
-use automerge::{sync, ActorId, Change, ChangeHash};
+use crate::store::{Commit, DocStore, DocWrite, RecordWrite, StateWrite};
+use automerge::{sync, ActorId, AutoCommit, Change, ChangeHash};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use tideline_schemas::RecordId;
 
-/// A record's changes as received from a peer.
+/// A record as received from a peer, its bytes checked
+/// ([`crate::integrity`]) but not yet loaded.
 pub struct RemoteDoc {
     pub id: RecordId,
-    pub changes: Vec<Change>,
+    pub payload: Payload,
+}
+
+/// What a peer sent of a record.
+pub enum Payload {
+    /// The changes it believed this instance lacks.
+    Changes(Vec<Change>),
+    /// The whole document, for a record it believed this instance has none
+    /// of, with what its bytes say of it.
+    Document { bytes: Vec<u8>, read: PlainDocument },
+}
+
+impl RemoteDoc {
+    pub fn changes(id: RecordId, changes: Vec<Change>) -> Self {
+        RemoteDoc {
+            id,
+            payload: Payload::Changes(changes),
+        }
+    }
+
+    /// Every actor that may have authored a change in what was sent.
+    pub fn authors(&self) -> Vec<ActorId> {
+        match &self.payload {
+            Payload::Changes(changes) => {
+                let mut authors: Vec<ActorId> = Vec::new();
+                for c in changes {
+                    if !authors.contains(c.actor_id()) {
+                        authors.push(c.actor_id().clone());
+                    }
+                }
+                authors
+            }
+            Payload::Document { read, .. } => read
+                .actors
+                .iter()
+                .map(|a| ActorId::from(a.as_slice()))
+                .collect(),
+        }
+    }
+
+    /// The change graph sent, as (hash, dependencies): enough to tell the
+    /// heads both sides share once it is applied.
+    pub fn graph(&self) -> Vec<(ChangeHash, Vec<ChangeHash>)> {
+        match &self.payload {
+            Payload::Changes(changes) => changes
+                .iter()
+                .map(|c| (c.hash(), c.deps().to_vec()))
+                .collect(),
+            Payload::Document { read, .. } => read
+                .graph
+                .iter()
+                .map(|(h, deps)| {
+                    (
+                        ChangeHash(*h),
+                        deps.iter().map(|d| ChangeHash(*d)).collect(),
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    /// The changes of what was sent: a document is loaded and taken apart,
+    /// for the rare record that must be merged change by change (one this
+    /// instance has after all, or one with authors to check one by one).
+    /// None when the document does not load.
+    pub fn into_changes(self) -> Option<(RecordId, Vec<Change>)> {
+        match self.payload {
+            Payload::Changes(changes) => Some((self.id, changes)),
+            Payload::Document { bytes, .. } => Some((self.id, document_changes(&bytes)?)),
+        }
+    }
+}
+
+/// Every change of a document, or None when it does not load (Automerge's
+/// panics included).
+pub fn document_changes(bytes: &[u8]) -> Option<Vec<Change>> {
+    catch_unwind(AssertUnwindSafe(|| {
+        AutoCommit::load(bytes)
+            .ok()
+            .map(|mut doc| doc.get_changes(&[]))
+    }))
+    .ok()
+    .flatten()
 }
 
 /// What became of one [`RemoteDoc`].
@@ -68,8 +152,8 @@ impl<S: DocStore> Records<S> {
         let _guard = self.lock();
         let mut results = Vec::with_capacity(docs.len());
         let mut writes = Vec::new();
-        for RemoteDoc { id, changes } in docs {
-            let result = match self.merge_remote(&id, changes, &allowed)? {
+        for RemoteDoc { id, payload } in docs {
+            let result = match self.merge_remote(&id, payload, &allowed)? {
                 Merged::Write(w) => {
                     writes.push(*w);
                     RemoteResult::Applied
@@ -95,10 +179,30 @@ impl<S: DocStore> Records<S> {
     fn merge_remote(
         &self,
         id: &RecordId,
-        changes: Vec<Change>,
+        payload: Payload,
         allowed: &impl Fn(&RecordMeta) -> bool,
     ) -> Result<Merged, RecordsError> {
         let stored = self.store.load(id)?;
+        let changes = match payload {
+            Payload::Changes(changes) => changes,
+            Payload::Document { bytes, .. } if stored.is_none() => {
+                return self.take_document(id, bytes, allowed)
+            }
+            Payload::Document { bytes, read } => {
+                let doc = RemoteDoc {
+                    id: *id,
+                    payload: Payload::Document { bytes, read },
+                };
+                match doc.into_changes() {
+                    Some((_, changes)) => changes,
+                    None => {
+                        return Ok(Merged::Result(RemoteResult::Invalid(
+                            "the document could not be loaded".into(),
+                        )))
+                    }
+                }
+            }
+        };
         let mut doc = match &stored {
             Some(stored) => self.load_doc(stored)?,
             None => RecordDoc::empty(self.identity.actor.clone()),
@@ -130,15 +234,44 @@ impl<S: DocStore> Records<S> {
         if doc.heads() == heads {
             return Ok(Merged::Result(RemoteResult::Unchanged));
         }
-        self.finish_remote(id, doc, stored.as_ref(), &heads, allowed)
+        let write = doc_write(stored.as_ref(), &mut doc, &heads);
+        self.finish_remote(id, doc, write, allowed)
+    }
+
+    /// A record new here, sent whole: loading it verifies every change's
+    /// hash, and its bytes are then stored as they came, so that passing it
+    /// on costs no Automerge work either.
+    fn take_document(
+        &self,
+        id: &RecordId,
+        bytes: Vec<u8>,
+        allowed: &impl Fn(&RecordMeta) -> bool,
+    ) -> Result<Merged, RecordsError> {
+        let actor = self.identity.actor.clone();
+        // As with changes: a panic in Automerge refuses this record only.
+        let loaded = catch_unwind(AssertUnwindSafe(|| {
+            let mut doc = RecordDoc::load(&bytes, &[], actor)?;
+            let missing = doc.missing_deps();
+            Ok::<_, DocError>((doc, missing))
+        }));
+        let doc = match loaded {
+            Ok(Ok((doc, missing))) if missing.is_empty() => doc,
+            Ok(Ok(_)) => return Ok(Merged::Result(RemoteResult::MissingDeps)),
+            Ok(Err(e)) => return Ok(Merged::Result(RemoteResult::Invalid(e.to_string()))),
+            Err(_) => {
+                return Ok(Merged::Result(RemoteResult::Invalid(
+                    "the document could not be loaded".into(),
+                )))
+            }
+        };
+        self.finish_remote(id, doc, DocWrite::Replace(bytes), allowed)
     }
 
     fn finish_remote(
         &self,
         id: &RecordId,
         mut doc: RecordDoc,
-        stored: Option<&StoredDoc>,
-        heads_before: &[ChangeHash],
+        write: DocWrite,
         allowed: &impl Fn(&RecordMeta) -> bool,
     ) -> Result<Merged, RecordsError> {
         let meta = match doc.meta() {
@@ -154,7 +287,6 @@ impl<S: DocStore> Records<S> {
         }
         let forms = self.forms();
         let form = forms.get(&meta.form, meta.form_version);
-        let write = doc_write(stored, &mut doc, heads_before);
         let content = Content::of(&doc, form);
         Ok(Merged::Write(Box::new(record_write(
             &mut doc, content, write,
@@ -208,13 +340,9 @@ impl<S: DocStore> Records<S> {
                 return Err(RecordsError::Forbidden(*id));
             }
             if doc.heads() != heads && doc.missing_deps().is_empty() {
-                match self.finish_remote(
-                    id,
-                    doc.fork(self.identity.actor.clone()),
-                    stored.as_ref(),
-                    &heads,
-                    &allowed,
-                )? {
+                let mut copy = doc.fork(self.identity.actor.clone());
+                let write = doc_write(stored.as_ref(), &mut copy, &heads);
+                match self.finish_remote(id, copy, write, &allowed)? {
                     Merged::Write(w) => {
                         self.store.commit(Commit {
                             records: vec![*w],

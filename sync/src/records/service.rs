@@ -3,6 +3,7 @@
 //! reads (`query`) are further `impl` blocks of [`Records`].
 
 use crate::record::{DocError, RecordDoc, RecordMeta, Status};
+use crate::records::cache::DocCache;
 use crate::store::{Commit, DocStore, StateWrite, StoreError, StoredDoc};
 use automerge::ActorId;
 use serde_json::value::RawValue;
@@ -90,6 +91,8 @@ pub struct Records<S: DocStore> {
     /// Edits are load-modify-store; one writer at a time keeps them from losing
     /// each other's changes.
     write_lock: Mutex<()>,
+    /// Documents left open by recent writes.
+    pub(super) cache: DocCache,
 }
 
 /// State keys of published forms: `forms/<id>/<version, 10 digits>`.
@@ -122,6 +125,7 @@ impl<S: DocStore> Records<S> {
             identity,
             station: station.to_string(),
             write_lock: Mutex::new(()),
+            cache: DocCache::default(),
         })
     }
 
@@ -225,6 +229,21 @@ impl<S: DocStore> Records<S> {
             &stored.chunks,
             self.identity.actor.clone(),
         )?)
+    }
+
+    /// The document of `id` for a write: the one the last write left open
+    /// when it is still current, or else loaded from `stored`.
+    pub(super) fn open_doc(
+        &self,
+        id: &RecordId,
+        stored: &StoredDoc,
+    ) -> Result<RecordDoc, RecordsError> {
+        if let Some(summary) = self.store.summary(id)? {
+            if let Some(doc) = self.cache.take(id, &summary.change_hashes()) {
+                return Ok(doc);
+            }
+        }
+        self.load_doc(stored)
     }
 
     pub(super) fn view_of(&self, id: &RecordId) -> Result<Box<RawValue>, RecordsError> {

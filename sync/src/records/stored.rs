@@ -82,6 +82,23 @@ pub fn doc_write(
     }
 }
 
+/// A stored document as one plain snapshot (data format 2), or None when
+/// it can already be sent as it is stored: snapshots DEFLATEd by earlier
+/// binaries are loaded, which verifies them, and saved again.
+pub fn plain_snapshot(stored: &StoredDoc) -> Result<Option<Vec<u8>>, DocError> {
+    let mut whole = stored.snapshot.clone();
+    for chunk in &stored.chunks {
+        whole.extend_from_slice(chunk);
+    }
+    if crate::integrity::plain_document(&whole).is_some() {
+        return Ok(None);
+    }
+    let actor = automerge::ActorId::from([0u8; 16]);
+    Ok(Some(
+        RecordDoc::load(&stored.snapshot, &stored.chunks, actor)?.save(),
+    ))
+}
+
 /// The store write of a record: its document write, with the view and
 /// summary of `content`.
 pub fn record_write(

@@ -198,6 +198,44 @@ impl SledStore {
         })
     }
 
+    /// Rewrite stored documents in place, for a data format migration:
+    /// `rewrite` is shown each record's stored document and returns the
+    /// snapshot to replace it (its chunks folded in), or None to leave it.
+    /// Views, summaries and the feed are untouched, so the replacement must
+    /// hold the same changes. Each record's rewrite is atomic, and all are
+    /// durable on return; a migration cut short is simply run again.
+    /// Returns how many documents were rewritten.
+    pub fn rewrite_documents(
+        &self,
+        rewrite: &mut dyn FnMut(&RecordId, &StoredDoc) -> Result<Option<Vec<u8>>, StoreError>,
+    ) -> Result<usize, StoreError> {
+        let mut state = self.lock();
+        let ids: Vec<RecordId> = self
+            .records
+            .scan_prefix([DOC])
+            .keys()
+            .map(|k| id_from(&k.map_err(io)?[1..]))
+            .collect::<Result<_, _>>()?;
+        let mut rewritten = 0;
+        for id in ids {
+            let Some(stored) = self.load(&id)? else {
+                continue;
+            };
+            let Some(snapshot) = rewrite(&id, &stored)? else {
+                continue;
+            };
+            let mut batch = sled::Batch::default();
+            for kv in self.records.scan_prefix(key(CHUNK, &id)) {
+                batch.remove(kv.map_err(io)?.0);
+            }
+            batch.insert(&key(DOC, &id)[..], snapshot);
+            self.records.apply_batch(batch).map_err(io)?;
+            rewritten += 1;
+        }
+        self.make_durable(&mut state)?;
+        Ok(rewritten)
+    }
+
     /// Flush sled, then fsync what `flush` leaves exposed to a power cut.
     fn make_durable(&self, state: &mut WriterState) -> Result<(), StoreError> {
         state.dirty = true;
