@@ -112,8 +112,22 @@ const FIRST_NAMES: &[&str] = &[
     "Yolanda", "Keisha", "Shanice", "Jerome", "Natalie", "Marcus", "Simone", "Kemar",
 ];
 const LAST_NAMES: &[&str] = &[
-    "Williams", "Ramirez", "Francis", "Alexander", "Thomas", "Lewis", "Baptiste", "Phillip",
-    "George", "Noel", "St. Louis", "Hector", "Joseph", "Mendez", "Pierre", "Charles",
+    "Williams",
+    "Ramirez",
+    "Francis",
+    "Alexander",
+    "Thomas",
+    "Lewis",
+    "Baptiste",
+    "Phillip",
+    "George",
+    "Noel",
+    "St. Louis",
+    "Hector",
+    "Joseph",
+    "Mendez",
+    "Pierre",
+    "Charles",
 ];
 const NATIONALITIES: &[&str] = &[
     "AG", "MS", "VC", "DM", "KN", "LC", "AI", "GD", "VG", "BB", "TT", "US",
@@ -156,7 +170,11 @@ pub fn varied_report(n: usize) -> Map<String, Value> {
     let master = person(&mut r);
     let crew: Vec<Value> = (0..6)
         .map(|i| {
-            let name = if i == 0 { master.clone() } else { person(&mut r) };
+            let name = if i == 0 {
+                master.clone()
+            } else {
+                person(&mut r)
+            };
             let role = if i == 0 {
                 "master"
             } else {

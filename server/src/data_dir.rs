@@ -127,9 +127,8 @@ fn migrate(store: &SledStore, from: u32) -> anyhow::Result<()> {
         // load stops the migration with its id, and nothing else changes.
         1 => {
             let rewritten = store.rewrite_documents(&mut |id, stored| {
-                tideline_sync::records::plain_snapshot(stored).map_err(|e| {
-                    tideline_sync::StoreError::Corrupt(format!("record {id}: {e}"))
-                })
+                tideline_sync::records::plain_snapshot(stored)
+                    .map_err(|e| tideline_sync::StoreError::Corrupt(format!("record {id}: {e}")))
             })?;
             tracing::info!(rewritten, "snapshots rewritten as plain documents");
             Ok(())

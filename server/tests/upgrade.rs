@@ -7,8 +7,9 @@
 //!
 //! `fixtures/data-format-1` was written by the binary of 2026-12-02 (format
 //! 1, snapshots DEFLATEd by Automerge's default save): station BB-01, an
-//! officer, three vessel sightings, one of them edited four times over the
-//! API, so its document is a snapshot and four chunks.
+//! officer, three boarding reports with 600 characters of findings, one of
+//! them edited four times over the API, so its document is a snapshot and
+//! four chunks.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -147,7 +148,11 @@ fn a_format_1_directory_gets_plain_snapshots_and_keeps_every_edit() {
         (docs, chunks)
     };
     let (before, chunks_before) = stored_docs(&data);
-    assert_eq!((before.len(), chunks_before), (3, 4), "the fixture as written");
+    assert_eq!(
+        (before.len(), chunks_before),
+        (3, 4),
+        "the fixture as written"
+    );
     assert!(
         before
             .iter()
@@ -165,15 +170,12 @@ fn a_format_1_directory_gets_plain_snapshots_and_keeps_every_edit() {
     let edited = listed
         .lines()
         .filter_map(|l| l.split_whitespace().next())
-        .find(|id| id.len() == 36 && id.starts_with("01a2355a"))
+        .find(|id| id.len() == 36 && id.starts_with("01a2356b"))
         .expect("the edited record is listed")
         .to_string();
     let shown: serde_json::Value =
         serde_json::from_str(&stdout(&tideline(&data, &["record", "show", &edited]))).unwrap();
-    assert_eq!(
-        shown["fields"]["description"],
-        "seen off the north coast, edit 4"
-    );
+    assert_eq!(shown["fields"]["vessel_name"], "Fixture Vessel edit 4");
     let checked = tideline(&data, &["check"]);
     assert!(
         checked.status.success(),

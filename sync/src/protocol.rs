@@ -263,9 +263,17 @@ mod tests {
                 // Every other record a whole document, as a first sync sends them.
                 let document = changes.concat();
                 if id.as_bytes()[0] % 2 == 0 {
-                    DocChanges { id, changes, document: Vec::new() }
+                    DocChanges {
+                        id,
+                        changes,
+                        document: Vec::new(),
+                    }
                 } else {
-                    DocChanges { id, changes: Vec::new(), document }
+                    DocChanges {
+                        id,
+                        changes: Vec::new(),
+                        document,
+                    }
                 }
             })
     }

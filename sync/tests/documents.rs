@@ -38,7 +38,10 @@ fn whole(id: &str, document: Vec<u8>) -> DocChanges {
 }
 
 /// Push `docs` as `boat` to a fresh HQ that lets the boat author anything.
-fn push(boat: &Records<MemoryStore>, docs: Vec<DocChanges>) -> (Records<MemoryStore>, SyncResponse) {
+fn push(
+    boat: &Records<MemoryStore>,
+    docs: Vec<DocChanges>,
+) -> (Records<MemoryStore>, SyncResponse) {
     let hq = open();
     let response = Upstream::new()
         .handle(&hq, request(boat, docs), &|_| true)
@@ -115,18 +118,36 @@ fn documents_that_are_not_this_record_are_refused_and_nothing_is_stored() {
     let mut not_a_record = AutoCommit::new();
     not_a_record.put(ROOT, "vessel", "Sea Breeze").unwrap();
     // A document chunk whose checksum matches but whose contents are noise.
-    let noise = chunk(0, &(0..600u32).map(|i| (i * 7919 % 251) as u8).collect::<Vec<_>>());
+    let noise = chunk(
+        0,
+        &(0..600u32)
+            .map(|i| (i * 7919 % 251) as u8)
+            .collect::<Vec<_>>(),
+    );
     let cases: Vec<(&str, DocChanges)> = vec![
         ("deflated", whole(&id.to_string(), deflated)),
-        ("another record's document", whole(&other.to_string(), doc.clone())),
-        ("not a record", whole(&id.to_string(), not_a_record.save_nocompress())),
+        (
+            "another record's document",
+            whole(&other.to_string(), doc.clone()),
+        ),
+        (
+            "not a record",
+            whole(&id.to_string(), not_a_record.save_nocompress()),
+        ),
         ("noise with a valid checksum", whole(&id.to_string(), noise)),
-        ("cut short", whole(&id.to_string(), doc[..doc.len() - 3].to_vec())),
+        (
+            "cut short",
+            whole(&id.to_string(), doc[..doc.len() - 3].to_vec()),
+        ),
         (
             "changes and a document both",
             DocChanges {
                 id: id.to_string(),
-                changes: loaded.get_changes(&[]).iter().map(|c| c.raw_bytes().to_vec()).collect(),
+                changes: loaded
+                    .get_changes(&[])
+                    .iter()
+                    .map(|c| c.raw_bytes().to_vec())
+                    .collect(),
                 document: doc.clone(),
             },
         ),
@@ -149,14 +170,19 @@ fn a_document_whose_changes_depend_on_missing_ones_waits_for_a_repair() {
     let boat = open();
     let (id, doc) = boat_record(&boat, 4);
     // A change made on a copy that has a change the document lacks.
-    let mut copy = AutoCommit::load(&doc).unwrap().with_actor(ActorId::from([5u8; 16]));
+    let mut copy = AutoCommit::load(&doc)
+        .unwrap()
+        .with_actor(ActorId::from([5u8; 16]));
     copy.put(ROOT, "status", "submitted").unwrap();
     copy.commit().unwrap();
     copy.put(ROOT, "status", "draft").unwrap();
     copy.commit().unwrap();
     let last = copy.get_last_local_change().unwrap().raw_bytes().to_vec();
     let (hq, response) = push(&boat, vec![whole(&id.to_string(), [doc, last].concat())]);
-    assert_eq!(refused(&response, &id.to_string()), Some(Rejection::MissingDeps));
+    assert_eq!(
+        refused(&response, &id.to_string()),
+        Some(Rejection::MissingDeps)
+    );
     assert_eq!(hq.store().count().unwrap(), 0);
 }
 

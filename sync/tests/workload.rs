@@ -52,5 +52,8 @@ fn the_old_counter_sample_would_fail_the_same_check() {
         lines.push(b'\n');
     }
     let per_record = zstd::bulk::compress(&lines, 3).unwrap().len() as f64 / 10_000.0;
-    assert!(per_record < 0.8 * REFERENCE_BYTES_PER_RECORD, "{per_record:.1}");
+    assert!(
+        per_record < 0.8 * REFERENCE_BYTES_PER_RECORD,
+        "{per_record:.1}"
+    );
 }

@@ -49,8 +49,13 @@ struct Sender<'a> {
 impl Sender<'_> {
     /// Whether the sender may read and write this record.
     fn in_scope(&self, meta: &RecordMeta) -> bool {
-        meta.station == self.station
+        station_owns(self.station, meta)
     }
+}
+
+/// A downstream reads and writes its own station's records only.
+fn station_owns(station: &str, meta: &RecordMeta) -> bool {
+    meta.station == station
 }
 
 impl Upstream {
@@ -232,7 +237,8 @@ fn apply_push<S: DocStore>(
         sent_heads.insert(doc.id, doc.graph());
         docs.push(doc);
     }
-    let results = records.apply_remote(docs, |meta| sender.in_scope(meta), |_| Vec::new())?;
+    let station = sender.station;
+    let results = records.apply_remote(docs, |meta| station_owns(station, meta), |_| Vec::new())?;
     for (id, result) in results {
         let reason = match result {
             RemoteResult::Applied | RemoteResult::Unchanged => {

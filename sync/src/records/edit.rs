@@ -125,6 +125,15 @@ impl Edit<'_> {
         }
     }
 
+    /// The record written, or None for a new one.
+    fn record(&self) -> Option<&RecordId> {
+        match self {
+            Edit::Create { .. } => None,
+            Edit::Patch(id, _) | Edit::Review(id, _) => Some(id),
+            Edit::Attach { id, .. } | Edit::Resolve { id, .. } => Some(id),
+        }
+    }
+
     /// Edits refused for the problems they introduce compare the fields
     /// before and after; the others do not read them.
     fn compares_fields(&self) -> bool {
@@ -226,7 +235,7 @@ impl<S: DocStore> Records<S> {
 
     /// The write path every local write takes.
     fn write(&self, author: Author<'_>, edit: Edit<'_>) -> Result<Written, RecordsError> {
-        let _guard = self.lock();
+        let _guard = self.lock_record(edit.record());
         let forms = self.forms();
         let now = now_secs();
         let (stored, mut doc) = self.target(&forms, author, &edit, now)?;

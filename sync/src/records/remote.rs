@@ -146,14 +146,14 @@ impl<S: DocStore> Records<S> {
     pub fn apply_remote(
         &self,
         docs: Vec<RemoteDoc>,
-        allowed: impl Fn(&RecordMeta) -> bool,
+        allowed: impl Fn(&RecordMeta) -> bool + Sync,
         finish: impl FnOnce(&[(RecordId, RemoteResult)]) -> Vec<StateWrite>,
     ) -> Result<Vec<(RecordId, RemoteResult)>, RecordsError> {
         let _guard = self.lock();
         let mut results = Vec::with_capacity(docs.len());
         let mut writes = Vec::new();
-        for RemoteDoc { id, payload } in docs {
-            let result = match self.merge_remote(&id, payload, &allowed)? {
+        for (id, merged) in self.merge_all(docs, &allowed) {
+            let result = match merged? {
                 Merged::Write(w) => {
                     writes.push(*w);
                     RemoteResult::Applied
@@ -174,6 +174,39 @@ impl<S: DocStore> Records<S> {
             self.store.ensure_durable()?;
         }
         Ok(results)
+    }
+
+    /// Merge each record into what is stored, on as many threads as there
+    /// are cores when there are enough records to share: loading and
+    /// viewing documents is nearly all of a page's cost, and reads only the
+    /// store. Results keep the order received. A message names each record
+    /// once, so no two threads touch one record.
+    fn merge_all(
+        &self,
+        docs: Vec<RemoteDoc>,
+        allowed: &(impl Fn(&RecordMeta) -> bool + Sync),
+    ) -> Vec<(RecordId, Result<Merged, RecordsError>)> {
+        let merge = |doc: RemoteDoc| (doc.id, self.merge_remote(&doc.id, doc.payload, allowed));
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        if threads < 2 || docs.len() < PARALLEL_FROM {
+            return docs.into_iter().map(merge).collect();
+        }
+        let per_thread = docs.len().div_ceil(threads);
+        let mut docs = docs.into_iter();
+        let parts: Vec<Vec<RemoteDoc>> = (0..threads)
+            .map(|_| docs.by_ref().take(per_thread).collect())
+            .collect();
+        std::thread::scope(|scope| {
+            let merge = &merge;
+            let running: Vec<_> = parts
+                .into_iter()
+                .map(|part| scope.spawn(move || part.into_iter().map(merge).collect::<Vec<_>>()))
+                .collect();
+            running
+                .into_iter()
+                .flat_map(|t| t.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                .collect()
+        })
     }
 
     fn merge_remote(
@@ -366,6 +399,10 @@ impl<S: DocStore> Records<S> {
         Ok(doc.generate_sync_message(state))
     }
 }
+
+/// Fewer records than this are merged on the calling thread: starting
+/// threads would cost more than it saves.
+const PARALLEL_FROM: usize = 16;
 
 enum Merged {
     Write(Box<RecordWrite>),

@@ -7,7 +7,7 @@ use crate::records::cache::DocCache;
 use crate::store::{Commit, DocStore, StateWrite, StoreError, StoredDoc};
 use automerge::ActorId;
 use serde_json::value::RawValue;
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use tideline_schemas::{Form, FormRegistry, RecordId, Violation};
 
 #[derive(Debug, thiserror::Error)]
@@ -88,11 +88,26 @@ pub struct Records<S: DocStore> {
     forms: RwLock<Arc<FormRegistry>>,
     pub(super) identity: Identity,
     station: String,
-    /// Edits are load-modify-store; one writer at a time keeps them from losing
-    /// each other's changes.
-    write_lock: Mutex<()>,
+    /// Edits are load-modify-store, so two writes of one record must not
+    /// overlap or one would lose the other's changes. Local writes hold this
+    /// shared and their record's stripe below; records from peers, which
+    /// touch many records at once, hold it exclusively. Writes of different
+    /// records thus build their documents and views in parallel, and only
+    /// the store's commit is one at a time.
+    write_lock: RwLock<()>,
+    stripes: Vec<Mutex<()>>,
     /// Documents left open by recent writes.
     pub(super) cache: DocCache,
+}
+
+/// Locks over records for local writes: enough that unrelated writes
+/// rarely share one.
+const STRIPES: usize = 64;
+
+/// Held for the length of one local write.
+pub(super) struct RecordGuard<'a> {
+    _shared: RwLockReadGuard<'a, ()>,
+    _stripe: Option<MutexGuard<'a, ()>>,
 }
 
 /// State keys of published forms: `forms/<id>/<version, 10 digits>`.
@@ -124,7 +139,8 @@ impl<S: DocStore> Records<S> {
             forms: RwLock::new(Arc::new(forms)),
             identity,
             station: station.to_string(),
-            write_lock: Mutex::new(()),
+            write_lock: RwLock::new(()),
+            stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
             cache: DocCache::default(),
         })
     }
@@ -219,8 +235,25 @@ impl<S: DocStore> Records<S> {
             })
     }
 
-    pub(super) fn lock(&self) -> MutexGuard<'_, ()> {
-        self.write_lock.lock().unwrap_or_else(|p| p.into_inner())
+    /// Exclusive: no local write runs meanwhile (records from peers).
+    pub(super) fn lock(&self) -> RwLockWriteGuard<'_, ()> {
+        self.write_lock.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// For a local write of `id` (None: a record being created, which no
+    /// one else can write yet): no other write of it runs meanwhile.
+    pub(super) fn lock_record(&self, id: Option<&RecordId>) -> RecordGuard<'_> {
+        let shared = self.write_lock.read().unwrap_or_else(|p| p.into_inner());
+        let stripe = id.map(|id| {
+            let b = id.as_bytes();
+            // The low bytes of a UUIDv7 are random: an even spread.
+            let n = u16::from_le_bytes([b[14], b[15]]) as usize % STRIPES;
+            self.stripes[n].lock().unwrap_or_else(|p| p.into_inner())
+        });
+        RecordGuard {
+            _shared: shared,
+            _stripe: stripe,
+        }
     }
 
     pub(super) fn load_doc(&self, stored: &StoredDoc) -> Result<RecordDoc, RecordsError> {

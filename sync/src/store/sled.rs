@@ -17,6 +17,12 @@
 //! process crash but not a power cut, and sled writes oversized pages to files
 //! under `blobs/` without syncing them. After every flush this store therefore
 //! fsyncs the database file and any blob file it has not synced yet.
+//!
+//! Group commit: writers apply their batches one at a time (seqs must be
+//! allocated in order), then wait for durability outside that lock. One
+//! waiter flushes for everyone whose batch was applied before its flush
+//! began; the others find their batch already covered. Concurrent writers
+//! thus share device flushes instead of queueing for one each.
 
 use super::{
     Commit, DocStore, DocWrite, FeedEntry, Seq, StateEntries, StateWrite, StoreError, StoredDoc,
@@ -49,13 +55,21 @@ pub struct SledStore {
     /// Serialises writers: seq allocation, chunk numbering and the old feed entry
     /// are read outside sled's batch and must not race.
     writer: Mutex<WriterState>,
+    /// Serialises flushes, and says how far they have reached.
+    flusher: Mutex<FlushState>,
 }
 
 struct WriterState {
     last_seq: Seq,
-    /// A batch became visible but its flush failed: the next acknowledgement
-    /// must flush first, or it could acknowledge data that is not on disk.
-    dirty: bool,
+    /// Batches applied so far: each write's ticket for [`SledStore::wait_durable`].
+    applied: u64,
+}
+
+struct FlushState {
+    /// Every batch up to this ticket is on disk. Below `applied` after a
+    /// failed flush, so the next acknowledgement flushes first and cannot
+    /// acknowledge data that is not on disk.
+    flushed: u64,
     synced_blobs: HashSet<std::ffi::OsString>,
 }
 
@@ -126,17 +140,20 @@ impl SledStore {
                 dir.display()
             )));
         }
-        let mut state = store.lock();
-        for entry in entries {
-            let (tree, k, v) = entry?;
-            let target = match tree.as_str() {
-                "records" => &store.records,
-                "meta" => &store.meta,
-                other => return Err(StoreError::Corrupt(format!("unknown tree {other:?}"))),
-            };
-            target.insert(k, v).map_err(io)?;
-        }
-        store.make_durable(&mut state)
+        let ticket = {
+            let mut state = store.lock();
+            for entry in entries {
+                let (tree, k, v) = entry?;
+                let target = match tree.as_str() {
+                    "records" => &store.records,
+                    "meta" => &store.meta,
+                    other => return Err(StoreError::Corrupt(format!("unknown tree {other:?}"))),
+                };
+                target.insert(k, v).map_err(io)?;
+            }
+            state.ticket()
+        };
+        store.wait_durable(ticket)
     }
 
     /// Open (or create) the store in `dir`. Fails with [`StoreError::InUse`] when
@@ -192,7 +209,10 @@ impl SledStore {
             db_file,
             writer: Mutex::new(WriterState {
                 last_seq,
-                dirty: false,
+                applied: 0,
+            }),
+            flusher: Mutex::new(FlushState {
+                flushed: 0,
                 synced_blobs: HashSet::new(),
             }),
         })
@@ -232,13 +252,30 @@ impl SledStore {
             self.records.apply_batch(batch).map_err(io)?;
             rewritten += 1;
         }
-        self.make_durable(&mut state)?;
+        let ticket = state.ticket();
+        drop(state);
+        self.wait_durable(ticket)?;
         Ok(rewritten)
     }
 
+    /// Return once every batch up to `ticket` is durable: at once if a
+    /// flush already covered it, else after one flush that covers every
+    /// batch applied so far.
+    fn wait_durable(&self, ticket: u64) -> Result<(), StoreError> {
+        let mut state = self.flusher.lock().unwrap_or_else(|p| p.into_inner());
+        if state.flushed >= ticket {
+            return Ok(());
+        }
+        // Read before flushing: every batch with a ticket up to here was
+        // applied before the flush begins, so the flush covers it.
+        let reach = self.lock().applied;
+        self.make_durable(&mut state)?;
+        state.flushed = reach;
+        Ok(())
+    }
+
     /// Flush sled, then fsync what `flush` leaves exposed to a power cut.
-    fn make_durable(&self, state: &mut WriterState) -> Result<(), StoreError> {
-        state.dirty = true;
+    fn make_durable(&self, state: &mut FlushState) -> Result<(), StoreError> {
         self.db.flush().map_err(io)?;
         self.db_file.sync_data().map_err(io)?;
         let blobs = self.path.join("blobs");
@@ -260,7 +297,6 @@ impl SledStore {
                 File::open(&blobs).and_then(|d| d.sync_all()).map_err(io)?;
             }
         }
-        state.dirty = false;
         Ok(())
     }
 
@@ -268,6 +304,14 @@ impl SledStore {
         // A panic while holding the lock leaves no half-applied batch behind
         // (apply_batch is atomic), so the state is still usable.
         self.writer.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl WriterState {
+    /// Count one more applied batch; its ticket.
+    fn ticket(&mut self) -> u64 {
+        self.applied += 1;
+        self.applied
     }
 }
 
@@ -321,7 +365,9 @@ impl DocStore for SledStore {
         self.records.apply_batch(batch).map_err(io)?;
         // The batch is visible now, so its seqs are spent even if the flush fails.
         state.last_seq = seq;
-        self.make_durable(&mut state)?;
+        let ticket = state.ticket();
+        drop(state);
+        self.wait_durable(ticket)?;
         Ok(seqs)
     }
 
@@ -374,11 +420,8 @@ impl DocStore for SledStore {
     }
 
     fn ensure_durable(&self) -> Result<(), StoreError> {
-        let mut state = self.lock();
-        if state.dirty {
-            self.make_durable(&mut state)?;
-        }
-        Ok(())
+        let applied = self.lock().applied;
+        self.wait_durable(applied)
     }
 
     fn load(&self, id: &RecordId) -> Result<Option<StoredDoc>, StoreError> {
@@ -447,8 +490,11 @@ impl DocStore for SledStore {
     }
 
     fn put_meta(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
-        let mut state = self.lock();
-        self.meta.insert(key, value).map_err(io)?;
-        self.make_durable(&mut state)
+        let ticket = {
+            let mut state = self.lock();
+            self.meta.insert(key, value).map_err(io)?;
+            state.ticket()
+        };
+        self.wait_durable(ticket)
     }
 }
