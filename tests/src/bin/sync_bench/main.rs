@@ -1,16 +1,18 @@
 //! Sync benchmark of real `tideline serve` processes (docs/PERFORMANCE.md,
-//! "Sync"): HQ, two stations and four boats, each its own process on its own
-//! temporary data directory, every downstream talking to its upstream through
-//! an in-process [`FaultProxy`] that counts the bytes on the wire and can make
-//! the link look like a lossy satellite hop. Prints one JSON object on stdout;
+//! "Sync"): each server its own process on its own temporary data directory,
+//! every downstream talking to its upstream through an in-process
+//! [`FaultProxy`] that counts the bytes on the wire and can make the link
+//! look like a lossy satellite hop. Prints one JSON object on stdout;
 //! progress goes to stderr.
 //!
 //! ```text
-//! cargo build --release -p tideline-server
-//! cargo run --release -p tideline-tests --bin sync_bench -- \
-//!     [--tideline PATH] [--records-per-boat N] [--edits E] \
+//! cargo build --release -p tideline-server -p tideline-tests
+//! target/release/sync_bench \
+//!     [--tideline PATH] [--topology fleet|one-link] [--records-per-boat N] \
+//!     [--edits E] \
 //!     [--satellite] [--drop-percent P] [--seed S] [--concurrency C] \
 //!     [--deadline-secs T] [--cache-mb M] [--page-kib K]
+//! target/release/sync_bench --topology one-link --records-per-boat 10000
 //! ```
 //!
 //! `--satellite` shapes every link, both directions, as [`Link::satellite`]
@@ -19,17 +21,25 @@
 //! retries a sync the cut made fail until it succeeds. `--page-kib K` bounds
 //! every downstream's push and pull pages (`tideline serve --sync-page-kib`).
 //!
-//! Topology (station codes in brackets):
+//! Topologies (`--topology`, station codes in brackets):
 //!
 //! ```text
-//! hq [HQ] ── station-bb [BB-01] ── boat-1, boat-2 [BB-01]
-//!         └─ station-lc [LC-01] ── boat-3, boat-4 [LC-01]
+//! fleet (the default): hq [HQ] ── station-bb [BB-01] ── boat-1, boat-2 [BB-01]
+//!                              └─ station-lc [LC-01] ── boat-3, boat-4 [LC-01]
+//! one-link:            hq [HQ] ── boat-1 [BB-01]
 //! ```
 //!
-//! Scenarios, in order, on the same fleet:
-//! 1. `first_sync`: every boat gets N typical boarding reports (loaded before
-//!    timing starts), then boats, stations, and again stations and boats sync
-//!    until HQ holds 4N records and every station and boat 2N.
+//! On one link the boat is enrolled with HQ directly, as a boat of BB-01
+//! (HQ issues boat codes for any station it knows), so its sync is the one
+//! exchange measured.
+//!
+//! The records are `tideline_schemas::samples::varied_report(k)`.
+//!
+//! Scenarios, in order, on the same servers:
+//! 1. `first_sync`: every boat gets N boarding reports (loaded before timing
+//!    starts), then boats, stations, and again stations and boats sync until
+//!    HQ and every station and boat hold all the records they should (fleet:
+//!    HQ 4N, the others 2N; one link: the boat's sync until HQ holds N).
 //! 2. `incremental`: E single-field edits spread over the boats' records, then
 //!    the same schedule until every holder of an edited record shows the edit.
 //! 3. `noop`: every downstream syncs once more with nothing new.
@@ -39,10 +49,11 @@
 //! the syncs (the harness's checks between rounds excluded), round trips and
 //! body bytes summed from the sync outcomes, wire bytes each way from the
 //! proxies (headers included), and per server its VmHWM and CPU seconds. The
-//! first sync is compared with the same records as zstd-compressed JSON lines,
-//! the incremental one with the raw Automerge change bytes of the edits.
-//! The binary defaults to `$TIDELINE_BIN`, then `<workspace>/target/release/tideline`.
-//! Linux only (it reads `/proc/<pid>/status`). Loopback only.
+//! first sync is compared with the same records as zstd-3 JSON lines (HQ's
+//! export), the incremental one with the raw Automerge change bytes of the
+//! edits. The binary defaults to `$TIDELINE_BIN`, then
+//! `<workspace>/target/release/tideline`. Linux only (it reads
+//! `/proc/<pid>/status`). Loopback only.
 
 #![forbid(unsafe_code)]
 

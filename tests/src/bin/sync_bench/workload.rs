@@ -3,7 +3,6 @@
 //! raw Automerge changes those edits made, which the report compares with.
 
 use crate::fleet::Fleet;
-use crate::topology::BOATS;
 use anyhow::{ensure, Context};
 use automerge::{AutoCommit, ChangeHash};
 use serde_json::{json, Map, Value as Json};
@@ -23,8 +22,9 @@ pub async fn load_records(
     n: usize,
     concurrency: usize,
 ) -> anyhow::Result<Vec<Vec<String>>> {
+    let boats = fleet.topo.boats;
     let mut set = JoinSet::new();
-    for (b, &boat) in BOATS.iter().enumerate() {
+    for (b, &boat) in boats.iter().enumerate() {
         for t in 0..concurrency {
             let url = fleet.servers[boat].url("/api/v1/records");
             let token = fleet.servers[boat].token.clone();
@@ -39,7 +39,7 @@ pub async fn load_records(
             });
         }
     }
-    let mut per_boat: Vec<Vec<(usize, String)>> = vec![Vec::new(); BOATS.len()];
+    let mut per_boat: Vec<Vec<(usize, String)>> = vec![Vec::new(); boats.len()];
     while let Some(joined) = set.join_next().await {
         let (b, ids) = joined.context("a load task panicked")??;
         per_boat[b].extend(ids);
@@ -86,16 +86,17 @@ pub struct Edit {
 }
 
 /// `count` edits spread evenly over the boats' records (`ids`, as loaded,
-/// `n` per boat), round robin over the boats.
-pub fn plan_edits(ids: &[Vec<String>], n: usize, count: usize) -> Vec<Edit> {
+/// `n` per boat, of the nodes `boats`), round robin over the boats.
+pub fn plan_edits(ids: &[Vec<String>], boats: &[usize], n: usize, count: usize) -> Vec<Edit> {
     let mut edits = Vec::new();
+    let per = boats.len();
     for i in 0..count {
-        let b = i % BOATS.len();
-        let on_this_boat = count / BOATS.len() + usize::from(b < count % BOATS.len());
+        let b = i % per;
+        let on_this_boat = count / per + usize::from(b < count % per);
         let stride = (n / on_this_boat.max(1)).max(1);
-        let idx = ((i / BOATS.len()) * stride) % n;
+        let idx = ((i / per) * stride) % n;
         edits.push(Edit {
-            boat: BOATS[b],
+            boat: boats[b],
             id: ids[b][idx].clone(),
             // Never 1 (the loaded value), so every edit is a real change.
             arrests: 2 + (i % 9) as u64,
@@ -107,7 +108,8 @@ pub fn plan_edits(ids: &[Vec<String>], n: usize, count: usize) -> Vec<Edit> {
 /// Make `edits` on their boats, about `concurrency` requests in flight per boat.
 pub async fn apply_edits(fleet: &Fleet, edits: &[Edit], concurrency: usize) -> anyhow::Result<()> {
     let mut set = JoinSet::new();
-    for chunk in edits.chunks(edits.len().div_ceil(concurrency * BOATS.len()).max(1)) {
+    let tasks = concurrency * fleet.topo.boats.len();
+    for chunk in edits.chunks(edits.len().div_ceil(tasks).max(1)) {
         let calls: Vec<(String, String, u64)> = chunk
             .iter()
             .map(|e| {
