@@ -9,10 +9,11 @@
 //! cargo build --release -p tideline-server -p tideline-tests
 //! target/release/sync_bench \
 //!     [--tideline PATH] [--topology fleet|one-link] [--records-per-boat N] \
-//!     [--edits E] \
+//!     [--edits E] [--data FILE.jsonl.zst] \
 //!     [--satellite] [--drop-percent P] [--seed S] [--concurrency C] \
 //!     [--deadline-secs T] [--cache-mb M] [--page-kib K]
-//! target/release/sync_bench --topology one-link --records-per-boat 10000
+//! target/release/sync_bench --topology one-link --records-per-boat 10000 \
+//!     --data ../shared/data/boarding-reports-10k.jsonl.zst
 //! ```
 //!
 //! `--satellite` shapes every link, both directions, as [`Link::satellite`]
@@ -33,7 +34,10 @@
 //! (HQ issues boat codes for any station it knows), so its sync is the one
 //! exchange measured.
 //!
-//! The records are `tideline_schemas::samples::varied_report(k)`.
+//! The records are `tideline_schemas::samples::varied_report(k)`, or with
+//! `--data FILE` the `fields` of a `.jsonl.zst` file's lines (one
+//! `{"meta":{"id":..},"form":"boarding-report","fields":{..}}` each) in file
+//! order, cycled through if the boats need more.
 //!
 //! Scenarios, in order, on the same servers:
 //! 1. `first_sync`: every boat gets N boarding reports (loaded before timing
@@ -62,19 +66,28 @@ mod fleet;
 mod options;
 mod progress;
 mod report;
+mod reports;
 mod resources;
 mod scenarios;
 mod sync_call;
 mod topology;
 mod workload;
 
+use anyhow::Context;
 use fleet::Fleet;
 use options::parse_args;
+use reports::Reports;
+use std::sync::Arc;
 use std::time::Instant;
 
 fn main() -> std::process::ExitCode {
-    let opts = match parse_args() {
-        Ok(o) => o,
+    // Everything that can be checked without a server is, before any starts.
+    let prepared = parse_args().and_then(|opts| {
+        let reports = Reports::new(opts.data.as_deref()).context("--data")?;
+        Ok((opts, Arc::new(reports)))
+    });
+    let (opts, reports) = match prepared {
+        Ok(p) => p,
         Err(e) => {
             eprintln!("sync_bench: {e:#}");
             return std::process::ExitCode::FAILURE;
@@ -95,7 +108,7 @@ fn main() -> std::process::ExitCode {
         let mut fleet = Fleet::start(&opts, t0).await?;
         // Ctrl-C drops the run, and with it the fleet: every child is killed.
         let outcome = tokio::select! {
-            r = scenarios::run(&opts, &mut fleet, t0) => r,
+            r = scenarios::run(&opts, &reports, &mut fleet, t0) => r,
             _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
         };
         if outcome.is_err() {

@@ -4,6 +4,7 @@
 use crate::topology::{Topology, FLEET, ONE_LINK};
 use anyhow::ensure;
 use clap::{Parser, ValueEnum};
+use std::path::PathBuf;
 use tideline_tests::process::TidelineArg;
 
 /// `--topology`: which nodes run and who syncs with whom.
@@ -65,6 +66,12 @@ pub struct Options {
     /// `serve` as `--sync-page-kib` (default: the server's own)
     #[arg(long, value_name = "K")]
     pub page_kib: Option<u64>,
+    /// Read the boarding reports from this `.jsonl.zst` file (one
+    /// `{"meta":{"id":..},"form":"boarding-report","fields":{..}}` a line;
+    /// its `fields` are used in file order, cycling if more are needed)
+    /// instead of generating varied ones
+    #[arg(long, value_name = "PATH")]
+    pub data: Option<PathBuf>,
 }
 
 impl Options {

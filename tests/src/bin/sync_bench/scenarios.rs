@@ -11,11 +11,13 @@ use crate::progress::progress;
 use crate::report::{
     body_bytes, outcome_sums, round1, round3, sync_log, traffic, traffic_json, Traffic,
 };
+use crate::reports::Reports;
 use crate::sync_call::SyncDone;
 use crate::topology::{Topology, HQ};
 use crate::workload::{apply_edits, heads_before, load_records, plan_edits, raw_changes, Edit};
 use anyhow::{ensure, Context};
 use serde_json::{json, Map, Value as Json};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tideline_tests::proxy::FaultPlan;
 
@@ -40,12 +42,13 @@ fn plan(opts: &Options, max_offset: u64) -> FaultPlan {
     }
 }
 
-/// What every scenario runs with: the options, the shape of the run, when
-/// the whole run must have ended, and when it started (for the progress
-/// lines).
+/// What every scenario runs with: the options, the shape of the run, where
+/// the records come from, when the whole run must have ended, and when it
+/// started (for the progress lines).
 struct Run<'a> {
     opts: &'a Options,
     topo: &'static Topology,
+    reports: &'a Arc<Reports>,
     deadline: Instant,
     t0: Instant,
 }
@@ -73,10 +76,16 @@ struct Noop {
 }
 
 /// Every scenario and the targets, as the report's one JSON object.
-pub async fn run(opts: &Options, fleet: &mut Fleet, t0: Instant) -> anyhow::Result<Json> {
+pub async fn run(
+    opts: &Options,
+    reports: &Arc<Reports>,
+    fleet: &mut Fleet,
+    t0: Instant,
+) -> anyhow::Result<Json> {
     let run = Run {
         opts,
         topo: fleet.topo,
+        reports,
         deadline: t0 + Duration::from_secs(opts.deadline_secs),
         t0,
     };
@@ -111,6 +120,7 @@ fn config_json(run: &Run<'_>) -> Json {
     json!({
         "topology": run.topo.name,
         "servers": run.topo.nodes.iter().map(|nd| nd.name).collect::<Vec<_>>(),
+        "records": run.reports.describe(),
         "records_per_boat": n,
         "records_total": n * run.topo.boats.len(),
         "edits": opts.edits,
@@ -139,7 +149,7 @@ async fn load(run: &Run<'_>, fleet: &mut Fleet) -> anyhow::Result<(Vec<Vec<Strin
     progress!(t0, "loading {n} records on each of {boats} boats");
     let meter = fleet.begin()?;
     let start = Instant::now();
-    let ids = load_records(fleet, n, opts.concurrency).await?;
+    let ids = load_records(fleet, run.reports, n, opts.concurrency).await?;
     let secs = start.elapsed().as_secs_f64();
     progress!(
         t0,
@@ -319,7 +329,7 @@ async fn incremental(
     ids: &[Vec<String>],
 ) -> anyhow::Result<Incremental> {
     let (opts, boats) = (run.opts, run.topo.boats);
-    let edits = plan_edits(ids, boats, opts.records_per_boat, opts.edits);
+    let edits = plan_edits(ids, run.reports, boats, opts.records_per_boat, opts.edits);
     let edited = make_edits(run, fleet, &edits).await?;
     let max_offset = (opts.edits / boats.len()).max(1) as u64 * WIRE_BYTES_PER_RECORD;
     let goal = Goal::Edits(&edits);
