@@ -9,11 +9,12 @@
 //! cargo build --release -p tideline-server -p tideline-tests
 //! target/release/sync_bench \
 //!     [--tideline PATH] [--topology fleet|one-link] [--records-per-boat N] \
-//!     [--edits E] [--data FILE.jsonl.zst] \
+//!     [--edits E] [--data FILE.jsonl.zst] [--pouchdb] \
 //!     [--satellite] [--drop-percent P] [--seed S] [--concurrency C] \
 //!     [--deadline-secs T] [--cache-mb M] [--page-kib K]
+//! npm ci --prefix tests/pouchdb   # once, before the first --pouchdb
 //! target/release/sync_bench --topology one-link --records-per-boat 10000 \
-//!     --data ../shared/data/boarding-reports-10k.jsonl.zst
+//!     --data ../shared/data/boarding-reports-10k.jsonl.zst --pouchdb
 //! ```
 //!
 //! `--satellite` shapes every link, both directions, as [`Link::satellite`]
@@ -44,9 +45,15 @@
 //!    starts), then boats, stations, and again stations and boats sync until
 //!    HQ and every station and boat hold all the records they should (fleet:
 //!    HQ 4N, the others 2N; one link: the boat's sync until HQ holds N).
-//! 2. `incremental`: E single-field edits spread over the boats' records, then
+//! 2. with `--pouchdb` (one link only): the same records, written as JSON
+//!    lines, replicated by PouchDB 9 (`node tests/pouchdb/replicate.js`: a
+//!    local pouchdb-node database, loaded before timing, `replicate.to` an
+//!    express-pouchdb server on loopback, bytes counted on its sockets). It
+//!    runs after the first sync so the two never compete for the CPU, and the
+//!    report gets `pouchdb` and `tideline_vs_pouchdb_time`.
+//! 3. `incremental`: E single-field edits spread over the boats' records, then
 //!    the same schedule until every holder of an edited record shows the edit.
-//! 3. `noop`: every downstream syncs once more with nothing new.
+//! 4. `noop`: every downstream syncs once more with nothing new.
 //!
 //! Every server runs with `--no-auto-sync`, so a sync happens only when the
 //! harness asks (`POST /api/v1/sync/now`). Reported per scenario: wall time of
@@ -64,6 +71,7 @@
 mod converge;
 mod fleet;
 mod options;
+mod pouchdb;
 mod progress;
 mod report;
 mod reports;
@@ -76,6 +84,7 @@ mod workload;
 use anyhow::Context;
 use fleet::Fleet;
 use options::parse_args;
+use pouchdb::PouchDb;
 use reports::Reports;
 use std::sync::Arc;
 use std::time::Instant;
@@ -84,9 +93,14 @@ fn main() -> std::process::ExitCode {
     // Everything that can be checked without a server is, before any starts.
     let prepared = parse_args().and_then(|opts| {
         let reports = Reports::new(opts.data.as_deref()).context("--data")?;
-        Ok((opts, Arc::new(reports)))
+        let pouchdb = opts
+            .pouchdb
+            .then(PouchDb::prepare)
+            .transpose()
+            .context("--pouchdb")?;
+        Ok((opts, Arc::new(reports), pouchdb))
     });
-    let (opts, reports) = match prepared {
+    let (opts, reports, pouchdb) = match prepared {
         Ok(p) => p,
         Err(e) => {
             eprintln!("sync_bench: {e:#}");
@@ -108,7 +122,7 @@ fn main() -> std::process::ExitCode {
         let mut fleet = Fleet::start(&opts, t0).await?;
         // Ctrl-C drops the run, and with it the fleet: every child is killed.
         let outcome = tokio::select! {
-            r = scenarios::run(&opts, &reports, &mut fleet, t0) => r,
+            r = scenarios::run(&opts, &reports, pouchdb.as_ref(), &mut fleet, t0) => r,
             _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
         };
         if outcome.is_err() {

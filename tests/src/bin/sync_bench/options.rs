@@ -72,6 +72,12 @@ pub struct Options {
     /// instead of generating varied ones
     #[arg(long, value_name = "PATH")]
     pub data: Option<PathBuf>,
+    /// After the first sync, replicate the same records with PouchDB 9
+    /// (`node tests/pouchdb/replicate.js`, after `npm ci --prefix
+    /// tests/pouchdb`) and report its figures beside Tideline's. Needs
+    /// `--topology one-link`: PouchDB's replication is one link
+    #[arg(long)]
+    pub pouchdb: bool,
 }
 
 impl Options {
@@ -90,6 +96,10 @@ pub fn parse_args() -> anyhow::Result<Options> {
     ensure!(
         (0.0..=100.0).contains(&opts.drop_percent),
         "--drop-percent must be between 0 and 100"
+    );
+    ensure!(
+        !opts.pouchdb || opts.topology == Shape::OneLink,
+        "--pouchdb compares one replication over one link: add --topology one-link"
     );
     Ok(opts)
 }

@@ -1,12 +1,13 @@
 //! The run, scenario by scenario on the same servers: loading the records,
-//! the first sync, the incremental one and the no-op syncs, then the peaks
-//! and the targets.
+//! the first sync, PouchDB's replication of the same records if asked for,
+//! the incremental sync and the no-op syncs, then the peaks and the targets.
 //! Each scenario measures its syncs and returns its part of the report with
 //! what the targets need from it.
 
 use crate::converge::{converge, views_agree, Converged, Goal};
 use crate::fleet::Fleet;
 use crate::options::Options;
+use crate::pouchdb::PouchDb;
 use crate::progress::progress;
 use crate::report::{
     body_bytes, outcome_sums, round1, round3, sync_log, traffic, traffic_json, Traffic,
@@ -59,6 +60,9 @@ struct FirstSync {
     secs: f64,
     /// Bytes on the links to HQ over the zstd JSON lines.
     hq_ratio: f64,
+    /// Bytes on every link, both directions, headers included.
+    wire: u64,
+    zstd_bytes: u64,
 }
 
 /// The incremental sync's part of the report, and what the targets need
@@ -76,9 +80,12 @@ struct Noop {
 }
 
 /// Every scenario and the targets, as the report's one JSON object.
+/// PouchDB, when given, replicates right after the first sync, while the
+/// servers are idle, so that the two never compete for the CPU.
 pub async fn run(
     opts: &Options,
     reports: &Arc<Reports>,
+    pouchdb: Option<&PouchDb>,
     fleet: &mut Fleet,
     t0: Instant,
 ) -> anyhow::Result<Json> {
@@ -90,11 +97,24 @@ pub async fn run(
         t0,
     };
     let mut result = Map::new();
-    result.insert("config".into(), config_json(&run));
+    result.insert("config".into(), config_json(&run, pouchdb));
     let (ids, load) = load(&run, fleet).await?;
     result.insert("load".into(), load);
     let first = first_sync(&run, fleet, &ids).await?;
     result.insert("first_sync".into(), first.json);
+    if let Some(p) = pouchdb {
+        let records = crate::pouchdb::write_records(&ids, reports, opts.records_per_boat)?;
+        progress!(t0, "PouchDB: replicating the same records");
+        let figures = p.replicate(records.path(), run.deadline).await?;
+        let beside = crate::pouchdb::beside(figures, first.secs, first.wire, first.zstd_bytes)?;
+        progress!(t0, "PouchDB: {}", beside.summary);
+        result.insert("pouchdb".into(), beside.json);
+        result.insert("tideline_vs_pouchdb_time".into(), json!(beside.time_ratio));
+        result.insert(
+            "tideline_vs_pouchdb_wire_bytes".into(),
+            json!(beside.wire_ratio),
+        );
+    }
     let inc = incremental(&run, fleet, &ids).await?;
     result.insert("incremental".into(), inc.json);
     let noop = noop(&run, fleet).await?;
@@ -114,7 +134,7 @@ pub async fn run(
     Ok(Json::Object(result))
 }
 
-fn config_json(run: &Run<'_>) -> Json {
+fn config_json(run: &Run<'_>, pouchdb: Option<&PouchDb>) -> Json {
     let opts = run.opts;
     let n = opts.records_per_boat;
     json!({
@@ -136,6 +156,7 @@ fn config_json(run: &Run<'_>) -> Json {
         "tideline": opts.tideline.path.display().to_string(),
         "cache_mb": opts.cache_mb,
         "page_kib": opts.page_kib,
+        "pouchdb": pouchdb.map(PouchDb::describe),
     })
 }
 
@@ -287,6 +308,8 @@ fn first_sync_report(run: &Run<'_>, m: Measured, totals: &[u64], export: Export)
         json: Json::Object(first),
         secs,
         hq_ratio: t.hq_links as f64 / zstd_bytes as f64,
+        wire: t.wire(),
+        zstd_bytes,
     }
 }
 
