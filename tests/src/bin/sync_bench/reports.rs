@@ -101,3 +101,47 @@ fn line_fields(line: &[u8]) -> anyhow::Result<Map<String, Json>> {
         other => bail!("`fields` is {other}, not an object"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn file_of(text: &str) -> tempfile::NamedTempFile {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        f.write_all(&zstd::encode_all(text.as_bytes(), 3).unwrap())
+            .unwrap();
+        f
+    }
+
+    #[test]
+    fn reads_the_fields_in_order_and_cycles() {
+        let f = file_of(concat!(
+            r#"{"meta":{"id":"a"},"form":"boarding-report","fields":{"n":0}}"#,
+            "\n\n",
+            r#"{"meta":{"id":"b"},"form":"boarding-report","fields":{"n":1}}"#,
+            "\n",
+        ));
+        let r = Reports::new(Some(f.path())).unwrap();
+        let n = |k| r.fields(k)["n"].as_u64().unwrap();
+        assert_eq!([n(0), n(1), n(2), n(3)], [0, 1, 0, 1]);
+    }
+
+    #[test]
+    fn refuses_other_forms_and_says_which_line() {
+        let f = file_of(concat!(
+            r#"{"form":"boarding-report","fields":{}}"#,
+            "\n",
+            r#"{"form":"catch-log","fields":{}}"#,
+        ));
+        let e = format!("{:#}", Reports::new(Some(f.path())).err().unwrap());
+        assert!(e.contains(":2:") && e.contains("catch-log"), "{e}");
+    }
+
+    #[test]
+    fn refuses_what_is_not_zstd() {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        f.write_all(b"{}\n").unwrap();
+        assert!(Reports::new(Some(f.path())).is_err());
+    }
+}

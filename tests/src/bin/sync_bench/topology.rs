@@ -118,3 +118,44 @@ impl Topology {
         self.nodes[node].name
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fleet_holders_and_totals_are_the_station_and_its_boats_plus_hq() {
+        let mut h = FLEET.holders(3);
+        h.sort();
+        assert_eq!(h, vec![HQ, 1, 3, 4]);
+        let mut h = FLEET.holders(6);
+        h.sort();
+        assert_eq!(h, vec![HQ, 2, 5, 6]);
+        assert_eq!(FLEET.expected_total(HQ, 10), 40);
+        for node in 1..FLEET.nodes.len() {
+            assert_eq!(
+                FLEET.expected_total(node, 10),
+                20,
+                "{}",
+                FLEET.name_of(node)
+            );
+        }
+    }
+
+    #[test]
+    fn one_link_is_the_boat_and_hq() {
+        assert_eq!(ONE_LINK.holders(1), vec![HQ, 1]);
+        assert_eq!(ONE_LINK.expected_total(HQ, 10), 10);
+        assert_eq!(ONE_LINK.expected_total(1, 10), 10);
+        assert_eq!(ONE_LINK.nodes[1].upstream, Some(HQ));
+    }
+
+    #[test]
+    fn every_upstream_comes_first() {
+        for topo in [&FLEET, &ONE_LINK] {
+            for (i, n) in topo.nodes.iter().enumerate() {
+                assert!(n.upstream.is_none_or(|u| u < i), "{}", n.name);
+            }
+        }
+    }
+}
