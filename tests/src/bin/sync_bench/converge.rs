@@ -1,11 +1,11 @@
 //! The sync schedule and when it is done: boats, stations, then "stations,
 //! then boats" until a scenario's goal holds on every node, and the checks
-//! that decide it.
+//! that decide it. On one link that is the boat's sync, repeated only if
+//! HQ still lacks something.
 
 use crate::fleet::Fleet;
 use crate::progress::progress;
 use crate::sync_call::SyncDone;
-use crate::topology::{expected_total, holders, names, BOATS, NODES, STATIONS};
 use crate::workload::Edit;
 use anyhow::{ensure, Context};
 use serde_json::Value as Json;
@@ -33,12 +33,16 @@ async fn check(fleet: &Fleet, goal: &Goal<'_>) -> anyhow::Result<Option<String>>
 }
 
 async fn check_counts(fleet: &Fleet, per_boat: usize) -> anyhow::Result<Option<String>> {
+    let topo = fleet.topo;
     let totals = fleet.totals().await?;
     let wrong: Vec<String> = totals
         .iter()
         .enumerate()
-        .filter(|(i, t)| **t != expected_total(*i, per_boat))
-        .map(|(i, t)| format!("{} has {t}/{}", NODES[i].0, expected_total(i, per_boat)))
+        .filter(|(i, t)| **t != topo.expected_total(*i, per_boat))
+        .map(|(i, t)| {
+            let want = topo.expected_total(i, per_boat);
+            format!("{} has {t}/{want}", topo.name_of(i))
+        })
         .collect();
     Ok((!wrong.is_empty()).then(|| wrong.join(", ")))
 }
@@ -46,15 +50,17 @@ async fn check_counts(fleet: &Fleet, per_boat: usize) -> anyhow::Result<Option<S
 async fn check_edits(fleet: &Fleet, edits: &[Edit]) -> anyhow::Result<Option<String>> {
     // Node by node, stopping at the first one that lacks an edit: a
     // round that has not converged usually fails on its first node.
-    for (node, (name, _, _)) in NODES.iter().enumerate() {
+    let topo = fleet.topo;
+    for node in 0..topo.nodes.len() {
         let mine: Vec<&Edit> = edits
             .iter()
-            .filter(|e| holders(e.boat).contains(&node))
+            .filter(|e| topo.holders(e.boat).contains(&node))
             .collect();
         let missing = edits_missing(fleet, node, &mine).await?;
         if missing > 0 {
             return Ok(Some(format!(
-                "{name} lacks {missing} of its {} edits",
+                "{} lacks {missing} of its {} edits",
+                topo.name_of(node),
                 mine.len()
             )));
         }
@@ -111,7 +117,8 @@ pub struct Converged {
 }
 
 impl Converged {
-    /// Sync `nodes` in parallel, adding the syncs and their wall time.
+    /// Sync `nodes` in parallel, adding the syncs and their wall time
+    /// (nothing for no nodes: one link has no stations).
     async fn sync(
         &mut self,
         fleet: &Fleet,
@@ -119,13 +126,16 @@ impl Converged {
         deadline: Instant,
         t0: Instant,
     ) -> anyhow::Result<()> {
+        if nodes.is_empty() {
+            return Ok(());
+        }
         let start = Instant::now();
         self.syncs.extend(fleet.sync_group(nodes, deadline).await?);
         self.sync_wall += start.elapsed();
         progress!(
             t0,
             "  synced {} ({:.2} s so far)",
-            names(nodes),
+            fleet.topo.names(nodes),
             self.sync_wall.as_secs_f64()
         );
         Ok(())
@@ -145,7 +155,8 @@ pub async fn converge(
         sync_wall: Duration::ZERO,
         rounds: 0,
     };
-    for nodes in [&BOATS[..], &STATIONS[..]] {
+    let topo = fleet.topo;
+    for nodes in [topo.boats, topo.stations] {
         done.sync(fleet, nodes, deadline, t0).await?;
     }
     while let Some(missing) = check(fleet, goal).await? {
@@ -156,7 +167,7 @@ pub async fn converge(
         );
         progress!(t0, "  not yet converged: {missing}");
         done.rounds += 1;
-        for nodes in [&STATIONS[..], &BOATS[..]] {
+        for nodes in [topo.stations, topo.boats] {
             done.sync(fleet, nodes, deadline, t0).await?;
         }
     }
@@ -168,17 +179,18 @@ pub async fn converge(
 /// Full views of a sample of records must be identical on every holder:
 /// equal counts alone would not notice records that differ.
 pub async fn views_agree(fleet: &Fleet, sample: &[(usize, String)]) -> anyhow::Result<()> {
+    let topo = fleet.topo;
     for (boat, id) in sample {
         let path = format!("/api/v1/records/{id}");
         let reference = fleet.get_bytes(*boat, &path).await?;
         let reference: Json = serde_json::from_slice(&reference)?;
-        for node in holders(*boat) {
+        for node in topo.holders(*boat) {
             let other: Json = serde_json::from_slice(&fleet.get_bytes(node, &path).await?)?;
             ensure!(
                 other == reference,
                 "record {id} differs between {} and {}",
-                NODES[*boat].0,
-                NODES[node].0
+                topo.name_of(*boat),
+                topo.name_of(node)
             );
         }
     }

@@ -1,13 +1,14 @@
-//! The running fleet: one `tideline serve` process per node, each on its own
-//! temporary data directory, every downstream reaching its upstream through a
-//! [`FaultProxy`]; and the harness's HTTP calls to its servers.
+//! The running servers: one `tideline serve` process per node of the run's
+//! [`Topology`], each on its own temporary data directory, every downstream
+//! reaching its upstream through a [`FaultProxy`]; and the harness's HTTP
+//! calls to its servers.
 
 use crate::options::Options;
 use crate::progress::progress;
 use crate::report::LinkStats;
 use crate::resources::{Meter, Peaks};
 use crate::sync_call::{sync_until_ok, SyncCall, SyncDone};
-use crate::topology::{HQ, NODES};
+use crate::topology::{Node, Topology};
 use anyhow::{ensure, Context};
 use serde_json::Value as Json;
 use std::path::{Path, PathBuf};
@@ -20,30 +21,24 @@ use tokio::task::JoinSet;
 const API_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Start one node; a downstream is first enrolled with `upstream` (the
-/// running server and the proxy address it is reached at). Syncs happen only
-/// when the harness asks, since a background loop would race the measured
-/// schedule.
+/// running server and the proxy address it is reached at) as the kind of
+/// device the node is. Syncs happen only when the harness asks, since a
+/// background loop would race the measured schedule.
 fn start_server(
     opts: &Options,
-    name: &'static str,
-    station: &str,
+    node: &Node,
     upstream: Option<(&ServerProcess, &str)>,
     data: &Path,
     log: PathBuf,
 ) -> anyhow::Result<ServerProcess> {
     let mut args = vec![
         "--station".to_string(),
-        station.to_string(),
+        node.station.to_string(),
         "--no-auto-sync".to_string(),
     ];
     if let Some((up, url)) = upstream {
         args.extend(["--upstream".to_string(), url.to_string()]);
-        let kind = if up.name == NODES[HQ].0 {
-            "station"
-        } else {
-            "boat"
-        };
-        let code = up.enroll_code(station, kind)?;
+        let code = up.enroll_code(node.station, node.kind)?;
         tideline_tests::process::enroll(&opts.tideline.path, data, &args, url, &code)?;
     }
     if let Some(mb) = opts.cache_mb {
@@ -52,7 +47,7 @@ fn start_server(
     if let Some(kib) = opts.page_kib {
         args.extend(["--sync-page-kib".to_string(), kib.to_string()]);
     }
-    ServerProcess::start(&opts.tideline.path, name, data, &args, log)
+    ServerProcess::start(&opts.tideline.path, node.name, data, &args, log)
 }
 
 fn http_client() -> anyhow::Result<reqwest::Client> {
@@ -65,6 +60,7 @@ fn http_client() -> anyhow::Result<reqwest::Client> {
 }
 
 pub struct Fleet {
+    pub topo: &'static Topology,
     // Field order is drop order: servers are killed before their proxies stop
     // and before their data directories are deleted.
     pub servers: Vec<ServerProcess>,
@@ -78,14 +74,17 @@ pub struct Fleet {
 }
 
 impl Fleet {
-    /// HQ → its proxies → stations → their proxies → boats.
+    /// Every node in topology order: HQ → its proxies → stations → their
+    /// proxies → boats.
     pub async fn start(opts: &Options, t0: Instant) -> anyhow::Result<Fleet> {
+        let topo = opts.topology();
         let link = if opts.satellite {
             Link::satellite()
         } else {
             Link::CLEAN
         };
         let mut fleet = Fleet {
+            topo,
             servers: Vec::new(),
             proxies: Vec::new(),
             api: http_client()?,
@@ -96,9 +95,9 @@ impl Fleet {
                 .context("build the HTTP client")?,
             _dirs: Vec::new(),
             logs: tempfile::tempdir().context("create the log directory")?,
-            peaks: Peaks::new(),
+            peaks: Peaks::new(topo.nodes.len()),
         };
-        for node in 0..NODES.len() {
+        for node in 0..topo.nodes.len() {
             fleet.start_node(opts, node, link, t0).await?;
         }
         fleet.check_health().await?;
@@ -112,7 +111,7 @@ impl Fleet {
         node: usize,
         link: Link,
     ) -> anyhow::Result<Option<FaultProxy>> {
-        let (name, _, upstream) = NODES[node];
+        let Node { name, upstream, .. } = self.topo.nodes[node];
         let Some(up) = upstream else {
             return Ok(None);
         };
@@ -136,7 +135,13 @@ impl Fleet {
         link: Link,
         t0: Instant,
     ) -> anyhow::Result<()> {
-        let (name, station, upstream) = NODES[node];
+        let topo = self.topo;
+        let Node {
+            name,
+            station,
+            upstream,
+            ..
+        } = topo.nodes[node];
         let proxy = self.start_proxy(opts, node, link).await?;
         let dir = tempfile::tempdir().context("create a data directory")?;
         let log = self.logs.path().join(format!("{name}.log"));
@@ -147,8 +152,7 @@ impl Fleet {
         let server = tokio::task::block_in_place(|| {
             start_server(
                 opts,
-                name,
-                station,
+                &topo.nodes[node],
                 up.zip(upstream_url.as_deref()),
                 dir.path(),
                 log,
@@ -203,6 +207,7 @@ impl Fleet {
     fn call(&self, node: usize, deadline: Instant) -> SyncCall {
         SyncCall {
             node,
+            name: self.topo.name_of(node),
             url: self.servers[node].url("/api/v1/sync/now"),
             token: self.servers[node].token.clone(),
             http: self.sync_http.clone(),
@@ -248,7 +253,7 @@ impl Fleet {
     /// Records each node holds, in node order.
     pub async fn totals(&self) -> anyhow::Result<Vec<u64>> {
         let mut out = Vec::new();
-        for n in 0..NODES.len() {
+        for n in 0..self.topo.nodes.len() {
             out.push(self.total(n).await?);
         }
         Ok(out)

@@ -1,9 +1,29 @@
 //! The command line. Kept apart from `main` so the modules that read the
 //! options depend on a leaf, not on the binary's root.
 
+use crate::topology::{Topology, FLEET, ONE_LINK};
 use anyhow::ensure;
-use clap::Parser;
+use clap::{Parser, ValueEnum};
+use std::path::PathBuf;
 use tideline_tests::process::TidelineArg;
+
+/// `--topology`: which nodes run and who syncs with whom.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Shape {
+    /// HQ, two stations and four boats, two under each station
+    Fleet,
+    /// One boat syncing directly with HQ
+    OneLink,
+}
+
+impl Shape {
+    pub fn topology(self) -> &'static Topology {
+        match self {
+            Shape::Fleet => &FLEET,
+            Shape::OneLink => &ONE_LINK,
+        }
+    }
+}
 
 /// Runs the sync benchmark and prints its report as one JSON object.
 #[derive(Parser)]
@@ -11,7 +31,12 @@ use tideline_tests::process::TidelineArg;
 pub struct Options {
     #[command(flatten)]
     pub tideline: TidelineArg,
-    /// Boarding reports loaded on each boat before the first sync
+    /// Which servers run: `fleet` (HQ, 2 stations, 4 boats) or `one-link`
+    /// (one boat syncing directly with HQ)
+    #[arg(long, value_enum, default_value_t = Shape::Fleet)]
+    pub topology: Shape,
+    /// Boarding reports loaded on each boat before the first sync (the
+    /// one-link figures in docs/PERFORMANCE.md use 10000)
     #[arg(long, value_name = "N", default_value_t = 2500)]
     pub records_per_boat: usize,
     /// Single-field edits, spread over the boats' records, for the incremental sync
@@ -41,6 +66,24 @@ pub struct Options {
     /// `serve` as `--sync-page-kib` (default: the server's own)
     #[arg(long, value_name = "K")]
     pub page_kib: Option<u64>,
+    /// Read the boarding reports from this `.jsonl.zst` file (one
+    /// `{"meta":{"id":..},"form":"boarding-report","fields":{..}}` a line;
+    /// its `fields` are used in file order, cycling if more are needed)
+    /// instead of generating varied ones
+    #[arg(long, value_name = "PATH")]
+    pub data: Option<PathBuf>,
+    /// After the first sync, replicate the same records with PouchDB 9
+    /// (`node tests/pouchdb/replicate.js`, after `npm ci --prefix
+    /// tests/pouchdb`) and report its figures beside Tideline's. Needs
+    /// `--topology one-link`: PouchDB's replication is one link
+    #[arg(long)]
+    pub pouchdb: bool,
+}
+
+impl Options {
+    pub fn topology(&self) -> &'static Topology {
+        self.topology.topology()
+    }
 }
 
 pub fn parse_args() -> anyhow::Result<Options> {
@@ -53,6 +96,10 @@ pub fn parse_args() -> anyhow::Result<Options> {
     ensure!(
         (0.0..=100.0).contains(&opts.drop_percent),
         "--drop-percent must be between 0 and 100"
+    );
+    ensure!(
+        !opts.pouchdb || opts.topology == Shape::OneLink,
+        "--pouchdb compares one replication over one link: add --topology one-link"
     );
     Ok(opts)
 }

@@ -3,7 +3,7 @@
 //! figure in the JSON goes through.
 
 use crate::sync_call::{Outcome, SyncDone};
-use crate::topology::{HQ, NODES};
+use crate::topology::{Topology, HQ};
 use serde_json::{json, Map, Value as Json};
 use tideline_tests::proxy::ProxyStats;
 
@@ -25,7 +25,8 @@ pub struct Traffic {
     connections: u64,
     cuts: u64,
     per_link: Map<String, Json>,
-    /// Bytes (both directions) on the two station ↔ HQ links.
+    /// Bytes (both directions) on the links to HQ (the two station ↔ HQ
+    /// links of the fleet, the only link of one-link).
     pub hq_links: u64,
 }
 
@@ -36,7 +37,7 @@ impl Traffic {
     }
 }
 
-pub fn traffic(before: &LinkStats, after: &LinkStats) -> Traffic {
+pub fn traffic(topo: &Topology, before: &LinkStats, after: &LinkStats) -> Traffic {
     let mut t = Traffic {
         to_upstream: 0,
         to_downstream: 0,
@@ -53,12 +54,13 @@ pub fn traffic(before: &LinkStats, after: &LinkStats) -> Traffic {
         t.to_downstream += down;
         t.connections += a.connections - b.connections;
         t.cuts += a.cuts() - b.cuts();
-        if NODES[i].2 == Some(HQ) {
+        let node = &topo.nodes[i];
+        if node.upstream == Some(HQ) {
             t.hq_links += up + down;
         }
-        let upstream = NODES[i].2.map(|u| NODES[u].0).unwrap_or("-");
+        let upstream = node.upstream.map(|u| topo.name_of(u)).unwrap_or("-");
         t.per_link.insert(
-            format!("{}->{upstream}", NODES[i].0),
+            format!("{}->{upstream}", node.name),
             json!({
                 "bytes_to_upstream": up,
                 "bytes_to_downstream": down,
@@ -109,7 +111,7 @@ pub fn sync_log(syncs: &[SyncDone]) -> Json {
             .iter()
             .map(|s| {
                 json!({
-                    "node": NODES[s.node].0,
+                    "node": s.name,
                     "round_trips": s.outcome.round_trips,
                     "pushed": s.outcome.pushed,
                     "pulled": s.outcome.pulled,

@@ -3,7 +3,6 @@
 //! are kept here across the resets.
 
 use crate::report::{round1, round3};
-use crate::topology::NODES;
 use anyhow::Context;
 use serde_json::{json, Map, Value as Json};
 use tideline_tests::process::{memory_mb, ServerProcess};
@@ -48,10 +47,11 @@ pub struct Peaks {
 }
 
 impl Peaks {
-    pub fn new() -> Peaks {
+    /// Peaks of `servers` servers, none seen yet.
+    pub fn new(servers: usize) -> Peaks {
         Peaks {
-            overall: vec![0.0; NODES.len()],
-            sync: vec![0.0; NODES.len()],
+            overall: vec![0.0; servers],
+            sync: vec![0.0; servers],
             hwm_resets_work: true,
         }
     }
@@ -92,7 +92,7 @@ impl Peaks {
         let mut cpu = Map::new();
         let mut cpu_total = 0.0;
         for (i, s) in servers.iter().enumerate() {
-            let name = NODES[i].0.to_string();
+            let name = s.name.clone();
             if sync {
                 self.sync[i] = self.sync[i].max(rss[i].1);
             }

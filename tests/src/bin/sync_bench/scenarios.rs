@@ -1,20 +1,24 @@
-//! The run, scenario by scenario on the same fleet: loading the records, the
-//! first sync, the incremental one and the no-op syncs, then the peaks and
-//! the targets. Each scenario measures its syncs and returns its part of the
-//! report with what the targets need from it.
+//! The run, scenario by scenario on the same servers: loading the records,
+//! the first sync, PouchDB's replication of the same records if asked for,
+//! the incremental sync and the no-op syncs, then the peaks and the targets.
+//! Each scenario measures its syncs and returns its part of the report with
+//! what the targets need from it.
 
 use crate::converge::{converge, views_agree, Converged, Goal};
 use crate::fleet::Fleet;
 use crate::options::Options;
+use crate::pouchdb::PouchDb;
 use crate::progress::progress;
 use crate::report::{
     body_bytes, outcome_sums, round1, round3, sync_log, traffic, traffic_json, Traffic,
 };
+use crate::reports::Reports;
 use crate::sync_call::SyncDone;
-use crate::topology::{expected_total, BOATS, HOPS, HQ, NODES, STATIONS};
+use crate::topology::{Topology, HQ};
 use crate::workload::{apply_edits, heads_before, load_records, plan_edits, raw_changes, Edit};
 use anyhow::{ensure, Context};
 use serde_json::{json, Map, Value as Json};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tideline_tests::proxy::FaultPlan;
 
@@ -39,10 +43,13 @@ fn plan(opts: &Options, max_offset: u64) -> FaultPlan {
     }
 }
 
-/// What every scenario runs with: the options, when the whole run must have
-/// ended, and when it started (for the progress lines).
+/// What every scenario runs with: the options, the shape of the run, where
+/// the records come from, when the whole run must have ended, and when it
+/// started (for the progress lines).
 struct Run<'a> {
     opts: &'a Options,
+    topo: &'static Topology,
+    reports: &'a Arc<Reports>,
     deadline: Instant,
     t0: Instant,
 }
@@ -51,8 +58,11 @@ struct Run<'a> {
 struct FirstSync {
     json: Json,
     secs: f64,
-    /// Bytes on the station ↔ HQ links over the zstd JSON lines.
+    /// Bytes on the links to HQ over the zstd JSON lines.
     hq_ratio: f64,
+    /// Bytes on every link, both directions, headers included.
+    wire: u64,
+    zstd_bytes: u64,
 }
 
 /// The incremental sync's part of the report, and what the targets need
@@ -70,18 +80,41 @@ struct Noop {
 }
 
 /// Every scenario and the targets, as the report's one JSON object.
-pub async fn run(opts: &Options, fleet: &mut Fleet, t0: Instant) -> anyhow::Result<Json> {
+/// PouchDB, when given, replicates right after the first sync, while the
+/// servers are idle, so that the two never compete for the CPU.
+pub async fn run(
+    opts: &Options,
+    reports: &Arc<Reports>,
+    pouchdb: Option<&PouchDb>,
+    fleet: &mut Fleet,
+    t0: Instant,
+) -> anyhow::Result<Json> {
     let run = Run {
         opts,
+        topo: fleet.topo,
+        reports,
         deadline: t0 + Duration::from_secs(opts.deadline_secs),
         t0,
     };
     let mut result = Map::new();
-    result.insert("config".into(), config_json(opts));
+    result.insert("config".into(), config_json(&run, pouchdb));
     let (ids, load) = load(&run, fleet).await?;
     result.insert("load".into(), load);
     let first = first_sync(&run, fleet, &ids).await?;
     result.insert("first_sync".into(), first.json);
+    if let Some(p) = pouchdb {
+        let records = crate::pouchdb::write_records(&ids, reports, opts.records_per_boat)?;
+        progress!(t0, "PouchDB: replicating the same records");
+        let figures = p.replicate(records.path(), run.deadline).await?;
+        let beside = crate::pouchdb::beside(figures, first.secs, first.wire, first.zstd_bytes)?;
+        progress!(t0, "PouchDB: {}", beside.summary);
+        result.insert("pouchdb".into(), beside.json);
+        result.insert("tideline_vs_pouchdb_time".into(), json!(beside.time_ratio));
+        result.insert(
+            "tideline_vs_pouchdb_wire_bytes".into(),
+            json!(beside.wire_ratio),
+        );
+    }
     let inc = incremental(&run, fleet, &ids).await?;
     result.insert("incremental".into(), inc.json);
     let noop = noop(&run, fleet).await?;
@@ -101,11 +134,15 @@ pub async fn run(opts: &Options, fleet: &mut Fleet, t0: Instant) -> anyhow::Resu
     Ok(Json::Object(result))
 }
 
-fn config_json(opts: &Options) -> Json {
+fn config_json(run: &Run<'_>, pouchdb: Option<&PouchDb>) -> Json {
+    let opts = run.opts;
     let n = opts.records_per_boat;
     json!({
+        "topology": run.topo.name,
+        "servers": run.topo.nodes.iter().map(|nd| nd.name).collect::<Vec<_>>(),
+        "records": run.reports.describe(),
         "records_per_boat": n,
-        "records_total": n * BOATS.len(),
+        "records_total": n * run.topo.boats.len(),
         "edits": opts.edits,
         "satellite": opts.satellite,
         "link": if opts.satellite {
@@ -119,6 +156,7 @@ fn config_json(opts: &Options) -> Json {
         "tideline": opts.tideline.path.display().to_string(),
         "cache_mb": opts.cache_mb,
         "page_kib": opts.page_kib,
+        "pouchdb": pouchdb.map(PouchDb::describe),
     })
 }
 
@@ -127,11 +165,12 @@ fn config_json(opts: &Options) -> Json {
 async fn load(run: &Run<'_>, fleet: &mut Fleet) -> anyhow::Result<(Vec<Vec<String>>, Json)> {
     let (opts, t0) = (run.opts, run.t0);
     let n = opts.records_per_boat;
-    let total = n * BOATS.len();
-    progress!(t0, "loading {n} records on each of {} boats", BOATS.len());
+    let boats = run.topo.boats.len();
+    let total = n * boats;
+    progress!(t0, "loading {n} records on each of {boats} boats");
     let meter = fleet.begin()?;
     let start = Instant::now();
-    let ids = load_records(fleet, n, opts.concurrency).await?;
+    let ids = load_records(fleet, run.reports, n, opts.concurrency).await?;
     let secs = start.elapsed().as_secs_f64();
     progress!(
         t0,
@@ -163,7 +202,7 @@ async fn measured_sync(
     fleet.set_faults(&plan(run.opts, max_offset));
     let before = fleet.link_stats();
     let converged = converge(fleet, goal, run.deadline, run.t0).await?;
-    let traffic = traffic(&before, &fleet.link_stats());
+    let traffic = traffic(run.topo, &before, &fleet.link_stats());
     let resources = fleet.end(&meter, true)?;
     Ok(Measured {
         converged,
@@ -184,14 +223,14 @@ async fn first_sync(
     let max_offset = n as u64 * WIRE_BYTES_PER_RECORD;
     let m = measured_sync(run, fleet, &goal, max_offset).await?;
     let totals = fleet.totals().await?;
-    views_agree(fleet, &loaded_sample(ids)).await?;
+    views_agree(fleet, &loaded_sample(run.topo, ids)).await?;
     let export = export_jsonl(fleet, n).await?;
-    Ok(first_sync_report(run.t0, n, m, &totals, export))
+    Ok(first_sync_report(run, m, &totals, export))
 }
 
 /// Five records of every boat, evenly spread over what it loaded.
-fn loaded_sample(ids: &[Vec<String>]) -> Vec<(usize, String)> {
-    BOATS
+fn loaded_sample(topo: &Topology, ids: &[Vec<String>]) -> Vec<(usize, String)> {
+    topo.boats
         .iter()
         .enumerate()
         .flat_map(|(b, &boat)| {
@@ -219,10 +258,10 @@ async fn export_jsonl(fleet: &mut Fleet, n: usize) -> anyhow::Result<Export> {
         .split(|&b| b == b'\n')
         .filter(|l| !l.is_empty())
         .count();
+    let expected = n * fleet.topo.boats.len();
     ensure!(
-        lines == n * BOATS.len(),
-        "HQ exported {lines} lines, expected {}",
-        n * BOATS.len()
+        lines == expected,
+        "HQ exported {lines} lines, expected {expected}"
     );
     let zstd_bytes = zstd::encode_all(&jsonl[..], 3).context("zstd")?.len() as u64;
     Ok(Export {
@@ -232,13 +271,9 @@ async fn export_jsonl(fleet: &mut Fleet, n: usize) -> anyhow::Result<Export> {
     })
 }
 
-fn first_sync_report(
-    t0: Instant,
-    n: usize,
-    m: Measured,
-    totals: &[u64],
-    export: Export,
-) -> FirstSync {
+fn first_sync_report(run: &Run<'_>, m: Measured, totals: &[u64], export: Export) -> FirstSync {
+    let (t0, topo) = (run.t0, run.topo);
+    let records = run.opts.records_per_boat * topo.boats.len();
     let (c, t) = (&m.converged, &m.traffic);
     let zstd_bytes = export.zstd_bytes;
     let secs = c.sync_wall.as_secs_f64();
@@ -253,21 +288,19 @@ fn first_sync_report(
     let mut first = Map::new();
     first.insert("wall_s".into(), json!(round3(secs)));
     first.insert("rounds".into(), json!(c.rounds));
-    first.insert(
-        "records_per_s".into(),
-        json!(round1((n * BOATS.len()) as f64 / secs)),
-    );
+    first.insert("records_per_s".into(), json!(round1(records as f64 / secs)));
     first.insert("outcomes".into(), sums);
     first.insert("traffic".into(), traffic_json(t));
     first.insert(
         "totals".into(),
-        json!(NODES
+        json!(topo
+            .nodes
             .iter()
             .zip(totals)
-            .map(|(nd, t)| (nd.0.to_string(), json!(t)))
+            .map(|(nd, t)| (nd.name.to_string(), json!(t)))
             .collect::<Map<_, _>>()),
     );
-    compare_with_jsonl(&mut first, &m, &export);
+    compare_with_jsonl(topo, &mut first, &m, &export);
     first.insert("resources".into(), m.resources);
     first.insert("export_resources".into(), export.resources);
     first.insert("syncs".into(), sync_log(&c.syncs));
@@ -275,27 +308,35 @@ fn first_sync_report(
         json: Json::Object(first),
         secs,
         hq_ratio: t.hq_links as f64 / zstd_bytes as f64,
+        wire: t.wire(),
+        zstd_bytes,
     }
 }
 
 /// The first sync's bytes against the zstd JSON lines of the same records.
-fn compare_with_jsonl(first: &mut Map<String, Json>, m: &Measured, export: &Export) {
+fn compare_with_jsonl(
+    topo: &Topology,
+    first: &mut Map<String, Json>,
+    m: &Measured,
+    export: &Export,
+) {
     let t = &m.traffic;
+    let hops = topo.hops;
     let zstd_bytes = export.zstd_bytes;
     let body_total = body_bytes(&m.converged.syncs);
     first.insert("jsonl_bytes".into(), json!(export.jsonl_bytes));
     first.insert("zstd_jsonl_bytes".into(), json!(zstd_bytes));
-    // Each record crosses three links (boat → station, station → HQ, station →
-    // sibling boat), the JSON lines count it once: compare per crossing. The
-    // two station ↔ HQ links carry every record exactly once, so they are the
-    // most direct comparison.
+    // In the fleet each record crosses three links (boat → station, station →
+    // HQ, station → sibling boat), the JSON lines count it once: compare per
+    // crossing. The links to HQ (two from the stations, or the one boat's)
+    // carry every record exactly once, so they are the most direct comparison.
     first.insert(
         "wire_bytes_per_crossing_over_zstd_jsonl".into(),
-        json!(round3(t.wire() as f64 / (HOPS * zstd_bytes) as f64)),
+        json!(round3(t.wire() as f64 / (hops * zstd_bytes) as f64)),
     );
     first.insert(
         "body_bytes_per_crossing_over_zstd_jsonl".into(),
-        json!(round3(body_total as f64 / (HOPS * zstd_bytes) as f64)),
+        json!(round3(body_total as f64 / (hops * zstd_bytes) as f64)),
     );
     first.insert("hq_links_wire_bytes".into(), json!(t.hq_links));
     first.insert(
@@ -310,14 +351,14 @@ async fn incremental(
     fleet: &mut Fleet,
     ids: &[Vec<String>],
 ) -> anyhow::Result<Incremental> {
-    let opts = run.opts;
-    let edits = plan_edits(ids, opts.records_per_boat, opts.edits);
+    let (opts, boats) = (run.opts, run.topo.boats);
+    let edits = plan_edits(ids, run.reports, boats, opts.records_per_boat, opts.edits);
     let edited = make_edits(run, fleet, &edits).await?;
-    let max_offset = (opts.edits / BOATS.len()).max(1) as u64 * WIRE_BYTES_PER_RECORD;
+    let max_offset = (opts.edits / boats.len()).max(1) as u64 * WIRE_BYTES_PER_RECORD;
     let goal = Goal::Edits(&edits);
     let m = measured_sync(run, fleet, &goal, max_offset).await?;
     views_agree(fleet, &edit_sample(&edits)).await?;
-    Ok(incremental_report(run.t0, &edited, m))
+    Ok(incremental_report(run, &edited, m))
 }
 
 /// The edits themselves, before any sync.
@@ -360,18 +401,19 @@ fn edit_sample(edits: &[Edit]) -> Vec<(usize, String)> {
         .collect()
 }
 
-fn incremental_report(t0: Instant, e: &Edited, m: Measured) -> Incremental {
+fn incremental_report(run: &Run<'_>, e: &Edited, m: Measured) -> Incremental {
+    let (t0, hops) = (run.t0, run.topo.hops);
     let (c, t) = (&m.converged, &m.traffic);
     let secs = c.sync_wall.as_secs_f64();
     let sums = outcome_sums(&c.syncs);
     let body_total = body_bytes(&c.syncs);
     let wire = t.wire();
-    let carried = HOPS * e.raw_change_bytes;
+    let carried = hops * e.raw_change_bytes;
     // Target: bytes ≤ 1.0 × the raw change bytes each link must carry, plus 1 KiB per sync.
     let allowance = carried + 1024 * c.syncs.len() as u64;
     progress!(
         t0,
-        "incremental: {secs:.2} s, {} round trips, {wire} wire bytes, {body_total} body bytes; raw {} × {HOPS} links",
+        "incremental: {secs:.2} s, {} round trips, {wire} wire bytes, {body_total} body bytes; raw {} × {hops} links",
         sums["round_trips"],
         e.raw_change_bytes
     );
@@ -414,10 +456,10 @@ async fn noop(run: &Run<'_>, fleet: &mut Fleet) -> anyhow::Result<Noop> {
     let mut syncs = Vec::new();
     let mut ok = true;
     let mut secs = 0.0;
-    for &node in BOATS.iter().chain(&STATIONS) {
+    for &node in run.topo.boats.iter().chain(run.topo.stations) {
         let before = fleet.link_stats();
         let done = fleet.sync_group(&[node], run.deadline).await?.remove(0);
-        let t = traffic(&before, &fleet.link_stats());
+        let t = traffic(run.topo, &before, &fleet.link_stats());
         ok &= is_noop(&done);
         secs += done.wall.as_secs_f64();
         syncs.push(noop_entry(&done, &t));
@@ -441,7 +483,7 @@ fn is_noop(done: &SyncDone) -> bool {
 fn noop_entry(done: &SyncDone, t: &Traffic) -> Json {
     let o = &done.outcome;
     json!({
-        "node": NODES[done.node].0,
+        "node": done.name,
         "round_trips": o.round_trips,
         "pushed": o.pushed,
         "pulled": o.pulled,
@@ -457,12 +499,13 @@ fn noop_entry(done: &SyncDone, t: &Traffic) -> Json {
 
 /// After all scenarios every node still holds exactly what it should.
 async fn nothing_lost(fleet: &Fleet, n: usize) -> anyhow::Result<()> {
+    let topo = fleet.topo;
     let totals = fleet.totals().await?;
     for (i, t) in totals.iter().enumerate() {
         ensure!(
-            *t == expected_total(i, n),
+            *t == topo.expected_total(i, n),
             "{} lost records: {t}",
-            NODES[i].0
+            topo.name_of(i)
         );
     }
     Ok(())
@@ -472,11 +515,12 @@ async fn nothing_lost(fleet: &Fleet, n: usize) -> anyhow::Result<()> {
 /// one while syncing, for the targets.
 fn peaks(fleet: &mut Fleet, result: &mut Map<String, Json>) -> anyhow::Result<f64> {
     fleet.observe_rss()?;
+    let topo = fleet.topo;
     let per_node = |v: &[f64]| -> Map<String, Json> {
-        NODES
+        topo.nodes
             .iter()
             .zip(v)
-            .map(|(nd, p)| (nd.0.to_string(), json!(round1(*p))))
+            .map(|(nd, p)| (nd.name.to_string(), json!(round1(*p))))
             .collect()
     };
     let peaks = &fleet.peaks;

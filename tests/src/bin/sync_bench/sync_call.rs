@@ -1,7 +1,6 @@
 //! One `POST /api/v1/sync/now` as the harness makes it: retried while the
 //! link is what failed, and what the server answered once it succeeded.
 
-use crate::topology::NODES;
 use anyhow::{bail, ensure, Context};
 use serde_json::Value as Json;
 use std::time::{Duration, Instant};
@@ -48,6 +47,7 @@ impl Outcome {
 #[derive(Debug, Clone)]
 pub struct SyncDone {
     pub node: usize,
+    pub name: &'static str,
     pub outcome: Outcome,
     pub attempts: u32,
     pub wall: Duration,
@@ -57,6 +57,7 @@ pub struct SyncDone {
 #[derive(Clone)]
 pub struct SyncCall {
     pub node: usize,
+    pub name: &'static str,
     pub url: String,
     pub token: String,
     pub http: reqwest::Client,
@@ -67,7 +68,7 @@ pub struct SyncCall {
 /// connection): retried, since a sync resumes from its checkpoints. Anything
 /// else is a real failure and stops the run.
 pub async fn sync_until_ok(call: SyncCall) -> anyhow::Result<SyncDone> {
-    let name = NODES[call.node].0;
+    let name = call.name;
     let started = Instant::now();
     for attempt in 1..=MAX_SYNC_ATTEMPTS {
         let left = call.deadline.saturating_duration_since(Instant::now());
@@ -89,6 +90,7 @@ pub async fn sync_until_ok(call: SyncCall) -> anyhow::Result<SyncDone> {
             200 => {
                 return Ok(SyncDone {
                     node: call.node,
+                    name,
                     outcome: Outcome::parse(&body)?,
                     attempts: attempt,
                     wall: started.elapsed(),

@@ -3,43 +3,43 @@
 //! raw Automerge changes those edits made, which the report compares with.
 
 use crate::fleet::Fleet;
-use crate::topology::BOATS;
+use crate::reports::{Reports, FORM};
 use anyhow::{ensure, Context};
 use automerge::{AutoCommit, ChangeHash};
 use serde_json::{json, Map, Value as Json};
 use std::collections::HashMap;
+use std::sync::Arc;
 use tokio::task::JoinSet;
 
-/// A varied boarding report (6 crew, 2 seizures, 600 characters of
-/// findings) that compresses no better than real ones.
-fn typical_report(n: usize) -> Map<String, Json> {
-    tideline_schemas::samples::varied_report(n)
-}
-
-/// Create `n` reports on every boat, `concurrency` requests in flight per boat.
-/// Returns each boat's record ids, in creation order.
+/// Create `n` reports on every boat, `concurrency` requests in flight per
+/// boat; the `i`-th record of the `b`-th boat gets `reports.fields(b * n + i)`.
+/// Returns each boat's record ids, in that order.
 pub async fn load_records(
     fleet: &Fleet,
+    reports: &Arc<Reports>,
     n: usize,
     concurrency: usize,
 ) -> anyhow::Result<Vec<Vec<String>>> {
+    let boats = fleet.topo.boats;
     let mut set = JoinSet::new();
-    for (b, &boat) in BOATS.iter().enumerate() {
+    for (b, &boat) in boats.iter().enumerate() {
         for t in 0..concurrency {
             let url = fleet.servers[boat].url("/api/v1/records");
             let token = fleet.servers[boat].token.clone();
             let http = fleet.api.clone();
+            let reports = Arc::clone(reports);
             set.spawn(async move {
                 let mut ids = Vec::new();
                 for i in (t..n).step_by(concurrency) {
-                    let id = post_record(&http, &url, &token, typical_report(b * n + i)).await?;
+                    let fields = reports.fields(b * n + i);
+                    let id = post_record(&http, &url, &token, fields).await?;
                     ids.push((i, id));
                 }
                 anyhow::Ok((b, ids))
             });
         }
     }
-    let mut per_boat: Vec<Vec<(usize, String)>> = vec![Vec::new(); BOATS.len()];
+    let mut per_boat: Vec<Vec<(usize, String)>> = vec![Vec::new(); boats.len()];
     while let Some(joined) = set.join_next().await {
         let (b, ids) = joined.context("a load task panicked")??;
         per_boat[b].extend(ids);
@@ -60,7 +60,7 @@ async fn post_record(
     token: &str,
     fields: Map<String, Json>,
 ) -> anyhow::Result<String> {
-    let body = json!({"form": "boarding-report", "fields": fields});
+    let body = json!({"form": FORM, "fields": fields});
     let r = http
         .post(url)
         .bearer_auth(token)
@@ -85,20 +85,37 @@ pub struct Edit {
     pub arrests: u64,
 }
 
-/// `count` edits spread evenly over the boats' records (`ids`, as loaded,
-/// `n` per boat), round robin over the boats.
-pub fn plan_edits(ids: &[Vec<String>], n: usize, count: usize) -> Vec<Edit> {
+/// `count` edits spread evenly over the boats' records (`ids`, as loaded
+/// from `reports`, `n` per boat, of the nodes `boats`), round robin over the
+/// boats.
+pub fn plan_edits(
+    ids: &[Vec<String>],
+    reports: &Reports,
+    boats: &[usize],
+    n: usize,
+    count: usize,
+) -> Vec<Edit> {
     let mut edits = Vec::new();
+    let per = boats.len();
     for i in 0..count {
-        let b = i % BOATS.len();
-        let on_this_boat = count / BOATS.len() + usize::from(b < count % BOATS.len());
+        let b = i % per;
+        let on_this_boat = count / per + usize::from(b < count % per);
         let stride = (n / on_this_boat.max(1)).max(1);
-        let idx = ((i / BOATS.len()) * stride) % n;
+        let idx = ((i / per) * stride) % n;
+        // Never the loaded value (0 to 2 in generated and reference
+        // reports alike), so every edit is a real change.
+        let loaded = reports
+            .fields(b * n + idx)
+            .get("arrests")
+            .and_then(Json::as_u64);
+        let mut arrests = 3 + (i % 9) as u64;
+        if loaded == Some(arrests) {
+            arrests += 9;
+        }
         edits.push(Edit {
-            boat: BOATS[b],
+            boat: boats[b],
             id: ids[b][idx].clone(),
-            // Never 1 (the loaded value), so every edit is a real change.
-            arrests: 2 + (i % 9) as u64,
+            arrests,
         });
     }
     edits
@@ -107,7 +124,8 @@ pub fn plan_edits(ids: &[Vec<String>], n: usize, count: usize) -> Vec<Edit> {
 /// Make `edits` on their boats, about `concurrency` requests in flight per boat.
 pub async fn apply_edits(fleet: &Fleet, edits: &[Edit], concurrency: usize) -> anyhow::Result<()> {
     let mut set = JoinSet::new();
-    for chunk in edits.chunks(edits.len().div_ceil(concurrency * BOATS.len()).max(1)) {
+    let tasks = concurrency * fleet.topo.boats.len();
+    for chunk in edits.chunks(edits.len().div_ceil(tasks).max(1)) {
         let calls: Vec<(String, String, u64)> = chunk
             .iter()
             .map(|e| {
