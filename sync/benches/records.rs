@@ -454,10 +454,12 @@ fn reads(c: &mut Criterion) {
 }
 
 /// What one record costs each time it crosses a link, split into the Automerge
-/// steps of a first sync: the sender loads the stored document and extracts
-/// the changes the peer lacks (all of them), the receiver decodes and applies
-/// them to an empty document and builds the record's view. No storage: this is
-/// the CPU floor a first sync cannot go under, per record and per hop.
+/// steps of a first sync: sent as changes (protocol v4), the sender loads the
+/// stored document and extracts the changes the peer lacks (all of them), the
+/// receiver decodes and applies them to an empty document; sent whole (v5),
+/// both check the document's bytes and the receiver loads it. Either way the
+/// receiver builds the record's view. No storage: this is the CPU floor a
+/// first sync cannot go under, per record and per hop.
 fn sync_hop(c: &mut Criterion) {
     let forms = FormRegistry::builtin();
     let form = forms.latest(FORM).expect("built-in form");
@@ -498,6 +500,17 @@ fn sync_hop(c: &mut Criterion) {
                 .collect();
             doc.apply_changes(decoded).expect("apply");
             black_box(doc.save())
+        })
+    });
+    // A first transfer since protocol v5: the sender sends its stored bytes
+    // and checks them (`plain_document`), the receiver checks them again and
+    // loads the document, which verifies every hash.
+    group.bench_function("whole_document_check_and_load", |b| {
+        b.iter(|| {
+            let (saved, _) = pick();
+            let read = tideline_sync::integrity::plain_document(saved).expect("plain");
+            black_box(read);
+            black_box(RecordDoc::load(saved, &[], actor.clone()).expect("load"))
         })
     });
     group.bench_function("receiver_build_view", |b| {

@@ -414,6 +414,18 @@ mod tests {
     }
 
     #[test]
+    fn a_peer_on_the_previous_version_is_told_both_versions() {
+        let mut previous = encode_request(&SyncRequest::default()).unwrap();
+        previous[4..6].copy_from_slice(&(PROTOCOL_VERSION - 1).to_be_bytes());
+        let refused = decode_request(&previous, &Limits::default()).unwrap_err();
+        assert_eq!(refused, CodecError::Version(4));
+        assert_eq!(
+            refused.to_string(),
+            "sync protocol version 4 is not supported (this instance speaks 5)"
+        );
+    }
+
+    #[test]
     fn wrong_magic_and_version_are_named() {
         assert_eq!(
             decode_request(b"GET / HTTP/1.1", &Limits::default()),

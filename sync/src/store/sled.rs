@@ -46,6 +46,10 @@ const STATE: u8 = b'y';
 /// can spare, and documents are read rarely enough that a small cache suffices.
 pub const DEFAULT_CACHE_BYTES: u64 = 32 * 1024 * 1024;
 
+/// What [`SledStore::rewrite_documents`] calls with each stored document:
+/// the snapshot to replace it with, or None to leave it.
+pub type Rewrite<'a> = dyn FnMut(&RecordId, &StoredDoc) -> Result<Option<Vec<u8>>, StoreError> + 'a;
+
 pub struct SledStore {
     db: sled::Db,
     records: sled::Tree,
@@ -225,10 +229,7 @@ impl SledStore {
     /// hold the same changes. Each record's rewrite is atomic, and all are
     /// durable on return; a migration cut short is simply run again.
     /// Returns how many documents were rewritten.
-    pub fn rewrite_documents(
-        &self,
-        rewrite: &mut dyn FnMut(&RecordId, &StoredDoc) -> Result<Option<Vec<u8>>, StoreError>,
-    ) -> Result<usize, StoreError> {
+    pub fn rewrite_documents(&self, rewrite: &mut Rewrite<'_>) -> Result<usize, StoreError> {
         let mut state = self.lock();
         let ids: Vec<RecordId> = self
             .records
