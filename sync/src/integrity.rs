@@ -65,33 +65,10 @@ pub fn chunks_intact(mut bytes: &[u8]) -> bool {
         return false;
     }
     while !bytes.is_empty() {
-        if bytes.len() < 9 || bytes[..4] != MAGIC {
-            return false;
+        match checked_chunk(bytes) {
+            Some((DOCUMENT | CHANGE, _, end)) => bytes = &bytes[end..],
+            _ => return false,
         }
-        let checksum = &bytes[4..8];
-        let kind = bytes[8];
-        if kind != DOCUMENT && kind != CHANGE {
-            return false;
-        }
-        let Some((len, len_bytes)) = leb128(&bytes[9..]) else {
-            return false;
-        };
-        let start = 9 + len_bytes;
-        let Some(end) = usize::try_from(len)
-            .ok()
-            .and_then(|len| start.checked_add(len))
-            .filter(|end| *end <= bytes.len())
-        else {
-            return false;
-        };
-        let mut hasher = Sha256::new();
-        hasher.update([kind]);
-        hasher.update(leb128_bytes(len));
-        hasher.update(&bytes[start..end]);
-        if hasher.finalize()[..4] != *checksum {
-            return false;
-        }
-        bytes = &bytes[end..];
     }
     true
 }
@@ -119,6 +96,25 @@ pub struct PlainDocument {
     /// (hash, dependencies): the document's heads (their dependencies are
     /// inside it) and each appended change.
     pub graph: Vec<([u8; 32], Vec<[u8; 32]>)>,
+}
+
+impl PlainDocument {
+    /// [`Self::actors`] as Automerge actor ids.
+    pub fn authors(&self) -> Vec<automerge::ActorId> {
+        self.actors
+            .iter()
+            .map(|a| automerge::ActorId::from(a.as_slice()))
+            .collect()
+    }
+
+    /// [`Self::graph`] as Automerge change hashes.
+    pub fn change_graph(&self) -> Vec<(automerge::ChangeHash, Vec<automerge::ChangeHash>)> {
+        let hash = |h: &[u8; 32]| automerge::ChangeHash(*h);
+        self.graph
+            .iter()
+            .map(|(h, deps)| (hash(h), deps.iter().map(hash).collect()))
+            .collect()
+    }
 }
 
 /// One chunk at the start of `bytes`: (type, data, whole chunk length),
@@ -201,13 +197,12 @@ pub fn plain_document(bytes: &[u8]) -> Option<PlainDocument> {
         return None;
     }
     let mut f = Fields(data);
-    let actors = (0..f.count(1)?)
+    let mut actors = (0..f.count(1)?)
         .map(|_| f.bytes().map(<[u8]>::to_vec))
         .collect::<Option<Vec<_>>>()?;
     let mut graph: Vec<_> = f.hashes()?.into_iter().map(|h| (h, Vec::new())).collect();
     f.plain_columns()?;
     f.plain_columns()?;
-    let mut actors = actors;
     while at < bytes.len() {
         let (kind, data, len) = checked_chunk(&bytes[at..])?;
         if kind != CHANGE {

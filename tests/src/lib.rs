@@ -214,6 +214,18 @@ impl Instance {
             .expect("json")
     }
 
+    /// GET `path` with this instance's session: the status and the body.
+    pub async fn get_bytes(&self, path: &str) -> (u16, Vec<u8>) {
+        let resp = self.client.get(self.url(path)).send().await.expect("get");
+        let status = resp.status().as_u16();
+        (status, resp.bytes().await.expect("body").to_vec())
+    }
+
+    /// A stored file by its SHA-256 (hex): the status and the bytes.
+    pub async fn blob(&self, hash: &str) -> (u16, Vec<u8>) {
+        self.get_bytes(&format!("/api/v1/blobs/{hash}")).await
+    }
+
     /// Every record, newest first.
     pub async fn all(&self) -> Vec<Value> {
         let page: Value = self

@@ -91,16 +91,8 @@ async fn files_follow_their_records_from_boat_to_station_to_hq() {
             false,
             "{who}"
         );
-        let got = inst
-            .client
-            .get(inst.url(&format!("/api/v1/blobs/{hash}")))
-            .send()
-            .await
-            .unwrap()
-            .bytes()
-            .await
-            .unwrap();
-        assert_eq!(got.as_ref(), photo.as_slice(), "{who}");
+        let (_, got) = inst.blob(&hash).await;
+        assert_eq!(got.as_slice(), photo.as_slice(), "{who}");
     }
     // Nothing is sent twice.
     let again = boat.sync_ok().await;
@@ -192,16 +184,8 @@ async fn a_cut_upload_resumes_from_what_the_upstream_holds() {
     );
 
     let hash = tideline_sync::blobs::BlobHash::of(&photo).to_hex();
-    let got = station
-        .client
-        .get(station.url(&format!("/api/v1/blobs/{hash}")))
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
-    assert_eq!(got.as_ref(), photo.as_slice());
+    let (_, got) = station.blob(&hash).await;
+    assert_eq!(got.as_slice(), photo.as_slice());
     eprintln!(
         "cut upload: {} byte file, {attempts} attempts, {requests} requests, {cuts} cuts, {sent} bytes sent",
         photo.len()
@@ -226,17 +210,6 @@ async fn attach(inst: &Instance, id: &str, name: &str, bytes: &[u8]) -> String {
         .unwrap();
     assert_eq!(resp.status(), 201, "{}: attach failed", inst.name);
     tideline_sync::blobs::BlobHash::of(bytes).to_hex()
-}
-
-async fn fetch_blob(inst: &Instance, hash: &str) -> (u16, Vec<u8>) {
-    let resp = inst
-        .client
-        .get(inst.url(&format!("/api/v1/blobs/{hash}")))
-        .send()
-        .await
-        .unwrap();
-    let status = resp.status().as_u16();
-    (status, resp.bytes().await.unwrap().to_vec())
 }
 
 /// Headquarters adds evidence photos to a boat's reports. They reach the boat
@@ -268,7 +241,7 @@ async fn a_boat_fetches_an_upstream_file_when_someone_opens_it() {
     assert_eq!(boat.get(first).await["attachments"][0]["pending"], true);
     assert_eq!(station.get(first).await["attachments"][0]["pending"], true);
 
-    let (status, bytes) = fetch_blob(&boat, &opened_hash).await;
+    let (status, bytes) = boat.blob(&opened_hash).await;
     assert_eq!(status, 200);
     assert_eq!(bytes, opened);
     assert_eq!(boat.get(first).await["attachments"][0]["pending"], false);
@@ -421,7 +394,7 @@ async fn a_cut_download_resumes_from_what_the_downstream_holds() {
         file.len()
     );
     assert_eq!(boat.get(&id).await["attachments"][0]["pending"], false);
-    let (status, bytes) = fetch_blob(&boat, &hash).await;
+    let (status, bytes) = boat.blob(&hash).await;
     assert_eq!(status, 200);
     assert_eq!(bytes, file);
     eprintln!(
@@ -464,7 +437,7 @@ async fn an_upstream_restored_from_an_older_backup_receives_again_the_files_it_l
     let restored_dir = dirs[2].path().join("restored");
     tideline_server::backup::restore(&backup, &restored_dir).unwrap();
     let restored = Instance::start("restored", &restored_dir, "BB-01").await;
-    assert_eq!(fetch_blob(&restored, &hash).await.0, 404);
+    assert_eq!(restored.blob(&hash).await.0, 404);
 
     let (records, data, url) = (
         boat.records.clone(),
@@ -489,7 +462,7 @@ async fn an_upstream_restored_from_an_older_backup_receives_again_the_files_it_l
     .unwrap();
     assert_eq!(outcome.files_sent, 1, "{outcome:?}");
     assert_eq!(restored.get(&id).await["attachments"][0]["pending"], false);
-    let (status, bytes) = fetch_blob(&restored, &hash).await;
+    let (status, bytes) = restored.blob(&hash).await;
     assert_eq!(status, 200);
     assert_eq!(bytes, photo);
 }

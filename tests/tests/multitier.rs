@@ -126,15 +126,9 @@ async fn work_done_while_hq_is_down_converges_everywhere() {
 
     // Changes keep their original author end to end: boat 1's record at HQ was
     // written by boat 1's actor, and HQ's correction by HQ's.
-    let bytes =
-        f.hq.client
-            .get(f.hq.url(&format!("/api/v1/records/{}/automerge", ids[0])))
-            .send()
-            .await
-            .unwrap()
-            .bytes()
-            .await
-            .unwrap();
+    let (_, bytes) =
+        f.hq.get_bytes(&format!("/api/v1/records/{}/automerge", ids[0]))
+            .await;
     let mut doc = automerge::AutoCommit::load(&bytes).unwrap();
     let actors: HashSet<String> = doc
         .get_changes(&[])

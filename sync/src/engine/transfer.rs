@@ -5,7 +5,7 @@ use crate::engine::error::SyncError;
 use crate::integrity::{claimed_change_checksum, plain_document};
 use crate::plan::{frontier, peer_has_all};
 use crate::protocol::DocChanges;
-use crate::records::{Payload, Records, RemoteDoc};
+use crate::records::{change_authors, change_graph, Payload, Records, RemoteDoc};
 use crate::store::{DocStore, Summary};
 use automerge::{ActorId, Change, ChangeHash};
 use std::collections::{HashMap, HashSet};
@@ -15,13 +15,6 @@ use tideline_schemas::RecordId;
 /// A record id from the wire; None for anything that is not one.
 pub fn record_id(text: &str) -> Option<RecordId> {
     text.parse().ok()
-}
-
-pub fn hashes_and_deps(changes: &[Change]) -> Vec<(ChangeHash, Vec<ChangeHash>)> {
-    changes
-        .iter()
-        .map(|c| (c.hash(), c.deps().to_vec()))
-        .collect()
 }
 
 /// One record's part of a page: its changes, their size, the heads both sides
@@ -56,12 +49,6 @@ pub fn outgoing<S: DocStore>(
     if changes.is_empty() {
         return Ok(None);
     }
-    let mut authors: Vec<ActorId> = Vec::new();
-    for c in &changes {
-        if !authors.contains(c.actor_id()) {
-            authors.push(c.actor_id().clone());
-        }
-    }
     Ok(Some(Outgoing {
         size: changes.iter().map(|c| c.raw_bytes().len() as u64).sum(),
         doc: DocChanges {
@@ -69,8 +56,8 @@ pub fn outgoing<S: DocStore>(
             changes: changes.iter().map(|c| c.raw_bytes().to_vec()).collect(),
             document: Vec::new(),
         },
-        shared: frontier(known, &hashes_and_deps(&changes)),
-        authors,
+        shared: frontier(known, &change_graph(&changes)),
+        authors: change_authors(&changes),
     }))
 }
 
@@ -85,21 +72,14 @@ fn whole_document<S: DocStore>(
     let Some(stored) = records.store().load(id)? else {
         return Ok(None);
     };
-    let mut bytes = stored.snapshot;
-    for chunk in &stored.chunks {
-        bytes.extend_from_slice(chunk);
-    }
+    let bytes = stored.into_bytes();
     let Some(read) = plain_document(&bytes) else {
         return Ok(None);
     };
     Ok(Some(Outgoing {
         size: bytes.len() as u64,
         shared: summary.change_hashes(),
-        authors: read
-            .actors
-            .iter()
-            .map(|a| ActorId::from(a.as_slice()))
-            .collect(),
+        authors: read.authors(),
         doc: DocChanges {
             id: id.to_string(),
             changes: Vec::new(),

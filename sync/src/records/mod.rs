@@ -23,6 +23,8 @@ mod stored;
 
 pub use self::edit::{transition_allowed, Attachment, Author, Patch, Written};
 pub use self::query::{Filter, Page, DEFAULT_LIMIT, MAX_LIMIT};
-pub use self::remote::{document_changes, Payload, RemoteDoc, RemoteResult};
+pub use self::remote::{
+    change_authors, change_graph, document_changes, Payload, RemoteDoc, RemoteResult,
+};
 pub use self::service::{Identity, Records, RecordsError};
 pub use self::stored::{build_view, plain_snapshot, RecordView, MAX_CHUNKS};

@@ -38,20 +38,8 @@ impl RemoteDoc {
     /// Every actor that may have authored a change in what was sent.
     pub fn authors(&self) -> Vec<ActorId> {
         match &self.payload {
-            Payload::Changes(changes) => {
-                let mut authors: Vec<ActorId> = Vec::new();
-                for c in changes {
-                    if !authors.contains(c.actor_id()) {
-                        authors.push(c.actor_id().clone());
-                    }
-                }
-                authors
-            }
-            Payload::Document { read, .. } => read
-                .actors
-                .iter()
-                .map(|a| ActorId::from(a.as_slice()))
-                .collect(),
+            Payload::Changes(changes) => change_authors(changes),
+            Payload::Document { read, .. } => read.authors(),
         }
     }
 
@@ -59,20 +47,8 @@ impl RemoteDoc {
     /// heads both sides share once it is applied.
     pub fn graph(&self) -> Vec<(ChangeHash, Vec<ChangeHash>)> {
         match &self.payload {
-            Payload::Changes(changes) => changes
-                .iter()
-                .map(|c| (c.hash(), c.deps().to_vec()))
-                .collect(),
-            Payload::Document { read, .. } => read
-                .graph
-                .iter()
-                .map(|(h, deps)| {
-                    (
-                        ChangeHash(*h),
-                        deps.iter().map(|d| ChangeHash(*d)).collect(),
-                    )
-                })
-                .collect(),
+            Payload::Changes(changes) => change_graph(changes),
+            Payload::Document { read, .. } => read.change_graph(),
         }
     }
 
@@ -86,6 +62,25 @@ impl RemoteDoc {
             Payload::Document { bytes, .. } => Some((self.id, document_changes(&bytes)?)),
         }
     }
+}
+
+/// Each change's (hash, dependencies).
+pub fn change_graph(changes: &[Change]) -> Vec<(ChangeHash, Vec<ChangeHash>)> {
+    changes
+        .iter()
+        .map(|c| (c.hash(), c.deps().to_vec()))
+        .collect()
+}
+
+/// The authors of `changes`, each once, in the order they first appear.
+pub fn change_authors(changes: &[Change]) -> Vec<ActorId> {
+    let mut authors: Vec<ActorId> = Vec::new();
+    for c in changes {
+        if !authors.contains(c.actor_id()) {
+            authors.push(c.actor_id().clone());
+        }
+    }
+    authors
 }
 
 /// Every change of a document, or None when it does not load (Automerge's
@@ -221,20 +216,14 @@ impl<S: DocStore> Records<S> {
             Payload::Document { bytes, .. } if stored.is_none() => {
                 return self.take_document(id, bytes, allowed)
             }
-            Payload::Document { bytes, read } => {
-                let doc = RemoteDoc {
-                    id: *id,
-                    payload: Payload::Document { bytes, read },
-                };
-                match doc.into_changes() {
-                    Some((_, changes)) => changes,
-                    None => {
-                        return Ok(Merged::Result(RemoteResult::Invalid(
-                            "the document could not be loaded".into(),
-                        )))
-                    }
+            Payload::Document { bytes, .. } => match document_changes(&bytes) {
+                Some(changes) => changes,
+                None => {
+                    return Ok(Merged::Result(RemoteResult::Invalid(
+                        "the document could not be loaded".into(),
+                    )))
                 }
-            }
+            },
         };
         let mut doc = match &stored {
             Some(stored) => self.load_doc(stored)?,

@@ -86,11 +86,7 @@ pub fn doc_write(
 /// it can already be sent as it is stored: snapshots DEFLATEd by earlier
 /// binaries are loaded, which verifies them, and saved again.
 pub fn plain_snapshot(stored: &StoredDoc) -> Result<Option<Vec<u8>>, DocError> {
-    let mut whole = stored.snapshot.clone();
-    for chunk in &stored.chunks {
-        whole.extend_from_slice(chunk);
-    }
-    if crate::integrity::plain_document(&whole).is_some() {
+    if crate::integrity::plain_document(&stored.clone().into_bytes()).is_some() {
         return Ok(None);
     }
     let actor = automerge::ActorId::from([0u8; 16]);

@@ -38,6 +38,15 @@ impl StoredDoc {
     pub fn chunk_bytes(&self) -> usize {
         self.chunks.iter().map(Vec::len).sum()
     }
+
+    /// The snapshot followed by the chunks: one Automerge file.
+    pub fn into_bytes(self) -> Vec<u8> {
+        let mut bytes = self.snapshot;
+        for chunk in &self.chunks {
+            bytes.extend_from_slice(chunk);
+        }
+        bytes
+    }
 }
 
 /// How a write changes the stored document.

@@ -767,17 +767,9 @@ async fn a_photo_uploads_on_its_own_as_it_is_chosen_through_a_link_that_drops() 
     assert_eq!(view["fields"]["vessel_name"], "Photo Watch");
     assert_eq!(view["fields"]["photos"], json!([hash]));
     assert_eq!(view["attachments"][0]["name"], "hold.jpg");
-    let served = boat
-        .client
-        .get(boat.url(&format!("/api/v1/blobs/{hash}")))
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
+    let (_, served) = boat.blob(&hash).await;
     assert!(
-        served.as_ref() == photo.as_slice(),
+        served.as_slice() == photo.as_slice(),
         "the stored photo differs"
     );
 
