@@ -246,10 +246,7 @@ impl SledStore {
                 continue;
             };
             let mut batch = sled::Batch::default();
-            for kv in self.records.scan_prefix(key(CHUNK, &id)) {
-                batch.remove(kv.map_err(io)?.0);
-            }
-            batch.insert(&key(DOC, &id)[..], snapshot);
+            self.replace_doc(&mut batch, &id, snapshot)?;
             self.records.apply_batch(batch).map_err(io)?;
             rewritten += 1;
         }
@@ -257,6 +254,21 @@ impl SledStore {
         drop(state);
         self.wait_durable(ticket)?;
         Ok(rewritten)
+    }
+
+    /// Add to `batch` what replaces a record's document with one snapshot:
+    /// its chunks removed, the snapshot written.
+    fn replace_doc(
+        &self,
+        batch: &mut sled::Batch,
+        id: &RecordId,
+        snapshot: Vec<u8>,
+    ) -> Result<(), StoreError> {
+        for kv in self.records.scan_prefix(key(CHUNK, id)) {
+            batch.remove(kv.map_err(io)?.0);
+        }
+        batch.insert(&key(DOC, id)[..], snapshot);
+        Ok(())
     }
 
     /// Return once every batch up to `ticket` is durable: at once if a
@@ -346,13 +358,7 @@ impl DocStore for SledStore {
                     };
                     batch.insert(&chunk_key(&w.id, next)[..], chunk);
                 }
-                DocWrite::Replace(snapshot) => {
-                    for kv in self.records.scan_prefix(chunk_prefix) {
-                        let (k, _) = kv.map_err(io)?;
-                        batch.remove(k);
-                    }
-                    batch.insert(&key(DOC, &w.id)[..], snapshot);
-                }
+                DocWrite::Replace(snapshot) => self.replace_doc(&mut batch, &w.id, snapshot)?,
             }
             let summary = postcard::to_stdvec(&w.summary).map_err(io)?;
             batch.insert(&key(VIEW, &w.id)[..], w.view);
