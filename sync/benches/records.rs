@@ -13,6 +13,11 @@
 
 #![forbid(unsafe_code)]
 
+/// The allocator the `tideline` binary runs with (server/src/main.rs), so
+/// that these figures are the server's.
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion};
 use serde_json::{json, Map, Value as Json};
 use std::cell::{Cell, OnceCell};

@@ -451,7 +451,13 @@ impl RecordDoc {
 
     /// The current field values as JSON (winners where values conflict).
     pub fn fields(&self) -> Map<String, Json> {
-        self.read_fields(None)
+        self.read_fields(None, None)
+    }
+
+    /// The field values as they were at `heads` (an earlier state of this
+    /// document), read without undoing anything since.
+    pub fn fields_at(&self, heads: &[ChangeHash]) -> Map<String, Json> {
+        self.read_fields(None, Some(heads))
     }
 
     /// The field values and the conflicts among them, read in one walk over
@@ -460,17 +466,26 @@ impl RecordDoc {
         &self,
     ) -> (Map<String, Json>, BTreeMap<String, Vec<ConflictValue>>) {
         let mut conflicts = BTreeMap::new();
-        let fields = self.read_fields(Some(&mut conflicts));
+        let fields = self.read_fields(Some(&mut conflicts), None);
         (fields, conflicts)
     }
 
-    fn read_fields(&self, conflicts: Option<&mut Conflicts>) -> Map<String, Json> {
-        let Ok(obj) = self.fields_obj() else {
+    fn read_fields(
+        &self,
+        conflicts: Option<&mut Conflicts>,
+        at: Option<&[ChangeHash]>,
+    ) -> Map<String, Json> {
+        let fields = match at {
+            Some(heads) => self.doc.get_at(ROOT, "fields", heads),
+            None => self.doc.get(ROOT, "fields"),
+        };
+        let Ok(Some((Value::Object(ObjType::Map), obj))) = fields else {
             return Map::new();
         };
         let mut walk = Walk {
             doc: &self.doc,
             conflicts,
+            at,
         };
         match walk.object(&obj, ObjType::Map, "") {
             Json::Object(m) => m,

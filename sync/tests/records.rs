@@ -4,8 +4,10 @@ use serde_json::{json, Map, Value};
 use std::sync::Arc;
 use tideline_schemas::{FormRegistry, RecordId};
 use tideline_sync::records::MAX_CHUNKS;
+use tideline_sync::records::{Payload, RemoteDoc, RemoteResult};
 use tideline_sync::{
-    Author, DocStore, MemoryStore, Patch, Records, RecordsError, SledStore, Status,
+    ActorId, Author, DocStore, MemoryStore, Patch, RecordDoc, RecordMeta, Records, RecordsError,
+    SledStore, Status,
 };
 
 fn obj(v: Value) -> Map<String, Value> {
@@ -90,6 +92,36 @@ fn every_kind_of_write_compacts_past_the_threshold() {
     assert_eq!(view["review"][0]["by"], "user:sam");
 }
 
+/// Writes of a record kept open append small chunks; a write that has to
+/// load the record from its chunks stores it back whole, so that the next
+/// load reads one snapshot.
+#[test]
+fn a_record_loaded_from_its_chunks_is_stored_back_whole() {
+    each_store(|store| {
+        let open = || Records::open(store.clone(), FormRegistry::builtin(), "BB-01").unwrap();
+        let records = open();
+        let id = records
+            .create(Author::Instance, "vessel-sighting", &sighting())
+            .unwrap()
+            .id;
+        for (n, speed) in [4.0, 6.5].into_iter().enumerate() {
+            let edit = patch(json!({"speed_knots": speed}), None);
+            records.patch(Author::Instance, &id, &edit).unwrap();
+            assert_eq!(store.load(&id).unwrap().unwrap().chunks.len(), n + 1);
+        }
+        drop(records);
+
+        let records = open();
+        let edit = patch(json!({"heading_deg": 90}), None);
+        records.patch(Author::Instance, &id, &edit).unwrap();
+        assert_eq!(store.load(&id).unwrap().unwrap().chunks.len(), 0);
+        let fields = fields_of(&records.get(&id).unwrap());
+        assert_eq!(fields["speed_knots"], 6.5);
+        assert_eq!(fields["heading_deg"], 90);
+        assert_eq!(records.history(&id).unwrap().len(), 4, "every change kept");
+    });
+}
+
 #[test]
 fn a_person_writes_only_the_records_of_their_station() {
     let records = Records::open(MemoryStore::new(), FormRegistry::builtin(), "BB-01").unwrap();
@@ -155,6 +187,84 @@ fn invalid_edits_are_refused_and_write_nothing() {
         .unwrap();
         assert_eq!(view["status"], "submitted");
         assert_eq!(view["fields"]["heading_deg"], 270);
+    });
+}
+
+/// A record another instance wrote with a problem (a heading of 400), as
+/// sync brings it here: the store takes it and flags it in its view.
+fn arrive_invalid(records: &Records<Arc<dyn DocStore>>, status: Status) -> RecordId {
+    let forms = FormRegistry::builtin();
+    let form = forms.latest("vessel-sighting").unwrap();
+    let meta = RecordMeta::new(RecordId::new(), form, "BB-01", "peer");
+    let mut fields = sighting();
+    fields.insert("heading_deg".into(), json!(400));
+    let mut doc = RecordDoc::create(ActorId::random(), &meta, form, &fields, 1_700_000_000).unwrap();
+    if status != Status::Draft {
+        doc.set_status(status).unwrap();
+        doc.commit("edit", 1_700_000_100);
+    }
+    let results = records
+        .apply_remote(
+            vec![RemoteDoc {
+                id: meta.id,
+                payload: Payload::Changes(doc.changes_since(&[])),
+            }],
+            |_| true,
+            |_| Vec::new(),
+        )
+        .unwrap();
+    assert!(matches!(results[0].1, RemoteResult::Applied));
+    meta.id
+}
+
+fn patch(fields: Value, status: Option<Status>) -> Patch {
+    Patch {
+        fields: Some(obj(fields)),
+        status,
+    }
+}
+
+/// Edits are judged against the record as it was before them: a problem it
+/// already had refuses nothing, a new one refuses the edit, and a record
+/// past the draft state keeps its fields while it has problems.
+#[test]
+fn edits_of_a_record_that_arrived_invalid_are_judged_against_its_earlier_state() {
+    each_store(|store| {
+        let records = Records::open(store.clone(), FormRegistry::builtin(), "BB-01").unwrap();
+
+        let draft = arrive_invalid(&records, Status::Draft);
+        let fixed_text = patch(json!({"description": "Two people on deck."}), None);
+        let view = records.patch(Author::Instance, &draft, &fixed_text).unwrap().view;
+        let view: Value = serde_json::from_str(view.get()).unwrap();
+        assert_eq!(view["fields"]["description"], "Two people on deck.");
+        assert_eq!(view["validation"][0]["path"], "heading_deg", "still flagged");
+
+        match records.patch(Author::Instance, &draft, &patch(json!({"speed_knots": -3}), None)) {
+            Err(RecordsError::Invalid(v)) => {
+                assert_eq!(v.len(), 1, "only the new problem is named: {v:?}");
+                assert_eq!(v[0].path, "speed_knots");
+            }
+            other => panic!("a new problem was not refused: {other:?}"),
+        }
+        match records.patch(Author::Instance, &draft, &patch(json!({}), Some(Status::Submitted))) {
+            Err(RecordsError::Incomplete { status, .. }) => assert_eq!(status, Status::Submitted),
+            other => panic!("an invalid record was submitted: {other:?}"),
+        }
+
+        let submitted = arrive_invalid(&records, Status::Submitted);
+        match records.patch(Author::Instance, &submitted, &fixed_text) {
+            Err(RecordsError::Incomplete { .. }) => {}
+            other => panic!("a submitted, invalid record took a new value: {other:?}"),
+        }
+        let same = patch(json!({"description": "Fast boat heading west."}), None);
+        records
+            .patch(Author::Instance, &submitted, &same)
+            .expect("writing the value it already has changes nothing");
+        let fix = patch(json!({"heading_deg": 270}), None);
+        let view = records.patch(Author::Instance, &submitted, &fix).unwrap().view;
+        let view: Value = serde_json::from_str(view.get()).unwrap();
+        assert_eq!(view["status"], "submitted");
+        assert_eq!(view["validation"], json!([]));
     });
 }
 

@@ -6,7 +6,9 @@
 use super::error::DocError;
 use automerge::transaction::Transactable;
 use automerge::ObjId as ExId;
-use automerge::{AutoCommit, ObjType, Prop, ReadDoc, ScalarValue, ScalarValueRef, Value, ValueRef};
+use automerge::{
+    AutoCommit, ChangeHash, ObjType, Prop, ReadDoc, ScalarValue, ScalarValueRef, Value, ValueRef,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value as Json};
 use std::collections::BTreeMap;
@@ -180,16 +182,28 @@ pub(super) type Conflicts = BTreeMap<String, Vec<ConflictValue>>;
 pub(super) struct Walk<'a, 'c> {
     pub(super) doc: &'a AutoCommit,
     pub(super) conflicts: Option<&'c mut Conflicts>,
+    /// Read the document as it was at these heads instead of as it is.
+    pub(super) at: Option<&'a [ChangeHash]>,
 }
 
 impl Walk<'_, '_> {
     pub(super) fn object(&mut self, obj: &ExId, t: ObjType, path: &str) -> Json {
         let doc = self.doc;
         match t {
-            ObjType::Text => Json::String(doc.text(obj).unwrap_or_default()),
+            ObjType::Text => Json::String(
+                match self.at {
+                    Some(heads) => doc.text_at(obj, heads),
+                    None => doc.text(obj),
+                }
+                .unwrap_or_default(),
+            ),
             ObjType::Map | ObjType::Table => {
                 let mut m = Map::new();
-                for item in doc.map_range(obj, ..) {
+                let items = match self.at {
+                    Some(heads) => doc.map_range_at(obj, .., heads),
+                    None => doc.map_range(obj, ..),
+                };
+                for item in items {
                     let child = if path.is_empty() {
                         item.key.to_string()
                     } else {
@@ -205,7 +219,11 @@ impl Walk<'_, '_> {
             }
             ObjType::List => {
                 let mut items = Vec::new();
-                for item in doc.list_range(obj, ..) {
+                let range = match self.at {
+                    Some(heads) => doc.list_range_at(obj, .., heads),
+                    None => doc.list_range(obj, ..),
+                };
+                for item in range {
                     let child = format!("{path}[{}]", item.index);
                     if item.conflict {
                         self.note_conflict(obj, Prop::Seq(item.index), &child);
@@ -235,7 +253,11 @@ impl Walk<'_, '_> {
         let Some(out) = self.conflicts.as_deref_mut() else {
             return;
         };
-        let Ok(all) = self.doc.get_all(obj, prop) else {
+        let all = match self.at {
+            Some(heads) => self.doc.get_all_at(obj, prop, heads),
+            None => self.doc.get_all(obj, prop),
+        };
+        let Ok(all) = all else {
             return;
         };
         if all.len() > 1 {

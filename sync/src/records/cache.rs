@@ -41,23 +41,32 @@ impl DocCache {
         (doc.heads() == heads).then_some(doc)
     }
 
+    /// Whether a document of `id` is open here (at whatever heads).
+    pub fn holds(&self, id: &RecordId) -> bool {
+        self.lock().docs.contains_key(id)
+    }
+
     /// Keep `doc` open as the current state of `id`, dropping the least
     /// recently used document when full.
     pub fn put(&self, id: RecordId, doc: RecordDoc) {
-        let mut inner = self.lock();
-        inner.tick += 1;
-        let tick = inner.tick;
-        inner.docs.insert(id, (tick, doc));
-        if inner.docs.len() > CAPACITY {
-            let oldest = inner
-                .docs
-                .iter()
-                .min_by_key(|(_, (used, _))| *used)
-                .map(|(id, _)| *id);
-            if let Some(oldest) = oldest {
-                inner.docs.remove(&oldest);
-            }
-        }
+        let evicted = {
+            let mut inner = self.lock();
+            inner.tick += 1;
+            let tick = inner.tick;
+            inner.docs.insert(id, (tick, doc));
+            let oldest = (inner.docs.len() > CAPACITY)
+                .then(|| {
+                    inner
+                        .docs
+                        .iter()
+                        .min_by_key(|(_, (used, _))| *used)
+                        .map(|(id, _)| *id)
+                })
+                .flatten();
+            oldest.and_then(|oldest| inner.docs.remove(&oldest))
+        };
+        // Freeing a document takes a while; other writers need not wait for it.
+        drop(evicted);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {

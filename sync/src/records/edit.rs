@@ -8,7 +8,7 @@
 use crate::blobs::BlobHash;
 use crate::record::{change_message, RecordDoc, RecordMeta, Status};
 use crate::records::service::{now_secs, Records, RecordsError};
-use crate::records::stored::{doc_write, record_write, rfc3339, Content};
+use crate::records::stored::{doc_write, record_write, rfc3339, Content, Opened};
 use crate::store::{DocStore, StoreError, StoredDoc};
 use automerge::ChangeHash;
 use serde::Serialize;
@@ -143,10 +143,20 @@ impl Edit<'_> {
 
 /// The record as it was before the edit.
 struct Before {
-    /// None for a new record, or when the edit does not compare them.
-    fields: Option<Map<String, Json>>,
+    /// Whether the edit compares the fields before and after (not for a
+    /// new record, nor for edits that are never refused for their content).
+    compared: bool,
     status: Status,
     heads: Vec<ChangeHash>,
+}
+
+impl Before {
+    /// The fields before the edit, read from the edited document at its
+    /// earlier heads: only a write whose result has problems needs them,
+    /// so most writes never walk the fields twice.
+    fn fields(&self, doc: &RecordDoc) -> Option<Map<String, Json>> {
+        self.compared.then(|| doc.fields_at(&self.heads))
+    }
 }
 
 impl<S: DocStore> Records<S> {
@@ -238,14 +248,14 @@ impl<S: DocStore> Records<S> {
         let _guard = self.lock_record(edit.record());
         let forms = self.forms();
         let now = now_secs();
-        let (stored, mut doc) = self.target(&forms, author, &edit, now)?;
+        let (stored, mut doc, opened) = self.target(&forms, author, &edit, now)?;
         let meta = doc.meta()?;
         if !author.may_write(&meta.station) {
             return Err(RecordsError::Forbidden(meta.id));
         }
         let form = forms.get(&meta.form, meta.form_version);
         let before = Before {
-            fields: (stored.is_some() && edit.compares_fields()).then(|| doc.fields()),
+            compared: stored.is_some() && edit.compares_fields(),
             status: doc.status().unwrap_or(Status::Draft),
             heads: doc.heads(),
         };
@@ -260,15 +270,16 @@ impl<S: DocStore> Records<S> {
             let view = self.view_of(&meta.id)?;
             return Ok(Written { id: meta.id, view });
         }
-        let write = doc_write(stored.as_ref(), &mut doc, &before.heads);
-        let record = record_write(&mut doc, content, write)?;
+        let write = doc_write(stored.as_ref(), opened, &mut doc, &before.heads);
+        let id = meta.id;
+        let record = record_write(&mut doc, meta, content, write)?;
         let json =
             String::from_utf8(record.view.clone()).map_err(|e| StoreError::Io(e.to_string()))?;
         self.store.write(record)?;
-        self.cache.put(meta.id, doc);
+        self.cache.put(id, doc);
         let view = RawValue::from_string(json)
             .map_err(|e| RecordsError::Store(StoreError::Io(e.to_string())))?;
-        Ok(Written { id: meta.id, view })
+        Ok(Written { id, view })
     }
 
     /// The stored record an edit is for, loaded; or, for a create, the new
@@ -279,7 +290,7 @@ impl<S: DocStore> Records<S> {
         author: Author<'_>,
         edit: &Edit<'_>,
         now: i64,
-    ) -> Result<(Option<StoredDoc>, RecordDoc), RecordsError> {
+    ) -> Result<(Option<StoredDoc>, RecordDoc, Opened), RecordsError> {
         let id = match edit {
             Edit::Create { form, fields } => {
                 let form = forms
@@ -289,14 +300,15 @@ impl<S: DocStore> Records<S> {
                 let meta = RecordMeta::new(RecordId::new(), form, self.station(), &device)
                     .by(author.name());
                 let actor = self.identity.actor.clone();
-                return Ok((None, RecordDoc::create(actor, &meta, form, fields, now)?));
+                let doc = RecordDoc::create(actor, &meta, form, fields, now)?;
+                return Ok((None, doc, Opened::Loaded));
             }
             Edit::Patch(id, _) | Edit::Review(id, _) => id,
             Edit::Attach { id, .. } | Edit::Resolve { id, .. } => id,
         };
         let stored = self.store.load(id)?.ok_or(RecordsError::NotFound(**id))?;
-        let doc = self.open_doc(id, &stored)?;
-        Ok((Some(stored), doc))
+        let (doc, opened) = self.open_doc(id, &stored)?;
+        Ok((Some(stored), doc, opened))
     }
 
     /// Carry out the edit on the document, refusing what its own rules forbid
@@ -422,14 +434,18 @@ fn check(
     if matches!(edit, Edit::Attach { .. } | Edit::Review(..)) {
         return Ok(());
     }
-    let introduced = introduced_violations(form, before.fields.as_ref(), violations);
-    if !introduced.is_empty() {
-        return Err(RecordsError::Invalid(introduced));
+    if violations.iter().any(Violation::blocks_draft) {
+        let introduced = introduced_violations(form, before.fields(doc).as_ref(), violations);
+        if !introduced.is_empty() {
+            return Err(RecordsError::Invalid(introduced));
+        }
     }
     if let Edit::Patch(..) = edit {
         let (from, to) = (before.status, doc.status().unwrap_or(Status::Draft));
-        let changes_fields = before.fields.as_ref() != Some(&content.fields);
-        if to != Status::Draft && (to != from || changes_fields) && !violations.is_empty() {
+        if to != Status::Draft
+            && !violations.is_empty()
+            && (to != from || before.fields(doc).as_ref() != Some(&content.fields))
+        {
             return Err(RecordsError::Incomplete {
                 status: to,
                 violations: violations.clone(),
@@ -442,16 +458,12 @@ fn check(
 /// The draft-blocking violations in `after` that the record did not already
 /// have (a new record had none). Records that arrived by sync may already be
 /// invalid; an edit is refused only for the problems it introduces, so people
-/// can fix one thing at a time. The old fields are validated only when there
-/// is something to compare.
+/// can fix one thing at a time.
 fn introduced_violations(
     form: &Form,
     before: Option<&Map<String, Json>>,
     after: &[Violation],
 ) -> Vec<Violation> {
-    if !after.iter().any(Violation::blocks_draft) {
-        return Vec::new();
-    }
     let known: HashSet<(String, String)> = before
         .map(|fields| validate(form, fields))
         .unwrap_or_default()

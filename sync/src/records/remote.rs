@@ -5,7 +5,7 @@
 use crate::integrity::PlainDocument;
 use crate::record::{DocError, RecordDoc, RecordMeta};
 use crate::records::service::{Records, RecordsError};
-use crate::records::stored::{doc_write, record_write, Content};
+use crate::records::stored::{doc_write, record_write, Content, Opened};
 use crate::store::{Commit, DocStore, DocWrite, RecordWrite, StateWrite};
 use automerge::{sync, ActorId, AutoCommit, Change, ChangeHash};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -256,7 +256,7 @@ impl<S: DocStore> Records<S> {
         if doc.heads() == heads {
             return Ok(Merged::Result(RemoteResult::Unchanged));
         }
-        let write = doc_write(stored.as_ref(), &mut doc, &heads);
+        let write = doc_write(stored.as_ref(), Opened::Loaded, &mut doc, &heads);
         self.finish_remote(id, doc, write, allowed)
     }
 
@@ -311,7 +311,7 @@ impl<S: DocStore> Records<S> {
         let form = forms.get(&meta.form, meta.form_version);
         let content = Content::of(&doc, form);
         Ok(Merged::Write(Box::new(record_write(
-            &mut doc, content, write,
+            &mut doc, meta, content, write,
         )?)))
     }
 
@@ -363,7 +363,7 @@ impl<S: DocStore> Records<S> {
             }
             if doc.heads() != heads && doc.missing_deps().is_empty() {
                 let mut copy = doc.fork(self.identity.actor.clone());
-                let write = doc_write(stored.as_ref(), &mut copy, &heads);
+                let write = doc_write(stored.as_ref(), Opened::Loaded, &mut copy, &heads);
                 match self.finish_remote(id, copy, write, &allowed)? {
                     Merged::Write(w) => {
                         self.store.commit(Commit {

@@ -4,6 +4,7 @@
 
 use crate::record::{DocError, RecordDoc, RecordMeta, Status};
 use crate::records::cache::DocCache;
+use crate::records::stored::Opened;
 use crate::store::{Commit, DocStore, StateWrite, StoreError, StoredDoc};
 use automerge::ActorId;
 use serde_json::value::RawValue;
@@ -270,13 +271,15 @@ impl<S: DocStore> Records<S> {
         &self,
         id: &RecordId,
         stored: &StoredDoc,
-    ) -> Result<RecordDoc, RecordsError> {
-        if let Some(summary) = self.store.summary(id)? {
-            if let Some(doc) = self.cache.take(id, &summary.change_hashes()) {
-                return Ok(doc);
+    ) -> Result<(RecordDoc, Opened), RecordsError> {
+        if self.cache.holds(id) {
+            if let Some(summary) = self.store.summary(id)? {
+                if let Some(doc) = self.cache.take(id, &summary.change_hashes()) {
+                    return Ok((doc, Opened::Cached));
+                }
             }
         }
-        self.load_doc(stored)
+        Ok((self.load_doc(stored)?, Opened::Loaded))
     }
 
     pub(super) fn view_of(&self, id: &RecordId) -> Result<Box<RawValue>, RecordsError> {
