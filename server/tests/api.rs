@@ -354,6 +354,43 @@ async fn exports_in_every_format() {
     assert_eq!(bad.status(), 400);
 }
 
+/// An export larger than one streamed chunk arrives whole: every record
+/// once, each line complete.
+#[tokio::test]
+async fn a_large_export_streams_every_record_once() {
+    let app = spawn_app().await;
+    let mut created = std::collections::HashSet::new();
+    for n in 0..150 {
+        let mut fields = report();
+        fields["findings"] = json!(format!(
+            "Search {n}: {}",
+            "hold and deck checked. ".repeat(20)
+        ));
+        let view = app.create(&fields).await;
+        created.insert(view["id"].as_str().unwrap().to_string());
+    }
+    let resp = app.get("/api/v1/export?format=jsonl").await;
+    assert_eq!(resp.status(), 200);
+    let text = resp.text().await.unwrap();
+    assert!(
+        text.len() > 3 * 64 * 1024,
+        "only {} bytes: not several chunks",
+        text.len()
+    );
+    let exported: Vec<String> = text
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).expect("a whole JSON line")["id"].to_string())
+        .map(|id| id.trim_matches('"').to_string())
+        .collect();
+    assert_eq!(exported.len(), 150);
+    assert_eq!(
+        exported
+            .into_iter()
+            .collect::<std::collections::HashSet<_>>(),
+        created
+    );
+}
+
 #[tokio::test]
 async fn the_favicon_is_served_without_a_session() {
     let app = spawn_app().await;

@@ -198,7 +198,8 @@ fn arrive_invalid(records: &Records<Arc<dyn DocStore>>, status: Status) -> Recor
     let meta = RecordMeta::new(RecordId::new(), form, "BB-01", "peer");
     let mut fields = sighting();
     fields.insert("heading_deg".into(), json!(400));
-    let mut doc = RecordDoc::create(ActorId::random(), &meta, form, &fields, 1_700_000_000).unwrap();
+    let mut doc =
+        RecordDoc::create(ActorId::random(), &meta, form, &fields, 1_700_000_000).unwrap();
     if status != Status::Draft {
         doc.set_status(status).unwrap();
         doc.commit("edit", 1_700_000_100);
@@ -234,19 +235,33 @@ fn edits_of_a_record_that_arrived_invalid_are_judged_against_its_earlier_state()
 
         let draft = arrive_invalid(&records, Status::Draft);
         let fixed_text = patch(json!({"description": "Two people on deck."}), None);
-        let view = records.patch(Author::Instance, &draft, &fixed_text).unwrap().view;
+        let view = records
+            .patch(Author::Instance, &draft, &fixed_text)
+            .unwrap()
+            .view;
         let view: Value = serde_json::from_str(view.get()).unwrap();
         assert_eq!(view["fields"]["description"], "Two people on deck.");
-        assert_eq!(view["validation"][0]["path"], "heading_deg", "still flagged");
+        assert_eq!(
+            view["validation"][0]["path"], "heading_deg",
+            "still flagged"
+        );
 
-        match records.patch(Author::Instance, &draft, &patch(json!({"speed_knots": -3}), None)) {
+        match records.patch(
+            Author::Instance,
+            &draft,
+            &patch(json!({"speed_knots": -3}), None),
+        ) {
             Err(RecordsError::Invalid(v)) => {
                 assert_eq!(v.len(), 1, "only the new problem is named: {v:?}");
                 assert_eq!(v[0].path, "speed_knots");
             }
             other => panic!("a new problem was not refused: {other:?}"),
         }
-        match records.patch(Author::Instance, &draft, &patch(json!({}), Some(Status::Submitted))) {
+        match records.patch(
+            Author::Instance,
+            &draft,
+            &patch(json!({}), Some(Status::Submitted)),
+        ) {
             Err(RecordsError::Incomplete { status, .. }) => assert_eq!(status, Status::Submitted),
             other => panic!("an invalid record was submitted: {other:?}"),
         }
@@ -261,7 +276,10 @@ fn edits_of_a_record_that_arrived_invalid_are_judged_against_its_earlier_state()
             .patch(Author::Instance, &submitted, &same)
             .expect("writing the value it already has changes nothing");
         let fix = patch(json!({"heading_deg": 270}), None);
-        let view = records.patch(Author::Instance, &submitted, &fix).unwrap().view;
+        let view = records
+            .patch(Author::Instance, &submitted, &fix)
+            .unwrap()
+            .view;
         let view: Value = serde_json::from_str(view.get()).unwrap();
         assert_eq!(view["status"], "submitted");
         assert_eq!(view["validation"], json!([]));

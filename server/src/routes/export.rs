@@ -60,32 +60,119 @@ pub async fn export(
     }
     let filter = q.filter()?;
     let st = state.clone();
-    let body = web::block(move || -> Result<Vec<u8>, ApiError> {
-        // Refused for the role before anything about the query is judged.
-        access.require(crate::access::Action::Export)?;
+    let (chunks, body) = tokio::sync::mpsc::channel(STREAM_CHUNKS);
+    let (ready, started) = tokio::sync::oneshot::channel();
+    // The export is written as it is read, a chunk at a time, so HQ's memory
+    // does not grow with the number of records exported. What can be refused
+    // (the role, the query) is refused before the first byte.
+    actix_web::rt::task::spawn_blocking(move || {
         let forms = st.records.forms();
-        let mut exporter = Exporter::new(
-            Vec::new(),
-            format,
-            &forms,
-            q.form.as_deref(),
-            q.table.as_deref(),
-        )?;
-        let count = access.records(&st).export(filter, |view| {
-            exporter.record(view.get()).map_err(ApiError::internal)
-        })?;
-        access.audit(
-            &st,
-            Event::new(access.actor(), "export").details(
-                json!({ "format": format!("{format:?}").to_lowercase(), "records": count }),
-            ),
-        )?;
-        exporter.finish().map_err(ApiError::internal)
-    })
-    .await??;
+        let setup = access
+            .require(crate::access::Action::Export)
+            .and_then(|()| {
+                let out = ChunkWriter::new(chunks.clone());
+                Ok(Exporter::new(
+                    out,
+                    format,
+                    &forms,
+                    q.form.as_deref(),
+                    q.table.as_deref(),
+                )?)
+            });
+        let mut exporter = match setup {
+            Ok(exporter) => {
+                let _ = ready.send(Ok(()));
+                exporter
+            }
+            Err(e) => {
+                let _ = ready.send(Err(e));
+                return;
+            }
+        };
+        // A panic must cut the body too: a stream that simply ended would
+        // look like a complete export.
+        let finished = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let count = access.records(&st).export(filter, |view| {
+                exporter.record(view.get()).map_err(ApiError::internal)
+            })?;
+            exporter.finish().map_err(ApiError::internal)?.flush_all()?;
+            Ok(count)
+        }))
+        .unwrap_or_else(|_| Err(ApiError::internal("the export failed")));
+        let event = Event::new(access.actor(), "export");
+        let format = format!("{format:?}").to_lowercase();
+        let details = match &finished {
+            Ok(count) => json!({ "format": format, "records": count }),
+            Err(_) => json!({ "format": format, "complete": false }),
+        };
+        if let Err(e) = access.audit(&st, event.details(details)) {
+            tracing::error!(error = %e, "an export was sent but not recorded in the audit log");
+        }
+        if let Err(e) = finished {
+            // Headers are gone: cutting the body is how the client learns.
+            tracing::warn!(error = %e, "an export stopped before its end");
+            let _ = chunks.blocking_send(Err(std::io::Error::other(e.to_string())));
+        }
+    });
+    started.await.map_err(ApiError::internal)??;
+    let stream = futures_util::stream::unfold(body, |mut body| async move {
+        body.recv().await.map(|chunk| (chunk, body))
+    });
     Ok(HttpResponse::Ok()
         .content_type(format.content_type())
-        .body(body))
+        .streaming(stream))
+}
+
+/// Chunks an export may have in flight between the thread writing it and
+/// the connection; with [`CHUNK_BYTES`] each, this bounds its memory.
+const STREAM_CHUNKS: usize = 4;
+const CHUNK_BYTES: usize = 64 * 1024;
+
+type Chunk = Result<web::Bytes, std::io::Error>;
+
+/// A `Write` that hands its bytes to a streamed answer in chunks, waiting
+/// while the client has not taken the previous ones.
+struct ChunkWriter {
+    buf: Vec<u8>,
+    out: tokio::sync::mpsc::Sender<Chunk>,
+}
+
+impl ChunkWriter {
+    fn new(out: tokio::sync::mpsc::Sender<Chunk>) -> Self {
+        ChunkWriter {
+            buf: Vec::with_capacity(CHUNK_BYTES),
+            out,
+        }
+    }
+
+    fn send(&mut self) -> std::io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK_BYTES));
+        self.out
+            .blocking_send(Ok(web::Bytes::from(chunk)))
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the client left"))
+    }
+
+    /// Send what is still buffered.
+    fn flush_all(mut self) -> Result<(), ApiError> {
+        self.send().map_err(ApiError::internal)
+    }
+}
+
+impl std::io::Write for ChunkWriter {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(bytes);
+        if self.buf.len() >= CHUNK_BYTES {
+            self.send()?;
+        }
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// `format=zip`: the records in scope and the files they reference, as the
