@@ -22,6 +22,15 @@ use tideline_schemas::RecordId;
 /// one instance, with room to spare; a few megabytes at most.
 pub const CAPACITY: usize = 64;
 
+/// Where the document a write edits came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Opened {
+    /// Loaded from the store for this write, every chunk applied.
+    Loaded,
+    /// Still open from an earlier write of the same record.
+    Cached,
+}
+
 #[derive(Default)]
 pub struct DocCache {
     inner: Mutex<Inner>,
@@ -54,16 +63,16 @@ impl DocCache {
             inner.tick += 1;
             let tick = inner.tick;
             inner.docs.insert(id, (tick, doc));
-            let oldest = (inner.docs.len() > CAPACITY)
-                .then(|| {
-                    inner
-                        .docs
-                        .iter()
-                        .min_by_key(|(_, (used, _))| *used)
-                        .map(|(id, _)| *id)
-                })
-                .flatten();
-            oldest.and_then(|oldest| inner.docs.remove(&oldest))
+            if inner.docs.len() > CAPACITY {
+                let oldest = inner
+                    .docs
+                    .iter()
+                    .min_by_key(|(_, (used, _))| *used)
+                    .map(|(id, _)| *id);
+                oldest.and_then(|oldest| inner.docs.remove(&oldest))
+            } else {
+                None
+            }
         };
         // Freeing a document takes a while; other writers need not wait for it.
         drop(evicted);

@@ -7,8 +7,9 @@
 
 use crate::blobs::BlobHash;
 use crate::record::{change_message, RecordDoc, RecordMeta, Status};
+use crate::records::cache::Opened;
 use crate::records::service::{now_secs, Records, RecordsError};
-use crate::records::stored::{doc_write, record_write, rfc3339, Content, Opened};
+use crate::records::stored::{doc_write, record_write, rfc3339, Content};
 use crate::store::{DocStore, StoreError, StoredDoc};
 use automerge::ChangeHash;
 use serde::Serialize;
@@ -434,8 +435,11 @@ fn check(
     if matches!(edit, Edit::Attach { .. } | Edit::Review(..)) {
         return Ok(());
     }
+    // Read once, and only by the rules below that need it.
+    let earlier = std::cell::OnceCell::new();
+    let before_fields = || earlier.get_or_init(|| before.fields(doc)).as_ref();
     if violations.iter().any(Violation::blocks_draft) {
-        let introduced = introduced_violations(form, before.fields(doc).as_ref(), violations);
+        let introduced = introduced_violations(form, before_fields(), violations);
         if !introduced.is_empty() {
             return Err(RecordsError::Invalid(introduced));
         }
@@ -444,7 +448,7 @@ fn check(
         let (from, to) = (before.status, doc.status().unwrap_or(Status::Draft));
         if to != Status::Draft
             && !violations.is_empty()
-            && (to != from || before.fields(doc).as_ref() != Some(&content.fields))
+            && (to != from || before_fields() != Some(&content.fields))
         {
             return Err(RecordsError::Incomplete {
                 status: to,

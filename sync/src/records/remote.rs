@@ -4,8 +4,9 @@
 
 use crate::integrity::PlainDocument;
 use crate::record::{DocError, RecordDoc, RecordMeta};
+use crate::records::cache::Opened;
 use crate::records::service::{Records, RecordsError};
-use crate::records::stored::{doc_write, record_write, Content, Opened};
+use crate::records::stored::{doc_write, record_write, Content};
 use crate::store::{Commit, DocStore, DocWrite, RecordWrite, StateWrite};
 use automerge::{sync, ActorId, AutoCommit, Change, ChangeHash};
 use std::panic::{catch_unwind, AssertUnwindSafe};

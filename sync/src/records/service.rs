@@ -3,8 +3,7 @@
 //! reads (`query`) are further `impl` blocks of [`Records`].
 
 use crate::record::{DocError, RecordDoc, RecordMeta, Status};
-use crate::records::cache::DocCache;
-use crate::records::stored::Opened;
+use crate::records::cache::{DocCache, Opened};
 use crate::store::{Commit, DocStore, StateWrite, StoreError, StoredDoc};
 use automerge::ActorId;
 use serde_json::value::RawValue;

@@ -5,6 +5,7 @@
 
 use crate::blobs::BlobHash;
 use crate::record::{ConflictValue, DocError, RecordDoc, RecordMeta, Status};
+use crate::records::cache::Opened;
 use crate::records::service::RecordsError;
 use crate::store::{DocWrite, RecordWrite, StoreError, StoredDoc, Summary};
 use automerge::ChangeHash;
@@ -59,15 +60,6 @@ impl Content {
             validation,
         }
     }
-}
-
-/// Where the document a write edits came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Opened {
-    /// Loaded from the store for this write, every chunk applied.
-    Loaded,
-    /// Still open from an earlier write of the same record.
-    Cached,
 }
 
 /// How a write changes the stored document `stored` (None for a new
