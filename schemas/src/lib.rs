@@ -38,6 +38,7 @@
 #![forbid(unsafe_code)]
 
 pub mod builtin;
+pub mod expr;
 pub mod form;
 pub mod id;
 pub mod registry;
@@ -45,6 +46,7 @@ pub mod samples;
 pub mod validate;
 
 pub use builtin::builtin_forms;
+pub use expr::{Expr, ExprError};
 pub use form::{Check, Choice, Constraint, Field, FieldType, Form, FormError};
 pub use id::{InvalidRecordId, RecordId};
 pub use registry::FormRegistry;
