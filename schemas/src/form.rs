@@ -6,11 +6,13 @@
 //! strict: unknown keys are refused rather than ignored, because a mistyped `"minLength"`
 //! silently ignored would let bad records through on every boat.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
+
+use crate::logic::Logic;
 
 /// Forms larger than this are refused before parsing; the biggest realistic form (long
 /// species or port lists) is far smaller, and the cap bounds the work a hostile form can cause.
@@ -31,6 +33,18 @@ pub struct Form {
     pub fields: Vec<Field>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub checks: Vec<Check>,
+    /// The language `label` and `hint` are written in, when the form has translations
+    /// (XLSForm's `default_language`, e.g. `English (en)`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_language: Option<String>,
+    /// The version the form was authored under elsewhere, kept as written (an XLSForm's
+    /// `settings` version such as `2026112801`); `version` is Tideline's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_version: Option<String>,
+    /// The form's `relevant` and `constraint.expression` texts, parsed when it is
+    /// checked, with the field each `${name}` names.
+    #[serde(skip)]
+    pub(crate) logic: Logic,
     /// The regexes of the form's constraints, compiled once when the form is
     /// checked and used by every validation against it.
     #[serde(skip)]
@@ -40,7 +54,7 @@ pub struct Form {
 /// Compiled regexes by pattern. Forms holding different sets still compare
 /// equal: the set follows from the form's own constraints.
 #[derive(Clone, Default)]
-pub(crate) struct Patterns(Arc<HashMap<String, regex::Regex>>);
+pub(crate) struct Patterns(pub(crate) Arc<HashMap<String, regex::Regex>>);
 
 impl Patterns {
     pub(crate) fn get(&self, pattern: &str) -> Option<&regex::Regex> {
@@ -57,25 +71,6 @@ impl PartialEq for Patterns {
 impl fmt::Debug for Patterns {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Patterns({} compiled)", self.0.len())
-    }
-}
-
-/// The regexes compiled while a form is checked, reusing those it already had.
-struct Compiled<'k> {
-    known: &'k Patterns,
-    out: HashMap<String, regex::Regex>,
-}
-
-impl Compiled<'_> {
-    fn add(&mut self, pattern: &str) -> Result<(), regex::Error> {
-        if !self.out.contains_key(pattern) {
-            let regex = match self.known.get(pattern) {
-                Some(regex) => regex.clone(),
-                None => compile_regex(pattern)?,
-            };
-            self.out.insert(pattern.to_string(), regex);
-        }
-        Ok(())
     }
 }
 
@@ -112,6 +107,23 @@ pub struct Field {
     /// board"), for labels such as "Crew member 2" and "Remove seizure 1".
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub item_label: Option<String>,
+    /// When the question applies: an expression (docs/FORMS.md). A question whose
+    /// condition is false is not required, not checked, and not kept on save.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relevant: Option<String>,
+    /// Shown instead of "X is required." when a required answer is missing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub required_message: Option<String>,
+    /// The answer a new record starts with: a literal of the field's type.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default: Option<serde_json::Value>,
+    /// The label in other languages, by language (`Français (fr)`); `label` is the
+    /// form's default language.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// The hint in other languages, as `labels`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub hints: BTreeMap<String, String>,
 }
 
 // serde's skip_serializing_if needs a function taking a reference.
@@ -146,6 +158,15 @@ pub enum FieldType {
     Boolean,
     #[serde(rename = "repeat")]
     Repeat,
+    /// Questions shown and stored together: the value is an object of its children.
+    #[serde(rename = "group")]
+    Group,
+    /// A time of day, `HH:MM` or `HH:MM:SS`.
+    #[serde(rename = "time")]
+    Time,
+    /// A statement the officer confirms: the value is `"OK"`, as in ODK.
+    #[serde(rename = "acknowledge")]
+    Acknowledge,
 }
 
 impl FieldType {
@@ -164,11 +185,19 @@ impl FieldType {
             FieldType::Note => "note",
             FieldType::Boolean => "boolean",
             FieldType::Repeat => "repeat",
+            FieldType::Group => "group",
+            FieldType::Time => "time",
+            FieldType::Acknowledge => "acknowledge",
         }
     }
 
-    fn is_select(self) -> bool {
+    pub(crate) fn is_select(self) -> bool {
         matches!(self, FieldType::SelectOne | FieldType::SelectMultiple)
+    }
+
+    /// Repeats and groups hold child fields rather than an answer of their own.
+    pub fn has_children(self) -> bool {
+        matches!(self, FieldType::Repeat | FieldType::Group)
     }
 }
 
@@ -201,6 +230,10 @@ pub struct Constraint {
     pub min_items: Option<usize>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_items: Option<usize>,
+    /// Any type but note, repeat and group: an expression over `.` (this answer) and
+    /// `${name}` that must hold for a non-empty answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expression: Option<String>,
     /// Shown instead of the generated sentence when the constraint fails.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
@@ -212,6 +245,19 @@ pub struct Constraint {
 pub struct Choice {
     pub value: String,
     pub label: String,
+    /// The label in other languages, by language.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+}
+
+impl Choice {
+    pub fn new(value: impl Into<String>, label: impl Into<String>) -> Self {
+        Choice {
+            value: value.into(),
+            label: label.into(),
+            labels: BTreeMap::new(),
+        }
+    }
 }
 
 /// A rule spanning several top-level fields.
@@ -259,7 +305,7 @@ pub enum FormError {
     DuplicateChoice { path: String, value: String },
     #[error("field {path:?} is of type {field_type} and cannot have choices")]
     UnexpectedChoices { path: String, field_type: FieldType },
-    #[error("repeat {path:?} has no child fields")]
+    #[error("{path:?} has no child fields: a repeat or group needs at least one")]
     EmptyRepeat { path: String },
     #[error("field {path:?} is of type {field_type} and cannot have child fields")]
     UnexpectedChildren { path: String, field_type: FieldType },
@@ -289,96 +335,37 @@ pub enum FormError {
         field: String,
         expected: &'static str,
     },
+    #[error("field {path:?}: its {attribute} expression is invalid: {message}")]
+    Expression {
+        path: String,
+        attribute: &'static str,
+        message: String,
+    },
+    #[error("field {path:?}: its default {value} is not a valid answer: {message}")]
+    InvalidDefault {
+        path: String,
+        value: String,
+        message: String,
+    },
     #[error("form {id:?} version {version} is already registered")]
     DuplicateVersion { id: String, version: u32 },
 }
 
 impl Form {
-    /// Parses a form from JSON and runs the structural checks of [`Form::check`].
-    pub fn parse(json: &str) -> Result<Form, FormError> {
-        if json.len() > MAX_FORM_BYTES {
-            return Err(FormError::TooLarge {
-                max: MAX_FORM_BYTES,
-            });
+    /// Whether any question of the form has a `relevant` condition, which makes
+    /// saving clear the answers that do not apply.
+    pub fn has_logic(&self) -> bool {
+        fn any(fields: &[Field]) -> bool {
+            fields
+                .iter()
+                .any(|f| f.relevant.is_some() || any(&f.fields))
         }
-        let mut form: Form =
-            serde_json::from_str(json).map_err(|e| FormError::Json(e.to_string()))?;
-        form.patterns = form.checked(&Patterns::default())?;
-        Ok(form)
-    }
-
-    /// The structural checks; `parse` runs them, and so does the registry for forms built
-    /// in code, so validation can rely on them.
-    pub fn check(&self) -> Result<(), FormError> {
-        self.checked(&self.patterns).map(drop)
-    }
-
-    /// The structural checks, returning the form's compiled regexes (those in
-    /// `known` are reused, not compiled again).
-    pub(crate) fn checked(&self, known: &Patterns) -> Result<Patterns, FormError> {
-        if self.id.is_empty()
-            || !self
-                .id
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        {
-            return Err(FormError::InvalidId {
-                id: self.id.clone(),
-            });
-        }
-        if self.version == 0 {
-            return Err(FormError::InvalidVersion {
-                id: self.id.clone(),
-            });
-        }
-        let mut compiled = Compiled {
-            known,
-            out: HashMap::new(),
-        };
-        check_fields(&self.fields, "", false, &mut compiled)?;
-        for check in &self.checks {
-            self.check_check(check)?;
-        }
-        Ok(Patterns(Arc::new(compiled.out)))
+        any(&self.fields)
     }
 
     /// The top-level field called `name`.
     pub fn field(&self, name: &str) -> Option<&Field> {
         self.fields.iter().find(|f| f.name == name)
-    }
-
-    fn check_check(&self, check: &Check) -> Result<(), FormError> {
-        let rule = check.rule();
-        let lookup = |name: &str| {
-            self.field(name)
-                .ok_or_else(|| FormError::CheckUnknownField {
-                    rule,
-                    field: name.to_string(),
-                })
-        };
-        let (list, other, other_type, expected) = match check {
-            Check::CountAtMost { count, limit, .. } => {
-                (count, limit, FieldType::Integer, "an integer field")
-            }
-            Check::EmptyUnless { field, when, .. } => {
-                (field, when, FieldType::Boolean, "a boolean field")
-            }
-        };
-        if !lookup(list)?.is_list() {
-            return Err(FormError::CheckFieldType {
-                rule,
-                field: list.clone(),
-                expected: "a repeat or a list field",
-            });
-        }
-        if lookup(other)?.field_type != other_type {
-            return Err(FormError::CheckFieldType {
-                rule,
-                field: other.clone(),
-                expected,
-            });
-        }
-        Ok(())
     }
 }
 
@@ -408,6 +395,11 @@ impl Field {
             appearance: None,
             unique: false,
             item_label: None,
+            relevant: None,
+            required_message: None,
+            default: None,
+            labels: BTreeMap::new(),
+            hints: BTreeMap::new(),
         }
     }
 
@@ -458,200 +450,6 @@ pub(crate) fn compile_regex(pattern: &str) -> Result<regex::Regex, regex::Error>
         .size_limit(REGEX_SIZE_LIMIT)
         .dfa_size_limit(REGEX_SIZE_LIMIT)
         .build()
-}
-
-fn valid_field_name(name: &str) -> bool {
-    let mut bytes = name.bytes();
-    bytes.next().is_some_and(|b| b.is_ascii_lowercase())
-        && bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
-}
-
-fn check_fields(
-    fields: &[Field],
-    parent: &str,
-    in_repeat: bool,
-    compiled: &mut Compiled<'_>,
-) -> Result<(), FormError> {
-    let mut seen = HashSet::new();
-    for field in fields {
-        let path = if parent.is_empty() {
-            field.name.clone()
-        } else {
-            format!("{parent}.{}", field.name)
-        };
-        if !valid_field_name(&field.name) {
-            return Err(FormError::InvalidFieldName {
-                path,
-                name: field.name.clone(),
-            });
-        }
-        if !seen.insert(field.name.as_str()) {
-            return Err(FormError::DuplicateField { path });
-        }
-        check_field(field, &path, in_repeat, compiled)?;
-    }
-    Ok(())
-}
-
-fn check_field(
-    field: &Field,
-    path: &str,
-    in_repeat: bool,
-    compiled: &mut Compiled<'_>,
-) -> Result<(), FormError> {
-    let ty = field.field_type;
-    let not_applicable = |attribute| FormError::NotApplicable {
-        path: path.to_string(),
-        attribute,
-        field_type: ty,
-    };
-
-    if ty.is_select() {
-        if field.choices.is_empty() {
-            return Err(FormError::NoChoices {
-                path: path.to_string(),
-            });
-        }
-        let mut values = HashSet::new();
-        for choice in &field.choices {
-            if choice.value.is_empty() {
-                return Err(FormError::EmptyChoiceValue {
-                    path: path.to_string(),
-                });
-            }
-            if !values.insert(choice.value.as_str()) {
-                return Err(FormError::DuplicateChoice {
-                    path: path.to_string(),
-                    value: choice.value.clone(),
-                });
-            }
-        }
-    } else if !field.choices.is_empty() {
-        return Err(FormError::UnexpectedChoices {
-            path: path.to_string(),
-            field_type: ty,
-        });
-    }
-
-    if ty == FieldType::Repeat {
-        if field.fields.is_empty() {
-            return Err(FormError::EmptyRepeat {
-                path: path.to_string(),
-            });
-        }
-        check_fields(&field.fields, path, true, compiled)?;
-    } else if !field.fields.is_empty() {
-        return Err(FormError::UnexpectedChildren {
-            path: path.to_string(),
-            field_type: ty,
-        });
-    }
-
-    if field.multiple && !matches!(ty, FieldType::Text | FieldType::Image) {
-        return Err(not_applicable("multiple"));
-    }
-    if field.unique {
-        if !in_repeat {
-            return Err(FormError::UniqueOutsideRepeat {
-                path: path.to_string(),
-            });
-        }
-        // Uniqueness compares single values; notes have none and lists have no obvious
-        // notion of "the same".
-        if ty == FieldType::Note || field.is_list() {
-            return Err(not_applicable("unique"));
-        }
-    }
-    // A required note could never be satisfied: notes must not hold a value.
-    if ty == FieldType::Note && field.required {
-        return Err(not_applicable("required"));
-    }
-
-    if let Some(c) = &field.constraint {
-        check_constraint(c, field, path, compiled)?;
-    }
-    Ok(())
-}
-
-fn check_constraint(
-    c: &Constraint,
-    field: &Field,
-    path: &str,
-    compiled: &mut Compiled<'_>,
-) -> Result<(), FormError> {
-    let ty = field.field_type;
-    let not_applicable = |attribute| FormError::NotApplicable {
-        path: path.to_string(),
-        attribute,
-        field_type: ty,
-    };
-    let numeric = matches!(ty, FieldType::Integer | FieldType::Decimal);
-    let text = ty == FieldType::Text;
-    let list = field.is_list();
-
-    if !numeric {
-        if c.min.is_some() {
-            return Err(not_applicable("constraint min"));
-        }
-        if c.max.is_some() {
-            return Err(not_applicable("constraint max"));
-        }
-    }
-    if !text {
-        if c.min_length.is_some() {
-            return Err(not_applicable("constraint min_length"));
-        }
-        if c.max_length.is_some() {
-            return Err(not_applicable("constraint max_length"));
-        }
-        if c.regex.is_some() {
-            return Err(not_applicable("constraint regex"));
-        }
-    }
-    if !list {
-        if c.min_items.is_some() {
-            return Err(not_applicable("constraint min_items"));
-        }
-        if c.max_items.is_some() {
-            return Err(not_applicable("constraint max_items"));
-        }
-    }
-
-    for (key, bound) in [("min", c.min), ("max", c.max)] {
-        if bound.is_some_and(|b| !b.is_finite()) {
-            return Err(FormError::NonFiniteBound {
-                path: path.to_string(),
-                key,
-            });
-        }
-    }
-    let order = |lower, upper| FormError::MinGreaterThanMax {
-        path: path.to_string(),
-        lower,
-        upper,
-    };
-    if let (Some(lo), Some(hi)) = (c.min, c.max) {
-        if lo > hi {
-            return Err(order("min", "max"));
-        }
-    }
-    if let (Some(lo), Some(hi)) = (c.min_length, c.max_length) {
-        if lo > hi {
-            return Err(order("min_length", "max_length"));
-        }
-    }
-    if let (Some(lo), Some(hi)) = (c.min_items, c.max_items) {
-        if lo > hi {
-            return Err(order("min_items", "max_items"));
-        }
-    }
-    if let Some(pattern) = &c.regex {
-        compiled.add(pattern).map_err(|e| FormError::InvalidRegex {
-            path: path.to_string(),
-            message: e.to_string(),
-        })?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -38,16 +38,20 @@
 #![forbid(unsafe_code)]
 
 pub mod builtin;
+mod check;
 pub mod expr;
 pub mod form;
 pub mod id;
+mod logic;
 pub mod registry;
 pub mod samples;
 pub mod validate;
+pub mod xlsform;
 
 pub use builtin::builtin_forms;
 pub use expr::{Expr, ExprError};
 pub use form::{Check, Choice, Constraint, Field, FieldType, Form, FormError};
 pub use id::{InvalidRecordId, RecordId};
+pub use logic::clear_irrelevant;
 pub use registry::FormRegistry;
-pub use validate::{validate, Violation, ViolationKind};
+pub use validate::{validate, validate_at, Violation, ViolationKind};

@@ -34,7 +34,7 @@ impl FormRegistry {
     /// records already made against that version must keep meaning the same thing.
     pub fn insert(&mut self, mut form: Form) -> Result<(), FormError> {
         // Keeps the regexes a parsed form compiled; a form built in code gets its own.
-        form.patterns = form.checked(&form.patterns)?;
+        form.prepare()?;
         let versions = self.forms.entry(form.id.clone()).or_default();
         if versions.contains_key(&form.version) {
             return Err(FormError::DuplicateVersion {

@@ -2,13 +2,17 @@
 //! violation with the path of the offending value, so a client can mark every bad field at
 //! once and the server can flag (never drop) records that arrive invalid by sync.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::fmt;
+
+use chrono::{DateTime, FixedOffset};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::form::{compile_regex, Check, Constraint, Field, FieldType, Form, Patterns};
+use crate::logic::{typed, Answers, Logic};
 
 /// One problem with one value of a record.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -21,7 +25,7 @@ pub struct Violation {
 }
 
 /// What sort of problem a [`Violation`] is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ViolationKind {
     /// A required value is absent, null, or empty.
@@ -61,10 +65,27 @@ impl fmt::Display for ViolationKind {
 
 /// Checks `fields` (a record's field map) against `form` and returns every violation, in
 /// the form's field order; fields the form does not know come last. An empty result means
-/// the record is valid.
+/// the record is valid. `today()` and `now()` read this machine's clock and time zone.
 pub fn validate(form: &Form, fields: &Map<String, Value>) -> Vec<Violation> {
+    validate_at(form, fields, chrono::Local::now().fixed_offset())
+}
+
+/// [`validate`] with `today()` and `now()` reading `now`.
+pub fn validate_at(
+    form: &Form,
+    fields: &Map<String, Value>,
+    now: DateTime<FixedOffset>,
+) -> Vec<Violation> {
     let mut check_violations = run_checks(form, fields);
-    let mut v = Validator::new(&form.patterns);
+    let mut v = Validator {
+        out: Vec::new(),
+        patterns: &form.patterns,
+        regexes: HashMap::new(),
+        logic: Logic::of(form),
+        root: fields,
+        items: Vec::new(),
+        now,
+    };
     for (index, field) in form.fields.iter().enumerate() {
         v.field(field, fields.get(&field.name), &field.name);
         // Cross-field violations sit with the field they are reported on, so the list
@@ -96,17 +117,16 @@ struct Validator<'f> {
     /// Regexes the form did not hold compiled (a form built in code, or
     /// changed since it was checked), compiled once per validation.
     regexes: HashMap<&'f str, Option<regex::Regex>>,
+    /// The form's expressions, parsed.
+    logic: Cow<'f, Logic>,
+    /// The whole record, which `${name}` reads.
+    root: &'f Map<String, Value>,
+    /// The item being validated in each enclosing repeat, outermost first.
+    items: Vec<usize>,
+    now: DateTime<FixedOffset>,
 }
 
 impl<'f> Validator<'f> {
-    fn new(patterns: &'f Patterns) -> Self {
-        Validator {
-            out: Vec::new(),
-            patterns,
-            regexes: HashMap::new(),
-        }
-    }
-
     fn push(&mut self, path: String, kind: ViolationKind, message: String) {
         self.out.push(Violation {
             path,
@@ -120,11 +140,57 @@ impl<'f> Validator<'f> {
     }
 
     fn missing(&mut self, field: &Field, path: &str) {
-        self.push(
-            path.to_string(),
-            ViolationKind::Missing,
-            format!("{} is required.", field.display_name()),
-        );
+        let message = field
+            .required_message
+            .clone()
+            .unwrap_or_else(|| format!("{} is required.", field.display_name()));
+        self.push(path.to_string(), ViolationKind::Missing, message);
+    }
+
+    /// Evaluates `source` with `.` as `value`; `None` when the form's logic holds no
+    /// parsed copy of it (a form built in code whose expressions do not compile).
+    fn holds(&self, source: &str, field: &Field, value: Option<&Value>) -> Option<bool> {
+        let expr = self.logic.expr(source)?;
+        let scope = Answers {
+            logic: &self.logic,
+            root: self.root,
+            items: &self.items,
+            this: typed(field.field_type, value),
+            now: self.now,
+        };
+        Some(expr.eval_bool(&scope))
+    }
+
+    /// Whether the question applies. One whose condition cannot be read is treated as
+    /// applying, so that it is still checked.
+    fn relevant(&self, field: &Field, value: Option<&Value>) -> bool {
+        match &field.relevant {
+            Some(source) => self.holds(source, field, value).unwrap_or(true),
+            None => true,
+        }
+    }
+
+    /// The constraint expression of a present, well-typed answer.
+    fn expression(&mut self, field: &Field, value: &Value, path: &str) {
+        let Some(source) = field
+            .constraint
+            .as_ref()
+            .and_then(|c| c.expression.as_ref())
+        else {
+            return;
+        };
+        let label = field.display_name();
+        match self.holds(source, field, Some(value)) {
+            Some(true) => {}
+            Some(false) => {
+                self.constraint(field, path, format!("{label} is not an accepted answer."))
+            }
+            None => self.push(
+                path.to_string(),
+                ViolationKind::Constraint,
+                format!("The form's constraint for {label} is invalid, so it cannot be checked."),
+            ),
+        }
     }
 
     /// A failed constraint: the form's own message wins over the generated one.
@@ -139,7 +205,26 @@ impl<'f> Validator<'f> {
 
     /// Validates one field's value; returns whether it is present and well-typed, which
     /// is what uniqueness across repeat items compares.
-    fn field(&mut self, field: &'f Field, value: Option<&Value>, path: &str) -> bool {
+    fn field(&mut self, field: &'f Field, value: Option<&'f Value>, path: &str) -> bool {
+        if !self.relevant(field, value) {
+            return false;
+        }
+        if field.field_type == FieldType::Group && matches!(value, None | Some(Value::Null)) {
+            // An absent group is a group with no answers: its required questions
+            // are still missing.
+            static NONE: std::sync::OnceLock<Map<String, Value>> = std::sync::OnceLock::new();
+            self.children(field, NONE.get_or_init(Map::new), path);
+            return false;
+        }
+        let ok = self.answer(field, value, path);
+        if let (true, Some(value)) = (ok, value) {
+            self.expression(field, value, path);
+        }
+        ok
+    }
+
+    /// Validates one answer by its type and its fixed constraints.
+    fn answer(&mut self, field: &'f Field, value: Option<&'f Value>, path: &str) -> bool {
         let value = match value {
             None | Some(Value::Null) => {
                 if field.required {
@@ -309,6 +394,55 @@ impl<'f> Validator<'f> {
                 ok
             }
             FieldType::Repeat => self.repeat(field, value, path),
+            FieldType::Group => self.group(field, value, path),
+            FieldType::Time => {
+                let ok = value.as_str().is_some_and(is_time);
+                if !ok {
+                    self.type_error(
+                        path,
+                        format!("{label} must be a time written HH:MM, e.g. 14:30."),
+                    );
+                }
+                ok
+            }
+            FieldType::Acknowledge => {
+                let ok = value.as_str() == Some("OK");
+                if !ok {
+                    self.type_error(
+                        path,
+                        format!("{label} is confirmed with \"OK\" or left empty."),
+                    );
+                }
+                ok
+            }
+        }
+    }
+
+    /// A group's answers, kept together as an object.
+    fn group(&mut self, field: &'f Field, value: &'f Value, path: &str) -> bool {
+        let label = field.display_name();
+        let Some(obj) = value.as_object() else {
+            self.type_error(path, format!("{label} must be a set of fields."));
+            return false;
+        };
+        self.children(field, obj, path);
+        true
+    }
+
+    /// The child fields of a group or of one repeat item, then the keys it should not hold.
+    fn children(&mut self, field: &'f Field, obj: &'f Map<String, Value>, path: &str) {
+        for child in &field.fields {
+            let child_path = format!("{path}.{}", child.name);
+            self.field(child, obj.get(&child.name), &child_path);
+        }
+        for key in obj.keys() {
+            if field.child(key).is_none() {
+                self.push(
+                    format!("{path}.{key}"),
+                    ViolationKind::Unknown,
+                    format!("{} is not a field of {}.", quote(key), field.display_name()),
+                );
+            }
         }
     }
 
@@ -359,7 +493,7 @@ impl<'f> Validator<'f> {
         Some(items)
     }
 
-    fn repeat(&mut self, field: &'f Field, value: &Value, path: &str) -> bool {
+    fn repeat(&mut self, field: &'f Field, value: &'f Value, path: &str) -> bool {
         let items = match self.list(field, value, path) {
             Some(items) => items,
             None => return value.is_array(),
@@ -377,6 +511,8 @@ impl<'f> Validator<'f> {
                 );
                 continue;
             };
+            // `${name}` inside the item means the sibling in this item.
+            self.items.push(i);
             for (child, seen) in field.fields.iter().zip(unique_seen.iter_mut()) {
                 let child_path = format!("{item_path}.{}", child.name);
                 let child_value = obj.get(&child.name);
@@ -400,6 +536,7 @@ impl<'f> Validator<'f> {
                     }
                 }
             }
+            self.items.pop();
             for key in obj.keys() {
                 if !known.contains(key.as_str()) {
                     self.push(
@@ -667,8 +804,15 @@ fn is_date(s: &str) -> bool {
         && chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").is_ok()
 }
 
+/// `HH:MM` or `HH:MM:SS`, on a 24-hour clock.
+fn is_time(s: &str) -> bool {
+    chrono::NaiveTime::parse_from_str(s, "%H:%M").is_ok()
+        || chrono::NaiveTime::parse_from_str(s, "%H:%M:%S").is_ok()
+}
+
 /// A key under which equal values of a unique field collide: numbers compare by value
 /// (so 2 and 2.0 are the same), everything else by its JSON text.
+
 fn unique_key(v: &Value) -> String {
     match v {
         Value::Number(n) => {

@@ -358,6 +358,21 @@ fn capitalised(e: &impl fmt::Display) -> String {
     }
 }
 
+impl From<crate::xlsform::ImportFailure> for ApiError {
+    fn from(e: crate::xlsform::ImportFailure) -> Self {
+        use tideline_schemas::xlsform::ImportError;
+        match e {
+            crate::xlsform::ImportFailure::Publish(e) => e.into(),
+            crate::xlsform::ImportFailure::Workbook(ImportError::TooLarge { max }) => {
+                ApiError::too_large(max)
+            }
+            crate::xlsform::ImportFailure::Workbook(e) => {
+                ApiError::unprocessable("invalid_xlsform", e.to_string())
+            }
+        }
+    }
+}
+
 impl From<actix_web::error::BlockingError> for ApiError {
     fn from(e: actix_web::error::BlockingError) -> Self {
         ApiError::internal(e)

@@ -24,6 +24,7 @@ pub mod test_support;
 pub mod uploads;
 pub mod upstream;
 pub mod web;
+pub mod xlsform;
 
 pub use config::Settings;
 pub use data_dir::{open_records, SharedRecords};

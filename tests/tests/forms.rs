@@ -147,3 +147,207 @@ async fn a_form_published_at_hq_reaches_the_boats_and_old_records_keep_theirs() 
     assert_eq!(new_at_hq["validation"], json!([]));
     assert_eq!(hq.get(&old_id).await["fields"]["arrests"], 2);
 }
+
+/// A small XLSForm: a question shown only when contraband was found, and a
+/// cross-field constraint.
+fn patrol_xlsform(version: &str, extra_row: Option<&[&str]>) -> Vec<u8> {
+    let mut book = rust_xlsxwriter::Workbook::new();
+    let mut rows: Vec<&[&str]> = vec![
+        &[
+            "type",
+            "name",
+            "label",
+            "required",
+            "relevant",
+            "constraint",
+            "constraint_message",
+        ],
+        &[
+            "integer",
+            "persons",
+            "Persons on board",
+            "yes",
+            "",
+            ". >= 1",
+            "",
+        ],
+        &[
+            "select_one yes_no",
+            "contraband",
+            "Contraband found?",
+            "yes",
+            "",
+            "",
+            "",
+        ],
+        &[
+            "text",
+            "contraband_detail",
+            "What was found",
+            "yes",
+            "${contraband} = 'yes'",
+            "",
+            "",
+        ],
+        &[
+            "integer",
+            "arrests",
+            "Arrests",
+            "",
+            "",
+            ". <= ${persons}",
+            "Cannot arrest more people than are on board",
+        ],
+    ];
+    if let Some(row) = extra_row {
+        rows.push(row);
+    }
+    let settings = ["patrol_check", "Patrol check", version];
+    let sheets: [(&str, Vec<&[&str]>); 3] = [
+        ("survey", rows),
+        (
+            "choices",
+            vec![
+                &["list_name", "name", "label"],
+                &["yes_no", "yes", "Yes"],
+                &["yes_no", "no", "No"],
+            ],
+        ),
+        (
+            "settings",
+            vec![&["form_id", "form_title", "version"], &settings],
+        ),
+    ];
+    for (name, rows) in sheets {
+        let sheet = book.add_worksheet();
+        sheet.set_name(name).unwrap();
+        for (r, row) in rows.iter().enumerate() {
+            for (c, cell) in row.iter().enumerate() {
+                if !cell.is_empty() {
+                    sheet.write_string(r as u32, c as u16, *cell).unwrap();
+                }
+            }
+        }
+    }
+    book.save_to_buffer().unwrap()
+}
+
+async fn import(
+    client: &reqwest::Client,
+    inst: &Instance,
+    bytes: Vec<u8>,
+    multipart: bool,
+) -> (u16, Value) {
+    let request = client.post(inst.url("/api/v1/forms/import"));
+    let request = if multipart {
+        // As a browser's file input sends it.
+        let boundary = "tideline-test-boundary";
+        let mut body = format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"patrol.xlsx\"\r\n\
+             Content-Type: application/vnd.openxmlformats-officedocument.spreadsheetml.sheet\r\n\r\n"
+        )
+        .into_bytes();
+        body.extend_from_slice(&bytes);
+        body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+        request
+            .header(
+                "content-type",
+                format!("multipart/form-data; boundary={boundary}"),
+            )
+            .body(body)
+    } else {
+        request.body(bytes)
+    };
+    let resp = request.send().await.unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_xlsform_imported_at_hq_reaches_the_boats_with_its_skip_logic() {
+    let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let hq = Instance::start("hq", dirs[0].path(), "HQ").await;
+    let boat = Instance::start_under("boat", dirs[1].path(), "BB-01", &hq, &hq.base).await;
+    add_user(&hq.records, "chief", "admin", "HQ");
+    let chief = client_with(&login(&hq.base, "chief").await);
+
+    // Refused with the cell, and nothing published.
+    let broken = patrol_xlsform(
+        "2026120201",
+        Some(&["calculate", "total", "", "", "", "", ""]),
+    );
+    let (status, body) = import(&chief, &hq, broken, false).await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["error"], "invalid_xlsform");
+    assert_eq!(
+        body["message"],
+        "survey sheet, row 6, column A (type): calculate is not supported yet; remove the row or make it a note"
+    );
+    let missing = hq
+        .client
+        .get(hq.url("/api/v1/forms/patrol-check"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+    // Officers do not publish.
+    let (status, _) = import(&hq.client, &hq, patrol_xlsform("2026120201", None), false).await;
+    assert_eq!(status, 403);
+
+    let (status, form) = import(&chief, &hq, patrol_xlsform("2026120201", None), true).await;
+    assert_eq!(status, 201, "{form}");
+    assert_eq!(
+        (form["id"].as_str(), form["version"].as_u64()),
+        (Some("patrol-check"), Some(1))
+    );
+    assert_eq!(form["source_version"], "2026120201");
+    // The same workbook again changes nothing; a new one is the next version.
+    let (status, _) = import(&chief, &hq, patrol_xlsform("2026120201", None), false).await;
+    assert_eq!(status, 200);
+    let (status, form) = import(&chief, &hq, patrol_xlsform("2026120202", None), false).await;
+    assert_eq!(status, 201, "{form}");
+    assert_eq!(form["version"], 2);
+
+    boat.sync_ok().await;
+    // On the boat: the detail is required only when contraband was found, an
+    // answer to it is cleared when it does not apply, and the cross-field
+    // constraint speaks in the form's words.
+    let saved = boat
+        .create(
+            "patrol-check",
+            json!({"persons": 3, "contraband": "no", "contraband_detail": "typed, then no"}),
+        )
+        .await;
+    assert_eq!(saved["form_version"], 2);
+    assert!(
+        saved["fields"]
+            .get("contraband_detail")
+            .is_none_or(Value::is_null),
+        "{saved}"
+    );
+    assert_eq!(saved["validation"], json!([]), "{saved}");
+    let resp = boat
+        .client
+        .post(boat.url("/api/v1/records"))
+        .json(&json!({"form": "patrol-check", "fields": {"persons": 1, "contraband": "yes", "arrests": 2}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 422);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(
+        body["details"],
+        json!([{"path": "arrests", "kind": "constraint", "message": "Cannot arrest more people than are on board"}]),
+        "{body}"
+    );
+    let draft = boat
+        .create("patrol-check", json!({"persons": 1, "contraband": "yes"}))
+        .await;
+    let missing: Vec<&str> = draft["validation"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(missing, ["contraband_detail"], "{draft}");
+}

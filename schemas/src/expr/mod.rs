@@ -141,6 +141,28 @@ impl Expr {
         out
     }
 
+    /// The names referred to other than as the argument of `count()`: those whose
+    /// answer the expression reads.
+    pub fn bare_names(&self) -> Vec<&str> {
+        fn visit<'n>(node: &'n Node, out: &mut Vec<&'n str>) {
+            match node {
+                Node::Ref(name) => out.push(name),
+                Node::Call(tree::Func::Count, args)
+                    if matches!(args.first(), Some(Node::Ref(_))) => {}
+                Node::Neg(x) | Node::Regex(x, _) => visit(x, out),
+                Node::Bin(_, a, b) => {
+                    visit(a, out);
+                    visit(b, out);
+                }
+                Node::Call(_, args) => args.iter().for_each(|a| visit(a, out)),
+                Node::Num(_) | Node::Str(_) | Node::Dot => {}
+            }
+        }
+        let mut out = Vec::new();
+        visit(&self.node, &mut out);
+        out
+    }
+
     /// Whether the expression reads `.`.
     pub fn uses_dot(&self) -> bool {
         let mut found = false;

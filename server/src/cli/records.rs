@@ -5,6 +5,7 @@ use super::common::{open_existing, open_offline};
 use crate::config::Settings;
 use crate::data_dir::SharedRecords;
 use crate::export::{repeat_tables, Exporter, Format};
+use crate::xlsform::Imported;
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
 use serde_json::{Map, Value as Json};
@@ -47,6 +48,17 @@ pub enum FormCommand {
     /// New records use it; existing records keep their version. Stations and
     /// boats receive it at their next sync.
     Publish { file: PathBuf },
+    /// Read FILE, an XLSForm workbook (.xlsx), as the next version of its
+    /// form and print it as form JSON, or publish it with --publish.
+    Import {
+        file: PathBuf,
+        /// Publish it (at HQ): stations and boats receive it at their next sync.
+        #[arg(long)]
+        publish: bool,
+        /// Write the form JSON here instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
 }
 
 /// Export records as JSON lines, CSV or GeoJSON, or as a zip archive with
@@ -87,7 +99,72 @@ pub(super) fn forms(cmd: FormCommand, settings: &Settings) -> anyhow::Result<()>
             Ok(())
         }
         FormCommand::Publish { file } => publish(settings, &file),
+        FormCommand::Import { file, publish, out } => import(settings, &file, publish, out),
     }
+}
+
+fn import(
+    settings: &Settings,
+    file: &Path,
+    publish: bool,
+    out: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let records = open_offline(settings)?;
+    if publish && crate::auth::devices::credential(records.store().as_ref())?.is_some() {
+        bail!(
+            "this instance syncs with an upstream; publish forms at HQ, which sends \
+             them to every station and boat"
+        );
+    }
+    let imported = crate::xlsform::import(&records, &bytes, publish)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+    let form = imported.form();
+    match &imported {
+        Imported::Preview(_) | Imported::Unchanged(_) if !publish => {
+            if let Imported::Unchanged(_) = imported {
+                eprintln!(
+                    "{} version {} is already this form; publishing it would change nothing",
+                    form.id, form.version
+                );
+            }
+            let mut json = serde_json::to_string_pretty(form)?;
+            json.push('\n');
+            match out {
+                Some(path) => std::fs::write(&path, json)
+                    .with_context(|| format!("cannot write {}", path.display()))?,
+                None => std::io::stdout().write_all(json.as_bytes())?,
+            }
+        }
+        Imported::Preview(_) | Imported::Published(_) => {
+            audit_publish(&records, form, "xlsform")?;
+            println!(
+                "published {} version {}; stations and boats receive it at their next sync",
+                form.id, form.version
+            );
+        }
+        Imported::Unchanged(_) => println!(
+            "{} version {} is already this form; nothing was published",
+            form.id, form.version
+        ),
+    }
+    Ok(())
+}
+
+/// The audit entry of a publication; `from` says what it was made from.
+fn audit_publish(
+    records: &SharedRecords,
+    form: &tideline_schemas::Form,
+    from: &str,
+) -> anyhow::Result<()> {
+    crate::auth::AuditLog::new().append(
+        records.store().as_ref(),
+        crate::auth::Event::new("cli", "form.publish")
+            .target(form.id.clone())
+            .details(serde_json::json!({ "version": form.version, "from": from })),
+        true,
+    )?;
+    Ok(())
 }
 
 fn publish(settings: &Settings, file: &Path) -> anyhow::Result<()> {
@@ -102,13 +179,7 @@ fn publish(settings: &Settings, file: &Path) -> anyhow::Result<()> {
         std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
     let (form, new) = records.publish_form(&json)?;
     if new {
-        crate::auth::AuditLog::new().append(
-            records.store().as_ref(),
-            crate::auth::Event::new("cli", "form.publish")
-                .target(form.id.clone())
-                .details(serde_json::json!({ "version": form.version })),
-            true,
-        )?;
+        audit_publish(&records, &form, "json")?;
         println!(
             "published {} version {}; stations and boats receive it at their next sync",
             form.id, form.version

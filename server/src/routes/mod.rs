@@ -51,6 +51,14 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route("/devices/{id}/revoke", web::post().to(devices::revoke))
                 .route("/forms", web::get().to(forms::list))
                 .route("/forms", web::post().to(forms::publish))
+                // Workbooks may be larger than the JSON bodies the API otherwise takes.
+                .service(
+                    web::resource("/forms/import")
+                        .app_data(web::PayloadConfig::new(
+                            tideline_schemas::xlsform::MAX_XLSX_BYTES,
+                        ))
+                        .route(web::post().to(forms::import)),
+                )
                 .route("/forms/{id}", web::get().to(forms::get))
                 .route("/records", web::post().to(records::create))
                 .route("/records", web::get().to(records::list))

@@ -7,7 +7,7 @@ use actix_web::http::header;
 use actix_web::{web, HttpResponse};
 
 /// Name, content type and bytes of every asset.
-const ASSETS: [(&str, &str, &[u8]); 7] = [
+const ASSETS: [(&str, &str, &[u8]); 8] = [
     (
         "app.css",
         "text/css; charset=utf-8",
@@ -28,6 +28,12 @@ const ASSETS: [(&str, &str, &[u8]); 7] = [
         "favicon.svg",
         "image/svg+xml",
         include_bytes!("../../assets/favicon.svg"),
+    ),
+    // Skip logic on the entry page (web/entry/render.rs).
+    (
+        "relevance.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../assets/relevance.js"),
     ),
     (
         "map.js",

@@ -331,7 +331,7 @@ impl<S: DocStore> Records<S> {
         };
         match *edit {
             // The document was made with its fields.
-            Edit::Create { .. } => {}
+            Edit::Create { .. } => clear_irrelevant(doc, form)?,
             Edit::Patch(_, patch) => {
                 let form = needed()?;
                 let from = doc.status().unwrap_or(Status::Draft);
@@ -341,6 +341,7 @@ impl<S: DocStore> Records<S> {
                 }
                 if let Some(fields) = &patch.fields {
                     doc.update_fields(form, fields)?;
+                    clear_irrelevant(doc, Some(form))?;
                 }
                 doc.set_status(to)?;
             }
@@ -364,6 +365,27 @@ impl<S: DocStore> Records<S> {
         }
         Ok(())
     }
+}
+
+/// Empty the answers to questions that do not apply (their `relevant` is false),
+/// as ODK does when a form is saved: what a person saves is only what the form
+/// asks in their case. Records that arrive by sync are left as they came.
+fn clear_irrelevant(doc: &mut RecordDoc, form: Option<&Form>) -> Result<(), RecordsError> {
+    let Some(form) = form.filter(|f| f.has_logic()) else {
+        return Ok(());
+    };
+    let fields = doc.fields();
+    let now = chrono::Local::now().fixed_offset();
+    let Some(kept) = tideline_schemas::clear_irrelevant(form, &fields, now) else {
+        return Ok(());
+    };
+    let changed: Map<String, Json> = fields
+        .keys()
+        .filter(|k| kept.get(*k) != fields.get(*k))
+        .map(|k| (k.clone(), kept.get(k).cloned().unwrap_or(Json::Null)))
+        .collect();
+    doc.update_fields(form, &changed)?;
+    Ok(())
 }
 
 /// Append `attachment` to the record's list (once per hash) and put its hash

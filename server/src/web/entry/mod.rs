@@ -79,7 +79,7 @@ pub async fn new_page(
         &chrome,
         form,
         &format!("/records/new?form={}", form.id),
-        &Posted::new(),
+        &defaults(form),
         &Problems::new(),
         &Json::Null,
         None,
@@ -548,4 +548,26 @@ async fn submitted(
         }
         Err(e) => Err(e),
     }
+}
+
+/// A new record's inputs, filled with the form's defaults.
+fn defaults(form: &tideline_schemas::Form) -> Posted {
+    fn collect(fields: &[tideline_schemas::Field], out: &mut serde_json::Map<String, Json>) {
+        for f in fields {
+            if let Some(value) = &f.default {
+                out.insert(f.name.clone(), value.clone());
+            } else if f.field_type == tideline_schemas::FieldType::Group {
+                let mut inner = serde_json::Map::new();
+                collect(&f.fields, &mut inner);
+                if !inner.is_empty() {
+                    out.insert(f.name.clone(), Json::Object(inner));
+                }
+            }
+        }
+    }
+    let mut values = serde_json::Map::new();
+    collect(&form.fields, &mut values);
+    let mut posted = Posted::new();
+    flatten(&form.fields, &Json::Object(values), "", &mut posted);
+    posted
 }

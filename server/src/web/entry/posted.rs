@@ -58,6 +58,7 @@ pub(super) fn flatten(fields: &[Field], values: &Json, prefix: &str, out: &mut P
                     flatten(&f.fields, item, &format!("{path}[{i}]."), out);
                 }
             }
+            (FieldType::Group, Json::Object(_)) => flatten(&f.fields, v, &format!("{path}."), out),
             (FieldType::Geopoint, Json::Object(p)) => {
                 for k in ["lat", "lon"] {
                     if let Some(n) = p.get(k) {
@@ -156,8 +157,13 @@ pub(super) fn fields_of(
             }
             // Browsers send a textarea's line breaks as CRLF.
             FieldType::Text => (!text.is_empty()).then(|| Json::String(text.replace("\r\n", "\n"))),
-            FieldType::SelectOne | FieldType::Date => {
+            FieldType::SelectOne | FieldType::Date | FieldType::Time => {
                 (!text.is_empty()).then(|| Json::String(text.clone()))
+            }
+            FieldType::Acknowledge => (text == "OK").then(|| Json::String(text.clone())),
+            FieldType::Group => {
+                let inner = fields_of(&f.fields, posted, &format!("{path}."), tz_minutes, problems);
+                (!inner.is_empty()).then_some(Json::Object(inner))
             }
             FieldType::Integer if text.is_empty() => None,
             FieldType::Integer => match text.parse::<i64>() {
@@ -282,6 +288,8 @@ pub(super) fn all_paths(fields: &[Field], posted: &Posted, prefix: &str) -> BTre
             for i in items(posted, &path) {
                 out.extend(all_paths(&f.fields, posted, &format!("{path}[{i}].")));
             }
+        } else if f.field_type == FieldType::Group {
+            out.extend(all_paths(&f.fields, posted, &format!("{path}.")));
         }
         out.insert(path);
     }

@@ -9,7 +9,7 @@ use crate::web::records::field_label;
 use maud::{html, Markup};
 use serde_json::Value as Json;
 use std::collections::BTreeSet;
-use tideline_schemas::{Field, FieldType, Form, RecordId};
+use tideline_schemas::{Expr, Field, FieldType, Form, RecordId};
 
 pub(super) fn input_id(path: &str) -> String {
     let mut id = String::from("f-");
@@ -92,7 +92,30 @@ pub(super) fn repeat_item(
     }
 }
 
+/// One question, wrapped, when it has a condition, in the element the page's script
+/// shows and hides (`server/assets/relevance.js`); what is typed in a hidden
+/// question stays in the page, and saving clears it only if it still does not apply.
 pub(super) fn input(
+    f: &Field,
+    path: &str,
+    posted: &Posted,
+    problems: &Problems,
+    attachments: &Json,
+    action: &str,
+) -> Markup {
+    let inner = question(f, path, posted, problems, attachments, action);
+    match f.relevant.as_deref().and_then(|src| Expr::parse(src).ok()) {
+        Some(expr) => html! {
+            div.relevant data-relevant=(expr.to_json().to_string()) data-path=(path)
+                data-type=(f.field_type.as_str()) {
+                (inner)
+            }
+        },
+        None => inner,
+    }
+}
+
+fn question(
     f: &Field,
     path: &str,
     posted: &Posted,
@@ -115,6 +138,25 @@ pub(super) fn input(
     };
     match f.field_type {
         FieldType::Note => html! { p.note { (f.label) } },
+        FieldType::Group => html! {
+            fieldset.group id=(id) data-field=(path) {
+                legend { (label) }
+                (hint)
+                (problem_list(problems, path))
+                (inputs(&f.fields, posted, problems, attachments, &format!("{path}."), action))
+            }
+        },
+        FieldType::Acknowledge => html! {
+            div.field data-field=(path) {
+                label.check {
+                    input type="checkbox" id=(id) name=(name) value="OK" checked[value == "OK"]
+                        aria-required=[required] aria-invalid=[invalid] aria-describedby=[described];
+                    " " (label)
+                }
+                (hint)
+                (problem_list(problems, path))
+            }
+        },
         FieldType::Repeat => {
             let indices = items(posted, path);
             let next = indices.last().map_or(0, |i| i + 1);
@@ -242,6 +284,7 @@ pub(super) fn input(
                         @let kind = match f.field_type {
                             FieldType::Date => "date",
                             FieldType::DateTime => "datetime-local",
+                            FieldType::Time => "time",
                             _ => "text",
                         };
                         @let mode = match f.field_type {
@@ -328,6 +371,7 @@ pub(super) fn entry_page(
         form.entry method="post" action=(action) enctype="multipart/form-data" novalidate
             data-keep=(keep)
             data-record=[saved] data-form=(form.id)
+            data-logic=[form.has_logic().then(|| form.names_json().to_string())]
             data-drawn=(match drawn { Drawn::Opened => "opened", Drawn::Posted => "posted", Drawn::Stored => "stored" }) {
             // Enter in a text box saves a draft rather than pressing the first
             // add or remove button.
@@ -343,6 +387,7 @@ pub(super) fn entry_page(
                 @if let Some(id) = saved { a href=(format!("/records/{id}")) { "Back to the record" } }
             }
         }
+        @if form.has_logic() { script src="/assets/relevance.js" defer {} }
     };
     frame(&title, chrome, &format!("new:{}", form.id), body)
 }

@@ -1,0 +1,68 @@
+//! Importing an XLSForm workbook as the next version of its form, for the command
+//! line (`tideline form import`) and HQ's `POST /api/v1/forms/import` alike: read
+//! it (tideline_schemas::xlsform), number it after the versions already known, and
+//! publish it through the one form-publishing path when asked.
+
+use tideline_schemas::xlsform::{self, ImportError};
+use tideline_schemas::Form;
+use tideline_sync::RecordsError;
+
+use crate::data_dir::SharedRecords;
+
+/// What an import came to.
+#[derive(Debug)]
+pub enum Imported {
+    /// Read and checked, not published: what publishing would make.
+    Preview(Form),
+    /// Published as a new version.
+    Published(Form),
+    /// The latest version already is this form; nothing was published.
+    Unchanged(Form),
+}
+
+impl Imported {
+    pub fn form(&self) -> &Form {
+        match self {
+            Imported::Preview(f) | Imported::Published(f) | Imported::Unchanged(f) => f,
+        }
+    }
+}
+
+/// Why an import failed: the workbook, or publishing it.
+#[derive(Debug, thiserror::Error)]
+pub enum ImportFailure {
+    #[error(transparent)]
+    Workbook(#[from] ImportError),
+    #[error(transparent)]
+    Publish(#[from] RecordsError),
+}
+
+/// Reads `bytes` and, with `publish`, publishes the form as the next version of its
+/// id. A workbook whose form equals the latest version (the same questions and the
+/// same settings version) is that version, so importing it again changes nothing.
+pub fn import(
+    records: &SharedRecords,
+    bytes: &[u8],
+    publish: bool,
+) -> Result<Imported, ImportFailure> {
+    let mut form = xlsform::import(bytes, 1)?.form;
+    let forms = records.forms();
+    if let Some(latest) = forms.latest(&form.id) {
+        form.version = latest.version;
+        if *latest == form {
+            return Ok(Imported::Unchanged(form));
+        }
+        form.version = latest.version + 1;
+    }
+    if !publish {
+        return Ok(Imported::Preview(form));
+    }
+    let json =
+        serde_json::to_string(&form).map_err(|e| RecordsError::InvalidForm(e.to_string()))?;
+    let (form, new) = records.publish_form(&json)?;
+    Ok(if new {
+        Imported::Published(form)
+    } else {
+        Imported::Unchanged(form)
+    })
+}
