@@ -275,3 +275,93 @@ pub fn report(vessel: &str) -> Value {
         "officers": ["PC Smith"]
     })
 }
+
+/// An XLSForm workbook from rows of text per sheet (the first row of each is its
+/// header), as a spreadsheet program would save it.
+pub fn xlsform(sheets: &[(&str, Vec<Vec<&str>>)]) -> Vec<u8> {
+    let mut book = rust_xlsxwriter::Workbook::new();
+    for (name, rows) in sheets {
+        let sheet = book.add_worksheet();
+        sheet.set_name(*name).expect("sheet name");
+        for (r, row) in rows.iter().enumerate() {
+            for (c, cell) in row.iter().enumerate() {
+                if !cell.is_empty() {
+                    sheet.write_string(r as u32, c as u16, *cell).expect("cell");
+                }
+            }
+        }
+    }
+    book.save_to_buffer().expect("workbook")
+}
+
+/// A small XLSForm `patrol_check` with settings version `version`: a question
+/// shown only when contraband was found, and a cross-field constraint; `extra`
+/// rows are appended to its survey.
+pub fn patrol_xlsform(version: &str, extra: &[Vec<&str>]) -> Vec<u8> {
+    let mut survey = vec![
+        vec![
+            "type",
+            "name",
+            "label",
+            "required",
+            "relevant",
+            "constraint",
+            "constraint_message",
+        ],
+        vec![
+            "integer",
+            "persons",
+            "Persons on board",
+            "yes",
+            "",
+            ". >= 1",
+            "",
+        ],
+        vec![
+            "select_one yes_no",
+            "contraband",
+            "Contraband found?",
+            "yes",
+            "",
+            "",
+            "",
+        ],
+        vec![
+            "text",
+            "contraband_detail",
+            "What was found",
+            "yes",
+            "${contraband} = 'yes'",
+            "",
+            "",
+        ],
+        vec![
+            "integer",
+            "arrests",
+            "Arrests",
+            "",
+            "",
+            ". <= ${persons}",
+            "Cannot arrest more people than are on board",
+        ],
+    ];
+    survey.extend(extra.iter().cloned());
+    xlsform(&[
+        ("survey", survey),
+        (
+            "choices",
+            vec![
+                vec!["list_name", "name", "label"],
+                vec!["yes_no", "yes", "Yes"],
+                vec!["yes_no", "no", "No"],
+            ],
+        ),
+        (
+            "settings",
+            vec![
+                vec!["form_id", "form_title", "version"],
+                vec!["patrol_check", "Patrol check", version],
+            ],
+        ),
+    ])
+}

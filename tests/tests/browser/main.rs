@@ -14,6 +14,7 @@
 //! Screenshots of the main pages are written to `target/screenshots/`, and
 //! to `docs/screenshots/` as well with `TIDELINE_UPDATE_SCREENSHOTS=1`.
 
+mod relevance;
 mod support;
 
 use fantoccini::Locator;
