@@ -4,10 +4,17 @@
 use crate::form::Form;
 
 /// The JSON of each built-in form, in the order `builtin_forms` returns them.
-pub const BUILTIN_FORM_SOURCES: [(&str, &str); 2] = [
+pub const BUILTIN_FORM_SOURCES: [(&str, &str); 3] = [
+    // Version 1 stays: records made with it keep meaning what they meant.
     (
         "boarding-report.json",
         include_str!("../forms/boarding-report.json"),
+    ),
+    // Version 2: seizures only when contraband was found, arrest details only
+    // when someone was arrested.
+    (
+        "boarding-report.v2.json",
+        include_str!("../forms/boarding-report.v2.json"),
     ),
     (
         "vessel-sighting.json",
@@ -15,7 +22,7 @@ pub const BUILTIN_FORM_SOURCES: [(&str, &str); 2] = [
     ),
 ];
 
-/// The built-in forms: `boarding-report` and `vessel-sighting`, both version 1.
+/// The built-in forms: `boarding-report` versions 1 and 2, and `vessel-sighting` 1.
 pub fn builtin_forms() -> Vec<Form> {
     BUILTIN_FORM_SOURCES
         .iter()
@@ -37,7 +44,51 @@ mod tests {
     fn builtin_forms_parse() {
         let forms = builtin_forms();
         let ids: Vec<_> = forms.iter().map(|f| (f.id.as_str(), f.version)).collect();
-        assert_eq!(ids, [("boarding-report", 1), ("vessel-sighting", 1)]);
+        assert_eq!(
+            ids,
+            [
+                ("boarding-report", 1),
+                ("boarding-report", 2),
+                ("vessel-sighting", 1)
+            ]
+        );
+    }
+
+    #[test]
+    fn boarding_report_2_is_1_with_its_skip_logic() {
+        let forms = builtin_forms();
+        let (v1, v2) = (&forms[0], &forms[1]);
+        let mut plain = v2.clone();
+        plain.version = 1;
+        plain.fields.retain(|f| f.name != "arrest_details");
+        for f in &mut plain.fields {
+            f.relevant = None;
+            if let Some(c) = &mut f.constraint {
+                c.expression = None;
+            }
+        }
+        let hint = |form: &Form| form.field("contraband_found").and_then(|f| f.hint.clone());
+        plain.fields.iter_mut().for_each(|f| {
+            if f.name == "contraband_found" {
+                f.hint = hint(v1);
+            }
+        });
+        assert_eq!(plain.fields, v1.fields, "version 2 changes only the logic");
+        assert_eq!(
+            v2.field("seizures").and_then(|f| f.relevant.as_deref()),
+            Some("${contraband_found} = true()")
+        );
+        assert_eq!(
+            v2.field("arrest_details")
+                .and_then(|f| f.relevant.as_deref()),
+            Some("${arrests} > 0")
+        );
+        let record = serde_json::json!({"arrests": 0, "arrest_details": "none",
+            "contraband_found": false, "seizures": [{"item_type": "fish"}]});
+        let now = chrono::Local::now().fixed_offset();
+        let kept = crate::clear_irrelevant(v2, record.as_object().unwrap(), now).unwrap();
+        assert!(!kept.contains_key("seizures"));
+        assert!(!kept.contains_key("arrest_details"));
     }
 
     #[test]
@@ -156,7 +207,7 @@ mod tests {
 
     #[test]
     fn vessel_sighting_has_the_agreed_fields() {
-        let form = &builtin_forms()[1];
+        let form = &builtin_forms()[2];
         let fields: Vec<_> = form
             .fields
             .iter()

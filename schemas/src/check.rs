@@ -6,10 +6,10 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
+use crate::form::Logic;
 use crate::form::{
     compile_regex, Check, Constraint, Field, FieldType, Form, FormError, Patterns, MAX_FORM_BYTES,
 };
-use crate::logic::Logic;
 
 /// The regexes compiled while a form is checked, reusing those it already had.
 struct Compiled<'k> {

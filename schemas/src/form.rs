@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::logic::Logic;
+use crate::expr::Expr;
 
 /// Forms larger than this are refused before parsing; the biggest realistic form (long
 /// species or port lists) is far smaller, and the cap bounds the work a hostile form can cause.
@@ -71,6 +71,34 @@ impl PartialEq for Patterns {
 impl fmt::Debug for Patterns {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Patterns({} compiled)", self.0.len())
+    }
+}
+
+/// Where a name's field lives, and what type its answer has.
+#[derive(Debug, Clone)]
+pub(crate) struct Def {
+    /// Field names from the top of the record; `true` marks a repeat.
+    pub(crate) steps: Vec<(String, bool)>,
+    pub(crate) field_type: FieldType,
+    /// Enclosing repeats, outermost first, as dotted form paths.
+    pub(crate) repeats: Vec<String>,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Compiled {
+    pub(crate) exprs: HashMap<String, Expr>,
+    pub(crate) names: HashMap<String, Def>,
+}
+
+/// A form's compiled logic (schemas/src/logic.rs compiles and reads it; it is held
+/// here, with the form, so that the two modules do not import each other). Forms holding different copies still compare equal: the
+/// logic follows from the form's own fields.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Logic(pub(crate) Option<Arc<Compiled>>);
+
+impl PartialEq for Logic {
+    fn eq(&self, _: &Self) -> bool {
+        true
     }
 }
 

@@ -15,34 +15,7 @@ use chrono::{DateTime, FixedOffset};
 use serde_json::{Map, Value as Json};
 
 use crate::expr::{Expr, Scope, Value};
-use crate::form::{Field, FieldType, Form, FormError};
-
-/// Where a name's field lives, and what type its answer has.
-#[derive(Debug, Clone)]
-struct Def {
-    /// Field names from the top of the record; `true` marks a repeat.
-    steps: Vec<(String, bool)>,
-    field_type: FieldType,
-    /// Enclosing repeats, outermost first, as dotted form paths.
-    repeats: Vec<String>,
-}
-
-#[derive(Debug, Default)]
-struct Compiled {
-    exprs: HashMap<String, Expr>,
-    names: HashMap<String, Def>,
-}
-
-/// A form's compiled logic. Forms holding different copies still compare equal: the
-/// logic follows from the form's own fields.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Logic(Option<Arc<Compiled>>);
-
-impl PartialEq for Logic {
-    fn eq(&self, _: &Self) -> bool {
-        true
-    }
-}
+use crate::form::{Compiled, Def, Field, FieldType, Form, FormError, Logic};
 
 impl Logic {
     /// The form's logic: the compiled copy it holds, or compiled now for a form built in
@@ -60,7 +33,7 @@ impl Logic {
         self.0.as_ref()?.exprs.get(source)
     }
 
-    fn def(&self, name: &str) -> Option<&Def> {
+    pub(crate) fn def(&self, name: &str) -> Option<&Def> {
         self.0.as_ref()?.names.get(name)
     }
 }

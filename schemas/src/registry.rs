@@ -99,7 +99,8 @@ mod tests {
             r.get("boarding-report", 1).unwrap().title,
             "Boarding report"
         );
-        assert!(r.get("boarding-report", 2).is_none());
+        assert_eq!(r.latest("boarding-report").unwrap().version, 2);
+        assert!(r.get("boarding-report", 3).is_none());
         assert!(r.get("nope", 1).is_none());
         assert!(r.latest("nope").is_none());
     }

@@ -11,8 +11,9 @@ use chrono::{DateTime, FixedOffset};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::form::Logic;
 use crate::form::{compile_regex, Check, Constraint, Field, FieldType, Form, Patterns};
-use crate::logic::{typed, Answers, Logic};
+use crate::logic::{typed, Answers};
 
 /// One problem with one value of a record.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -284,3 +284,86 @@ fn what_is_not_a_workbook_is_refused_before_it_is_unpacked() {
         Err(ImportError::TooLarge { .. })
     ));
 }
+
+#[test]
+fn every_builtin_form_comes_back_the_same_from_its_spreadsheet() {
+    for form in tideline_schemas::builtin_forms() {
+        let bytes = tideline_schemas::xlsform::export(&form).expect("exports");
+        let mut back = import(&bytes, form.version)
+            .unwrap_or_else(|e| panic!("{} v{}: {e}", form.id, form.version))
+            .form;
+        // The spreadsheet's version is its own: it comes back as the source version.
+        assert_eq!(back.source_version, Some(form.version.to_string()));
+        back.source_version = form.source_version.clone();
+        assert_eq!(
+            serde_json::to_value(&back).expect("json"),
+            serde_json::to_value(&form).expect("json"),
+            "{} v{}",
+            form.id,
+            form.version
+        );
+        assert_eq!(back, form);
+    }
+}
+
+#[test]
+fn an_imported_form_comes_back_the_same_from_its_export() {
+    let bytes = workbook(&[
+        (
+            "survey",
+            &[
+                &[
+                    "type",
+                    "name",
+                    "label::English (en)",
+                    "label::French (fr)",
+                    "required",
+                    "relevant",
+                    "default",
+                ],
+                &[
+                    "select_one flag",
+                    "flag",
+                    "Flag",
+                    "Pavillon",
+                    "yes",
+                    "",
+                    "lca",
+                ],
+                &[
+                    "begin_repeat",
+                    "crew",
+                    "Crew",
+                    "Équipage",
+                    "",
+                    "${flag} = 'lca'",
+                    "",
+                ],
+                &["integer", "age", "Age", "Âge", "", "", "30"],
+                &["end_repeat", "", "", "", "", "", ""],
+            ],
+        ),
+        (
+            "choices",
+            &[
+                &[
+                    "list_name",
+                    "name",
+                    "label::English (en)",
+                    "label::French (fr)",
+                ],
+                &["flag", "lca", "Saint Lucia", "Sainte-Lucie"],
+            ],
+        ),
+        (
+            "settings",
+            &[
+                &["form_id", "form_title", "version", "default_language"],
+                &["crew-list", "Crew list", "2026120201", "English (en)"],
+            ],
+        ),
+    ]);
+    let form = import(&bytes, 4).expect("imports").form;
+    let again = tideline_schemas::xlsform::export(&form).expect("exports");
+    assert_eq!(import(&again, 4).expect("imports again").form, form);
+}

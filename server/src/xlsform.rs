@@ -49,8 +49,16 @@ pub fn import(
     let forms = records.forms();
     if let Some(latest) = forms.latest(&form.id) {
         form.version = latest.version;
-        if *latest == form {
-            return Ok(Imported::Unchanged(form));
+        // A workbook exported from a version that had no spreadsheet version of its
+        // own carries that version's number; unchanged, it is that version.
+        let mut same = form.clone();
+        if latest.source_version.is_none()
+            && same.source_version.as_deref() == Some(latest.version.to_string().as_str())
+        {
+            same.source_version = None;
+        }
+        if *latest == same {
+            return Ok(Imported::Unchanged(same));
         }
         form.version = latest.version + 1;
     }

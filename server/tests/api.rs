@@ -26,7 +26,7 @@ async fn health_and_forms() {
         .json()
         .await
         .unwrap();
-    assert_eq!(form["version"], 1);
+    assert_eq!(form["version"], 2);
     assert!(form["fields"]
         .as_array()
         .unwrap()
@@ -54,7 +54,7 @@ async fn create_then_read_back_exactly() {
     assert_eq!(created["fields"], report());
     assert_eq!(created["status"], "draft");
     assert_eq!(created["station"], "BB-01");
-    assert_eq!(created["form_version"], 1);
+    assert_eq!(created["form_version"], 2);
     assert_eq!(created["validation"], json!([]));
     assert_eq!(created["conflicts"], json!({}));
     let id = created["id"].as_str().unwrap();

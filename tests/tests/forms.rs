@@ -5,14 +5,14 @@
 use serde_json::{json, Value};
 use tideline_tests::{add_user, client_with, login, patrol_xlsform, report, Instance};
 
-/// Version 2 of the boarding report: version 1 plus the sea state.
-fn boarding_v2() -> Value {
+/// Version 3 of the boarding report: version 2 plus the sea state.
+fn boarding_v3() -> Value {
     let mut form: Value = serde_json::from_str(include_str!(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../schemas/forms/boarding-report.json"
+        "/../schemas/forms/boarding-report.v2.json"
     )))
     .unwrap();
-    form["version"] = json!(2);
+    form["version"] = json!(3);
     form["fields"].as_array_mut().unwrap().push(json!({
         "name": "sea_state",
         "label": "Sea state",
@@ -46,24 +46,24 @@ async fn a_form_published_at_hq_reaches_the_boats_and_old_records_keep_theirs() 
         Instance::start_under("boat", dirs[2].path(), "BB-01", &station, &station.base).await;
     let old = boat.create("boarding-report", report("Sea Breeze")).await;
     let old_id = old["id"].as_str().unwrap().to_string();
-    assert_eq!(old["form_version"], 1);
+    assert_eq!(old["form_version"], 2);
     boat.sync_ok().await;
     station.sync_ok().await;
 
     add_user(&hq.records, "chief", "admin", "HQ");
     let chief = client_with(&login(&hq.base, "chief").await);
-    let (status, body) = publish(&chief, &hq, &boarding_v2()).await;
+    let (status, body) = publish(&chief, &hq, &boarding_v3()).await;
     assert_eq!(status, 201, "{body}");
-    assert_eq!(body["version"], 2);
+    assert_eq!(body["version"], 3);
 
     // Refused, each with a reason, and nothing published.
-    let mut broken = boarding_v2();
-    broken["version"] = json!(3);
+    let mut broken = boarding_v3();
+    broken["version"] = json!(4);
     broken["fields"][0]["type"] = json!("banana");
     let (status, body) = publish(&chief, &hq, &broken).await;
     assert_eq!(status, 422, "{body}");
     assert_eq!(body["error"], "invalid_form");
-    let mut reused = boarding_v2();
+    let mut reused = boarding_v3();
     reused["title"] = json!("Boarding report (revised)");
     let (status, body) = publish(&chief, &hq, &reused).await;
     assert_eq!(status, 409, "{body}");
@@ -71,28 +71,28 @@ async fn a_form_published_at_hq_reaches_the_boats_and_old_records_keep_theirs() 
         body["message"].as_str().unwrap().contains("next version"),
         "{body}"
     );
-    let mut older = boarding_v2();
-    older["version"] = json!(1);
+    let mut older = boarding_v3();
+    older["version"] = json!(2);
     let (status, _) = publish(&chief, &hq, &older).await;
     assert_eq!(status, 409);
     // The same version again is no change.
-    let (status, _) = publish(&chief, &hq, &boarding_v2()).await;
+    let (status, _) = publish(&chief, &hq, &boarding_v3()).await;
     assert_eq!(status, 200);
     // Officers do not publish, and neither do stations.
-    let (status, _) = publish(&hq.client, &hq, &boarding_v2()).await;
+    let (status, _) = publish(&hq.client, &hq, &boarding_v3()).await;
     assert_eq!(status, 403);
     add_user(&station.records, "bbadmin", "admin", "BB-01");
     let bbadmin = client_with(&login(&station.base, "bbadmin").await);
-    let (status, body) = publish(&bbadmin, &station, &boarding_v2()).await;
+    let (status, body) = publish(&bbadmin, &station, &boarding_v3()).await;
     assert_eq!(status, 409, "{body}");
     assert_eq!(body["error"], "not_hq");
     // A station's admin with an account on the HQ instance speaks for one
     // station, not the fleet.
     add_user(&hq.records, "bbchief", "admin", "BB-01");
     let bbchief = client_with(&login(&hq.base, "bbchief").await);
-    let mut v3 = boarding_v2();
-    v3["version"] = json!(3);
-    let (status, body) = publish(&bbchief, &hq, &v3).await;
+    let mut v4 = boarding_v3();
+    v4["version"] = json!(4);
+    let (status, body) = publish(&bbchief, &hq, &v4).await;
     assert_eq!(status, 403, "{body}");
     assert!(
         body["message"]
@@ -110,7 +110,7 @@ async fn a_form_published_at_hq_reaches_the_boats_and_old_records_keep_theirs() 
         .json()
         .await
         .unwrap();
-    assert_eq!(latest["version"], 2);
+    assert_eq!(latest["version"], 3);
     assert_eq!(latest["title"], "Boarding report");
 
     // Down the chain by sync.
@@ -125,25 +125,25 @@ async fn a_form_published_at_hq_reaches_the_boats_and_old_records_keep_theirs() 
         .json()
         .await
         .unwrap();
-    assert_eq!(on_boat["version"], 2);
+    assert_eq!(on_boat["version"], 3);
 
     // New records use it...
     let mut fields = report("Morning Star");
     fields["sea_state"] = json!("rough");
     let new = boat.create("boarding-report", fields).await;
-    assert_eq!(new["form_version"], 2);
+    assert_eq!(new["form_version"], 3);
     assert_eq!(new["fields"]["sea_state"], "rough");
-    // ...the old one keeps version 1, and reads and edits as before.
+    // ...the old one keeps version 2, and reads and edits as before.
     let kept = boat.get(&old_id).await;
-    assert_eq!(kept["form_version"], 1);
+    assert_eq!(kept["form_version"], 2);
     let edited = boat.patch(&old_id, json!({"arrests": 2})).await;
-    assert_eq!(edited["form_version"], 1);
+    assert_eq!(edited["form_version"], 2);
     assert_eq!(edited["fields"]["arrests"], 2);
     // Both reach HQ, each with its version.
     boat.sync_ok().await;
     station.sync_ok().await;
     let new_at_hq = hq.get(new["id"].as_str().unwrap()).await;
-    assert_eq!(new_at_hq["form_version"], 2);
+    assert_eq!(new_at_hq["form_version"], 3);
     assert_eq!(new_at_hq["validation"], json!([]));
     assert_eq!(hq.get(&old_id).await["fields"]["arrests"], 2);
 }

@@ -1,4 +1,4 @@
-//! XLSForm import: the spreadsheets of ODK, KoboToolbox and Survey123 read into a
+//! XLSForm import and export: the spreadsheets of ODK, KoboToolbox and Survey123 read into a
 //! Tideline form. Every column and type is either honoured or refused with the sheet,
 //! row and column it is in and what to do, because a form whose logic is silently
 //! dropped is worse than one refused. docs/FORMS.md lists what is supported.
@@ -6,37 +6,16 @@
 //! Pure: the workbook arrives as bytes and leaves as a [`Form`], checked by
 //! [`Form::check`] like any other, so it is refused here rather than on a boat.
 
+mod error;
+mod export;
 mod sheet;
 mod survey;
 
+pub use error::ImportError;
+pub use export::{export, ExportError};
 pub use sheet::{MAX_ROWS, MAX_UNPACKED_BYTES, MAX_XLSX_BYTES};
 
 use crate::form::Form;
-
-/// Why a workbook was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ImportError {
-    #[error(
-        "the file is not an .xlsx workbook ({0}); save it from your spreadsheet program as .xlsx"
-    )]
-    NotXlsx(String),
-    #[error("the workbook is larger than {max} bytes (unpacked or not)")]
-    TooLarge { max: usize },
-    #[error("the {sheet} sheet has more than {max} rows")]
-    TooManyRows { sheet: &'static str, max: usize },
-    #[error("the workbook has no {sheet} sheet; {hint}")]
-    MissingSheet {
-        sheet: &'static str,
-        hint: &'static str,
-    },
-    #[error("{sheet} sheet, row {row}, column {column}: {message}")]
-    At {
-        sheet: String,
-        row: usize,
-        column: String,
-        message: String,
-    },
-}
 
 /// A form read from a workbook.
 #[derive(Debug, Clone)]

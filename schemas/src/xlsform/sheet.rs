@@ -6,7 +6,7 @@ use std::io::{Cursor, Read, Seek};
 
 use calamine::{Data, Reader, Xlsx};
 
-use super::ImportError;
+use super::error::ImportError;
 
 /// Workbooks larger than this are refused; real XLSForms are tens of kilobytes.
 pub const MAX_XLSX_BYTES: usize = 16 * 1024 * 1024;

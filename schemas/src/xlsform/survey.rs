@@ -5,9 +5,10 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde_json::Value as Json;
 
+use super::error::ImportError;
+use super::export::{BOOLEAN_LIST, FIELD_EXTRAS, FORM_EXTRAS};
 use super::sheet::{Row, Sheet, Workbook};
-use super::ImportError;
-use crate::form::{Choice, Constraint, Field, FieldType, Form, FormError};
+use crate::form::{Check, Choice, Constraint, Field, FieldType, Form, FormError};
 
 /// Survey columns read as they are (besides `label::Language` and `hint::Language`).
 const SURVEY_COLUMNS: [&str; 11] = [
@@ -202,6 +203,9 @@ fn check_columns(
 }
 
 fn survey_column(header: &str) -> bool {
+    if header.eq_ignore_ascii_case(FIELD_EXTRAS) {
+        return true;
+    }
     match header.split_once("::") {
         Some((base, _)) => matches!(base.trim().to_ascii_lowercase().as_str(), "label" | "hint"),
         None => SURVEY_COLUMNS
@@ -306,7 +310,18 @@ pub(crate) fn convert(book: &Workbook, version: u32) -> Result<Form, ImportError
         let text = |key: &str| Some(row.get(col(key)).to_string()).filter(|s| !s.is_empty());
         field.required_message = text("required_message");
         field.relevant = text("relevant");
+        let extras = match text(FIELD_EXTRAS) {
+            Some(json) => Some(Extras::parse(&json).map_err(|m| at(row, FIELD_EXTRAS, m))?),
+            None => None,
+        };
+        let fixed = extras.as_ref().and_then(|e| e.constraint.clone());
         match (text("constraint"), text("constraint_message")) {
+            (None, Some(message)) if fixed.is_some() => {
+                field.constraint = Some(Constraint {
+                    message: Some(message),
+                    ..Constraint::default()
+                })
+            }
             (None, Some(_)) => {
                 return Err(at(
                     row,
@@ -331,7 +346,14 @@ pub(crate) fn convert(book: &Workbook, version: u32) -> Result<Form, ImportError
             field.default =
                 Some(default_of(field_type, &default).map_err(|m| at(row, "default", m))?);
         }
-        if let Some(list) = list {
+        if let Some(extras) = extras {
+            extras
+                .apply(&mut field, list.as_deref())
+                .map_err(|m| at(row, FIELD_EXTRAS, m))?;
+        }
+        if field.field_type == FieldType::Boolean {
+            // Written as select_one tideline_boolean; the choices are true and false.
+        } else if let Some(list) = list {
             field.choices = lists.get(&list).cloned().ok_or_else(|| {
                 at(
                     row,
@@ -373,9 +395,9 @@ pub(crate) fn convert(book: &Workbook, version: u32) -> Result<Form, ImportError
         id: settings.id,
         version,
         title: settings.title,
-        description: None,
+        description: settings.description,
         fields: top,
-        checks: Vec::new(),
+        checks: settings.checks,
         default_language: (!langs.is_empty()).then_some(default_language).flatten(),
         source_version: settings.version,
         logic: Default::default(),
@@ -480,6 +502,9 @@ fn read_choices(
 }
 
 struct Settings {
+    /// `tideline::form`: what XLSForm cannot say about a form.
+    description: Option<String>,
+    checks: Vec<Check>,
     id: String,
     title: String,
     version: Option<String>,
@@ -495,9 +520,15 @@ fn read_settings(sheet: Option<&Sheet>) -> Result<Settings, ImportError> {
     let get = |key: &str| row.map_or("", |r| r.get(sheet.column(key))).to_string();
     if let Some(row) = row {
         let known = |h: &str| {
-            ["form_id", "form_title", "version", "default_language"]
-                .iter()
-                .any(|k| k.eq_ignore_ascii_case(h))
+            [
+                "form_id",
+                "form_title",
+                "version",
+                "default_language",
+                FORM_EXTRAS,
+            ]
+            .iter()
+            .any(|k| k.eq_ignore_ascii_case(h))
         };
         check_columns(sheet, row, &|h| known(h)).map_err(|e| match e {
             ImportError::At {
@@ -523,7 +554,31 @@ fn read_settings(sheet: Option<&Sheet>) -> Result<Settings, ImportError> {
     let title = Some(get("form_title"))
         .filter(|t| !t.is_empty())
         .unwrap_or_else(|| id.clone());
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct FormExtras {
+        description: Option<String>,
+        #[serde(default)]
+        checks: Vec<Check>,
+    }
+    let extras = get(FORM_EXTRAS);
+    let extras: FormExtras = if extras.is_empty() {
+        FormExtras {
+            description: None,
+            checks: Vec::new(),
+        }
+    } else {
+        serde_json::from_str(&extras).map_err(|e| {
+            sheet.refuse(
+                row.map_or(2, |r| r.number),
+                sheet.column(FORM_EXTRAS).unwrap_or(0),
+                format!("{FORM_EXTRAS} must be a JSON object with description and checks: {e}"),
+            )
+        })?
+    };
     Ok(Settings {
+        description: extras.description,
+        checks: extras.checks,
         id,
         title,
         version: Some(get("version")).filter(|v| !v.is_empty()),
@@ -570,4 +625,60 @@ fn locate(
     };
     let row = path.and_then(|p| rows.get(p)).copied().unwrap_or(1);
     survey.refuse(row, survey.column(column).unwrap_or(0), message)
+}
+
+/// What `tideline::field` says about a field beyond XLSForm's columns.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Extras {
+    #[serde(rename = "type")]
+    field_type: Option<String>,
+    #[serde(default)]
+    multiple: bool,
+    #[serde(default)]
+    unique: bool,
+    item_label: Option<String>,
+    constraint: Option<Constraint>,
+}
+
+impl Extras {
+    fn parse(json: &str) -> Result<Extras, String> {
+        let extras: Extras = serde_json::from_str(json).map_err(|e| {
+            format!("{FIELD_EXTRAS} must be a JSON object of type, multiple, unique, item_label and constraint: {e}")
+        })?;
+        if let Some(c) = &extras.constraint {
+            if c.expression.is_some() || c.message.is_some() {
+                return Err("write the constraint expression and its message in the constraint and constraint_message columns".into());
+            }
+        }
+        Ok(extras)
+    }
+
+    fn apply(self, field: &mut Field, list: Option<&str>) -> Result<(), String> {
+        match self.field_type.as_deref() {
+            None => {}
+            Some("boolean") if field.field_type == FieldType::SelectOne && list == Some(BOOLEAN_LIST) => {
+                field.field_type = FieldType::Boolean;
+            }
+            Some(other) => {
+                return Err(format!(
+                    "the type {other:?} here needs the type column to say select_one {BOOLEAN_LIST} (a boolean is the only such type)"
+                ))
+            }
+        }
+        field.multiple = self.multiple;
+        field.unique = self.unique;
+        field.item_label = self.item_label;
+        if let Some(fixed) = self.constraint {
+            let c = field.constraint.get_or_insert_with(Constraint::default);
+            c.min = fixed.min;
+            c.max = fixed.max;
+            c.min_length = fixed.min_length;
+            c.max_length = fixed.max_length;
+            c.regex = fixed.regex;
+            c.min_items = fixed.min_items;
+            c.max_items = fixed.max_items;
+        }
+        Ok(())
+    }
 }

@@ -48,6 +48,19 @@ pub enum FormCommand {
     /// New records use it; existing records keep their version. Stations and
     /// boats receive it at their next sync.
     Publish { file: PathBuf },
+    /// Write form ID (its latest version, or --version) as an XLSForm
+    /// workbook, to start from it in a spreadsheet; `form import` reads it back.
+    Export {
+        id: String,
+        /// The only format: xlsx (XLSForm).
+        #[arg(long, default_value = "xlsx")]
+        format: String,
+        #[arg(long)]
+        version: Option<u32>,
+        /// Where to write it (default: ID.xlsx here).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Read FILE, an XLSForm workbook (.xlsx), as the next version of its
     /// form and print it as form JSON, or publish it with --publish.
     Import {
@@ -100,6 +113,38 @@ pub(super) fn forms(cmd: FormCommand, settings: &Settings) -> anyhow::Result<()>
         }
         FormCommand::Publish { file } => publish(settings, &file),
         FormCommand::Import { file, publish, out } => import(settings, &file, publish, out),
+        FormCommand::Export {
+            id,
+            format,
+            version,
+            out,
+        } => {
+            if format != "xlsx" {
+                bail!("unknown format {format:?}: forms export as xlsx (XLSForm)");
+            }
+            // Without a data directory there are the built-in forms.
+            let forms = if settings.data_dir.exists() {
+                open_existing(settings)?.forms()
+            } else {
+                std::sync::Arc::new(tideline_schemas::FormRegistry::builtin())
+            };
+            let form = match version {
+                Some(v) => forms.get(&id, v),
+                None => forms.latest(&id),
+            }
+            .with_context(|| format!("there is no form {id:?} (version {version:?}) here"))?;
+            let bytes = tideline_schemas::xlsform::export(form)?;
+            let out = out.unwrap_or_else(|| PathBuf::from(format!("{id}.xlsx")));
+            std::fs::write(&out, bytes)
+                .with_context(|| format!("cannot write {}", out.display()))?;
+            println!(
+                "wrote {} version {} to {}",
+                form.id,
+                form.version,
+                out.display()
+            );
+            Ok(())
+        }
     }
 }
 
