@@ -61,7 +61,6 @@ impl Form {
 
     /// The structural checks, returning the form's compiled regexes (those in
     /// `known` are reused, not compiled again).
-
     pub(crate) fn checked(&self, known: &Patterns) -> Result<Patterns, FormError> {
         if self.id.is_empty()
             || !self

@@ -813,7 +813,6 @@ fn is_time(s: &str) -> bool {
 
 /// A key under which equal values of a unique field collide: numbers compare by value
 /// (so 2 and 2.0 are the same), everything else by its JSON text.
-
 fn unique_key(v: &Value) -> String {
     match v {
         Value::Number(n) => {
