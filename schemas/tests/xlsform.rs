@@ -4,27 +4,29 @@
 
 use std::io::Write;
 
-use rust_xlsxwriter::Workbook;
 use serde_json::json;
 use tideline_schemas::xlsform::{import, ImportError, MAX_UNPACKED_BYTES};
 use tideline_schemas::{FieldType, ViolationKind};
 
 /// A workbook from rows of text; the first row of each sheet is its header.
 fn workbook(sheets: &[(&str, &[&[&str]])]) -> Vec<u8> {
-    let mut book = Workbook::new();
-    for (name, rows) in sheets {
-        let sheet = book.add_worksheet();
-        sheet.set_name(*name).expect("sheet name");
-        for (r, row) in rows.iter().enumerate() {
-            for (c, cell) in row.iter().enumerate() {
-                if !cell.is_empty() {
-                    sheet.write_string(r as u32, c as u16, *cell).expect("cell");
-                }
-            }
-        }
-    }
-    book.save_to_buffer().expect("workbook")
+    let sheets: Vec<(&str, Vec<Vec<&str>>)> = sheets
+        .iter()
+        .map(|(name, rows)| (*name, rows.iter().map(|r| r.to_vec()).collect()))
+        .collect();
+    tideline_schemas::xlsform::workbook(&sheets).expect("workbook")
 }
+
+/// A list of flags in English and French.
+const FLAG_CHOICES: &[&[&str]] = &[
+    &[
+        "list_name",
+        "name",
+        "label::English (en)",
+        "label::French (fr)",
+    ],
+    &["flag", "lca", "Saint Lucia", "Sainte-Lucie"],
+];
 
 const SETTINGS: &[&[&str]] = &[
     &["form_id", "form_title", "version"],
@@ -160,18 +162,7 @@ fn labels_in_several_languages_keep_the_default() {
                 &["select_one flag", "flag", "Flag", "Pavillon", "Le pavillon"],
             ],
         ),
-        (
-            "choices",
-            &[
-                &[
-                    "list_name",
-                    "name",
-                    "label::English (en)",
-                    "label::French (fr)",
-                ],
-                &["flag", "lca", "Saint Lucia", "Sainte-Lucie"],
-            ],
-        ),
+        ("choices", FLAG_CHOICES),
         (
             "settings",
             &[
@@ -343,18 +334,7 @@ fn an_imported_form_comes_back_the_same_from_its_export() {
                 &["end_repeat", "", "", "", "", "", ""],
             ],
         ),
-        (
-            "choices",
-            &[
-                &[
-                    "list_name",
-                    "name",
-                    "label::English (en)",
-                    "label::French (fr)",
-                ],
-                &["flag", "lca", "Saint Lucia", "Sainte-Lucie"],
-            ],
-        ),
+        ("choices", FLAG_CHOICES),
         (
             "settings",
             &[

@@ -279,19 +279,7 @@ pub fn report(vessel: &str) -> Value {
 /// An XLSForm workbook from rows of text per sheet (the first row of each is its
 /// header), as a spreadsheet program would save it.
 pub fn xlsform(sheets: &[(&str, Vec<Vec<&str>>)]) -> Vec<u8> {
-    let mut book = rust_xlsxwriter::Workbook::new();
-    for (name, rows) in sheets {
-        let sheet = book.add_worksheet();
-        sheet.set_name(*name).expect("sheet name");
-        for (r, row) in rows.iter().enumerate() {
-            for (c, cell) in row.iter().enumerate() {
-                if !cell.is_empty() {
-                    sheet.write_string(r as u32, c as u16, *cell).expect("cell");
-                }
-            }
-        }
-    }
-    book.save_to_buffer().expect("workbook")
+    tideline_schemas::xlsform::workbook(sheets).expect("workbook")
 }
 
 /// A small XLSForm `patrol_check` with settings version `version`: a question

@@ -89,16 +89,23 @@ pub fn export(form: &Form) -> Result<Vec<u8>, ExportError> {
         settings_row,
     ];
 
-    let mut book = Workbook::new();
-    for (name, rows) in [
+    workbook(&[
         ("survey", survey),
         ("choices", choices),
         ("settings", settings),
-    ] {
+    ])
+}
+
+/// A workbook of text cells, one sheet per `(name, rows)`; empty cells are left
+/// out. The export's writer, and the tests' way to make XLSForm fixtures.
+pub fn workbook<S: AsRef<str>>(sheets: &[(&str, Vec<Vec<S>>)]) -> Result<Vec<u8>, ExportError> {
+    let mut book = Workbook::new();
+    for (name, rows) in sheets {
         let sheet = book.add_worksheet();
-        sheet.set_name(name)?;
+        sheet.set_name(*name)?;
         for (r, row) in rows.iter().enumerate() {
             for (c, cell) in row.iter().enumerate() {
+                let cell = cell.as_ref();
                 if !cell.is_empty() {
                     sheet.write_string(r as u32, c as u16, cell)?;
                 }

@@ -12,7 +12,7 @@ mod sheet;
 mod survey;
 
 pub use error::ImportError;
-pub use export::{export, ExportError};
+pub use export::{export, workbook, ExportError};
 pub use sheet::{MAX_ROWS, MAX_UNPACKED_BYTES, MAX_XLSX_BYTES};
 
 use crate::form::Form;
