@@ -4,7 +4,7 @@
 //! publish it through the one form-publishing path when asked.
 
 use tideline_schemas::xlsform::{self, ImportError};
-use tideline_schemas::Form;
+use tideline_schemas::{Form, FormRegistry};
 use tideline_sync::RecordsError;
 
 use crate::data_dir::SharedRecords;
@@ -45,8 +45,27 @@ pub fn import(
     bytes: &[u8],
     publish: bool,
 ) -> Result<Imported, ImportFailure> {
+    let imported = preview(&records.forms(), bytes)?;
+    let Imported::Preview(form) = imported else {
+        return Ok(imported);
+    };
+    if !publish {
+        return Ok(Imported::Preview(form));
+    }
+    let json =
+        serde_json::to_string(&form).map_err(|e| RecordsError::InvalidForm(e.to_string()))?;
+    let (form, new) = records.publish_form(&json)?;
+    Ok(if new {
+        Imported::Published(form)
+    } else {
+        Imported::Unchanged(form)
+    })
+}
+
+/// Reads `bytes` as the next version of its form among `forms`, publishing nothing:
+/// `Unchanged` when it is the latest version already.
+pub fn preview(forms: &FormRegistry, bytes: &[u8]) -> Result<Imported, ImportFailure> {
     let mut form = xlsform::import(bytes, 1)?.form;
-    let forms = records.forms();
     if let Some(latest) = forms.latest(&form.id) {
         form.version = latest.version;
         // A workbook exported from a version that had no spreadsheet version of its
@@ -62,15 +81,5 @@ pub fn import(
         }
         form.version = latest.version + 1;
     }
-    if !publish {
-        return Ok(Imported::Preview(form));
-    }
-    let json =
-        serde_json::to_string(&form).map_err(|e| RecordsError::InvalidForm(e.to_string()))?;
-    let (form, new) = records.publish_form(&json)?;
-    Ok(if new {
-        Imported::Published(form)
-    } else {
-        Imported::Unchanged(form)
-    })
+    Ok(Imported::Preview(form))
 }

@@ -155,6 +155,14 @@ fn import(
     out: Option<PathBuf>,
 ) -> anyhow::Result<()> {
     let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let failed = |e: crate::xlsform::ImportFailure| anyhow::anyhow!("{}: {e}", file.display());
+    // A look before publishing creates nothing: without a data directory the
+    // form is numbered after the built-in forms.
+    if !publish && !settings.data_dir.exists() {
+        let builtin = tideline_schemas::FormRegistry::builtin();
+        let imported = crate::xlsform::preview(&builtin, &bytes).map_err(failed)?;
+        return show(&imported, out);
+    }
     let records = open_offline(settings)?;
     if publish && crate::auth::devices::credential(records.store().as_ref())?.is_some() {
         bail!(
@@ -162,25 +170,10 @@ fn import(
              them to every station and boat"
         );
     }
-    let imported = crate::xlsform::import(&records, &bytes, publish)
-        .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+    let imported = crate::xlsform::import(&records, &bytes, publish).map_err(failed)?;
     let form = imported.form();
     match &imported {
-        Imported::Preview(_) | Imported::Unchanged(_) if !publish => {
-            if let Imported::Unchanged(_) = imported {
-                eprintln!(
-                    "{} version {} is already this form; publishing it would change nothing",
-                    form.id, form.version
-                );
-            }
-            let mut json = serde_json::to_string_pretty(form)?;
-            json.push('\n');
-            match out {
-                Some(path) => std::fs::write(&path, json)
-                    .with_context(|| format!("cannot write {}", path.display()))?,
-                None => std::io::stdout().write_all(json.as_bytes())?,
-            }
-        }
+        Imported::Preview(_) | Imported::Unchanged(_) if !publish => return show(&imported, out),
         Imported::Preview(_) | Imported::Published(_) => {
             audit_publish(&records, form, "xlsform")?;
             println!(
@@ -192,6 +185,25 @@ fn import(
             "{} version {} is already this form; nothing was published",
             form.id, form.version
         ),
+    }
+    Ok(())
+}
+
+/// The form JSON of an import not published, to standard output or `out`.
+fn show(imported: &Imported, out: Option<PathBuf>) -> anyhow::Result<()> {
+    let form = imported.form();
+    if let Imported::Unchanged(_) = imported {
+        eprintln!(
+            "{} version {} is already this form; publishing it would change nothing",
+            form.id, form.version
+        );
+    }
+    let mut json = serde_json::to_string_pretty(form)?;
+    json.push('\n');
+    match out {
+        Some(path) => std::fs::write(&path, json)
+            .with_context(|| format!("cannot write {}", path.display()))?,
+        None => std::io::stdout().write_all(json.as_bytes())?,
     }
     Ok(())
 }
