@@ -267,3 +267,42 @@ async fn an_xlsform_imported_at_hq_reaches_the_boats_with_its_skip_logic() {
         .collect();
     assert_eq!(missing, ["contraband_detail"], "{draft}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_workbook_is_refused_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let hq = Instance::start("hq", dir.path(), "HQ").await;
+    add_user(&hq.records, "chief", "admin", "HQ");
+    let chief = client_with(&login(&hq.base, "chief").await);
+    let good = patrol_xlsform("1", &[]);
+    let truncated = good[..good.len() / 2].to_vec();
+    let mut flipped = good.clone();
+    for i in (100..flipped.len()).step_by(97) {
+        flipped[i] ^= 0x5a;
+    }
+    for (what, bytes) in [
+        ("text", b"type,name,label\ntext,a,A\n".to_vec()),
+        ("nothing", Vec::new()),
+        ("half a workbook", truncated),
+        ("a damaged workbook", flipped),
+    ] {
+        let (status, body) = import(&chief, &hq, bytes.clone(), false).await;
+        assert_eq!(status, 422, "{what}: {body}");
+        assert_eq!(body["error"], "invalid_xlsform", "{what}: {body}");
+        let (status, body) = import(&chief, &hq, bytes, true).await;
+        assert_eq!(status, 422, "{what} as multipart: {body}");
+    }
+    let forms: Value = hq
+        .client
+        .get(hq.url("/api/v1/forms"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(forms["forms"].as_array().unwrap().len(), 2, "{forms}");
+    // The server is unharmed: the good workbook still imports.
+    let (status, body) = import(&chief, &hq, good, false).await;
+    assert_eq!(status, 201, "{body}");
+}
