@@ -46,6 +46,7 @@ mod logic;
 pub mod registry;
 pub mod samples;
 pub mod validate;
+pub mod xform;
 pub mod xlsform;
 
 pub use builtin::builtin_forms;

@@ -123,3 +123,99 @@ fn the_boarding_report_exports_as_an_xlsform_pyxform_accepts() {
         String::from_utf8_lossy(&converted.stderr)
     );
 }
+
+/// Every built-in form, and every supported fixture once imported, is an XForm
+/// ODK Validate (JavaRosa, the engine inside Collect) accepts.
+#[test]
+fn every_form_is_an_xform_odk_validate_accepts() {
+    let harness = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/xlsform");
+    let jar = Command::new("python3")
+        .args([
+            "-c",
+            "import os, pyxform; print(os.path.join(os.path.dirname(pyxform.__file__), 'validators/odk_validate/bin/ODK_Validate.jar'))",
+        ])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+    let java = Command::new("java")
+        .arg("-version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    let (Some(jar), true) = (jar, java) else {
+        assert!(
+            std::env::var_os("TIDELINE_REQUIRE_PYXFORM").is_none(),
+            "pyxform (for ODK Validate) and Java are required here"
+        );
+        eprintln!(
+            "SKIPPED every_form_is_an_xform_odk_validate_accepts: pyxform or Java is not installed"
+        );
+        return;
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("data");
+    let tideline = |args: &[&str]| {
+        let o = Command::new(env!("CARGO_BIN_EXE_tideline"))
+            .arg("--data")
+            .arg(&data)
+            .args(args)
+            .output()
+            .expect("run tideline");
+        assert!(
+            o.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let fixtures = dir.path().join("fixtures");
+    let made = Command::new("python3")
+        .arg(harness.join("fixtures.py"))
+        .arg(&fixtures)
+        .output()
+        .expect("run fixtures.py");
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    for name in ["all_types", "groups_repeats", "logic", "languages"] {
+        let file = fixtures.join(format!("{name}.xlsx"));
+        tideline(&["form", "import", file.to_str().expect("path"), "--publish"]);
+    }
+    let listed = tideline(&["form", "list"]);
+    let forms: Vec<(&str, &str)> = listed
+        .lines()
+        .filter_map(|l| {
+            let mut words = l.split_whitespace();
+            Some((words.next()?, words.next()?.trim_start_matches('v')))
+        })
+        .collect();
+    assert_eq!(forms.len(), 7, "{listed}");
+    for (id, version) in forms {
+        let xml = dir.path().join(format!("{id}-{version}.xml"));
+        tideline(&[
+            "form",
+            "export",
+            id,
+            "--version",
+            version,
+            "--format",
+            "xform",
+            "--out",
+            xml.to_str().expect("path"),
+        ]);
+        let checked = Command::new("java")
+            .arg("-jar")
+            .arg(&jar)
+            .arg(&xml)
+            .output()
+            .expect("run ODK Validate");
+        let said = String::from_utf8_lossy(&checked.stdout);
+        assert!(
+            checked.status.success() && said.contains("Xform is valid"),
+            "ODK Validate refuses {id} v{version}:\n{said}{}",
+            String::from_utf8_lossy(&checked.stderr)
+        );
+    }
+}

@@ -52,7 +52,7 @@ pub enum FormCommand {
     /// workbook, to start from it in a spreadsheet; `form import` reads it back.
     Export {
         id: String,
-        /// The only format: xlsx (XLSForm).
+        /// xlsx (XLSForm, for a spreadsheet) or xform (ODK XForm, what Collect fills).
         #[arg(long, default_value = "xlsx")]
         format: String,
         #[arg(long)]
@@ -119,8 +119,8 @@ pub(super) fn forms(cmd: FormCommand, settings: &Settings) -> anyhow::Result<()>
             version,
             out,
         } => {
-            if format != "xlsx" {
-                bail!("unknown format {format:?}: forms export as xlsx (XLSForm)");
+            if format != "xlsx" && format != "xform" {
+                bail!("unknown format {format:?}: forms export as xlsx (XLSForm) or xform (ODK XForm)");
             }
             // Without a data directory there are the built-in forms.
             let forms = if settings.data_dir.exists() {
@@ -133,8 +133,12 @@ pub(super) fn forms(cmd: FormCommand, settings: &Settings) -> anyhow::Result<()>
                 None => forms.latest(&id),
             }
             .with_context(|| format!("there is no form {id:?} (version {version:?}) here"))?;
-            let bytes = tideline_schemas::xlsform::export(form)?;
-            let out = out.unwrap_or_else(|| PathBuf::from(format!("{id}.xlsx")));
+            let (bytes, ext) = if format == "xform" {
+                (tideline_schemas::xform::xform(form).into_bytes(), "xml")
+            } else {
+                (tideline_schemas::xlsform::export(form)?, "xlsx")
+            };
+            let out = out.unwrap_or_else(|| PathBuf::from(format!("{id}.{ext}")));
             std::fs::write(&out, bytes)
                 .with_context(|| format!("cannot write {}", out.display()))?;
             println!(
