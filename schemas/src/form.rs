@@ -380,6 +380,24 @@ pub enum FormError {
 }
 
 impl Form {
+    /// Every language the form's labels, hints and choices are translated into,
+    /// besides its default one.
+    pub fn languages(&self) -> std::collections::BTreeSet<String> {
+        fn collect(fields: &[Field], out: &mut std::collections::BTreeSet<String>) {
+            for f in fields {
+                out.extend(f.labels.keys().cloned());
+                out.extend(f.hints.keys().cloned());
+                for c in &f.choices {
+                    out.extend(c.labels.keys().cloned());
+                }
+                collect(&f.fields, out);
+            }
+        }
+        let mut out = std::collections::BTreeSet::new();
+        collect(&self.fields, &mut out);
+        out
+    }
+
     /// Whether any question of the form has a `relevant` condition, which makes
     /// saving clear the answers that do not apply.
     pub fn has_logic(&self) -> bool {

@@ -8,7 +8,7 @@
 //! (lists of text, several photos in one question, cross-field checks) is written
 //! as the nearest thing Collect can fill; docs/FORMS.md lists it.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::fmt::Write;
 
 use crate::form::{Constraint, Field, FieldType, Form};
@@ -17,11 +17,9 @@ use crate::form::{Constraint, Field, FieldType, Form};
 pub fn xform(form: &Form) -> String {
     let mut paths = HashMap::new();
     collect_paths(&form.fields, "/data", &mut paths);
-    let mut languages = BTreeSet::new();
-    collect_languages(&form.fields, &mut languages);
     let w = Writer {
         paths: &paths,
-        languages: languages.into_iter().collect(),
+        languages: form.languages().into_iter().collect(),
         default: form
             .default_language
             .clone()
@@ -79,17 +77,6 @@ fn collect_paths(fields: &[Field], parent: &str, out: &mut HashMap<String, Strin
         let path = format!("{parent}/{}", f.name);
         out.entry(f.name.clone()).or_insert_with(|| path.clone());
         collect_paths(&f.fields, &path, out);
-    }
-}
-
-fn collect_languages(fields: &[Field], out: &mut BTreeSet<String>) {
-    for f in fields {
-        out.extend(f.labels.keys().cloned());
-        out.extend(f.hints.keys().cloned());
-        for c in &f.choices {
-            out.extend(c.labels.keys().cloned());
-        }
-        collect_languages(&f.fields, out);
     }
 }
 

@@ -8,8 +8,6 @@
 //! is written as `select_one tideline_boolean` (choices `true` and `false`), which
 //! ODK shows as a yes/no question.
 
-use std::collections::BTreeSet;
-
 use rust_xlsxwriter::{Workbook, XlsxError};
 use serde_json::{json, Map, Value as Json};
 
@@ -29,9 +27,7 @@ pub struct ExportError(#[from] XlsxError);
 
 /// The form as an XLSForm workbook (.xlsx bytes).
 pub fn export(form: &Form) -> Result<Vec<u8>, ExportError> {
-    let mut languages = BTreeSet::new();
-    collect_languages(&form.fields, &mut languages);
-    let languages: Vec<String> = languages.into_iter().collect();
+    let languages: Vec<String> = form.languages().into_iter().collect();
     let mut header: Vec<String> = vec!["type".into(), "name".into(), "label".into()];
     header.extend(languages.iter().map(|l| format!("label::{l}")));
     header.push("hint".into());
@@ -113,17 +109,6 @@ pub fn workbook<S: AsRef<str>>(sheets: &[(&str, Vec<Vec<S>>)]) -> Result<Vec<u8>
         }
     }
     Ok(book.save_to_buffer()?)
-}
-
-fn collect_languages(fields: &[Field], out: &mut BTreeSet<String>) {
-    for f in fields {
-        out.extend(f.labels.keys().cloned());
-        out.extend(f.hints.keys().cloned());
-        for c in &f.choices {
-            out.extend(c.labels.keys().cloned());
-        }
-        collect_languages(&f.fields, out);
-    }
 }
 
 struct Rows<'a> {
