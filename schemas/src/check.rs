@@ -6,7 +6,6 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use crate::form::Logic;
 use crate::form::{
     compile_regex, Check, Constraint, Field, FieldType, Form, FormError, Patterns, MAX_FORM_BYTES,
 };
@@ -263,27 +262,7 @@ fn check_default(field: &Field, path: &str) -> Result<(), FormError> {
             field.field_type
         )));
     }
-    let mut alone = field.clone();
-    alone.relevant = None;
-    alone.required = false;
-    if let Some(c) = &mut alone.constraint {
-        c.expression = None;
-    }
-    let mut record = serde_json::Map::new();
-    record.insert(field.name.clone(), value.clone());
-    let form = Form {
-        id: "default".into(),
-        version: 1,
-        title: String::new(),
-        description: None,
-        fields: vec![alone],
-        checks: Vec::new(),
-        default_language: None,
-        source_version: None,
-        logic: Logic::default(),
-        patterns: Patterns::default(),
-    };
-    match crate::validate::validate(&form, &record).first() {
+    match crate::validate::answer_problems(field, value).first() {
         Some(problem) => Err(invalid(problem.message.clone())),
         None => Ok(()),
     }

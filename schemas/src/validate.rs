@@ -111,6 +111,26 @@ pub fn validate_at(
     v.out
 }
 
+/// The problems of `value` as an answer to `field` alone: its type and fixed
+/// constraints, without relevance, expressions or being required. What a form's
+/// `default` is checked against.
+pub(crate) fn answer_problems(field: &Field, value: &Value) -> Vec<Violation> {
+    let patterns = Patterns::default();
+    let root = Map::new();
+    let mut v = Validator {
+        out: Vec::new(),
+        patterns: &patterns,
+        regexes: HashMap::new(),
+        logic: Cow::Owned(Logic::default()),
+        root: &root,
+        items: Vec::new(),
+        now: chrono::Local::now().fixed_offset(),
+    };
+    v.answer(field, Some(value), &field.name);
+    v.out.retain(|p| p.kind != ViolationKind::Missing);
+    v.out
+}
+
 struct Validator<'f> {
     out: Vec<Violation>,
     /// The form's regexes, compiled when it was parsed.

@@ -37,21 +37,14 @@ pub enum ImportFailure {
     Publish(#[from] RecordsError),
 }
 
-/// Reads `bytes` and, with `publish`, publishes the form as the next version of its
-/// id. A workbook whose form equals the latest version (the same questions and the
-/// same settings version) is that version, so importing it again changes nothing.
-pub fn import(
-    records: &SharedRecords,
-    bytes: &[u8],
-    publish: bool,
-) -> Result<Imported, ImportFailure> {
+/// Reads `bytes` and publishes the form as the next version of its id: `Published`,
+/// or `Unchanged` when the latest version already is this form (the same questions
+/// and the same settings version), so importing it again changes nothing.
+pub fn publish(records: &SharedRecords, bytes: &[u8]) -> Result<Imported, ImportFailure> {
     let imported = preview(&records.forms(), bytes)?;
     let Imported::Preview(form) = imported else {
         return Ok(imported);
     };
-    if !publish {
-        return Ok(Imported::Preview(form));
-    }
     let json =
         serde_json::to_string(&form).map_err(|e| RecordsError::InvalidForm(e.to_string()))?;
     let (form, new) = records.publish_form(&json)?;
@@ -63,9 +56,9 @@ pub fn import(
 }
 
 /// Reads `bytes` as the next version of its form among `forms`, publishing nothing:
-/// `Unchanged` when it is the latest version already.
+/// `Preview`, or `Unchanged` when it is the latest version already.
 pub fn preview(forms: &FormRegistry, bytes: &[u8]) -> Result<Imported, ImportFailure> {
-    let mut form = xlsform::import(bytes, 1)?.form;
+    let mut form = xlsform::import(bytes, 1)?;
     if let Some(latest) = forms.latest(&form.id) {
         form.version = latest.version;
         // A workbook exported from a version that had no spreadsheet version of its

@@ -144,33 +144,22 @@ impl Expr {
     /// The names referred to other than as the argument of `count()`: those whose
     /// answer the expression reads.
     pub fn bare_names(&self) -> Vec<&str> {
-        fn visit<'n>(node: &'n Node, out: &mut Vec<&'n str>) {
-            match node {
-                Node::Ref(name) => out.push(name),
-                Node::Call(tree::Func::Count, args)
-                    if matches!(args.first(), Some(Node::Ref(_))) => {}
-                Node::Neg(x) | Node::Regex(x, _) => visit(x, out),
-                Node::Bin(_, a, b) => {
-                    visit(a, out);
-                    visit(b, out);
-                }
-                Node::Call(_, args) => args.iter().for_each(|a| visit(a, out)),
-                Node::Num(_) | Node::Str(_) | Node::Dot => {}
+        let mut refs = Vec::new();
+        walk(&self.node, &mut |node| {
+            if let Node::Ref(name) = node {
+                refs.push(name.as_str());
+            }
+        });
+        // Each count(${name}) holds exactly one of them.
+        for counted in self.counted() {
+            if let Some(i) = refs.iter().position(|r| *r == counted) {
+                refs.remove(i);
             }
         }
-        let mut out = Vec::new();
-        visit(&self.node, &mut out);
-        out
+        refs
     }
 
-    /// Whether the expression reads `.`.
-    pub fn uses_dot(&self) -> bool {
-        let mut found = false;
-        walk(&self.node, &mut |node| found |= matches!(node, Node::Dot));
-        found
-    }
-
-    /// The tree as compact JSON, for the web form's evaluator (`static/relevance.js`):
+    /// The tree as compact JSON, for the web form's evaluator (`server/assets/relevance.js`):
     /// `["num",1]`, `["str","a"]`, `["dot"]`, `["ref","name"]`, `["neg",x]`,
     /// `["op","+",a,b]`, `["call","selected",[args]]`, `["regex",x,"pattern"]`.
     pub fn to_json(&self) -> serde_json::Value {

@@ -171,7 +171,6 @@ fn names_counts_and_the_json_tree() {
     let e = Expr::parse("count(${crew}) <= ${arrests} and . != ${crew}").unwrap();
     assert_eq!(e.names(), ["crew", "arrests"]);
     assert_eq!(e.counted(), ["crew"]);
-    assert!(e.uses_dot());
     let j = Expr::parse("selected(${a}, 'x') or -1 < 2")
         .unwrap()
         .to_json();

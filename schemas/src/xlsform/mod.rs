@@ -17,15 +17,8 @@ pub use sheet::{MAX_ROWS, MAX_UNPACKED_BYTES, MAX_XLSX_BYTES};
 
 use crate::form::Form;
 
-/// A form read from a workbook.
-#[derive(Debug, Clone)]
-pub struct Imported {
-    pub form: Form,
-}
-
 /// Reads an XLSForm workbook into a form numbered `version` (the settings sheet's
 /// own version string is kept in [`Form::source_version`]).
-pub fn import(bytes: &[u8], version: u32) -> Result<Imported, ImportError> {
-    let book = sheet::read(bytes)?;
-    survey::convert(&book, version).map(|form| Imported { form })
+pub fn import(bytes: &[u8], version: u32) -> Result<Form, ImportError> {
+    survey::convert(&sheet::read(bytes)?, version)
 }

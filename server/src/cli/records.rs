@@ -122,12 +122,7 @@ pub(super) fn forms(cmd: FormCommand, settings: &Settings) -> anyhow::Result<()>
             if format != "xlsx" && format != "xform" {
                 bail!("unknown format {format:?}: forms export as xlsx (XLSForm) or xform (ODK XForm)");
             }
-            // Without a data directory there are the built-in forms.
-            let forms = if settings.data_dir.exists() {
-                open_existing(settings)?.forms()
-            } else {
-                std::sync::Arc::new(tideline_schemas::FormRegistry::builtin())
-            };
+            let forms = forms_here(settings)?;
             let form = match version {
                 Some(v) => forms.get(&id, v),
                 None => forms.latest(&id),
@@ -160,37 +155,48 @@ fn import(
 ) -> anyhow::Result<()> {
     let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
     let failed = |e: crate::xlsform::ImportFailure| anyhow::anyhow!("{}: {e}", file.display());
-    // A look before publishing creates nothing: without a data directory the
-    // form is numbered after the built-in forms.
-    if !publish && !settings.data_dir.exists() {
-        let builtin = tideline_schemas::FormRegistry::builtin();
-        let imported = crate::xlsform::preview(&builtin, &bytes).map_err(failed)?;
+    if !publish {
+        // A look before publishing creates nothing.
+        let forms = forms_here(settings)?;
+        let imported = crate::xlsform::preview(&forms, &bytes).map_err(failed)?;
         return show(&imported, out);
     }
     let records = open_offline(settings)?;
-    if publish && crate::auth::devices::credential(records.store().as_ref())?.is_some() {
+    if crate::auth::devices::credential(records.store().as_ref())?.is_some() {
         bail!(
             "this instance syncs with an upstream; publish forms at HQ, which sends \
              them to every station and boat"
         );
     }
-    let imported = crate::xlsform::import(&records, &bytes, publish).map_err(failed)?;
+    let imported = crate::xlsform::publish(&records, &bytes).map_err(failed)?;
     let form = imported.form();
-    match &imported {
-        Imported::Preview(_) | Imported::Unchanged(_) if !publish => return show(&imported, out),
-        Imported::Preview(_) | Imported::Published(_) => {
-            audit_publish(&records, form, "xlsform")?;
-            println!(
-                "published {} version {}; stations and boats receive it at their next sync",
-                form.id, form.version
-            );
-        }
-        Imported::Unchanged(_) => println!(
+    if let Imported::Published(_) = imported {
+        audit_publish(&records, form, "xlsform")?;
+        println!(
+            "published {} version {}; stations and boats receive it at their next sync",
+            form.id, form.version
+        );
+    } else {
+        println!(
             "{} version {} is already this form; nothing was published",
             form.id, form.version
-        ),
+        );
     }
     Ok(())
+}
+
+/// The forms of the data directory, or the built-in ones when there is none yet;
+/// opening it for a look creates nothing.
+fn forms_here(
+    settings: &Settings,
+) -> anyhow::Result<std::sync::Arc<tideline_schemas::FormRegistry>> {
+    if settings.data_dir.exists() {
+        Ok(open_existing(settings)?.forms())
+    } else {
+        Ok(std::sync::Arc::new(
+            tideline_schemas::FormRegistry::builtin(),
+        ))
+    }
 }
 
 /// The form JSON of an import not published, to standard output or `out`.

@@ -100,7 +100,7 @@ pub async fn import(
     let bytes = workbook_of(&req, body).await?;
     let st = state.clone();
     let imported = web::block(move || -> Result<_, ApiError> {
-        let imported = crate::xlsform::import(&st.records, &bytes, true)?;
+        let imported = crate::xlsform::publish(&st.records, &bytes)?;
         if let Imported::Published(form) = &imported {
             access.audit(
                 &st,

@@ -29,7 +29,7 @@ async fn wait_shown(c: &fantoccini::Client, path: &str, wanted: bool) {
 async fn an_imported_forms_questions_appear_when_they_apply() {
     let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
     let hq = Instance::start("hq", dirs[0].path(), "HQ").await;
-    let imported = tideline_server::xlsform::import(&hq.records, &patrol_xlsform("1", &[]), true)
+    let imported = tideline_server::xlsform::publish(&hq.records, &patrol_xlsform("1", &[]))
         .expect("the workbook imports");
     assert_eq!(imported.form().id, "patrol-check");
     add_user(&hq.records, "officer", "officer", "HQ");
