@@ -72,12 +72,60 @@ fn esc(s: &str) -> String {
     out
 }
 
-fn collect_paths(fields: &[Field], parent: &str, out: &mut HashMap<String, String>) {
+/// Where a named field is, and what a reference to it needs to know.
+struct Target {
+    /// Its absolute path, `/data/crew/age`.
+    path: String,
+    /// The repeats it is inside, outermost first, as absolute paths.
+    repeats: Vec<String>,
+    boolean: bool,
+}
+
+fn collect_paths(fields: &[Field], parent: &str, out: &mut HashMap<String, Target>) {
+    collect_in(fields, parent, &[], out);
+}
+
+fn collect_in(
+    fields: &[Field],
+    parent: &str,
+    repeats: &[String],
+    out: &mut HashMap<String, Target>,
+) {
     for f in fields {
         let path = format!("{parent}/{}", f.name);
-        out.entry(f.name.clone()).or_insert_with(|| path.clone());
-        collect_paths(&f.fields, &path, out);
+        out.entry(f.name.clone()).or_insert_with(|| Target {
+            path: path.clone(),
+            repeats: repeats.to_vec(),
+            boolean: f.field_type == FieldType::Boolean,
+        });
+        let mut inner = repeats.to_vec();
+        if f.field_type == FieldType::Repeat {
+            inner.push(path.clone());
+        }
+        collect_in(&f.fields, &path, &inner, out);
     }
+}
+
+/// How an expression at `from` (a bind's nodeset) refers to `target`: a path
+/// relative to `from` when both are in the same repeat item, as pyxform
+/// writes it (an absolute path into a repeat means every item to the ODK
+/// XForms engines), else its absolute path.
+fn reference(target: &Target, from: &str) -> String {
+    let Some(shared) = target
+        .repeats
+        .iter()
+        .rev()
+        .find(|r| from == r.as_str() || from.starts_with(&format!("{r}/")))
+    else {
+        return target.path.clone();
+    };
+    let up = from[shared.len()..].matches('/').count();
+    let mut out = "../".repeat(up);
+    if up == 0 {
+        out.push_str("./");
+    }
+    out.push_str(target.path[shared.len() + 1..].trim_start_matches('/'));
+    out
 }
 
 fn instance(fields: &[Field], out: &mut String) {
@@ -114,14 +162,17 @@ fn default_text(f: &Field) -> Option<String> {
 }
 
 struct Writer<'a> {
-    paths: &'a HashMap<String, String>,
+    paths: &'a HashMap<String, Target>,
     languages: Vec<String>,
     default: String,
 }
 
 impl Writer<'_> {
     /// `${name}` as the path of the field it names.
-    fn xpath(&self, expr: &str) -> String {
+    /// `expr` in XPath, for the bind at `from`. A boolean is a select whose
+    /// values are the strings `true` and `false`, so a reference to one
+    /// becomes the comparison that makes it an XPath boolean.
+    fn xpath(&self, expr: &str, from: &str) -> String {
         let mut out = String::new();
         let mut rest = expr;
         while let Some(start) = rest.find("${") {
@@ -131,7 +182,10 @@ impl Writer<'_> {
                 Some(end) => {
                     let name = &after[..end];
                     match self.paths.get(name) {
-                        Some(path) => out.push_str(path),
+                        Some(t) if t.boolean => {
+                            let _ = write!(out, "({} = 'true')", reference(t, from));
+                        }
+                        Some(t) => out.push_str(&reference(t, from)),
                         None => out.push_str(&rest[start..start + 2 + end + 1]),
                     }
                     rest = &after[end + 1..];
@@ -174,11 +228,11 @@ impl Writer<'_> {
                 attrs.push_str(" readonly=\"true()\"");
             }
             if let Some(r) = &f.relevant {
-                let _ = write!(attrs, " relevant=\"{}\"", esc(&self.xpath(r)));
+                let _ = write!(attrs, " relevant=\"{}\"", esc(&self.xpath(r, &path)));
             }
             if let Some(c) = &f.constraint {
                 if let Some(x) = constraint_xpath(c, f) {
-                    let _ = write!(attrs, " constraint=\"{}\"", esc(&self.xpath(&x)));
+                    let _ = write!(attrs, " constraint=\"{}\"", esc(&self.xpath(&x, &path)));
                     if let Some(m) = &c.message {
                         let _ = write!(attrs, " jr:constraintMsg=\"{}\"", esc(m));
                     }
@@ -395,7 +449,8 @@ mod tests {
                     {"name": "guardian", "label": "Guardian", "type": "text",
                      "relevant": "${age} < 18 and ${persons} > 1"}
                 ]},
-                {"name": "found", "label": "Found?", "type": "boolean", "required": true}
+                {"name": "found", "label": "Found?", "type": "boolean", "required": true},
+                {"name": "what", "label": "What?", "type": "text", "relevant": "${found} = true()"}
             ]})
             .to_string(),
         )
@@ -408,8 +463,12 @@ mod tests {
         assert!(x.contains("<h:title>A &amp; B</h:title>"), "{x}");
         assert!(x.contains("<data id=\"t\" version=\"3\">"), "{x}");
         assert!(
-            x.contains("relevant=\"/data/crew/age &lt; 18 and /data/persons &gt; 1\""),
-            "{x}"
+            x.contains("relevant=\"../age &lt; 18 and /data/persons &gt; 1\""),
+            "a reference inside the same repeat item is relative: {x}"
+        );
+        assert!(
+            x.contains("relevant=\"(/data/found = &apos;true&apos;) = true()\""),
+            "a boolean compares as a boolean: {x}"
         );
         assert!(
             x.contains("constraint=\"(. &lt; 100) and . &gt;= 1\" jr:constraintMsg=\"Between &quot;1&quot; and 99\""),
