@@ -45,6 +45,7 @@ pub mod id;
 mod logic;
 pub mod registry;
 pub mod samples;
+pub mod submission;
 pub mod validate;
 pub mod xform;
 pub mod xlsform;
