@@ -237,6 +237,9 @@ impl From<RecordsError> for ApiError {
                 ),
             )
             .with_details(json!(violations)),
+            RecordsError::Exists(id) => {
+                ApiError::conflict("record_exists", format!("Record {id} already exists."))
+            }
             RecordsError::Forbidden(id) => {
                 ApiError::forbidden(format!("Record {id} is outside your scope."))
             }

@@ -148,6 +148,9 @@ impl RecordDoc {
         if let Some(person) = &meta.created_by_person {
             doc.put(&m, "created_by_person", person.as_str())?;
         }
+        if let Some(instance) = &meta.odk_instance {
+            doc.put(&m, "odk_instance", instance.as_str())?;
+        }
         let f = doc.put_object(ROOT, "fields", ObjType::Map)?;
         for (k, v) in fields {
             if !v.is_null() {
@@ -310,6 +313,52 @@ impl RecordDoc {
         Ok(())
     }
 
+    /// Apply `fields`, a whole new set of answers made from the record as it
+    /// was at `base` (a phone's edit of what it submitted), as concurrent
+    /// with everything since: only the answers that differ from those at
+    /// `base` are written, on a copy of the document at `base` (and this
+    /// actor's own later changes, which must stay in sequence), and the copy
+    /// is merged back. So an answer someone else changed meanwhile is kept
+    /// where the edit left it alone, and shows as a conflict where both
+    /// changed it. Returns the hash of the new change, if anything differed.
+    pub fn revise(
+        &mut self,
+        form: &Form,
+        base: &[ChangeHash],
+        fields: &Map<String, Json>,
+        message: &str,
+        time: i64,
+    ) -> Result<Option<ChangeHash>, DocError> {
+        let before = self.fields_at(base);
+        let mut patch: Map<String, Json> = fields
+            .iter()
+            .filter(|(k, v)| before.get(*k) != Some(*v))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        for k in before.keys().filter(|k| !fields.contains_key(*k)) {
+            patch.insert(k.clone(), Json::Null);
+        }
+        if patch.is_empty() {
+            return Ok(None);
+        }
+        let mut at: Vec<ChangeHash> = base.to_vec();
+        if let Some(own) = self.doc.get_last_local_change() {
+            at.push(own.hash());
+        }
+        let actor = self.doc.get_actor().clone();
+        let mut copy = RecordDoc {
+            doc: self
+                .doc
+                .fork_at(&at)
+                .map_err(|e| DocError::Decode(e.to_string()))?
+                .with_actor(actor),
+        };
+        copy.update_fields(form, &patch)?;
+        let hash = copy.commit(message, time);
+        self.merge(&mut copy)?;
+        Ok(hash)
+    }
+
     /// Apply a partial update of `fields`: keys present are set (null removes
     /// the field), keys absent are left alone. Nothing is written for values
     /// that are already equal, so a no-op patch makes no change.
@@ -435,6 +484,7 @@ impl RecordDoc {
             created_by: text("created_by")?,
             created_at: text("created_at")?,
             created_by_person: text("created_by_person").ok(),
+            odk_instance: text("odk_instance").ok(),
         })
     }
 

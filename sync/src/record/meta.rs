@@ -67,6 +67,10 @@ pub struct RecordMeta {
     /// absent in records made before this was kept.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created_by_person: Option<String>,
+    /// The ODK instance (`uuid:...`) a phone submitted it as, when it came
+    /// from ODK Collect (docs/ODK.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub odk_instance: Option<String>,
 }
 
 impl RecordMeta {
@@ -80,7 +84,14 @@ impl RecordMeta {
             created_by: device.to_string(),
             created_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
             created_by_person: None,
+            odk_instance: None,
         }
+    }
+
+    /// The same, submitted from ODK Collect as `instance`.
+    pub fn odk(mut self, instance: Option<&str>) -> Self {
+        self.odk_instance = instance.map(str::to_string);
+        self
     }
 
     /// The same, naming the person who creates it.

@@ -328,3 +328,51 @@ proptest! {
         prop_assert_eq!(ha, hb);
     }
 }
+
+#[test]
+fn a_revision_keeps_what_others_changed_and_conflicts_where_both_did() {
+    let (mut doc, forms) = new_doc(&report());
+    let form = forms.latest("boarding-report").unwrap();
+    let base = doc.heads();
+    // HQ changes two answers meanwhile...
+    let mut hq = doc.fork(actor(2));
+    let mut theirs = Map::new();
+    theirs.insert("vessel_name".into(), json!("Sea Breeze II"));
+    theirs.insert("persons_on_board".into(), json!(4));
+    hq.update_fields(form, &theirs).unwrap();
+    hq.commit("edit by user:hq", 1_700_000_100);
+    // ...and this instance made one of its own, which a revision must
+    // follow (one actor's changes stay in sequence), before HQ's arrived.
+    let mut own = Map::new();
+    own.insert("master_name".into(), json!("A. Joseph"));
+    doc.update_fields(form, &own).unwrap();
+    doc.commit("edit by user:ann", 1_700_000_150);
+    doc.merge(&mut hq).unwrap();
+    // The phone's edit starts from what it first sent: it changes the
+    // crew count and the outcome, and repeats the vessel name unchanged.
+    let mut phone = report();
+    phone.insert("persons_on_board".into(), json!(5));
+    phone.insert("outcome".into(), json!("detained"));
+    let hash = doc
+        .revise(form, &base, &phone, "edit by user:ann", 1_700_000_200)
+        .unwrap();
+    assert!(hash.is_some());
+    let fields = doc.fields();
+    assert_eq!(fields["vessel_name"], "Sea Breeze II", "HQ's edit is kept");
+    assert_eq!(fields["outcome"], "detained");
+    assert_eq!(fields["master_name"], "A. Joseph", "own later edit is kept");
+    let conflicts = doc.conflicts();
+    assert_eq!(conflicts.keys().collect::<Vec<_>>(), ["persons_on_board"]);
+    let mut values: Vec<Json> = conflicts["persons_on_board"]
+        .iter()
+        .map(|c| c.value.clone())
+        .collect();
+    values.sort_by_key(|v| v.to_string());
+    assert_eq!(values, [json!(4), json!(5)]);
+    // The same answers again change nothing.
+    let again = doc.heads();
+    assert!(doc
+        .revise(form, &again, &doc.fields(), "edit", 1_700_000_300)
+        .unwrap()
+        .is_none());
+}

@@ -78,6 +78,19 @@ pub struct Attachment {
     pub size: u64,
 }
 
+/// A phone's submission (ODK Collect) as a new record: its id chosen before
+/// the write (so a resend after a lost answer finds it), the form version the
+/// phone filled, its answers, the files it sent, and its ODK instance id.
+#[derive(Debug, Clone, Copy)]
+pub struct Submission<'a> {
+    pub id: RecordId,
+    pub form: &'a str,
+    pub version: u32,
+    pub fields: &'a Map<String, Json>,
+    pub attachments: &'a [Attachment],
+    pub instance: &'a str,
+}
+
 /// Whether a record may move between two statuses. Forward through review, or
 /// one step back (a supervisor returning a report for correction, or reopening).
 pub fn transition_allowed(from: Status, to: Status) -> bool {
@@ -101,6 +114,13 @@ enum Edit<'a> {
         fields: &'a Map<String, Json>,
     },
     Patch(&'a RecordId, &'a Patch),
+    Submit(Submission<'a>),
+    Revise {
+        id: &'a RecordId,
+        base: &'a [ChangeHash],
+        fields: &'a Map<String, Json>,
+        attachments: &'a [Attachment],
+    },
     Attach {
         id: &'a RecordId,
         attachment: &'a Attachment,
@@ -118,8 +138,8 @@ impl Edit<'_> {
     /// What the change's message calls it.
     fn what(&self) -> &'static str {
         match self {
-            Edit::Create { .. } => "create",
-            Edit::Patch(..) => "edit",
+            Edit::Create { .. } | Edit::Submit(_) => "create",
+            Edit::Patch(..) | Edit::Revise { .. } => "edit",
             Edit::Attach { .. } => "attach",
             Edit::Review(..) => "review",
             Edit::Resolve { .. } => "resolve",
@@ -130,7 +150,9 @@ impl Edit<'_> {
     fn record(&self) -> Option<&RecordId> {
         match self {
             Edit::Create { .. } => None,
+            Edit::Submit(s) => Some(&s.id),
             Edit::Patch(id, _) | Edit::Review(id, _) => Some(id),
+            Edit::Revise { id, .. } => Some(id),
             Edit::Attach { id, .. } | Edit::Resolve { id, .. } => Some(id),
         }
     }
@@ -138,7 +160,10 @@ impl Edit<'_> {
     /// Edits refused for the problems they introduce compare the fields
     /// before and after; the others do not read them.
     fn compares_fields(&self) -> bool {
-        matches!(self, Edit::Patch(..) | Edit::Resolve { .. })
+        matches!(
+            self,
+            Edit::Patch(..) | Edit::Resolve { .. } | Edit::Revise { .. }
+        )
     }
 }
 
@@ -182,6 +207,40 @@ impl<S: DocStore> Records<S> {
         patch: &Patch,
     ) -> Result<Written, RecordsError> {
         self.write(author, Edit::Patch(id, patch))
+    }
+
+    /// Store a phone's submission as a new record, with its files in its
+    /// `attachments`. It is submitted when it is complete and valid, and a
+    /// draft otherwise; type errors refuse it, as for any write.
+    pub fn submit(
+        &self,
+        author: Author<'_>,
+        submission: Submission<'_>,
+    ) -> Result<Written, RecordsError> {
+        self.write(author, Edit::Submit(submission))
+    }
+
+    /// Apply a phone's edit of what it submitted: `fields` is the whole new
+    /// set of answers, made from the record as it was at `base`; only what
+    /// the phone changed is written, concurrently with everything since
+    /// (see [`RecordDoc::revise`]), and `attachments` are added.
+    pub fn revise(
+        &self,
+        author: Author<'_>,
+        id: &RecordId,
+        base: &[ChangeHash],
+        fields: &Map<String, Json>,
+        attachments: &[Attachment],
+    ) -> Result<Written, RecordsError> {
+        self.write(
+            author,
+            Edit::Revise {
+                id,
+                base,
+                fields,
+                attachments,
+            },
+        )
     }
 
     /// Attach a stored file to a record: append it to `attachments` (once per
@@ -263,9 +322,11 @@ impl<S: DocStore> Records<S> {
         self.apply(&mut doc, &meta, form, author, &edit, now)?;
         let content = Content::of(&doc, form);
         check(&edit, form, &before, &doc, &content)?;
-        let changed = doc
+        let committed = doc
             .commit(&change_message(edit.what(), author.name()), now)
             .is_some();
+        // A revision commits on a copy and merges it in.
+        let changed = committed || doc.heads() != before.heads;
         if !changed && stored.is_some() {
             // Nothing changed: acknowledge without a write or a feed entry.
             let view = self.view_of(&meta.id)?;
@@ -304,6 +365,25 @@ impl<S: DocStore> Records<S> {
                 let doc = RecordDoc::create(actor, &meta, form, fields, now)?;
                 return Ok((None, doc, Opened::Loaded));
             }
+            Edit::Submit(s) => {
+                let form = forms.get(s.form, s.version).ok_or_else(|| {
+                    RecordsError::UnknownFormVersion {
+                        form: s.form.to_string(),
+                        version: s.version,
+                    }
+                })?;
+                if self.store.summary(&s.id)?.is_some() {
+                    return Err(RecordsError::Exists(s.id));
+                }
+                let device = self.identity.device_id.to_string();
+                let meta = RecordMeta::new(s.id, form, self.station(), &device)
+                    .by(author.name())
+                    .odk(Some(s.instance));
+                let actor = self.identity.actor.clone();
+                let doc = RecordDoc::create(actor, &meta, form, s.fields, now)?;
+                return Ok((None, doc, Opened::Loaded));
+            }
+            Edit::Revise { id, .. } => id,
             Edit::Patch(id, _) | Edit::Review(id, _) => id,
             Edit::Attach { id, .. } | Edit::Resolve { id, .. } => id,
         };
@@ -332,6 +412,30 @@ impl<S: DocStore> Records<S> {
         match *edit {
             // The document was made with its fields.
             Edit::Create { .. } => clear_irrelevant(doc, form)?,
+            Edit::Submit(s) => {
+                let form = needed()?;
+                clear_irrelevant(doc, Some(form))?;
+                for a in s.attachments {
+                    attach(doc, form, a, None)?;
+                }
+                if validate(form, &doc.fields()).is_empty() {
+                    doc.set_status(Status::Submitted)?;
+                }
+            }
+            Edit::Revise {
+                base,
+                fields,
+                attachments,
+                ..
+            } => {
+                let form = needed()?;
+                let message = change_message(edit.what(), author.name());
+                doc.revise(form, base, fields, &message, now)?;
+                clear_irrelevant(doc, Some(form))?;
+                for a in attachments.iter() {
+                    attach(doc, form, a, None)?;
+                }
+            }
             Edit::Patch(_, patch) => {
                 let form = needed()?;
                 let from = doc.status().unwrap_or(Status::Draft);

@@ -21,7 +21,7 @@ mod remote;
 mod service;
 mod stored;
 
-pub use self::edit::{transition_allowed, Attachment, Author, Patch, Written};
+pub use self::edit::{transition_allowed, Attachment, Author, Patch, Submission, Written};
 pub use self::query::{Filter, Page, DEFAULT_LIMIT, MAX_LIMIT};
 pub use self::remote::{
     change_authors, change_graph, document_changes, Payload, RemoteDoc, RemoteResult,

@@ -44,6 +44,8 @@ pub enum RecordsError {
         version: u32,
         latest: u32,
     },
+    #[error("record {0} already exists")]
+    Exists(RecordId),
     #[error("record {0} is outside this peer's scope")]
     Forbidden(RecordId),
     #[error(transparent)]
