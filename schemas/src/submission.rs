@@ -34,7 +34,9 @@ pub const MAX_ELEMENTS: usize = 50_000;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum InstanceError {
-    #[error("the submission is {0} bytes; a submission's XML may have at most {MAX_INSTANCE_BYTES}")]
+    #[error(
+        "the submission is {0} bytes; a submission's XML may have at most {MAX_INSTANCE_BYTES}"
+    )]
     TooLarge(usize),
     #[error("the submission is not well-formed XML: {0}")]
     Malformed(String),
@@ -113,12 +115,14 @@ fn start(e: &BytesStart<'_>, decoder: quick_xml::Decoder) -> Result<Node, Instan
     };
     for a in e.attributes() {
         let a = a.map_err(malformed)?;
-        let value = a.decode_and_unescape_value(decoder).map_err(|err| match err {
-            quick_xml::Error::Escape(quick_xml::escape::EscapeError::UnrecognizedEntity(_, n)) => {
-                InstanceError::Entity(n)
-            }
-            other => malformed(other),
-        })?;
+        let value =
+            a.decode_and_unescape_value(decoder)
+                .map_err(|err| match err {
+                    quick_xml::Error::Escape(
+                        quick_xml::escape::EscapeError::UnrecognizedEntity(_, n),
+                    ) => InstanceError::Entity(n),
+                    other => malformed(other),
+                })?;
         let key = String::from_utf8_lossy(a.key.local_name().as_ref()).into_owned();
         node.attrs.push((key, value.into_owned()));
     }
@@ -164,7 +168,11 @@ fn tree(xml: &[u8]) -> Result<Node, InstanceError> {
                 finished = Some(start(&e, reader.decoder())?);
             }
             Event::End(_) => {
-                finished = Some(stack.pop().ok_or_else(|| malformed("an end without a start"))?);
+                finished = Some(
+                    stack
+                        .pop()
+                        .ok_or_else(|| malformed("an end without a start"))?,
+                );
             }
             Event::Text(t) => {
                 if let Some(top) = stack.last_mut() {
@@ -344,7 +352,10 @@ impl Reading<'_> {
             return Ok((!answers.is_empty()).then_some(Json::Object(answers)));
         }
         if !node.children.is_empty() {
-            return Err(answer_error(path, "holds elements where an answer belongs".into()));
+            return Err(answer_error(
+                path,
+                "holds elements where an answer belongs".into(),
+            ));
         }
         let raw = node.text.as_str();
         let text = raw.trim();
@@ -374,9 +385,8 @@ impl Reading<'_> {
                     ))
                 }
             },
-            FieldType::Decimal => number(text).ok_or_else(|| {
-                answer_error(path, format!("{label}: {text:?} is not a number"))
-            })?,
+            FieldType::Decimal => number(text)
+                .ok_or_else(|| answer_error(path, format!("{label}: {text:?} is not a number")))?,
             FieldType::Boolean => match text {
                 "true" | "yes" | "1" => Json::Bool(true),
                 "false" | "no" | "0" => Json::Bool(false),
@@ -576,7 +586,10 @@ mod tests {
             <kinds>a b</kinds><ok>yes</ok><at>14:30:00.000-04:00</at>
             <crew><who>Ann</who><photo>1.jpg</photo></crew><crew><who>Bo</who><photo/></crew><crew><who/></crew>
             <orx:meta><orx:instanceID>uuid:1</orx:instanceID><orx:deprecatedID>uuid:0</orx:deprecatedID></orx:meta></data>"#;
-        let i = read(&form(), xml, &|name| (name == "1.jpg").then(|| "h1".to_string())).unwrap();
+        let i = read(&form(), xml, &|name| {
+            (name == "1.jpg").then(|| "h1".to_string())
+        })
+        .unwrap();
         assert_eq!(i.instance_id, "uuid:1");
         assert_eq!(i.deprecated_id.as_deref(), Some("uuid:0"));
         assert_eq!(i.version.as_deref(), Some("2"));
@@ -611,13 +624,18 @@ mod tests {
             header(b"<data><meta><instanceID>uuid:1</instanceID></meta></data>"),
             Err(InstanceError::NoFormId)
         );
-        assert_eq!(header(b"<data id=\"t\"/>"), Err(InstanceError::NoInstanceId));
-        let unknown = br#"<data id="t"><boat>x</boat><meta><instanceID>uuid:1</instanceID></meta></data>"#;
+        assert_eq!(
+            header(b"<data id=\"t\"/>"),
+            Err(InstanceError::NoInstanceId)
+        );
+        let unknown =
+            br#"<data id="t"><boat>x</boat><meta><instanceID>uuid:1</instanceID></meta></data>"#;
         assert!(matches!(
             read(&form(), unknown, &|_| None),
             Err(InstanceError::Answer { path, .. }) if path == "boat"
         ));
-        let typed = br#"<data id="t"><n>four</n><meta><instanceID>uuid:1</instanceID></meta></data>"#;
+        let typed =
+            br#"<data id="t"><n>four</n><meta><instanceID>uuid:1</instanceID></meta></data>"#;
         assert!(matches!(
             read(&form(), typed, &|_| None),
             Err(InstanceError::Answer { path, .. }) if path == "n"

@@ -22,7 +22,7 @@ use serde_json::{Map, Value as Json};
 use std::future::{ready, Ready};
 use tideline_schemas::RecordId;
 use tideline_sync::blobs::BlobHash;
-use tideline_sync::records::Attachment;
+use tideline_sync::records::{Attachment, Submission};
 use tideline_sync::{Author, DocStore, Filter, Page, Patch, RecordsError, Status, Written};
 
 /// The session cookie the web interface uses (the API takes the same token
@@ -61,6 +61,12 @@ pub fn is_entry(path: &str) -> bool {
             .strip_prefix("/records/")
             .and_then(|rest| rest.strip_suffix("/edit"))
             .is_some_and(|id| !id.contains('/'))
+}
+
+/// Whether a path is ODK Collect's (OpenRosa): it authenticates by the
+/// phone token in the path, or Basic over HTTPS (`crate::openrosa`).
+pub fn is_openrosa(path: &str) -> bool {
+    path.starts_with("/v1/key/") || matches!(path, "/formList" | "/submission")
 }
 
 /// The one path for devices (downstream instances) rather than people.
@@ -136,7 +142,7 @@ pub async fn authenticate(
     ServiceResponse<actix_web::body::EitherBody<impl MessageBody, actix_web::body::BoxBody>>,
     actix_web::Error,
 > {
-    if is_public(req.path()) {
+    if is_public(req.path()) || is_openrosa(req.path()) {
         return next.call(req).await.map(|r| r.map_into_left_body());
     }
     let state = req
@@ -191,6 +197,8 @@ pub async fn authenticate(
 #[derive(Clone)]
 pub struct Access {
     pub user: SessionUser,
+    /// The phone the person is using (`phone Kestrel 2`), when it is one.
+    pub phone: Option<String>,
 }
 
 impl FromRequest for Access {
@@ -202,7 +210,7 @@ impl FromRequest for Access {
             req.extensions()
                 .get::<SessionUser>()
                 .cloned()
-                .map(|user| Access { user })
+                .map(|user| Access { user, phone: None })
                 .ok_or_else(ApiError::unauthenticated),
         )
     }
@@ -213,9 +221,13 @@ fn not_found(id: &RecordId) -> ApiError {
 }
 
 impl Access {
-    /// `user:<name>`, as the audit log names people.
+    /// `user:<name>`, as the audit log and records' histories name people,
+    /// followed by the phone when they use one (`user:ann (phone Kestrel)`).
     pub fn actor(&self) -> String {
-        format!("user:{}", self.user.username)
+        match &self.phone {
+            Some(phone) => format!("user:{} ({phone})", self.user.username),
+            None => format!("user:{}", self.user.username),
+        }
     }
 
     pub fn require(&self, action: Action) -> Result<(), ApiError> {
@@ -315,6 +327,53 @@ impl Scoped<'_> {
             fields,
         )?;
         self.audit("record.create", &written.id)?;
+        self.state.local_change();
+        Ok(written)
+    }
+
+    /// Fail unless the caller may make records on this instance (those
+    /// carry its station): checked before a submission's files are kept.
+    pub fn check_creatable(&self) -> Result<(), ApiError> {
+        self.access.require(Action::WriteRecords)?;
+        if !self.access.sees(self.records.station()) {
+            return Err(ApiError::forbidden(format!(
+                "Records made on this instance belong to station {}, which is not yours.",
+                self.records.station()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Store a phone's submission as a new record of this instance.
+    pub fn submit(&self, submission: Submission<'_>) -> Result<Written, ApiError> {
+        self.check_creatable()?;
+        let actor = self.access.actor();
+        let written = self
+            .records
+            .submit(Author::person(&actor, self.access.station()), submission)?;
+        self.audit("record.create", &written.id)?;
+        self.state.local_change();
+        Ok(written)
+    }
+
+    /// Apply a phone's edit of a record it submitted (see `Records::revise`).
+    pub fn revise(
+        &self,
+        id: &RecordId,
+        base: &[tideline_sync::ChangeHash],
+        fields: &Map<String, Json>,
+        attachments: &[Attachment],
+    ) -> Result<Written, ApiError> {
+        self.check_writable(id)?;
+        let actor = self.access.actor();
+        let written = self.records.revise(
+            Author::person(&actor, self.access.station()),
+            id,
+            base,
+            fields,
+            attachments,
+        )?;
+        self.audit("record.edit", id)?;
         self.state.local_change();
         Ok(written)
     }

@@ -135,6 +135,20 @@ impl ApiError {
         .with_details(json!({ "limit_bytes": limit, "size": size }))
     }
 
+    /// A file (or a submission's XML) that passed `limit` while it was still
+    /// arriving, so its whole size is not known.
+    pub fn over_limit(what: &str, limit: usize) -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "file_too_large",
+            format!(
+                "{what} is larger than {limit}; a file may be at most {limit}.",
+                limit = human_size(limit as u64)
+            ),
+        )
+        .with_details(json!({ "limit_bytes": limit }))
+    }
+
     /// A file whose content is not an accepted type.
     pub fn unsupported_type(message: impl Into<String>) -> Self {
         Self::new(

@@ -16,6 +16,7 @@ pub mod export;
 pub mod links;
 pub mod local_tls;
 pub mod metrics;
+pub mod openrosa;
 pub mod routes;
 pub mod startup;
 pub mod state;

@@ -167,6 +167,7 @@ impl Application {
                 .wrap(from_fn(access::authenticate))
                 .wrap(tracing_actix())
                 .wrap(from_fn(count_request))
+                .configure(crate::openrosa::configure)
                 .configure(crate::web::configure)
                 .configure(routes::configure)
         });

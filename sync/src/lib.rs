@@ -16,7 +16,7 @@ pub mod record;
 pub mod records;
 pub mod store;
 
-pub use automerge::ActorId;
+pub use automerge::{ActorId, ChangeHash};
 pub use record::{RecordDoc, RecordMeta, Status};
 pub use records::{
     Author, Filter, Identity, Page, Patch, RecordView, Records, RecordsError, Written,

@@ -32,6 +32,19 @@ impl Instance {
         Self::serve(name, settings, records).await
     }
 
+    /// Like [`Self::start`], with its settings adjusted by `configure`.
+    pub async fn start_with(
+        name: &str,
+        dir: &Path,
+        station: &str,
+        configure: impl FnOnce(&mut Settings),
+    ) -> Instance {
+        let mut settings = settings(dir, "127.0.0.1:0", station, None);
+        configure(&mut settings);
+        let records = open_records(&settings).expect("open store");
+        Self::serve(name, settings, records).await
+    }
+
     /// Start an instance enrolled with `up`, which it reaches at `url` (its
     /// address, or a proxy in front of it). It syncs when asked.
     pub async fn start_under(

@@ -5,6 +5,7 @@
 pub mod audit;
 pub mod devices;
 pub mod identity;
+pub mod phones;
 pub mod sessions;
 pub mod stations;
 pub mod users;

@@ -5,7 +5,7 @@
 use super::common::{open_existing, open_offline, parse_duration};
 use crate::auth::users::{self, Role, Username};
 use crate::auth::{audit, AuditLog, Event, InstanceKey};
-use crate::auth::{devices, stations};
+use crate::auth::{devices, phones, stations};
 use crate::config::Settings;
 use crate::data_dir::SharedRecords;
 use anyhow::bail;
@@ -39,6 +39,9 @@ pub enum AdminCommand {
     Revoke { device: String },
     /// List enrolled devices.
     Devices,
+    /// Phones running ODK Collect (docs/ODK.md).
+    #[command(subcommand)]
+    Phone(PhoneCommand),
     /// Create a station (at HQ): its code, name and island.
     CreateStation {
         #[arg(long)]
@@ -48,6 +51,30 @@ pub enum AdminCommand {
         #[arg(long)]
         island: String,
     },
+}
+
+#[derive(Subcommand)]
+pub enum PhoneCommand {
+    /// Issue a phone for a person and print its server URL and the settings
+    /// QR code Collect scans (shown only now).
+    Add {
+        /// The officer or supervisor it submits for.
+        #[arg(long)]
+        user: String,
+        /// What people call the phone ("Kestrel handset 2").
+        #[arg(long)]
+        name: Option<String>,
+        /// This instance's address as phones reach it (https://192.168.8.1:8443).
+        #[arg(long)]
+        url: String,
+        /// Also write the QR code as an SVG image here.
+        #[arg(long)]
+        qr: Option<std::path::PathBuf>,
+    },
+    /// List phones.
+    List,
+    /// Revoke a phone: its next request is refused with a message.
+    Revoke { phone: String },
 }
 
 #[derive(Subcommand)]
@@ -95,6 +122,7 @@ pub(super) fn admin(
             );
             Ok(())
         }
+        AdminCommand::Phone(cmd) => phone(&open_offline(settings)?, cmd),
         AdminCommand::Devices => {
             let records = open_existing(settings)?;
             for d in devices::list(records.store().as_ref())? {
@@ -108,6 +136,72 @@ pub(super) fn admin(
                     if d.revoked { "  REVOKED" } else { "" }
                 );
             }
+            Ok(())
+        }
+    }
+}
+
+fn phone(records: &SharedRecords, cmd: PhoneCommand) -> anyhow::Result<()> {
+    use crate::openrosa::settings as phone_settings;
+    let store = records.store().as_ref();
+    match cmd {
+        PhoneCommand::Add {
+            user,
+            name,
+            url,
+            qr,
+        } => {
+            let Some(person) = Username::try_from(users::typed_name(&user))
+                .ok()
+                .map(|n| users::get(store, &n))
+                .transpose()?
+                .flatten()
+            else {
+                bail!("there is no user {user:?} on this instance");
+            };
+            let (phone, token) = phones::issue(store, &person, name.as_deref())?;
+            AuditLog::new().append(
+                store,
+                Event::new("cli", "phone.issue").target(phone.id.to_string()),
+                true,
+            )?;
+            let server = phone_settings::server_url(&url, &token, &person.station);
+            let project = format!("Tideline {}", person.station);
+            let text = phone_settings::qr_text(&phone_settings::settings_json(&server, &project));
+            println!("{} for {} ({})", phone.label(), person.username, phone.id);
+            println!("server URL: {server}");
+            println!("In ODK Collect: add a project, Configure with QR code, and scan:");
+            println!("{}", phone_settings::qr_terminal(&text));
+            if let Some(path) = qr {
+                std::fs::write(&path, phone_settings::qr_svg(&text))?;
+                println!("QR code written to {}", path.display());
+            }
+            Ok(())
+        }
+        PhoneCommand::List => {
+            for p in phones::list(store)? {
+                println!(
+                    "{}  {:<24} {:<16} issued {}{}",
+                    p.id,
+                    p.label(),
+                    p.username,
+                    p.issued_at,
+                    if p.revoked { "  REVOKED" } else { "" }
+                );
+            }
+            Ok(())
+        }
+        PhoneCommand::Revoke { phone } => {
+            let id: uuid::Uuid = phone.parse().map_err(|_| {
+                anyhow::anyhow!("{phone:?} is not a phone id (tideline admin phone list)")
+            })?;
+            let p = phones::revoke(store, &id)?;
+            AuditLog::new().append(
+                store,
+                Event::new("cli", "phone.revoke").target(id.to_string()),
+                true,
+            )?;
+            println!("revoked {} of {}", p.label(), p.username);
             Ok(())
         }
     }

@@ -73,6 +73,25 @@ pub(crate) async fn sign_in(
     username: String,
     password: String,
 ) -> Result<(users::User, String), ApiError> {
+    let user = check_password(state, req, username, password).await?;
+    let token = state.sessions.start(&user).map_err(ApiError::internal)?;
+    audit_now(
+        state,
+        Event::new(format!("user:{}", user.username), "login.success")
+            .details(json!({ "address": peer(req) })),
+    )?;
+    Ok((user, token))
+}
+
+/// The user whose password this is, with throttling (per account and per
+/// address) and an audited failure: signing in, and phones that sign in with
+/// Basic on every request.
+pub(crate) async fn check_password(
+    state: &web::Data<AppState>,
+    req: &HttpRequest,
+    username: String,
+    password: String,
+) -> Result<users::User, ApiError> {
     // User names are lower case; a tablet that capitalises the first letter
     // must neither fail nor count towards the lockout.
     let username = users::typed_name(&username);
@@ -103,13 +122,7 @@ pub(crate) async fn sign_in(
         return Err(ApiError::bad_credentials("Unknown user or wrong password."));
     };
     state.account_limits.clear(&account);
-    let token = state.sessions.start(&user).map_err(ApiError::internal)?;
-    audit_now(
-        state,
-        Event::new(format!("user:{}", user.username), "login.success")
-            .details(json!({ "address": peer(req) })),
-    )?;
-    Ok((user, token))
+    Ok(user)
 }
 
 /// End the caller's session; returns the cookie that removes it from the browser.

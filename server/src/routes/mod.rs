@@ -11,6 +11,7 @@ pub(crate) mod export;
 mod forms;
 mod health;
 pub(crate) mod params;
+pub(crate) mod phones;
 pub(crate) mod records;
 pub mod sync;
 pub(crate) mod uploads;
@@ -49,6 +50,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route("/devices", web::get().to(devices::list))
                 .route("/devices/codes", web::post().to(devices::issue_code))
                 .route("/devices/{id}/revoke", web::post().to(devices::revoke))
+                .route("/phones", web::post().to(phones::create))
+                .route("/phones", web::get().to(phones::list))
+                .route("/phones/{id}/revoke", web::post().to(phones::revoke))
                 .route("/forms", web::get().to(forms::list))
                 .route("/forms", web::post().to(forms::publish))
                 // Workbooks may be larger than the JSON bodies the API otherwise takes.

@@ -1,14 +1,15 @@
 //! The admin's page: people (add one, reset a password — which lifts a
 //! lockout —, unlock, disable), which stations exist, which devices are
-//! enrolled (revoke one), and a one-time code to enrol a new boat or
-//! station. Every change goes through the same checked, audited code as the
+//! enrolled (revoke one), a one-time code to enrol a new boat or
+//! station, and phones for ODK Collect (issue one and show its QR code,
+//! revoke one). Every change goes through the same checked, audited code as the
 //! API (`routes::auth`, `routes::devices`; docs/SECURITY.md).
 
 use super::layout::{frame, when, Chrome};
 use super::page::{page, PageResult};
 use crate::access::{Access, Action};
 use crate::auth::users::HQ;
-use crate::auth::{devices, stations, users};
+use crate::auth::{devices, phones, stations, users};
 use crate::error::ApiError;
 use crate::state::AppState;
 use actix_web::web;
@@ -19,10 +20,12 @@ struct Lists {
     users: Vec<users::User>,
     stations: Vec<stations::Station>,
     devices: Vec<devices::Device>,
+    phones: Vec<phones::Phone>,
 }
 
 async fn lists(state: &web::Data<AppState>, access: &Access) -> Result<Lists, ApiError> {
     access.require(Action::ManageUsers)?;
+    let phones = crate::routes::phones::list_of(state, access).await?;
     let st = state.clone();
     let own = access.station().map(str::to_string);
     web::block(move || -> Result<Lists, ApiError> {
@@ -40,6 +43,7 @@ async fn lists(state: &web::Data<AppState>, access: &Access) -> Result<Lists, Ap
                 .into_iter()
                 .filter(|d| mine(&d.station))
                 .collect(),
+            phones,
         })
     })
     .await?
@@ -64,8 +68,14 @@ fn draw(
     chrome: &Chrome,
     lists: &Lists,
     issued: Option<Issued<'_>>,
+    phone: Option<&crate::routes::phones::Issued>,
     notice: Option<&Notice>,
 ) -> Markup {
+    let submitters: Vec<&users::User> = lists
+        .users
+        .iter()
+        .filter(|u| phones::may_have_phone(u.role) && !u.disabled)
+        .collect();
     let codes: Vec<String> = if chrome.station == HQ {
         lists.stations.iter().map(|s| s.code.clone()).collect()
     } else {
@@ -203,6 +213,56 @@ fn draw(
             }
             p.muted { "To revoke a lost device: " code { "tideline admin revoke DEVICE" } " or " code { "POST /api/v1/devices/{id}/revoke" } "." }
         }
+        section aria-labelledby="phones-h" {
+            h2 #phones-h { "Phones (ODK Collect)" }
+            @if let Some(p) = phone {
+                div.notice role="status" #phone-issued {
+                    p { "Phone for " strong { (p.phone.username) } ". In ODK Collect: add a project, "
+                        em { "Configure with QR code" } ", and scan this. It is shown only now." }
+                    figure #phone-qr {
+                        (maud::PreEscaped(crate::openrosa::settings::qr_svg(&p.qr_text)))
+                        figcaption { "Or type the server URL: " code #phone-url { (p.url) } }
+                    }
+                }
+            }
+            @if !lists.phones.is_empty() {
+                table {
+                    thead { tr { th { "Phone" } th { "For" } th { "Issued" } th { "State" } th { span.visually-hidden { "Actions" } } } }
+                    tbody {
+                        @for p in &lists.phones {
+                            tr data-phone=(p.id) {
+                                td { (p.label()) }
+                                td { (p.username) }
+                                td { (when(&p.issued_at)) }
+                                td { (if p.revoked { "revoked" } else { "active" }) }
+                                td {
+                                    @if !p.revoked {
+                                        form.inline method="post" action=(format!("/admin/phones/{}/revoke", p.id)) {
+                                            button.secondary type="submit" { "Revoke " (p.label()) }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            @if submitters.is_empty() {
+                p { "Phones submit for an officer or supervisor: add one above first." }
+            } @else {
+                form.filters method="post" action="/admin/phones" {
+                    div.field {
+                        label for="p-user" { "Submits for" }
+                        select #p-user name="user" { @for u in &submitters { option value=(u.username.to_string()) { (u.username.to_string()) " (" (u.role.to_string()) ")" } } }
+                    }
+                    div.field {
+                        label for="p-name" { "Phone name (optional)" }
+                        input #p-name name="name" type="text" maxlength="64" placeholder="Kestrel handset 2";
+                    }
+                    div.buttons { button.primary type="submit" { "Issue a phone QR code" } }
+                }
+            }
+        }
         section aria-labelledby="stations-h" {
             h2 #stations-h { "Stations" }
             ul { @for s in &lists.stations { li { strong { (s.code) } " — " (s.name) ", " (s.island) } } }
@@ -241,6 +301,7 @@ async fn show(
     let mut resp = page(draw(
         &Chrome::new(state, access),
         &lists,
+        None,
         None,
         notice.as_ref(),
     ));
@@ -363,7 +424,55 @@ pub async fn enroll_code(
             upstream,
         }),
         None,
+        None,
     )))
+}
+
+#[derive(Deserialize)]
+pub struct PhoneForm {
+    user: String,
+    name: Option<String>,
+}
+
+/// `POST /admin/phones`: issue a phone and show its QR code once.
+pub async fn issue_phone(
+    state: web::Data<AppState>,
+    access: Access,
+    req: actix_web::HttpRequest,
+    form: web::Form<PhoneForm>,
+) -> PageResult {
+    let PhoneForm { user, name } = form.into_inner();
+    let origin = crate::routes::phones::origin(&req);
+    let issued = match crate::routes::phones::issue(&state, &access, &user, name, origin).await {
+        Ok(issued) => issued,
+        Err(e) => return show(&state, &access, Some(Err(e))).await,
+    };
+    let lists = lists(&state, &access).await?;
+    Ok(page(draw(
+        &Chrome::new(&state, &access),
+        &lists,
+        None,
+        Some(&issued),
+        None,
+    )))
+}
+
+/// `POST /admin/phones/{id}/revoke`
+pub async fn revoke_phone(
+    state: web::Data<AppState>,
+    access: Access,
+    id: web::Path<String>,
+) -> PageResult {
+    let done = crate::routes::phones::revoke_phone(&state, &access, &id)
+        .await
+        .map(|p| {
+            format!(
+                "{} of {} is revoked: its next upload is refused.",
+                p.label(),
+                p.username
+            )
+        });
+    show(&state, &access, Some(done)).await
 }
 
 /// `POST /admin/devices/{id}/revoke`: the device's next sync is refused; its

@@ -54,6 +54,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             "/admin/devices/{id}/revoke",
             web::post().to(admin::revoke_device),
         )
+        .route("/admin/phones", web::post().to(admin::issue_phone))
+        .route(
+            "/admin/phones/{id}/revoke",
+            web::post().to(admin::revoke_phone),
+        )
         .route("/admin/users", web::post().to(admin::add_person))
         .route("/admin/users/{name}", web::post().to(admin::change_person))
         .route("/sync-now", web::post().to(layout::sync_now));

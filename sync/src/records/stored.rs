@@ -39,6 +39,9 @@ pub struct RecordView {
     pub created_by_person: Option<String>,
     pub created_at: String,
     pub updated_at: String,
+    /// The ODK instance it was submitted as, for a record from ODK Collect.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub odk_instance: Option<String>,
 }
 
 /// A record's fields and conflicts, read in one walk, and its validation
@@ -187,5 +190,6 @@ fn view_of(doc: &mut RecordDoc, meta: RecordMeta, content: Content) -> RecordVie
         created_by_person: meta.created_by_person,
         created_at: meta.created_at,
         updated_at,
+        odk_instance: meta.odk_instance,
     }
 }
