@@ -11,9 +11,13 @@ For every fixture in FIXTURE_DIR/manifest.json (written by fixtures.py):
   FILE --out OUT.json` must succeed and OUT.json must agree with it, field by
   field and recursively: name, type, required and its message, relevance,
   constraint and its message, hint, appearance, default, labels per language,
-  choices, and the nesting of groups and repeats. With --validate the workbook
-  is also converted to an XForm (pyxform.xls2xform.convert) and ODK Validate,
-  shipped inside pyxform, must accept it.
+  choices, and the nesting of groups and repeats. The workbook is also
+  converted to an XForm by pyxform (pyxform.xls2xform.convert) and by Tideline
+  (`form import FILE --publish` into a throwaway data directory, then `form
+  export --format xform ID`), and the two XForms must have the same binds:
+  nodesets, type, required, relevant, constraint and their messages
+  (xform_binds.py says what is normalised and what is ignored). With
+  --validate ODK Validate, shipped inside pyxform, must accept pyxform's XForm.
 * "refused": `tideline form import FILE` must exit non-zero and say on standard
   error `{sheet} sheet, row {row}, column ` followed, on the same line, by text
   that names the column's header. Whether pyxform accepts the file is printed
@@ -32,6 +36,9 @@ import shutil
 import subprocess
 import sys
 import tempfile
+
+sys.dont_write_bytecode = True  # no __pycache__ in the work tree for the module below
+from xform_binds import compare_binds  # noqa: E402
 
 TIDELINE_TYPES = {
     "text", "integer", "decimal", "date", "dateTime", "time", "geopoint", "image",
@@ -317,17 +324,21 @@ def odk_validate_jar():
                         "validators", "odk_validate", "bin", "ODK_Validate.jar")
 
 
-def odk_validate(xlsx, workdir):
-    """Convert to an XForm and run ODK Validate on it; a list of problems."""
+def pyxform_xform(xlsx, workdir):
+    """pyxform's XForm of the workbook: (its file in workdir, its text)."""
     from pyxform.xls2xform import convert
 
-    if shutil.which("java") is None:
-        return ["java is not on PATH: ODK Validate needs it"]
-    warnings = []
-    result = convert(xlsform=xlsx, pretty_print=True, warnings=warnings)
+    result = convert(xlsform=xlsx, pretty_print=True, warnings=[])
     xml = os.path.join(workdir, os.path.splitext(os.path.basename(xlsx))[0] + ".xml")
     with open(xml, "w", encoding="utf-8") as f:
         f.write(result.xform)
+    return xml, result.xform
+
+
+def odk_validate(xml):
+    """Run ODK Validate on pyxform's XForm (a file); a list of problems."""
+    if shutil.which("java") is None:
+        return ["java is not on PATH: ODK Validate needs it"]
     run = subprocess.run(["java", "-jar", odk_validate_jar(), xml], capture_output=True,
                          text=True, timeout=TIMEOUT)
     if run.returncode != 0 or "Xform is valid" not in run.stdout:
@@ -348,6 +359,27 @@ def tail(text, lines=8):
     return ["  | " + r for r in rows[-lines:]] or ["  | (nothing)"]
 
 
+def tideline_xform(binary, xlsx, form_id, workdir):
+    """Tideline's XForm of the workbook, published into a data directory of its own
+    (removed afterwards) and exported: (its text or None, problems)."""
+    stem = os.path.splitext(os.path.basename(xlsx))[0]
+    out = os.path.join(workdir, stem + ".tideline.xml")
+    with tempfile.TemporaryDirectory(prefix="tideline-data-", dir=workdir) as scratch:
+        base = ["--data", os.path.join(scratch, "data"), "--station", "HQ", "form"]
+        steps = [["import", xlsx, "--publish"],
+                 ["export", "--format", "xform", form_id, "--out", out]]
+        for step in steps:
+            run = run_tideline(binary, base + step, workdir)
+            if run.returncode != 0:
+                what = f"tideline form {step[0]}"
+                return None, [f"{what} (for the XForm) exited {run.returncode}:"] + tail(run.stderr)
+    try:
+        with open(out, encoding="utf-8") as f:
+            return f.read(), []
+    except OSError as e:
+        return None, [f"cannot read Tideline's XForm {out}: {e}"]
+
+
 def check_same(entry, xlsx, args, workdir):
     problems, notes = [], []
     warnings = []
@@ -363,8 +395,15 @@ def check_same(entry, xlsx, args, workdir):
     outside = sorted({t for t in collect_types(want.get("fields", [])) if t not in TIDELINE_TYPES})
     if outside:
         problems.append(f"fixture: pyxform reads types outside Tideline's: {', '.join(outside)}")
-    if args.validate:
-        problems += odk_validate(xlsx, workdir)
+    py_xform = None
+    if args.validate or not args.pyxform_only:
+        try:
+            py_xml, py_xform = pyxform_xform(xlsx, workdir)
+        except Exception as e:
+            problems.append(f"pyxform cannot convert it to an XForm: {type(e).__name__}: {e}")
+        else:
+            if args.validate:
+                problems += odk_validate(py_xml)
     if args.dump:
         print(f"--- pyxform, normalised: {entry['file']}")
         print(json.dumps(want, indent=2, ensure_ascii=False))
@@ -396,6 +435,17 @@ def check_same(entry, xlsx, args, workdir):
         print(f"--- Tideline, normalised: {entry['file']}")
         print(json.dumps(got, indent=2, ensure_ascii=False))
     diff(want, got, "", problems)
+
+    form_id = raw.get("id")
+    if not isinstance(form_id, str) or not form_id:
+        problems.append(f"binds: not compared, Tideline's form JSON has no id: {show(form_id)}")
+    elif py_xform is not None:
+        xform, bad = tideline_xform(args.tideline, xlsx, form_id, workdir)
+        problems += bad
+        if xform is not None:
+            found, said = compare_binds(py_xform, xform, survey)
+            problems += found
+            notes += said
     return problems, notes, want
 
 
