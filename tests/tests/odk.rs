@@ -435,3 +435,75 @@ async fn a_phone_edit_merges_with_what_hq_changed_meanwhile() {
         assert_eq!(authors, devices, "{}", inst.name);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn people_sign_in_with_their_own_account_over_https_at_the_root() {
+    let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let (ca, cert, key) = tideline_tests::certificates(dirs[1].path());
+    let station = Instance::start_tls("station", dirs[0].path(), "BB-01", &cert, &key, &ca).await;
+    add_user(&station.records, "ann", "officer", "BB-01");
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(&ca).unwrap()).unwrap();
+    let client = reqwest::Client::builder()
+        .add_root_certificate(ca)
+        .build()
+        .unwrap();
+    let list = station.url("/formList");
+
+    // Collect answers a Basic challenge over HTTPS.
+    let resp = client.get(&list).send().await.unwrap();
+    assert_eq!(resp.status(), 401);
+    assert!(resp.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .starts_with("Basic "));
+    let resp = client
+        .get(&list)
+        .basic_auth("ann", Some("not the password"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    assert!(resp.headers().contains_key("www-authenticate"));
+
+    let resp = client
+        .get(&list)
+        .basic_auth("ann", Some(tideline_tests::PASSWORD))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let body = resp.text().await.unwrap();
+    let download = element(&body, "downloadUrl", 0).to_string();
+    assert_eq!(download, station.url("/forms/boarding-report.xml"));
+    let xform = client
+        .get(&download)
+        .basic_auth("ann", Some(tideline_tests::PASSWORD))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(xform.status(), 200);
+
+    let xml = boarding_xml(
+        &report("Over HTTPS"),
+        "uuid:cccccccc-cccc-4ccc-8ccc-cccccccccccc",
+        None,
+        None,
+    );
+    let (ctype, body) = multipart(&[(
+        "xml_submission_file",
+        Some("submission.xml"),
+        "text/xml",
+        xml.as_bytes(),
+    )]);
+    let resp = client
+        .post(station.url("/submission"))
+        .basic_auth("ann", Some(tideline_tests::PASSWORD))
+        .header("content-type", ctype)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    let record = &station.all().await[0];
+    assert_eq!(record["created_by_person"], "user:ann");
+}

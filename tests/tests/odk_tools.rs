@@ -35,7 +35,9 @@ fn validator() -> Option<PathBuf> {
 /// Whether the tools are here; without them the test says so and skips,
 /// unless TIDELINE_REQUIRE_ODK is set.
 fn tools() -> Option<PathBuf> {
-    let engine = harness().join("node_modules/@getodk/xforms-engine").is_dir()
+    let engine = harness()
+        .join("node_modules/@getodk/xforms-engine")
+        .is_dir()
         && Command::new("node")
             .arg("--version")
             .output()
@@ -116,9 +118,10 @@ async fn odk_tools_accept_served_forms_and_their_submissions_become_records() {
 
     // Every served form loads in the engine with its hash right...
     let server = url.clone();
-    let (ok, loaded, log) = tokio::task::spawn_blocking(move || node(&["load", "--server", &server]))
-        .await
-        .unwrap();
+    let (ok, loaded, log) =
+        tokio::task::spawn_blocking(move || node(&["load", "--server", &server]))
+            .await
+            .unwrap();
     assert!(ok, "{loaded}\n{log}");
     let forms = loaded["forms"].as_array().unwrap();
     assert!(forms.len() >= 3, "{loaded}");

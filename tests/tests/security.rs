@@ -9,7 +9,7 @@ use tideline_schemas::{FormRegistry, RecordId};
 use tideline_server::auth::devices;
 use tideline_sync::protocol::{self, DocChanges, SyncRequest};
 use tideline_sync::record::{RecordDoc, RecordMeta};
-use tideline_tests::{add_user, client_with, login, report, Instance};
+use tideline_tests::{add_user, certificates, client_with, login, report, Instance};
 
 async fn audit_actions(station: &Instance) -> Vec<Value> {
     add_user(&station.records, "adam", "admin", "BB-01");
@@ -192,33 +192,6 @@ async fn an_instance_that_never_enrolled_is_told_how_to() {
 
 fn uuid_like() -> String {
     RecordId::new().to_string()
-}
-
-/// A CA and a certificate it signed for localhost, written as PEM files:
-/// (ca.pem, cert.pem, key.pem).
-fn certificates(
-    dir: &std::path::Path,
-) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
-    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "Tideline test CA");
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let key = KeyPair::generate().unwrap();
-    let params = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
-    let cert = params.signed_by(&key, &ca, &ca_key).unwrap();
-    let paths = (
-        dir.join("ca.pem"),
-        dir.join("cert.pem"),
-        dir.join("key.pem"),
-    );
-    std::fs::write(&paths.0, ca.pem()).unwrap();
-    std::fs::write(&paths.1, cert.pem()).unwrap();
-    std::fs::write(&paths.2, key.serialize_pem()).unwrap();
-    paths
 }
 
 #[tokio::test]
