@@ -64,7 +64,7 @@ pub fn is_entry(path: &str) -> bool {
 }
 
 /// Whether a path is ODK Collect's (OpenRosa): it authenticates by the
-/// phone token in the path, or Basic over HTTPS (`crate::openrosa`).
+/// phone token in the path, or Basic over HTTPS (docs/ODK.md).
 pub fn is_openrosa(path: &str) -> bool {
     path.starts_with("/v1/key/") || matches!(path, "/formList" | "/submission")
 }

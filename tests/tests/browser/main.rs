@@ -23,7 +23,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 use support::*;
-use tideline_tests::{add_user, Instance, PASSWORD};
+use tideline_tests::{add_user, Instance, PASSWORD, TESTER};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_officer_reports_offline_and_a_supervisor_resolves_a_conflict_upstream() {
@@ -335,6 +335,27 @@ async fn an_officer_reports_offline_and_a_supervisor_resolves_a_conflict_upstrea
         "{issued}"
     );
     screenshot(&c, "admin").await;
+
+    // A phone for ODK Collect: its QR code and link, shown once, work at
+    // once; revoked from the page, the link stops.
+    choose(&c, "#p-user", TESTER).await;
+    type_into(&c, "#p-name", "Kestrel 2").await;
+    press(&c, "form[action='/admin/phones'] button").await;
+    assert!(css(&c, "#phone-qr svg").await.is_displayed().await.unwrap());
+    let link = css(&c, "#phone-url").await.text().await.unwrap();
+    assert!(
+        link.starts_with(&format!("{}/v1/key/tlp.", station.base)),
+        "{link}"
+    );
+    let list = reqwest::get(format!("{link}/formList")).await.unwrap();
+    assert_eq!(list.status(), 200);
+    screenshot(&c, "admin-phone").await;
+    press(&c, "tr[data-phone] form button").await;
+    let phones = css(&c, "#phones-h + table").await.text().await.unwrap();
+    assert!(phones.contains("revoked"), "{phones}");
+    let list = reqwest::get(format!("{link}/formList")).await.unwrap();
+    assert_eq!(list.status(), 401);
+
     // The boat is found by its name and revoked from the page.
     assert!(devices.contains("boat"), "{devices}");
     press(&c, "#devices-h + table tr[data-device] form button").await;
