@@ -507,3 +507,59 @@ async fn people_sign_in_with_their_own_account_over_https_at_the_root() {
     let record = &station.all().await[0];
     assert_eq!(record["created_by_person"], "user:ann");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_split_upload_is_a_draft_until_its_required_photo_arrives() {
+    let dir = tempfile::tempdir().unwrap();
+    let hq = Instance::start("hq", dir.path(), "HQ").await;
+    let boss = admin(&hq).await;
+    let form = json!({"id": "photo-check", "version": 1, "title": "Photo check", "fields": [
+        {"name": "vessel_name", "label": "Vessel name", "type": "text", "required": true},
+        {"name": "photo", "label": "Photo of the hull", "type": "image", "required": true}
+    ]});
+    let resp = boss
+        .post(hq.url("/api/v1/forms"))
+        .body(form.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    let url = phone(&hq, &boss, "ann").await["server_url"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut registry = FormRegistry::new();
+    registry
+        .insert(tideline_schemas::Form::parse(&form.to_string()).unwrap())
+        .unwrap();
+    let fields = json!({"vessel_name": "Kingfisher", "photo": "hash"});
+    let xml = submission::write(
+        registry.latest("photo-check").unwrap(),
+        fields.as_object().unwrap(),
+        "uuid:dddddddd-dddd-4ddd-8ddd-dddddddddddd",
+        None,
+        &|_| "hull.jpg".to_string(),
+    );
+    let first = post(
+        &url,
+        &[
+            (
+                "xml_submission_file",
+                Some("submission.xml"),
+                "text/xml",
+                xml.as_bytes(),
+            ),
+            ("*isIncomplete*", None, "text/plain", b"yes"),
+        ],
+    )
+    .await;
+    let id = record_id(&first);
+    let draft = hq.get(&id).await;
+    assert_eq!(draft["status"], "draft", "{draft}");
+    assert_eq!(draft["validation"][0]["path"], "photo", "{draft}");
+    let hull = photo(9, 1000);
+    record_id(&submit(&url, &xml, &[("hull.jpg", &hull)]).await);
+    let done = hq.get(&id).await;
+    assert_eq!(done["status"], "submitted", "{done}");
+    assert_eq!(done["fields"]["photo"], sha256_hex(&hull));
+}

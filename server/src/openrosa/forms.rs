@@ -43,10 +43,10 @@ pub async fn list(
             continue;
         }
         let xml = tideline_schemas::xform::xform(form);
-        let _ = write!(
+        let _ = writeln!(
             out,
             "<xform><formID>{}</formID><name>{}</name><version>{}</version>\
-             <hash>md5:{}</hash><downloadUrl>{}/forms/{}.xml</downloadUrl></xform>\n",
+             <hash>md5:{}</hash><downloadUrl>{}/forms/{}.xml</downloadUrl></xform>",
             esc(&form.id),
             esc(&form.title),
             form.version,

@@ -435,6 +435,11 @@ impl<S: DocStore> Records<S> {
                 for a in attachments.iter() {
                     attach(doc, form, a, None)?;
                 }
+                // The phone sent it finished: once the last file of a split
+                // upload (or a correction) makes it complete, it is submitted.
+                if doc.status() == Some(Status::Draft) && validate(form, &doc.fields()).is_empty() {
+                    doc.set_status(Status::Submitted)?;
+                }
             }
             Edit::Patch(_, patch) => {
                 let form = needed()?;
