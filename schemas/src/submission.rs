@@ -142,12 +142,14 @@ fn tree(xml: &[u8]) -> Result<Node, InstanceError> {
     let mut elements = 0usize;
     loop {
         let event = reader.read_event_into(&mut buf).map_err(malformed)?;
+        // `<a>` opens an element; `<a/>` is one, whole.
+        let opens = matches!(event, Event::Start(_));
         let mut finished = None;
         match event {
             Event::Start(_) | Event::Empty(_) if root.is_some() => {
                 return Err(malformed("more than one root element"));
             }
-            Event::Start(e) => {
+            Event::Start(e) | Event::Empty(e) => {
                 elements += 1;
                 if elements > MAX_ELEMENTS {
                     return Err(InstanceError::TooMany);
@@ -155,17 +157,12 @@ fn tree(xml: &[u8]) -> Result<Node, InstanceError> {
                 if stack.len() >= MAX_DEPTH {
                     return Err(InstanceError::TooDeep);
                 }
-                stack.push(start(&e, reader.decoder())?);
-            }
-            Event::Empty(e) => {
-                elements += 1;
-                if elements > MAX_ELEMENTS {
-                    return Err(InstanceError::TooMany);
+                let node = start(&e, reader.decoder())?;
+                if opens {
+                    stack.push(node);
+                } else {
+                    finished = Some(node);
                 }
-                if stack.len() >= MAX_DEPTH {
-                    return Err(InstanceError::TooDeep);
-                }
-                finished = Some(start(&e, reader.decoder())?);
             }
             Event::End(_) => {
                 finished = Some(
@@ -453,18 +450,8 @@ fn clock_time(text: &str) -> &str {
     &text[..end]
 }
 
-/// Text for an XML text node or a quoted attribute.
 fn esc(s: &str, out: &mut String) {
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\r' => out.push_str("&#13;"),
-            c => out.push(c),
-        }
-    }
+    out.push_str(&crate::xform::escape(s));
 }
 
 /// The instance XML a phone would send for `fields` of `form`. An image

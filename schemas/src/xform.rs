@@ -32,7 +32,7 @@ pub fn xform(form: &Form) -> String {
          xmlns:jr=\"http://openrosa.org/javarosa\" xmlns:odk=\"http://www.opendatakit.org/xforms\" \
          xmlns:orx=\"http://openrosa.org/xforms\">\n",
     );
-    let _ = writeln!(out, "<h:head><h:title>{}</h:title>", esc(&form.title));
+    let _ = writeln!(out, "<h:head><h:title>{}</h:title>", escape(&form.title));
     out.push_str("<model odk:xforms-version=\"1.0.0\">\n");
     if !w.languages.is_empty() {
         w.itext(&form.fields, "/data", &mut out);
@@ -40,7 +40,7 @@ pub fn xform(form: &Form) -> String {
     let _ = write!(
         out,
         "<instance><data id=\"{}\" version=\"{}\">",
-        esc(&form.id),
+        escape(&form.id),
         form.version
     );
     instance(&form.fields, &mut out);
@@ -55,8 +55,10 @@ pub fn xform(form: &Form) -> String {
     out
 }
 
-/// Text for an XML text node or a quoted attribute.
-fn esc(s: &str) -> String {
+/// Text for an XML text node or a quoted attribute. Line breaks are written
+/// as references, so an attribute keeps them and a reader cannot normalise
+/// them away.
+pub fn escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {
@@ -66,6 +68,7 @@ fn esc(s: &str) -> String {
             '"' => out.push_str("&quot;"),
             '\'' => out.push_str("&apos;"),
             '\n' => out.push_str("&#10;"),
+            '\r' => out.push_str("&#13;"),
             c => out.push(c),
         }
     }
@@ -145,7 +148,7 @@ fn instance(fields: &[Field], out: &mut String) {
                 let _ = write!(out, "<{}", f.name);
                 match default_text(f) {
                     Some(d) => {
-                        let _ = write!(out, ">{}</{}>", esc(&d), f.name);
+                        let _ = write!(out, ">{}</{}>", escape(&d), f.name);
                     }
                     None => out.push_str("/>"),
                 }
@@ -221,20 +224,20 @@ impl Writer<'_> {
             if f.required {
                 attrs.push_str(" required=\"true()\"");
                 if let Some(m) = &f.required_message {
-                    let _ = write!(attrs, " jr:requiredMsg=\"{}\"", esc(m));
+                    let _ = write!(attrs, " jr:requiredMsg=\"{}\"", escape(m));
                 }
             }
             if f.field_type == FieldType::Note {
                 attrs.push_str(" readonly=\"true()\"");
             }
             if let Some(r) = &f.relevant {
-                let _ = write!(attrs, " relevant=\"{}\"", esc(&self.xpath(r, &path)));
+                let _ = write!(attrs, " relevant=\"{}\"", escape(&self.xpath(r, &path)));
             }
             if let Some(c) = &f.constraint {
                 if let Some(x) = constraint_xpath(c, f) {
-                    let _ = write!(attrs, " constraint=\"{}\"", esc(&self.xpath(&x, &path)));
+                    let _ = write!(attrs, " constraint=\"{}\"", escape(&self.xpath(&x, &path)));
                     if let Some(m) = &c.message {
-                        let _ = write!(attrs, " jr:constraintMsg=\"{}\"", esc(m));
+                        let _ = write!(attrs, " jr:constraintMsg=\"{}\"", escape(m));
                     }
                 }
             }
@@ -260,7 +263,7 @@ impl Writer<'_> {
             } else {
                 ""
             };
-            let _ = writeln!(out, "<translation lang=\"{}\"{default}>", esc(lang));
+            let _ = writeln!(out, "<translation lang=\"{}\"{default}>", escape(lang));
             self.texts(fields, parent, lang, out);
             out.push_str("</translation>\n");
         }
@@ -280,20 +283,20 @@ impl Writer<'_> {
             let _ = writeln!(
                 out,
                 "<text id=\"{path}:label\"><value>{}</value></text>",
-                esc(&pick(&f.label, &f.labels))
+                escape(&pick(&f.label, &f.labels))
             );
             if let Some(h) = &f.hint {
                 let _ = writeln!(
                     out,
                     "<text id=\"{path}:hint\"><value>{}</value></text>",
-                    esc(&pick(h, &f.hints))
+                    escape(&pick(h, &f.hints))
                 );
             }
             for (i, c) in choices(f).iter().enumerate() {
                 let _ = writeln!(
                     out,
                     "<text id=\"{path}/{i}:label\"><value>{}</value></text>",
-                    esc(&pick(&c.1, &c.2))
+                    escape(&pick(&c.1, &c.2))
                 );
             }
             self.texts(&f.fields, &path, lang, out);
@@ -302,9 +305,9 @@ impl Writer<'_> {
 
     fn label(&self, f: &Field, path: &str, out: &mut String) {
         if self.languages.is_empty() {
-            let _ = write!(out, "<label>{}</label>", esc(&f.label));
+            let _ = write!(out, "<label>{}</label>", escape(&f.label));
             if let Some(h) = &f.hint {
-                let _ = write!(out, "<hint>{}</hint>", esc(h));
+                let _ = write!(out, "<hint>{}</hint>", escape(h));
             }
         } else {
             let _ = write!(out, "<label ref=\"jr:itext('{path}:label')\"/>");
@@ -345,14 +348,14 @@ impl Writer<'_> {
                             let _ = write!(
                                 out,
                                 "<item><label>{}</label><value>{}</value></item>",
-                                esc(label),
-                                esc(value)
+                                escape(label),
+                                escape(value)
                             );
                         } else {
                             let _ = write!(
                                 out,
                                 "<item><label ref=\"jr:itext('{path}/{i}:label')\"/><value>{}</value></item>",
-                                esc(value)
+                                escape(value)
                             );
                         }
                     }

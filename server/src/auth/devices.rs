@@ -137,7 +137,13 @@ pub enum Refusal {
     Revoked(uuid::Uuid),
 }
 
-fn sha256_hex(text: &str) -> String {
+/// Whether `secret` is the one whose SHA-256 (hex) is `stored`, compared in
+/// constant time.
+pub(super) fn secret_matches(secret: &str, stored: &str) -> bool {
+    bool::from(sha256_hex(secret).as_bytes().ct_eq(stored.as_bytes()))
+}
+
+pub(super) fn sha256_hex(text: &str) -> String {
     Sha256::digest(text.as_bytes())
         .iter()
         .map(|b| format!("{b:02x}"))
@@ -284,12 +290,7 @@ pub fn authenticate(
     let Some(device) = get(store, &id)? else {
         return Ok(Err(Refusal::Invalid));
     };
-    let presented = sha256_hex(secret);
-    if !bool::from(
-        presented
-            .as_bytes()
-            .ct_eq(device.credential_hash.as_bytes()),
-    ) {
+    if !secret_matches(secret, &device.credential_hash) {
         return Ok(Err(Refusal::Invalid));
     }
     if device.revoked {

@@ -7,12 +7,10 @@
 //! (`auth/phone/<id>`); revoking it keeps the entry, so a revoked phone is
 //! told so rather than that its link is unknown.
 
-use super::devices::Refusal;
+use super::devices::{secret_matches, sha256_hex, Refusal};
 use super::sessions::random_token;
 use super::users::{Role, User};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 use tideline_sync::store::{Commit, StateWrite};
 use tideline_sync::{DocStore, StoreError};
 
@@ -66,13 +64,6 @@ pub enum PhoneError {
     BadName,
     #[error(transparent)]
     Store(#[from] StoreError),
-}
-
-fn sha256_hex(text: &str) -> String {
-    Sha256::digest(text.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 fn key(id: &uuid::Uuid) -> Vec<u8> {
@@ -169,8 +160,7 @@ pub fn authenticate(
     let Some(phone) = get(store, &id)? else {
         return Ok(Err(Refusal::Invalid));
     };
-    let presented = sha256_hex(secret);
-    if !bool::from(presented.as_bytes().ct_eq(phone.token_hash.as_bytes())) {
+    if !secret_matches(secret, &phone.token_hash) {
         return Ok(Err(Refusal::Invalid));
     }
     if phone.revoked {

@@ -5,7 +5,7 @@
 //! link. Either way the caller becomes an [`Access`], so the API's role and
 //! station rules apply unchanged.
 
-use super::OpenRosaError;
+use super::reply::OpenRosaError;
 use crate::access::{Access, Action};
 use crate::auth::devices::Refusal;
 use crate::auth::sessions::SessionUser;

@@ -3,7 +3,8 @@
 //! depend only on the form version, so the list's `md5:` hash changes only
 //! when the form does and Collect downloads it again only then.
 
-use super::{esc, reply, Caller, OpenRosaError};
+use super::caller::Caller;
+use super::reply::{reply, OpenRosaError};
 use crate::error::ApiError;
 use crate::links::urlencode;
 use crate::state::AppState;
@@ -12,6 +13,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use md5::{Digest, Md5};
 use serde::Deserialize;
 use std::fmt::Write;
+use tideline_schemas::xform::escape as esc;
 
 #[derive(Deserialize)]
 pub struct ListQuery {

@@ -10,131 +10,27 @@
 
 mod caller;
 mod forms;
+mod reply;
 pub mod settings;
 mod submit;
 
-use crate::error::ApiError;
-use actix_web::http::StatusCode;
-use actix_web::{web, HttpResponse, HttpResponseBuilder, ResponseError};
+use actix_web::web;
 
-pub use caller::Caller;
+pub use reply::{OpenRosaError, VERSION_HEADER};
 
-/// The header every OpenRosa reply carries.
-pub const VERSION_HEADER: (&str, &str) = ("X-OpenRosa-Version", "1.0");
-const XML: &str = "text/xml; charset=utf-8";
+/// The endpoints, under a phone's prefix and at the root alike.
+fn endpoints(cfg: &mut web::ServiceConfig) {
+    cfg.route("/formList", web::get().to(forms::list))
+        .route("/forms/{file}", web::get().to(forms::download))
+        .route("/forms/{id}/manifest", web::get().to(forms::manifest))
+        .service(
+            web::resource("/submission")
+                .route(web::head().to(submit::head))
+                .route(web::post().to(submit::post)),
+        );
+}
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::scope("/v1/key/{token}/projects/{station}")
-            .route("/formList", web::get().to(forms::list))
-            .route("/forms/{file}", web::get().to(forms::download))
-            .route("/forms/{id}/manifest", web::get().to(forms::manifest))
-            .service(
-                web::resource("/submission")
-                    .route(web::head().to(submit::head))
-                    .route(web::post().to(submit::post)),
-            ),
-    )
-    .route("/formList", web::get().to(forms::list))
-    .route("/forms/{file}", web::get().to(forms::download))
-    .route("/forms/{id}/manifest", web::get().to(forms::manifest))
-    .service(
-        web::resource("/submission")
-            .route(web::head().to(submit::head))
-            .route(web::post().to(submit::post)),
-    );
-}
-
-/// Text for an XML text node.
-pub(crate) fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-/// A reply with the OpenRosa header and an XML body.
-fn reply(status: StatusCode) -> HttpResponseBuilder {
-    let mut r = HttpResponse::build(status);
-    r.insert_header(VERSION_HEADER)
-        .content_type(XML)
-        .insert_header(("Cache-Control", "no-store"));
-    r
-}
-
-/// An `OpenRosaResponse` with one message; `nature` is what Collect shows it as.
-fn message(status: StatusCode, nature: &str, text: &str) -> HttpResponse {
-    reply(status).body(format!(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<OpenRosaResponse xmlns=\"http://openrosa.org/http/response\">\
-         <message nature=\"{nature}\">{}</message></OpenRosaResponse>\n",
-        esc(text)
-    ))
-}
-
-/// An API error told as Collect shows it: the same status, the message as
-/// an `OpenRosaResponse`. `basic` asks for a Basic sign-in (root paths over
-/// HTTPS only).
-#[derive(Debug)]
-pub struct OpenRosaError {
-    pub error: ApiError,
-    pub basic: bool,
-}
-
-impl From<ApiError> for OpenRosaError {
-    fn from(error: ApiError) -> Self {
-        OpenRosaError {
-            error,
-            basic: false,
-        }
-    }
-}
-
-impl From<actix_web::error::BlockingError> for OpenRosaError {
-    fn from(e: actix_web::error::BlockingError) -> Self {
-        OpenRosaError::from(ApiError::from(e))
-    }
-}
-
-impl std::fmt::Display for OpenRosaError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.error.fmt(f)
-    }
-}
-
-impl ResponseError for OpenRosaError {
-    fn status_code(&self) -> StatusCode {
-        self.error.status()
-    }
-
-    fn error_response(&self) -> HttpResponse {
-        let status = self.error.status();
-        if status.is_server_error() {
-            tracing::error!(
-                code = self.error.code(),
-                "openrosa request failed: {}",
-                self.error
-            );
-        }
-        let mut resp = message(status, "error", self.error.message());
-        if self.basic {
-            if let Ok(v) = "Basic realm=\"Tideline\", charset=\"UTF-8\"".parse() {
-                resp.headers_mut()
-                    .insert(actix_web::http::header::WWW_AUTHENTICATE, v);
-            }
-        }
-        if let Some(wait) = self.error.details()["retry_after_secs"].as_u64() {
-            if let Ok(v) = wait.to_string().parse() {
-                resp.headers_mut()
-                    .insert(actix_web::http::header::RETRY_AFTER, v);
-            }
-        }
-        resp
-    }
+    cfg.service(web::scope("/v1/key/{token}/projects/{station}").configure(endpoints))
+        .configure(endpoints);
 }

@@ -13,7 +13,8 @@
 //! Each instance id maps to its record, the XML's hash, its files and the
 //! record's heads after the write (`odk/instance/<id>` in the store).
 
-use super::{message, reply, Caller, OpenRosaError};
+use super::caller::Caller;
+use super::reply::{message, reply, OpenRosaError};
 use crate::access::Access;
 use crate::error::ApiError;
 use crate::routes::attachments::{accepted_type, checked_name};
