@@ -689,3 +689,96 @@ fn check_names_damaged_documents_files_and_audit_entries() {
     assert!(text.contains("audit entry 1:"), "{text}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("problem(s)"));
 }
+
+#[test]
+fn phones_are_issued_listed_and_revoked_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    drop(tideline_server::open_records(&common::settings(&data)).unwrap());
+    for (name, role) in [("ann", "officer"), ("ana", "analyst")] {
+        let out = with_stdin(
+            &mut tideline(
+                &data,
+                &["admin", "create-user", "--username", name, "--role", role],
+            ),
+            "a long enough password\n",
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let qr = dir.path().join("phone.svg");
+    let out = run(&mut tideline(
+        &data,
+        &[
+            "admin",
+            "phone",
+            "add",
+            "--user",
+            "ann",
+            "--name",
+            "Kestrel 2",
+            "--url",
+            "https://192.168.8.1:8443",
+            "--qr",
+            qr.to_str().unwrap(),
+        ],
+    ));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        text.contains("server URL: https://192.168.8.1:8443/v1/key/tlp.")
+            && text.contains("/projects/BB-01"),
+        "{text}"
+    );
+    assert!(std::fs::read_to_string(&qr).unwrap().contains("<svg"));
+    let id = text
+        .lines()
+        .next()
+        .and_then(|l| l.rsplit('(').next())
+        .map(|s| s.trim_end_matches(')').to_string())
+        .unwrap();
+
+    let out = run(&mut tideline(
+        &data,
+        &[
+            "admin",
+            "phone",
+            "add",
+            "--user",
+            "ana",
+            "--url",
+            "https://x",
+        ],
+    ));
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("only officers and supervisors"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let list = || {
+        let out = run(&mut tideline(&data, &["admin", "phone", "list"]));
+        assert!(out.status.success());
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let listed = list();
+    assert!(
+        listed.contains(&id) && listed.contains("phone Kestrel 2") && !listed.contains("REVOKED"),
+        "{listed}"
+    );
+    let out = run(&mut tideline(&data, &["admin", "phone", "revoke", &id]));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(list().contains("REVOKED"));
+}
