@@ -278,7 +278,44 @@ async fn count_request(
     res
 }
 
-/// Request logging: method, path and status only, never bodies.
+/// Request logging: method, path and status only, never bodies, and never
+/// the token a phone's path carries.
 fn tracing_actix() -> actix_web::middleware::Logger {
-    actix_web::middleware::Logger::new("%r %s %Dms").log_target("tideline::http")
+    actix_web::middleware::Logger::new("%{request}xi %s %Dms")
+        .custom_request_replace("request", |req| {
+            let query = match req.query_string() {
+                "" => String::new(),
+                q => format!("?{q}"),
+            };
+            format!(
+                "{} {}{query} {:?}",
+                req.method(),
+                redacted_path(req.path()),
+                req.version()
+            )
+        })
+        .log_target("tideline::http")
+}
+
+/// `path` as logs may show it: an OpenRosa phone path's token replaced.
+fn redacted_path(path: &str) -> std::borrow::Cow<'_, str> {
+    match path.strip_prefix("/v1/key/") {
+        Some(rest) => {
+            let after = rest.find('/').map_or("", |i| &rest[i..]);
+            format!("/v1/key/[token]{after}").into()
+        }
+        None => path.into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_phone_token_never_reaches_the_log() {
+        assert_eq!(
+            super::redacted_path("/v1/key/tlp.ab.SECRET/projects/BB-01/submission"),
+            "/v1/key/[token]/projects/BB-01/submission"
+        );
+        assert_eq!(super::redacted_path("/api/v1/records"), "/api/v1/records");
+    }
 }
