@@ -234,34 +234,64 @@ fn header_of(root: &Node) -> Result<Header, InstanceError> {
     })
 }
 
-/// Which form and instance a submission is, without reading its answers.
-pub fn header(xml: &[u8]) -> Result<Header, InstanceError> {
-    header_of(&tree(xml)?)
+/// A submission parsed once: which form and instance it is, and its
+/// answers, read onto a form as often as needed without parsing again.
+#[derive(Debug)]
+pub struct Document {
+    root: Node,
+    header: Header,
 }
 
-/// Read a submission onto `form`. `file` gives the value an image answer
-/// stores for a file name (its content hash), or None while the file has not
-/// arrived (the answer is then left out; it is still listed in `files`).
+/// Parse a submission's XML, within the limits.
+pub fn parse(xml: &[u8]) -> Result<Document, InstanceError> {
+    let root = tree(xml)?;
+    let header = header_of(&root)?;
+    Ok(Document { root, header })
+}
+
+impl Document {
+    /// Which form and instance it is.
+    pub fn header(&self) -> &Header {
+        &self.header
+    }
+
+    /// Its answers read onto `form`. `file` gives the value an image answer
+    /// stores for a file name (its content hash), or None while the file has
+    /// not arrived (the answer is then left out; it is still listed in `files`).
+    pub fn read(
+        &self,
+        form: &Form,
+        file: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Instance, InstanceError> {
+        let mut reader = Reading {
+            file,
+            files: Vec::new(),
+        };
+        let fields = reader.children(&form.fields, &self.root, "", true)?;
+        let header = self.header.clone();
+        Ok(Instance {
+            form_id: header.form_id,
+            version: header.version,
+            instance_id: header.instance_id,
+            deprecated_id: header.deprecated_id,
+            fields,
+            files: reader.files,
+        })
+    }
+}
+
+/// Which form and instance a submission is, without reading its answers.
+pub fn header(xml: &[u8]) -> Result<Header, InstanceError> {
+    Ok(parse(xml)?.header)
+}
+
+/// Parse a submission and read it onto `form` (see [`Document::read`]).
 pub fn read(
     form: &Form,
     xml: &[u8],
     file: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Instance, InstanceError> {
-    let root = tree(xml)?;
-    let header = header_of(&root)?;
-    let mut reader = Reading {
-        file,
-        files: Vec::new(),
-    };
-    let fields = reader.children(&form.fields, &root, "", true)?;
-    Ok(Instance {
-        form_id: header.form_id,
-        version: header.version,
-        instance_id: header.instance_id,
-        deprecated_id: header.deprecated_id,
-        fields,
-        files: reader.files,
-    })
+    parse(xml)?.read(form, file)
 }
 
 struct Reading<'a> {

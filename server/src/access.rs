@@ -313,14 +313,7 @@ impl Scoped<'_> {
     }
 
     pub fn create(&self, form: &str, fields: &Map<String, Json>) -> Result<Written, ApiError> {
-        self.access.require(Action::WriteRecords)?;
-        // Records made here carry this instance's station.
-        if !self.access.sees(self.records.station()) {
-            return Err(ApiError::forbidden(format!(
-                "Records made on this instance belong to station {}, which is not yours.",
-                self.records.station()
-            )));
-        }
+        self.check_creatable()?;
         let written = self.records.create(
             Author::person(&self.access.actor(), self.access.station()),
             form,
@@ -331,8 +324,9 @@ impl Scoped<'_> {
         Ok(written)
     }
 
-    /// Fail unless the caller may make records on this instance (those
-    /// carry its station): checked before a submission's files are kept.
+    /// Fail unless the caller may make records on this instance: records
+    /// made here carry its station. A phone's submission checks this before
+    /// its files are kept.
     pub fn check_creatable(&self) -> Result<(), ApiError> {
         self.access.require(Action::WriteRecords)?;
         if !self.access.sees(self.records.station()) {

@@ -1,6 +1,7 @@
-//! Addresses in the web interface: a query value percent-encoded, and the
+//! Addresses in the web interface: a query value percent-encoded, the
 //! See Other answer that sends a browser on after a form post (also used by
-//! the sign-in redirect in `access.rs`).
+//! the sign-in redirect in `access.rs`), and this instance's own address as
+//! a client reached it.
 
 use actix_web::http::header;
 use actix_web::HttpResponse;
@@ -24,4 +25,11 @@ pub fn urlencode(s: &str) -> String {
         }
     }
     out
+}
+
+/// The address the client reached this instance at (`https://host:port`),
+/// for links it is given to use: enrolment commands, phone URLs.
+pub fn origin(req: &actix_web::HttpRequest) -> String {
+    let info = req.connection_info();
+    format!("{}://{}", info.scheme(), info.host())
 }

@@ -206,6 +206,14 @@ pub fn get(store: &dyn DocStore, name: &Username) -> Result<Option<User>, StoreE
     }
 }
 
+/// The user called `name` as typed; a name no user could have is nobody's.
+pub fn find(store: &dyn DocStore, name: &str) -> Result<Option<User>, StoreError> {
+    match Username::try_from(name.to_string()) {
+        Ok(name) => get(store, &name),
+        Err(_) => Ok(None),
+    }
+}
+
 pub fn list(store: &dyn DocStore) -> Result<Vec<User>, StoreError> {
     store
         .scan_state(USER_PREFIX)?
@@ -299,10 +307,7 @@ pub fn authenticate(
     name: &str,
     password: &str,
 ) -> Result<Option<User>, StoreError> {
-    let user = match Username::try_from(name.to_string()) {
-        Ok(name) => get(store, &name)?,
-        Err(_) => None,
-    };
+    let user = find(store, name)?;
     let hash = user
         .as_ref()
         .map_or(decoy_hash(), |u| u.password_hash.as_str());

@@ -151,12 +151,7 @@ fn phone(records: &SharedRecords, cmd: PhoneCommand) -> anyhow::Result<()> {
             url,
             qr,
         } => {
-            let Some(person) = Username::try_from(users::typed_name(&user))
-                .ok()
-                .map(|n| users::get(store, &n))
-                .transpose()?
-                .flatten()
-            else {
+            let Some(person) = users::find(store, &users::typed_name(&user))? else {
                 bail!("there is no user {user:?} on this instance");
             };
             let (phone, token) = phones::issue(store, &person, name.as_deref())?;
@@ -165,15 +160,13 @@ fn phone(records: &SharedRecords, cmd: PhoneCommand) -> anyhow::Result<()> {
                 Event::new("cli", "phone.issue").target(phone.id.to_string()),
                 true,
             )?;
-            let server = phone_settings::server_url(&url, &token, &person.station);
-            let project = format!("Tideline {}", person.station);
-            let text = phone_settings::qr_text(&phone_settings::settings_json(&server, &project));
+            let setup = phone_settings::setup(&url, &token, &person.station);
             println!("{} for {} ({})", phone.label(), person.username, phone.id);
-            println!("server URL: {server}");
+            println!("server URL: {}", setup.url);
             println!("In ODK Collect: add a project, Configure with QR code, and scan:");
-            println!("{}", phone_settings::qr_terminal(&text));
+            println!("{}", phone_settings::qr_terminal(&setup.qr_text));
             if let Some(path) = qr {
-                std::fs::write(&path, phone_settings::qr_svg(&text))?;
+                std::fs::write(&path, phone_settings::qr_svg(&setup.qr_text))?;
                 println!("QR code written to {}", path.display());
             }
             Ok(())

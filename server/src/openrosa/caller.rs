@@ -34,16 +34,12 @@ impl Caller {
         state: &web::Data<AppState>,
         req: &HttpRequest,
     ) -> Result<Caller, OpenRosaError> {
-        let info = req.connection_info().clone();
-        let origin = format!("{}://{}", info.scheme(), info.host());
+        let origin = crate::links::origin(req);
         let caller = match req.match_info().get("token") {
             Some(token) => {
                 let station = req.match_info().get("station").unwrap_or_default();
                 let access = by_token(state, token, station).await?;
-                let base = format!(
-                    "{origin}/v1/key/{token}/projects/{}",
-                    crate::links::urlencode(station)
-                );
+                let base = super::settings::server_url(&origin, token, station);
                 Caller { access, base }
             }
             None => Caller {
@@ -68,11 +64,7 @@ async fn by_token(
             Ok(phone) => phone,
             Err(refusal) => return Ok(Err(refusal)),
         };
-        let user = users::Username::try_from(phone.username.clone())
-            .ok()
-            .map(|name| users::get(store, &name))
-            .transpose()?
-            .flatten();
+        let user = users::find(store, &phone.username)?;
         Ok::<_, tideline_sync::StoreError>(Ok((phone, user)))
     })
     .await?

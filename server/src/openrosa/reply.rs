@@ -19,13 +19,14 @@ pub(super) fn reply(status: StatusCode) -> HttpResponseBuilder {
     r
 }
 
-/// An `OpenRosaResponse` with one message; `nature` is what Collect shows it as.
-pub(super) fn message(status: StatusCode, nature: &str, text: &str) -> HttpResponse {
-    reply(status).body(format!(
+/// An `OpenRosaResponse` body with one message; `nature` is what Collect
+/// shows it as.
+pub(super) fn message(nature: &str, text: &str) -> String {
+    format!(
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<OpenRosaResponse xmlns=\"http://openrosa.org/http/response\">\
          <message nature=\"{nature}\">{}</message></OpenRosaResponse>\n",
         escape(text)
-    ))
+    )
 }
 
 /// An API error told as Collect shows it: the same status, the message as
@@ -72,19 +73,16 @@ impl ResponseError for OpenRosaError {
                 self.error
             );
         }
-        let mut resp = message(status, "error", self.error.message());
+        let mut reply = reply(status);
         if self.basic {
-            if let Ok(v) = "Basic realm=\"Tideline\", charset=\"UTF-8\"".parse() {
-                resp.headers_mut()
-                    .insert(actix_web::http::header::WWW_AUTHENTICATE, v);
-            }
+            reply.insert_header((
+                actix_web::http::header::WWW_AUTHENTICATE,
+                "Basic realm=\"Tideline\", charset=\"UTF-8\"",
+            ));
         }
         if let Some(wait) = self.error.details()["retry_after_secs"].as_u64() {
-            if let Ok(v) = wait.to_string().parse() {
-                resp.headers_mut()
-                    .insert(actix_web::http::header::RETRY_AFTER, v);
-            }
+            reply.insert_header((actix_web::http::header::RETRY_AFTER, wait));
         }
-        resp
+        reply.body(message("error", self.error.message()))
     }
 }

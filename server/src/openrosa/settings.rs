@@ -16,6 +16,20 @@ pub fn server_url(origin: &str, token: &str, station: &str) -> String {
     )
 }
 
+/// What a phone issued for a person of `station` is given: its server URL
+/// and the text of its settings QR code.
+pub struct Setup {
+    pub url: String,
+    pub qr_text: String,
+}
+
+/// The setup of a phone with `token`, reaching this instance at `origin`.
+pub fn setup(origin: &str, token: &str, station: &str) -> Setup {
+    let url = server_url(origin, token, station);
+    let qr_text = qr_text(&settings_json(&url, &format!("Tideline {station}")));
+    Setup { url, qr_text }
+}
+
 /// The settings JSON a phone scans.
 pub fn settings_json(url: &str, project: &str) -> serde_json::Value {
     serde_json::json!({

@@ -18,16 +18,18 @@ use super::reply::{message, reply, OpenRosaError};
 use crate::access::Access;
 use crate::error::ApiError;
 use crate::routes::attachments::{accepted_type, checked_name};
+use crate::routes::params::is_multipart;
 use crate::state::AppState;
+use actix_web::http::header::HeaderName;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 use tideline_schemas::submission::{self, InstanceError, MAX_INSTANCE_BYTES};
 use tideline_schemas::RecordId;
+use tideline_sync::blobs::BlobHash;
 use tideline_sync::records::{Attachment, Submission};
 use tideline_sync::store::{Commit, StateWrite};
 use tideline_sync::{ChangeHash, DocStore, StoreError};
@@ -38,7 +40,7 @@ const INSTANCE_PREFIX: &[u8] = b"odk/instance/";
 const MAX_PARTS: usize = 64;
 /// Room for the multipart framing around the files and the XML.
 const FRAMING: usize = 64 * 1024;
-const ACCEPT_HEADER: &str = "X-OpenRosa-Accept-Content-Length";
+const ACCEPT_HEADER: HeaderName = HeaderName::from_static("x-openrosa-accept-content-length");
 
 /// Submissions are few and quick; taking them one at a time keeps the
 /// instance index and its record in step without a lock per instance.
@@ -56,7 +58,7 @@ pub async fn head(
 ) -> Result<HttpResponse, OpenRosaError> {
     Caller::of(&state, &req).await?;
     Ok(reply(StatusCode::NO_CONTENT)
-        .insert_header((ACCEPT_HEADER, accept(&state).to_string()))
+        .insert_header((ACCEPT_HEADER, accept(&state)))
         .finish())
 }
 
@@ -81,14 +83,9 @@ pub async fn post(
         store(&st, &caller.access, parts)
     })
     .await??;
-    let mut resp = message(StatusCode::CREATED, "submit_success", &text);
-    if let Ok(v) = accept(&state).to_string().parse() {
-        resp.headers_mut().insert(
-            actix_web::http::header::HeaderName::from_static("x-openrosa-accept-content-length"),
-            v,
-        );
-    }
-    Ok(resp)
+    Ok(reply(StatusCode::CREATED)
+        .insert_header((ACCEPT_HEADER, accept(&state)))
+        .body(message("submit_success", &text)))
 }
 
 async fn read_parts(
@@ -96,13 +93,8 @@ async fn read_parts(
     req: &HttpRequest,
     payload: web::Payload,
 ) -> Result<Parts, OpenRosaError> {
-    let multipart = req
-        .headers()
-        .get(actix_web::http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("multipart/form-data"));
     let bad = |m: String| OpenRosaError::from(ApiError::bad_request("bad_submission", m));
-    if !multipart {
+    if !is_multipart(req) {
         return Err(bad(
             "A submission is multipart/form-data with the form's answers as xml_submission_file, as ODK Collect sends it.".into(),
         ));
@@ -188,33 +180,22 @@ fn received(store: &dyn DocStore, instance: &str) -> Result<Option<Received>, St
     }
 }
 
-fn save(store: &dyn DocStore, instance: &str, r: &Received) -> Result<(), StoreError> {
-    let value = serde_json::to_vec(r).map_err(|e| StoreError::Io(e.to_string()))?;
+/// Keep what is known of `instance` (None forgets it), durably.
+fn note(store: &dyn DocStore, instance: &str, r: Option<&Received>) -> Result<(), ApiError> {
+    let value = r
+        .map(serde_json::to_vec)
+        .transpose()
+        .map_err(ApiError::internal)?;
     store
         .commit(Commit {
             records: Vec::new(),
             state: vec![StateWrite {
                 key: instance_key(instance),
-                value: Some(value),
+                value,
             }],
         })
         .map(|_| ())
-}
-
-fn forget(store: &dyn DocStore, instance: &str) -> Result<(), StoreError> {
-    store
-        .commit(Commit {
-            records: Vec::new(),
-            state: vec![StateWrite {
-                key: instance_key(instance),
-                value: None,
-            }],
-        })
-        .map(|_| ())
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+        .map_err(ApiError::internal)
 }
 
 fn heads_of(store: &dyn DocStore, id: &RecordId) -> Result<Vec<String>, ApiError> {
@@ -222,7 +203,11 @@ fn heads_of(store: &dyn DocStore, id: &RecordId) -> Result<Vec<String>, ApiError
         .summary(id)
         .map_err(ApiError::internal)?
         .ok_or_else(|| ApiError::internal("a record just written is missing"))?;
-    Ok(summary.heads.iter().map(|h| hex(h)).collect())
+    Ok(summary
+        .change_hashes()
+        .iter()
+        .map(ChangeHash::to_string)
+        .collect())
 }
 
 fn parse_heads(heads: &[String]) -> Vec<ChangeHash> {
@@ -238,7 +223,8 @@ fn refused(e: InstanceError) -> ApiError {
 
 /// Carry out one POST; returns what the phone is told. Blocking.
 fn store(state: &AppState, access: &Access, parts: Parts) -> Result<String, ApiError> {
-    let header = submission::header(&parts.xml).map_err(refused)?;
+    let document = submission::parse(&parts.xml).map_err(refused)?;
+    let header = document.header();
     if header.instance_id.len() > 256 || header.instance_id.chars().any(char::is_control) {
         return Err(refused(InstanceError::NoInstanceId));
     }
@@ -258,7 +244,7 @@ fn store(state: &AppState, access: &Access, parts: Parts) -> Result<String, ApiE
         )
     })?;
     // Read the answers before anything is kept, so a broken one changes nothing.
-    submission::read(form, &parts.xml, &|_| None).map_err(refused)?;
+    document.read(form, &|_| None).map_err(refused)?;
     let store = state.records.store().as_ref();
     let scoped = access.records(state);
     let known = received(store, &header.instance_id)
@@ -268,11 +254,13 @@ fn store(state: &AppState, access: &Access, parts: Parts) -> Result<String, ApiE
         (None, Some(old)) => received(store, old).map_err(ApiError::internal)?,
         _ => None,
     };
-    match known.as_ref().or(edits.as_ref()) {
+    // The record this instance's answers go to: its own, or the one it edits.
+    let target = known.as_ref().or(edits.as_ref());
+    match target {
         Some(r) => scoped.check_writable(&r.record)?,
         None => scoped.check_creatable()?,
     }
-    let xml_hash = hex(&Sha256::digest(&parts.xml));
+    let xml_hash = BlobHash::of(&parts.xml).to_hex();
     if let Some(r) = &known {
         if r.xml != xml_hash {
             return Err(ApiError::conflict(
@@ -286,17 +274,14 @@ fn store(state: &AppState, access: &Access, parts: Parts) -> Result<String, ApiE
         }
     }
     let files = keep_files(state, &parts.files)?;
-    let had: BTreeMap<String, String> = known
-        .as_ref()
-        .or(edits.as_ref())
-        .map(|r| r.files.clone())
-        .unwrap_or_default();
+    let had: BTreeMap<String, String> = target.map(|r| r.files.clone()).unwrap_or_default();
     let mut all = had.clone();
     for a in &files {
         all.insert(a.name.clone(), a.sha256.to_hex());
     }
-    let instance =
-        submission::read(form, &parts.xml, &|name| all.get(name).cloned()).map_err(refused)?;
+    let instance = document
+        .read(form, &|name| all.get(name).cloned())
+        .map_err(refused)?;
     let new_files: Vec<Attachment> = files
         .into_iter()
         .filter(|a| had.get(&a.name) != Some(&a.sha256.to_hex()))
@@ -306,7 +291,7 @@ fn store(state: &AppState, access: &Access, parts: Parts) -> Result<String, ApiE
         .iter()
         .filter(|n| !all.contains_key(*n))
         .count();
-    let (id, what) = match known.as_ref().or(edits.as_ref()) {
+    let (id, what) = match target {
         Some(r) => {
             if known.is_some() && new_files.is_empty() {
                 return Ok(format!(
@@ -339,7 +324,7 @@ fn store(state: &AppState, access: &Access, parts: Parts) -> Result<String, ApiE
                 files: all.clone(),
                 heads: Vec::new(),
             };
-            save(store, &header.instance_id, &pending).map_err(ApiError::internal)?;
+            note(store, &header.instance_id, Some(&pending))?;
             let written = scoped.submit(Submission {
                 id,
                 form: &form.id,
@@ -350,22 +335,18 @@ fn store(state: &AppState, access: &Access, parts: Parts) -> Result<String, ApiE
             });
             if written.is_err() {
                 // Refused: a corrected form may come with the same instance id.
-                forget(store, &header.instance_id).map_err(ApiError::internal)?;
+                note(store, &header.instance_id, None)?;
             }
             (written?.id, "Saved as")
         }
     };
-    save(
-        store,
-        &header.instance_id,
-        &Received {
-            record: id,
-            xml: xml_hash,
-            files: all,
-            heads: heads_of(store, &id)?,
-        },
-    )
-    .map_err(ApiError::internal)?;
+    let done = Received {
+        record: id,
+        xml: xml_hash,
+        files: all,
+        heads: heads_of(store, &id)?,
+    };
+    note(store, &header.instance_id, Some(&done))?;
     let mut text = format!("{what} record {id}.");
     if waiting > 0 || parts.incomplete {
         text.push_str(&format!(" {waiting} file(s) still to come."));

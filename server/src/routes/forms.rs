@@ -121,12 +121,7 @@ pub async fn import(
 
 /// The workbook's bytes: the body itself, or the `file` part of a multipart body.
 async fn workbook_of(req: &HttpRequest, body: web::Bytes) -> Result<Vec<u8>, ApiError> {
-    let multipart = req
-        .headers()
-        .get(actix_web::http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("multipart/form-data"));
-    if !multipart {
+    if !super::params::is_multipart(req) {
         return Ok(body.to_vec());
     }
     let stream =

@@ -33,6 +33,14 @@ pub(crate) async fn read_limited(
     }
 }
 
+/// Whether the body is `multipart/form-data` (a file upload).
+pub(crate) fn is_multipart(req: &actix_web::HttpRequest) -> bool {
+    req.headers()
+        .get(actix_web::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("multipart/form-data"))
+}
+
 /// `?offset=N`: where an appended chunk goes.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

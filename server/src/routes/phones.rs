@@ -27,8 +27,7 @@ impl From<PhoneError> for ApiError {
 /// A phone just issued, with what to give it (shown once).
 pub struct Issued {
     pub phone: Phone,
-    pub url: String,
-    pub qr_text: String,
+    pub setup: settings::Setup,
 }
 
 impl Issued {
@@ -37,17 +36,11 @@ impl Issued {
             "id": self.phone.id,
             "user": self.phone.username,
             "name": self.phone.name,
-            "server_url": self.url,
-            "settings_qr": self.qr_text,
-            "qr_svg": settings::qr_svg(&self.qr_text),
+            "server_url": self.setup.url,
+            "settings_qr": self.setup.qr_text,
+            "qr_svg": settings::qr_svg(&self.setup.qr_text),
         })
     }
-}
-
-/// The address phones reach this instance at, as the caller's client did.
-pub fn origin(req: &HttpRequest) -> String {
-    let info = req.connection_info();
-    format!("{}://{}", info.scheme(), info.host())
 }
 
 /// Issue a phone for `username`, a person of the admin's own station.
@@ -63,39 +56,35 @@ pub async fn issue(
     let username = users::typed_name(username);
     web::block(move || {
         let store = st.records.store().as_ref();
-        let user = users::Username::try_from(username.clone())
-            .ok()
-            .map(|n| users::get(store, &n))
-            .transpose()
+        let user = users::find(store, &username)
             .map_err(ApiError::internal)?
-            .flatten()
             .filter(|u| a.station().is_none_or(|s| s == u.station))
             .ok_or_else(|| {
                 ApiError::not_found("unknown_user", format!("No user {username:?} here."))
             })?;
         let (phone, token) = phones::issue(store, &user, name.as_deref())?;
-        let url = settings::server_url(&origin, &token, &user.station);
-        let project = format!("Tideline {}", user.station);
-        let qr_text = settings::qr_text(&settings::settings_json(&url, &project));
+        let setup = settings::setup(&origin, &token, &user.station);
         a.audit(
             &st,
             Event::new(a.actor(), "phone.issue")
                 .target(phone.id.to_string())
                 .details(json!({ "user": phone.username, "name": phone.name })),
         )?;
-        Ok(Issued {
-            phone,
-            url,
-            qr_text,
-        })
+        Ok(Issued { phone, setup })
     })
     .await?
+}
+
+/// Whether the admin's scope takes in the phones of a person of `station`
+/// (at HQ, everyone's).
+fn in_scope(access: &Access, station: Option<&str>) -> bool {
+    access.station().is_none_or(|own| station == Some(own))
 }
 
 /// Every phone of the admin's station.
 pub async fn list_of(state: &web::Data<AppState>, access: &Access) -> Result<Vec<Phone>, ApiError> {
     access.require(Action::ManageDevices)?;
-    let (st, own) = (state.clone(), access.station().map(str::to_string));
+    let (st, a) = (state.clone(), access.clone());
     web::block(move || {
         let store = st.records.store().as_ref();
         let stations: std::collections::HashMap<String, String> = users::list(store)
@@ -106,10 +95,7 @@ pub async fn list_of(state: &web::Data<AppState>, access: &Access) -> Result<Vec
         Ok(phones::list(store)
             .map_err(ApiError::internal)?
             .into_iter()
-            .filter(|p| {
-                own.as_deref()
-                    .is_none_or(|s| stations.get(&p.username).map(String::as_str) == Some(s))
-            })
+            .filter(|p| in_scope(&a, stations.get(&p.username).map(String::as_str)))
             .collect())
     })
     .await?
@@ -121,16 +107,25 @@ pub async fn revoke_phone(
     access: &Access,
     id: &str,
 ) -> Result<Phone, ApiError> {
+    access.require(Action::ManageDevices)?;
     let id: uuid::Uuid = id
         .parse()
         .map_err(|_| ApiError::not_found("unknown_phone", format!("No phone {id:?} here.")))?;
-    // Only phones the admin can see may be revoked by them.
-    if !list_of(state, access).await?.iter().any(|p| p.id == id) {
-        return Err(PhoneError::Unknown(id).into());
-    }
     let (st, a) = (state.clone(), access.clone());
     web::block(move || {
-        let phone = phones::revoke(st.records.store().as_ref(), &id)?;
+        let store = st.records.store().as_ref();
+        // Only phones the admin can see may be revoked by them.
+        let phone = phones::get(store, &id).map_err(ApiError::internal)?;
+        let station = match &phone {
+            Some(p) => users::find(store, &p.username)
+                .map_err(ApiError::internal)?
+                .map(|u| u.station),
+            None => None,
+        };
+        if phone.is_none() || !in_scope(&a, station.as_deref()) {
+            return Err(PhoneError::Unknown(id).into());
+        }
+        let phone = phones::revoke(store, &id)?;
         a.audit(
             &st,
             Event::new(a.actor(), "phone.revoke").target(id.to_string()),
@@ -156,7 +151,7 @@ pub async fn create(
     body: web::Json<NewPhone>,
 ) -> Result<HttpResponse, ApiError> {
     let NewPhone { user, name } = body.into_inner();
-    let issued = issue(&state, &access, &user, name, origin(&req)).await?;
+    let issued = issue(&state, &access, &user, name, crate::links::origin(&req)).await?;
     Ok(HttpResponse::Created().json(issued.json()))
 }
 

@@ -220,8 +220,8 @@ fn draw(
                     p { "Phone for " strong { (p.phone.username) } ". In ODK Collect: add a project, "
                         em { "Configure with QR code" } ", and scan this. It is shown only now." }
                     figure #phone-qr {
-                        (maud::PreEscaped(crate::openrosa::settings::qr_svg(&p.qr_text)))
-                        figcaption { "Or type the server URL: " code #phone-url { (p.url) } }
+                        (maud::PreEscaped(crate::openrosa::settings::qr_svg(&p.setup.qr_text)))
+                        figcaption { "Or type the server URL: " code #phone-url { (p.setup.url) } }
                     }
                 }
             }
@@ -412,8 +412,7 @@ pub async fn enroll_code(
         .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
         .unwrap_or_default();
     let lists = lists(&state, &access).await?;
-    let info = req.connection_info();
-    let upstream = format!("{}://{}", info.scheme(), info.host());
+    let upstream = crate::links::origin(&req);
     Ok(page(draw(
         &Chrome::new(&state, &access),
         &lists,
@@ -442,7 +441,7 @@ pub async fn issue_phone(
     form: web::Form<PhoneForm>,
 ) -> PageResult {
     let PhoneForm { user, name } = form.into_inner();
-    let origin = crate::routes::phones::origin(&req);
+    let origin = crate::links::origin(&req);
     let issued = match crate::routes::phones::issue(&state, &access, &user, name, origin).await {
         Ok(issued) => issued,
         Err(e) => return show(&state, &access, Some(Err(e))).await,

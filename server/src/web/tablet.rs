@@ -27,8 +27,7 @@ pub async fn ca(state: web::Data<AppState>) -> HttpResponse {
 
 /// `GET /tablet`
 pub async fn page(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
-    let info = req.connection_info();
-    let ca_url = format!("{}://{}/ca.pem", info.scheme(), info.host());
+    let ca_url = format!("{}/ca.pem", crate::links::origin(&req));
     let has_ca = crate::local_tls::files(&state.data_dir).ca.is_file();
     let qr = qrcode::QrCode::new(ca_url.as_bytes())
         .map(|code| {

@@ -152,9 +152,15 @@ impl Edit<'_> {
             Edit::Create { .. } => None,
             Edit::Submit(s) => Some(&s.id),
             Edit::Patch(id, _) | Edit::Review(id, _) => Some(id),
-            Edit::Revise { id, .. } => Some(id),
-            Edit::Attach { id, .. } | Edit::Resolve { id, .. } => Some(id),
+            Edit::Attach { id, .. } | Edit::Resolve { id, .. } | Edit::Revise { id, .. } => {
+                Some(id)
+            }
         }
+    }
+
+    /// Whether it is a phone's (ODK Collect's) form, sent finished.
+    fn is_phones(&self) -> bool {
+        matches!(self, Edit::Submit(_) | Edit::Revise { .. })
     }
 
     /// Edits refused for the problems they introduce compare the fields
@@ -322,6 +328,14 @@ impl<S: DocStore> Records<S> {
         self.apply(&mut doc, &meta, form, author, &edit, now)?;
         let content = Content::of(&doc, form);
         check(&edit, form, &before, &doc, &content)?;
+        // A phone sends its form finished: once complete and valid (the last
+        // file of a split upload, or a correction), it is submitted.
+        if edit.is_phones()
+            && doc.status() == Some(Status::Draft)
+            && content.validation.as_ref().is_some_and(Vec::is_empty)
+        {
+            doc.set_status(Status::Submitted)?;
+        }
         let committed = doc
             .commit(&change_message(edit.what(), author.name()), now)
             .is_some();
@@ -353,17 +367,12 @@ impl<S: DocStore> Records<S> {
         edit: &Edit<'_>,
         now: i64,
     ) -> Result<(Option<StoredDoc>, RecordDoc, Opened), RecordsError> {
-        let id = match edit {
+        let new = match edit {
             Edit::Create { form, fields } => {
                 let form = forms
                     .latest(form)
                     .ok_or_else(|| RecordsError::UnknownForm(form.to_string()))?;
-                let device = self.identity.device_id.to_string();
-                let meta = RecordMeta::new(RecordId::new(), form, self.station(), &device)
-                    .by(author.name());
-                let actor = self.identity.actor.clone();
-                let doc = RecordDoc::create(actor, &meta, form, fields, now)?;
-                return Ok((None, doc, Opened::Loaded));
+                Some((RecordId::new(), form, *fields, None))
             }
             Edit::Submit(s) => {
                 let form = forms.get(s.form, s.version).ok_or_else(|| {
@@ -372,22 +381,27 @@ impl<S: DocStore> Records<S> {
                         version: s.version,
                     }
                 })?;
+                // The id was chosen by the caller: never write over a record.
                 if self.store.summary(&s.id)?.is_some() {
                     return Err(RecordsError::Exists(s.id));
                 }
-                let device = self.identity.device_id.to_string();
-                let meta = RecordMeta::new(s.id, form, self.station(), &device)
-                    .by(author.name())
-                    .odk(Some(s.instance));
-                let actor = self.identity.actor.clone();
-                let doc = RecordDoc::create(actor, &meta, form, s.fields, now)?;
-                return Ok((None, doc, Opened::Loaded));
+                Some((s.id, form, s.fields, Some(s.instance)))
             }
-            Edit::Revise { id, .. } => id,
-            Edit::Patch(id, _) | Edit::Review(id, _) => id,
-            Edit::Attach { id, .. } | Edit::Resolve { id, .. } => id,
+            _ => None,
         };
-        let stored = self.store.load(id)?.ok_or(RecordsError::NotFound(**id))?;
+        if let Some((id, form, fields, odk)) = new {
+            let device = self.identity.device_id.to_string();
+            let meta = RecordMeta::new(id, form, self.station(), &device)
+                .by(author.name())
+                .odk(odk);
+            let actor = self.identity.actor.clone();
+            let doc = RecordDoc::create(actor, &meta, form, fields, now)?;
+            return Ok((None, doc, Opened::Loaded));
+        }
+        let Some(id) = edit.record() else {
+            unreachable!("only a create names no record, and it was made above")
+        };
+        let stored = self.store.load(id)?.ok_or(RecordsError::NotFound(*id))?;
         let (doc, opened) = self.open_doc(id, &stored)?;
         Ok((Some(stored), doc, opened))
     }
@@ -412,16 +426,7 @@ impl<S: DocStore> Records<S> {
         match *edit {
             // The document was made with its fields.
             Edit::Create { .. } => clear_irrelevant(doc, form)?,
-            Edit::Submit(s) => {
-                let form = needed()?;
-                clear_irrelevant(doc, Some(form))?;
-                for a in s.attachments {
-                    attach(doc, form, a, None)?;
-                }
-                if validate(form, &doc.fields()).is_empty() {
-                    doc.set_status(Status::Submitted)?;
-                }
-            }
+            Edit::Submit(s) => phone_answers(doc, needed()?, s.attachments)?,
             Edit::Revise {
                 base,
                 fields,
@@ -431,15 +436,7 @@ impl<S: DocStore> Records<S> {
                 let form = needed()?;
                 let message = change_message(edit.what(), author.name());
                 doc.revise(form, base, fields, &message, now)?;
-                clear_irrelevant(doc, Some(form))?;
-                for a in attachments.iter() {
-                    attach(doc, form, a, None)?;
-                }
-                // The phone sent it finished: once the last file of a split
-                // upload (or a correction) makes it complete, it is submitted.
-                if doc.status() == Some(Status::Draft) && validate(form, &doc.fields()).is_empty() {
-                    doc.set_status(Status::Submitted)?;
-                }
+                phone_answers(doc, form, attachments)?;
             }
             Edit::Patch(_, patch) => {
                 let form = needed()?;
@@ -494,6 +491,20 @@ fn clear_irrelevant(doc: &mut RecordDoc, form: Option<&Form>) -> Result<(), Reco
         .map(|k| (k.clone(), kept.get(k).cloned().unwrap_or(Json::Null)))
         .collect();
     doc.update_fields(form, &changed)?;
+    Ok(())
+}
+
+/// A phone's answers once in the document: those that do not apply
+/// cleared, as for any save, and the files it sent attached.
+fn phone_answers(
+    doc: &mut RecordDoc,
+    form: &Form,
+    attachments: &[Attachment],
+) -> Result<(), RecordsError> {
+    clear_irrelevant(doc, Some(form))?;
+    for a in attachments {
+        attach(doc, form, a, None)?;
+    }
     Ok(())
 }
 
