@@ -217,8 +217,13 @@ impl Instance {
     }
 
     pub async fn get(&self, id: &str) -> Value {
+        self.get_json(&format!("/api/v1/records/{id}")).await
+    }
+
+    /// GET `path` with this instance's session, as JSON.
+    pub async fn get_json(&self, path: &str) -> Value {
         self.client
-            .get(self.url(&format!("/api/v1/records/{id}")))
+            .get(self.url(path))
             .send()
             .await
             .expect("get")

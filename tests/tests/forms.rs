@@ -101,30 +101,14 @@ async fn a_form_published_at_hq_reaches_the_boats_and_old_records_keep_theirs() 
             .contains("HQ's own admins"),
         "{body}"
     );
-    let latest: Value = hq
-        .client
-        .get(hq.url("/api/v1/forms/boarding-report"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let latest: Value = hq.get_json("/api/v1/forms/boarding-report").await;
     assert_eq!(latest["version"], 3);
     assert_eq!(latest["title"], "Boarding report");
 
     // Down the chain by sync.
     station.sync_ok().await;
     boat.sync_ok().await;
-    let on_boat: Value = boat
-        .client
-        .get(boat.url("/api/v1/forms/boarding-report"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let on_boat: Value = boat.get_json("/api/v1/forms/boarding-report").await;
     assert_eq!(on_boat["version"], 3);
 
     // New records use it...
@@ -292,15 +276,7 @@ async fn a_broken_workbook_is_refused_and_changes_nothing() {
         let (status, body) = import(&chief, &hq, bytes, true).await;
         assert_eq!(status, 422, "{what} as multipart: {body}");
     }
-    let forms: Value = hq
-        .client
-        .get(hq.url("/api/v1/forms"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let forms: Value = hq.get_json("/api/v1/forms").await;
     assert_eq!(forms["forms"].as_array().unwrap().len(), 2, "{forms}");
     // The server is unharmed: the good workbook still imports.
     let (status, body) = import(&chief, &hq, good, false).await;

@@ -82,15 +82,7 @@ async fn an_imported_forms_questions_appear_when_they_apply() {
     )
     .await;
     assert_eq!(saved, Value::Bool(true));
-    let list: Value = hq
-        .client
-        .get(hq.url("/api/v1/records?form=patrol-check"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: Value = hq.get_json("/api/v1/records?form=patrol-check").await;
     let record = &list["records"][0];
     assert_eq!(record["fields"]["arrests"], 1, "{list}");
     assert!(
