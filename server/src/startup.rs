@@ -94,9 +94,14 @@ impl Application {
         let blobs = Arc::new(BlobStore::open(&settings.data_dir)?);
         let uploads = crate::uploads::Uploads::open(&settings.data_dir)?;
         let metrics = Arc::new(crate::metrics::Metrics::new());
+        let key = Arc::new(crate::auth::InstanceKey::load_or_create(
+            &settings.data_dir,
+            records.identity().device_id,
+        )?);
         let agent = settings.upstream.as_ref().map(|url| {
             SyncAgent::new(
                 records.clone(),
+                key.clone(),
                 blobs.clone(),
                 url.clone(),
                 settings.sync_page_bytes,
@@ -147,6 +152,7 @@ impl Application {
             map_tiles: settings.map_tile_url.clone(),
             metrics: metrics.clone(),
             data_dir: settings.data_dir.clone(),
+            key,
         });
         let limit = settings.max_body_bytes;
         let tls = settings

@@ -37,6 +37,9 @@ pub struct AppState {
     pub map_tiles: Option<String>,
     pub metrics: Arc<crate::metrics::Metrics>,
     pub data_dir: std::path::PathBuf,
+    /// The instance key pair: it signs what this instance sends upstream
+    /// and the evidence it exports (docs/EVIDENCE.md).
+    pub key: Arc<crate::auth::InstanceKey>,
 }
 
 /// A one-time code, valid until `expires`, for creating the first admin.

@@ -8,6 +8,7 @@
 
 pub mod blobs;
 pub mod engine;
+pub mod evidence;
 pub mod feed;
 pub mod integrity;
 pub mod plan;

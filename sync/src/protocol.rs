@@ -1,4 +1,4 @@
-//! The sync wire format (protocol v5), see docs/SYNC.md.
+//! The sync wire format (protocol v6), see docs/SYNC.md.
 //!
 //! A message on the wire is `MAGIC` (4 bytes), the protocol version (u16,
 //! big-endian), then one zstd frame, with its content checksum, holding the
@@ -21,11 +21,12 @@
 //! assert_eq!(decode_request(&bytes, &Limits::default()).unwrap(), request);
 //! ```
 
+use crate::evidence::{AuditHead, Batch, Certificate};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use std::io::Read;
 
 pub const MAGIC: [u8; 4] = *b"TDLS";
-pub const PROTOCOL_VERSION: u16 = 5;
+pub const PROTOCOL_VERSION: u16 = 6;
 /// The media type of a sync exchange's body, both ways.
 pub const CONTENT_TYPE: &str = "application/vnd.tideline.sync.v1";
 const HEADER_LEN: usize = 6;
@@ -82,9 +83,26 @@ pub struct SyncRequest {
     pub max_pull_bytes: u64,
     pub push: Vec<DocChanges>,
     pub fallback: Vec<DocSyncMessage>,
-    /// Devices enrolled at the sender (a station's boats) that authored some of
-    /// the pushed changes: the sender vouches for them (docs/SECURITY.md).
-    pub vouched: Vec<[u8; 16]>,
+    /// The sender's ed25519 signature (docs/EVIDENCE.md) over the tips of
+    /// every pushed record's changes, the `signed_heads` and `audit`: the
+    /// receiver computes the tips from what it received, so they do not
+    /// travel.
+    pub signature: Vec<u8>,
+    /// Heads signed besides the pushed tips: those of records under repair,
+    /// whose changes travel inside `fallback`.
+    pub signed_heads: Vec<[u8; 32]>,
+    /// The sender's audit head, anchored at the receiver by the signature.
+    pub audit: AuditHead,
+    /// The first 16 bytes of the hash the sender's audit entry holds now at
+    /// the seq of the last anchor the receiver acknowledged, so the
+    /// receiver can tell whether the chain was rewritten below it.
+    pub audit_check: Option<(u64, [u8; 16])>,
+    /// Batches of other authors whose changes are pushed (a station's
+    /// boats), as they signed them, each sent once.
+    pub relayed: Vec<Batch>,
+    /// Enrolment certificates of the relayed batches' signers, signed by
+    /// the sender, each sent once.
+    pub certificates: Vec<Certificate>,
     /// Every (form, version) the sender has, so the upstream can send the
     /// versions it lacks.
     pub forms: Vec<(String, u32)>,
@@ -286,9 +304,22 @@ mod tests {
             any::<u64>(),
             any::<u64>(),
             proptest::collection::vec(doc_changes(), 0..8),
+            (
+                any::<[u8; 32]>(),
+                any::<u64>(),
+                proptest::collection::vec(any::<u8>(), 0..70),
+            ),
         )
             .prop_map(
-                |(instance, station, epoch, pull_since, max_pull_bytes, push)| SyncRequest {
+                |(
+                    instance,
+                    station,
+                    epoch,
+                    pull_since,
+                    max_pull_bytes,
+                    push,
+                    (hash, seq, signature),
+                )| SyncRequest {
                     instance,
                     station,
                     epoch,
@@ -296,7 +327,17 @@ mod tests {
                     max_pull_bytes,
                     push,
                     fallback: vec![],
-                    vouched: vec![[3; 16]],
+                    signature: signature.clone(),
+                    signed_heads: vec![hash],
+                    audit: AuditHead { seq, hash },
+                    audit_check: Some((seq / 2, [3; 16])),
+                    relayed: vec![Batch {
+                        signer: instance,
+                        audit: AuditHead { seq, hash },
+                        tips: vec![hash],
+                        signature,
+                    }],
+                    certificates: vec![],
                     forms: vec![("boarding-report".into(), 2)],
                 },
             )
@@ -418,10 +459,10 @@ mod tests {
         let mut previous = encode_request(&SyncRequest::default()).unwrap();
         previous[4..6].copy_from_slice(&(PROTOCOL_VERSION - 1).to_be_bytes());
         let refused = decode_request(&previous, &Limits::default()).unwrap_err();
-        assert_eq!(refused, CodecError::Version(4));
+        assert_eq!(refused, CodecError::Version(5));
         assert_eq!(
             refused.to_string(),
-            "sync protocol version 4 is not supported (this instance speaks 5)"
+            "sync protocol version 5 is not supported (this instance speaks 6)"
         );
     }
 

@@ -18,6 +18,8 @@
 //! Instances run in process over `MemoryStore`, and every message goes through
 //! the wire encoding, as in `engine.rs`. Set `PROPTEST_CASES` for longer runs.
 
+mod support;
+
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
 use serde_json::{json, Map, Value};
@@ -403,7 +405,8 @@ fn sync(
         }
         Ok(())
     };
-    let mut ds = Downstream::new(&down.records);
+    let signer = support::signer(&down.records);
+    let mut ds = Downstream::new(&down.records, &signer);
     if let Some(bytes) = page_bytes {
         ds = ds.with_page_bytes(bytes);
     }
@@ -419,7 +422,7 @@ fn sync(
         edits_at(n, false)?;
         let response = up
             .upstream
-            .handle(&up.records, request, &|_| true)
+            .handle(&up.records, request, &support::peer(&down.records))
             .map_err(|e| fail("handle", e))?;
         edits_at(n, true)?;
         let bytes = protocol::encode_response(&response).map_err(|e| fail("encode", e))?;

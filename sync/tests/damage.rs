@@ -8,10 +8,12 @@
 //! (caught by each change's own checksum), since damage can happen before
 //! a body is compressed, too.
 
+mod support;
+
 use proptest::prelude::*;
 use std::collections::BTreeMap;
 use tideline_schemas::{samples, FormRegistry};
-use tideline_sync::engine::{Downstream, Upstream};
+use tideline_sync::engine::{sign_request, Downstream, Upstream};
 use tideline_sync::protocol::{self, Limits, Rejection, SyncRequest, SyncResponse};
 use tideline_sync::{Author, Filter, MemoryStore, Records};
 
@@ -47,7 +49,8 @@ fn boat_request() -> (Views, SyncRequest, Vec<u8>) {
         )
         .unwrap();
     }
-    let (request, _) = Downstream::new(&boat).prepare().unwrap();
+    let signer = support::signer(&boat);
+    let (request, _) = Downstream::new(&boat, &signer).prepare().unwrap();
     assert_eq!(request.push.len(), RECORDS);
     let bytes = protocol::encode_request(&request).unwrap();
     (views(&boat), request, bytes)
@@ -64,12 +67,15 @@ fn hq_response() -> (Views, Vec<u8>) {
         )
         .unwrap();
     }
-    let request = SyncRequest {
+    let mut request = SyncRequest {
         instance: [9; 16],
         station: STATION.into(),
         ..Default::default()
     };
-    let response = Upstream::new().handle(&hq, request, &|_| true).unwrap();
+    sign_request(&mut request, &support::signer_for([9; 16]));
+    let response = Upstream::new()
+        .handle(&hq, request, &support::peer_for([9; 16]))
+        .unwrap();
     assert_eq!(response.pull.len(), RECORDS);
     (views(&hq), protocol::encode_response(&response).unwrap())
 }
@@ -137,7 +143,8 @@ proptest! {
         }
         let hq = open();
         if let Ok(request) = protocol::decode_request(&damaged, &Limits::default()) {
-            let _ = Upstream::new().handle(&hq, request, &|_| true);
+            let peer = support::peer_for(request.instance);
+            let _ = Upstream::new().handle(&hq, request, &peer);
         }
         only_what_was_sent(&views(&hq), sent)?;
     }
@@ -177,10 +184,15 @@ proptest! {
             flip(&mut pushed.document, at, bit);
         }
         let damaged_id = request.push[target].id.clone();
+        // Signed after the damage, as a peer that damaged its own data
+        // would: the record is refused for what it is, not for its signature.
+        let signer = support::signer_for(request.instance);
+        sign_request(&mut request, &signer);
         let bytes = protocol::encode_request(&request).unwrap();
         let request = protocol::decode_request(&bytes, &Limits::default()).unwrap();
         let hq = open();
-        let response = Upstream::new().handle(&hq, request, &|_| true).unwrap();
+        let peer = support::peer_for(request.instance);
+        let response = Upstream::new().handle(&hq, request, &peer).unwrap();
         prop_assert!(
             response
                 .rejected
@@ -209,7 +221,8 @@ proptest! {
         let boat = open();
         if let Ok(response) = protocol::decode_response(&damaged, &Limits::default()) {
             let response: SyncResponse = response;
-            let mut down = Downstream::new(&boat);
+            let signer = support::signer(&boat);
+            let mut down = Downstream::new(&boat, &signer);
             let (_, pending) = down.prepare().unwrap();
             let _ = down.absorb(pending, response);
         }

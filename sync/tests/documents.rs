@@ -2,11 +2,13 @@
 //! stored document): each is checked before anything of it is stored, and
 //! a hostile one is refused for that record alone, without a panic.
 
+mod support;
+
 use automerge::transaction::Transactable;
 use automerge::{ActorId, AutoCommit, ROOT};
 use sha2::{Digest, Sha256};
 use tideline_schemas::{samples, FormRegistry, RecordId};
-use tideline_sync::engine::{SyncError, Upstream};
+use tideline_sync::engine::{sign_request, SyncError, Upstream};
 use tideline_sync::protocol::{DocChanges, Rejection, SyncRequest, SyncResponse};
 use tideline_sync::{Author, DocStore, MemoryStore, Records};
 
@@ -37,25 +39,27 @@ fn whole(id: &str, document: Vec<u8>) -> DocChanges {
     }
 }
 
-/// Push `docs` as `boat` to a fresh HQ that lets the boat author anything.
+/// Push `docs` as `boat`, signed by it, to a fresh HQ.
 fn push(
     boat: &Records<MemoryStore>,
     docs: Vec<DocChanges>,
 ) -> (Records<MemoryStore>, SyncResponse) {
     let hq = open();
     let response = Upstream::new()
-        .handle(&hq, request(boat, docs), &|_| true)
+        .handle(&hq, request(boat, docs), &support::peer(boat))
         .unwrap();
     (hq, response)
 }
 
 fn request(boat: &Records<MemoryStore>, push: Vec<DocChanges>) -> SyncRequest {
-    SyncRequest {
+    let mut request = SyncRequest {
         instance: *boat.identity().device_id.as_bytes(),
         station: STATION.into(),
         push,
         ..Default::default()
-    }
+    };
+    sign_request(&mut request, &support::signer(boat));
+    request
 }
 
 fn refused(response: &SyncResponse, id: &str) -> Option<Rejection> {
@@ -115,7 +119,7 @@ fn documents_that_are_not_this_record_are_refused_and_nothing_is_stored() {
     let deflated = loaded.save();
     assert_ne!(deflated, doc, "the report is large enough to be DEFLATEd");
     // An Automerge document, but not a record.
-    let mut not_a_record = AutoCommit::new();
+    let mut not_a_record = AutoCommit::new().with_actor(boat.identity().actor.clone());
     not_a_record.put(ROOT, "vessel", "Sea Breeze").unwrap();
     // A document chunk whose checksum matches but whose contents are noise.
     let noise = chunk(
@@ -191,11 +195,12 @@ fn a_document_naming_an_author_the_sender_may_not_speak_for_refuses_the_request(
     let boat = open();
     let (id, doc) = boat_record(&boat, 5);
     let hq = open();
-    let boat_actor = boat.identity().actor.clone();
-    // The sender is another device: the document's author is not its own.
+    // The sender is another device, signing what it sends: the document's
+    // author is not its own, and the author signed nothing.
     let mut req = request(&boat, vec![whole(&id.to_string(), doc)]);
     req.instance = [7; 16];
-    let result = Upstream::new().handle(&hq, req, &|a| *a != boat_actor);
+    sign_request(&mut req, &support::signer_for([7; 16]));
+    let result = Upstream::new().handle(&hq, req, &support::peer_for([7; 16]));
     assert!(
         matches!(result, Err(SyncError::ForgedAuthor { .. })),
         "{:?}",

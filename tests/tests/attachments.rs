@@ -152,10 +152,12 @@ async fn a_cut_upload_resumes_from_what_the_upstream_holds() {
             .build()
             .unwrap();
         let blobs = tideline_sync::blobs::BlobStore::open(&data).unwrap();
+        let key = tideline_server::auth::InstanceKey::load(&data).unwrap();
         let mut last = String::new();
         for attempt in 1..=3000 {
             match sync_once(
                 &records,
+                &key,
                 &blobs,
                 &url,
                 &http,
@@ -371,9 +373,10 @@ async fn a_cut_download_resumes_from_what_the_downstream_holds() {
             .build()
             .unwrap();
         let blobs = tideline_sync::blobs::BlobStore::open(&data).unwrap();
+        let key = tideline_server::auth::InstanceKey::load(&data).unwrap();
         let mut last = String::new();
         for attempt in 1..=500 {
-            match sync_once(&records, &blobs, &url, &http, 1 << 20, &fetch, |_| {}) {
+            match sync_once(&records, &key, &blobs, &url, &http, 1 << 20, &fetch, |_| {}) {
                 Ok(o) if o.files_received == 1 => return attempt,
                 Ok(o) => last = format!("{o:?}"),
                 Err(e) => last = e.to_string(),
@@ -446,9 +449,11 @@ async fn an_upstream_restored_from_an_older_backup_receives_again_the_files_it_l
     );
     let outcome = tokio::task::spawn_blocking(move || {
         let blobs = tideline_sync::blobs::BlobStore::open(&data).unwrap();
+        let key = tideline_server::auth::InstanceKey::load(&data).unwrap();
         let http = reqwest::blocking::Client::new();
         sync_once(
             &records,
+            &key,
             &blobs,
             &url,
             &http,

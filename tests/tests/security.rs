@@ -6,7 +6,9 @@
 use automerge::ActorId;
 use serde_json::{json, Value};
 use tideline_schemas::{FormRegistry, RecordId};
-use tideline_server::auth::devices;
+use tideline_server::auth::attest::InstanceAttestor;
+use tideline_server::auth::{devices, InstanceKey};
+use tideline_sync::engine::sign_request;
 use tideline_sync::protocol::{self, DocChanges, SyncRequest};
 use tideline_sync::record::{RecordDoc, RecordMeta};
 use tideline_tests::{add_user, certificates, client_with, login, report, Instance};
@@ -48,7 +50,7 @@ async fn a_boat_cannot_push_changes_written_as_another_device() {
     )
     .unwrap();
     let boat2_id = boat2.records.identity().device_id;
-    let request = SyncRequest {
+    let mut request = SyncRequest {
         instance: *boat2_id.as_bytes(),
         station: "BB-01".into(),
         push: vec![DocChanges {
@@ -62,6 +64,13 @@ async fn a_boat_cannot_push_changes_written_as_another_device() {
         }],
         ..Default::default()
     };
+    // Signed with boat2's own key, as a boat turned hostile would: the
+    // signature is boat2's, the change claims to be boat1's.
+    let key = InstanceKey::load(&boat2.settings.data_dir).unwrap();
+    sign_request(
+        &mut request,
+        &InstanceAttestor::new(&key, boat2.records.store().as_ref()),
+    );
     let credential = devices::credential(boat2.records.store().as_ref())
         .unwrap()
         .unwrap();
@@ -162,8 +171,10 @@ async fn an_instance_that_never_enrolled_is_told_how_to() {
     let records = tideline_server::open_records(&settings).unwrap();
     let outcome = tokio::task::spawn_blocking(move || {
         let blobs = tideline_sync::blobs::BlobStore::open(&settings.data_dir).unwrap();
+        let key = tideline_server::auth::InstanceKey::load(&settings.data_dir).unwrap();
         tideline_server::upstream::sync_once(
             &records,
+            &key,
             &blobs,
             settings.upstream.as_deref().unwrap(),
             &tideline_server::upstream::http_client(None),

@@ -4,9 +4,13 @@
 //! and `verify` names it. The head (last seq and hash) is stored beside the
 //! entries, so cutting entries off the end shows too.
 //!
-//! What this does not stop: someone with write access to the data directory
-//! who rewrites the whole chain from some entry on. Catching that needs a copy
-//! of the head held elsewhere (docs/SECURITY.md).
+//! Someone with write access to the data directory could rewrite the whole
+//! chain consistently from some entry on. Each sync anchors the chain
+//! elsewhere: the request carries the head, signed, and the upstream keeps
+//! it (`audit/anchor/<device><seq>`) and compares the downstream's entry at
+//! its last acknowledged anchor on the next sync; the downstream keeps the
+//! heads its upstream acknowledged, which `verify_anchors` compares
+//! (docs/EVIDENCE.md).
 //!
 //! Entries live in the store's state space (`audit/e/<seq>` and `audit/head`),
 //! so they commit atomically with nothing else and need no storage of their own.
@@ -15,11 +19,13 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 use sha2::{Digest, Sha256};
 use std::sync::Mutex;
+use tideline_sync::evidence::AuditHead;
 use tideline_sync::store::{Commit, StateWrite};
 use tideline_sync::{DocStore, StoreError};
 
 const ENTRY_PREFIX: &[u8] = b"audit/e/";
 const HEAD_KEY: &[u8] = b"audit/head";
+const ANCHOR_PREFIX: &[u8] = b"audit/anchor/";
 
 /// One audited event, as stored and as `GET /api/v1/audit` returns it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -318,6 +324,123 @@ pub fn verify(store: &dyn DocStore) -> Result<(u64, Vec<Problem>), StoreError> {
         None => {}
     }
     Ok((count, problems))
+}
+
+fn unhex32(text: &str) -> Option<[u8; 32]> {
+    if text.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+/// The chain's head as sync anchors it: zeros for an empty log.
+pub fn head(store: &dyn DocStore) -> Result<AuditHead, StoreError> {
+    let Some(bytes) = store.get_state(HEAD_KEY)? else {
+        return Ok(AuditHead::default());
+    };
+    let head: Head =
+        serde_json::from_slice(&bytes).map_err(|_| StoreError::Corrupt("audit head".into()))?;
+    Ok(AuditHead {
+        seq: head.seq,
+        hash: unhex32(&head.hash).ok_or_else(|| StoreError::Corrupt("audit head".into()))?,
+    })
+}
+
+/// The hash entry `seq` holds now, if it is there and readable.
+pub fn hash_at(store: &dyn DocStore, seq: u64) -> Result<Option<[u8; 32]>, StoreError> {
+    Ok(store
+        .get_state(&entry_key(seq))?
+        .and_then(|bytes| serde_json::from_slice::<Entry>(&bytes).ok())
+        .and_then(|e| unhex32(&e.hash)))
+}
+
+/// Compare the chain with the heads its upstream acknowledged (oldest
+/// first): the first that no longer matches names where a rewrite shows.
+pub fn verify_anchors(
+    store: &dyn DocStore,
+    anchors: &[AuditHead],
+) -> Result<Option<Problem>, StoreError> {
+    let mut last_good = 0;
+    for anchor in anchors {
+        if hash_at(store, anchor.seq)? == Some(anchor.hash) {
+            last_good = anchor.seq;
+            continue;
+        }
+        return Ok(Some(Problem {
+            seq: anchor.seq,
+            message: format!(
+                "the entry is not the one the upstream was shown at a sync: the chain was \
+                 rewritten from entry {} on at the latest (entry {last_good}, anchored \
+                 earlier, still matches)",
+                last_good + 1
+            ),
+        }));
+    }
+    Ok(None)
+}
+
+fn anchor_key(device: &uuid::Uuid, seq: u64) -> Vec<u8> {
+    let mut k = ANCHOR_PREFIX.to_vec();
+    k.extend_from_slice(device.as_bytes());
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
+
+/// What an upstream finds wrong with a downstream's audit chain, from what
+/// its request says against the anchors kept from earlier syncs.
+pub fn anchor_finding(
+    store: &dyn DocStore,
+    device: &uuid::Uuid,
+    head: &AuditHead,
+    check: Option<(u64, [u8; 16])>,
+) -> Result<Option<String>, StoreError> {
+    let mut prefix = ANCHOR_PREFIX.to_vec();
+    prefix.extend_from_slice(device.as_bytes());
+    let Some((key, _)) = store.scan_state(&prefix)?.pop() else {
+        return Ok(None);
+    };
+    let latest = key[prefix.len()..]
+        .try_into()
+        .map(u64::from_be_bytes)
+        .unwrap_or(0);
+    if head.seq < latest {
+        return Ok(Some(format!(
+            "its audit log ends at entry {}, but it reached entry {latest} at an earlier sync",
+            head.seq
+        )));
+    }
+    // A downstream that never had an answer has nothing to compare; one
+    // whose kept heads were deleted with the rewrite is caught only if the
+    // rewrite shortened the chain (docs/EVIDENCE.md).
+    let Some((seq, hash)) = check else {
+        return Ok(None);
+    };
+    Ok(match store.get_state(&anchor_key(device, seq))? {
+        Some(kept) if kept.get(..16) != Some(&hash[..]) => Some(format!(
+            "its audit entry {seq} is not the one it was at an earlier sync: its chain was \
+             rewritten"
+        )),
+        _ => None,
+    })
+}
+
+/// Keep a downstream's audit head from a verified request.
+pub fn keep_anchor(
+    store: &dyn DocStore,
+    device: &uuid::Uuid,
+    head: &AuditHead,
+) -> Result<(), StoreError> {
+    if head.seq == 0 {
+        return Ok(());
+    }
+    store.put_state_lazy(vec![StateWrite {
+        key: anchor_key(device, head.seq),
+        value: Some(head.hash.to_vec()),
+    }])
 }
 
 #[cfg(test)]

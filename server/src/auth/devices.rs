@@ -13,12 +13,12 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::time::Duration;
 use subtle::ConstantTimeEq;
+use tideline_sync::evidence::Enrolment;
 use tideline_sync::store::{Commit, StateWrite};
 use tideline_sync::{DocStore, StoreError};
 
 const DEVICE_PREFIX: &[u8] = b"auth/device/";
 const CODE_PREFIX: &[u8] = b"auth/code/";
-const VOUCH_PREFIX: &[u8] = b"auth/vouch/";
 const CREDENTIAL_META: &str = "upstream_credential";
 /// Prefix of device credentials as sent in `Authorization: Bearer`.
 pub const CREDENTIAL_PREFIX: &str = "tld.";
@@ -312,25 +312,25 @@ pub fn revoke(store: &dyn DocStore, id: &uuid::Uuid) -> Result<Device, DeviceErr
     Ok(device)
 }
 
-/// The first station to vouch for a device it enrolled keeps it: another
-/// sender naming the same id later is refused. Returns whether `sender` may
-/// vouch for `actor`, recording the binding the first time.
-pub fn vouch(
-    store: &dyn DocStore,
-    sender: &uuid::Uuid,
-    actor: &[u8; 16],
-) -> Result<bool, StoreError> {
-    let k = key(VOUCH_PREFIX, actor);
-    match store.get_state(&k)? {
-        Some(bound) => Ok(bound == sender.as_bytes()),
-        None => {
-            store.put_state_lazy(vec![StateWrite {
-                key: k,
-                value: Some(sender.as_bytes().to_vec()),
-            }])?;
-            Ok(true)
-        }
-    }
+/// What this instance states about a device it enrolled, for the
+/// certificate it signs (docs/EVIDENCE.md). None for a key that is not an
+/// ed25519 key (it could not have enrolled).
+pub fn enrolment(device: &Device, issuer: &uuid::Uuid) -> Option<Enrolment> {
+    let key: [u8; 32] = B64.decode(&device.public_key).ok()?.try_into().ok()?;
+    Some(Enrolment {
+        device: *device.id.as_bytes(),
+        station: device.station.clone(),
+        kind: device.kind.to_string(),
+        key,
+        enrolled_at: device.enrolled_at.clone(),
+        issuer: *issuer.as_bytes(),
+    })
+}
+
+/// The device's public key, as sync verifies its signatures with it.
+pub fn verifying_key(device: &Device) -> Option<ed25519_dalek::VerifyingKey> {
+    let key: [u8; 32] = B64.decode(&device.public_key).ok()?.try_into().ok()?;
+    ed25519_dalek::VerifyingKey::from_bytes(&key).ok()
 }
 
 /// The credential this instance holds for its upstream, if it has enrolled.
@@ -453,15 +453,5 @@ mod tests {
             ),
             Err(DeviceError::BadKey)
         ));
-    }
-
-    #[test]
-    fn a_device_is_vouched_for_by_its_first_station_only() {
-        let store = MemoryStore::default();
-        let (a, b) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
-        let boat = [9u8; 16];
-        assert!(vouch(&store, &a, &boat).unwrap());
-        assert!(vouch(&store, &a, &boat).unwrap());
-        assert!(!vouch(&store, &b, &boat).unwrap());
     }
 }

@@ -55,6 +55,12 @@ struct KeyFile {
 }
 
 impl InstanceKey {
+    /// An ed25519 signature by the instance key.
+    pub fn sign(&self, message: &[u8]) -> [u8; 64] {
+        use ed25519_dalek::Signer;
+        self.signing.sign(message).to_bytes()
+    }
+
     pub fn public_key(&self) -> VerifyingKey {
         self.signing.verifying_key()
     }

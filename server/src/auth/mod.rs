@@ -2,6 +2,7 @@
 //! the instance's own key pair, people's accounts, and the hash-chained audit
 //! log every security-relevant action leaves an entry in.
 
+pub mod attest;
 pub mod audit;
 pub mod devices;
 pub mod identity;

@@ -111,8 +111,10 @@ fn sync_now(settings: &Settings, page_bytes: u64) -> anyhow::Result<()> {
         requested: Vec::new(),
         max_bytes: settings.attachments.max_bytes as u64,
     };
+    let key = crate::auth::InstanceKey::load(&settings.data_dir)?;
     let result = sync_and_record(
         &records,
+        &key,
         &blobs,
         &upstream,
         &http,

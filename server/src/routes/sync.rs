@@ -3,54 +3,19 @@
 
 use crate::access::{Access, Action};
 use crate::auth::devices::{self, Device, DeviceKind};
-use crate::auth::Event;
+use crate::auth::{audit, Event};
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::upstream::{status_json, SyncFailure};
 use actix_web::{web, HttpResponse};
 use serde_json::json;
-use std::collections::HashSet;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use tideline_sync::engine::SyncError;
+use tideline_sync::engine::{Peer, SyncError};
 use tideline_sync::protocol::{self, CodecError, Limits};
-use tideline_sync::ActorId;
 
 /// Largest compressed sync body accepted. A page carries at most a few MiB
 /// of changes (1 MiB by default), which compress well below this.
 pub const MAX_SYNC_BODY: usize = 16 * 1024 * 1024;
-
-/// The Automerge actors a device may push new changes of (docs/SECURITY.md,
-/// "Bound authorship"): itself, and, when the sender is a station, the devices
-/// it enrolled and vouches for in this request, each bound to the first
-/// station that vouched for it. Changes by anyone else are accepted only when
-/// this instance already has them.
-fn authors(
-    state: &AppState,
-    sender: &Device,
-    vouched: &[[u8; 16]],
-) -> Result<HashSet<[u8; 16]>, ApiError> {
-    let store = state.records.store().as_ref();
-    let mut ok = HashSet::new();
-    ok.insert(*sender.id.as_bytes());
-    if sender.kind == DeviceKind::Station {
-        let here = devices::list(store).map_err(ApiError::internal)?;
-        // Nobody vouches for this instance, its own upstream, or a device
-        // enrolled here: those speak for themselves.
-        let mut own = vec![*state.records.identity().device_id.as_bytes()];
-        if let Some(c) = devices::credential(store).map_err(ApiError::internal)? {
-            own.push(*c.upstream_instance.as_bytes());
-        }
-        for id in vouched {
-            let speaks_for_itself = own.contains(id) || here.iter().any(|d| d.id.as_bytes() == id);
-            if !speaks_for_itself
-                && devices::vouch(store, &sender.id, id).map_err(ApiError::internal)?
-            {
-                ok.insert(*id);
-            }
-        }
-    }
-    Ok(ok)
-}
 
 pub async fn exchange(
     state: web::Data<AppState>,
@@ -100,39 +65,77 @@ async fn answer(
                     device.station, request.station
                 )));
             }
-            let allowed = authors(&st, &device, &request.vouched)?;
-            let may_author = |actor: &ActorId| {
-                <[u8; 16]>::try_from(actor.to_bytes()).is_ok_and(|a| allowed.contains(&a))
+            let store = st.records.store().as_ref();
+            let key = devices::verifying_key(&device).ok_or_else(|| {
+                ApiError::internal("the device's registered key is not an ed25519 key")
+            })?;
+            let enrolled_here = |id: &[u8; 16]| {
+                devices::get(store, &uuid::Uuid::from_bytes(*id))
+                    .ok()
+                    .flatten()
+                    .is_some()
             };
+            let peer = Peer {
+                key,
+                relays: device.kind == DeviceKind::Station,
+                enrolled_here: &enrolled_here,
+            };
+            let anchored = request.audit;
+            let finding = audit::anchor_finding(store, &device.id, &anchored, request.audit_check)
+                .map_err(ApiError::internal)?;
             let pushed = request.push.len();
             request.station = device.station.clone();
-            let result = st
-                .upstream
-                .handle(st.records.as_ref(), request, &may_author);
-            let store = st.records.store().as_ref();
+            let result = st.upstream.handle(st.records.as_ref(), request, &peer);
             let actor = format!("device:{}", device.id);
+            let refuse = |reason: &str, target: Option<String>, details: serde_json::Value| {
+                let mut event = Event::new(actor.clone(), "sync.refused")
+                    .details(json!({ "reason": reason, "detail": details }));
+                if let Some(t) = target {
+                    event = event.target(t);
+                }
+                st.audit
+                    .append(store, event, true)
+                    .map_err(ApiError::internal)
+            };
             let response = match result {
                 Ok(response) => response,
                 Err(SyncError::ForgedAuthor {
                     record,
                     actor: forged,
                 }) => {
-                    st.audit
-                        .append(
-                            store,
-                            Event::new(actor, "sync.refused")
-                                .target(record.clone())
-                                .details(json!({ "reason": "forged_author", "author": forged })),
-                            true,
-                        )
-                        .map_err(ApiError::internal)?;
+                    refuse(
+                        "forged_author",
+                        Some(record.clone()),
+                        json!({ "author": forged }),
+                    )?;
                     return Err(ApiError::forbidden(format!(
-                        "Record {record} holds a change written by {forged}, which this device \
-                         may not write as; nothing was applied."
+                        "Record {record} holds a change by {forged} that no signature of its \
+                         author covers; nothing was applied."
+                    )));
+                }
+                Err(SyncError::Signature(why)) => {
+                    refuse("signature", None, json!(why))?;
+                    return Err(ApiError::forbidden(format!(
+                        "The request's signatures do not hold: {why}; nothing was applied."
                     )));
                 }
                 Err(e) => return Err(ApiError::internal(e)),
             };
+            // The request's signature covered its audit head: keep it, and
+            // say so if the chain below the last one kept was rewritten.
+            if let Some(what) = finding {
+                tracing::warn!(device = %device.id, "{what}");
+                st.audit
+                    .append(
+                        store,
+                        Event::new(actor.clone(), "audit.rewritten")
+                            .target(device.id.to_string())
+                            .details(json!({ "finding": what, "head": anchored.seq })),
+                        true,
+                    )
+                    .map_err(ApiError::internal)?;
+            }
+            audit::keep_anchor(store, &device.id, &anchored).map_err(ApiError::internal)?;
             if pushed > 0 || !response.pull.is_empty() || !response.rejected.is_empty() {
                 st.audit
                     .append(

@@ -33,6 +33,7 @@ impl Default for LoopTiming {
 /// `sync/now` endpoint; one sync runs at a time.
 pub struct SyncAgent {
     pub records: SharedRecords,
+    key: Arc<crate::auth::InstanceKey>,
     blobs: Arc<BlobStore>,
     pub upstream: String,
     page_bytes: u64,
@@ -48,8 +49,10 @@ pub struct SyncAgent {
 }
 
 impl SyncAgent {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         records: SharedRecords,
+        key: Arc<crate::auth::InstanceKey>,
         blobs: Arc<BlobStore>,
         upstream: String,
         page_bytes: u64,
@@ -60,6 +63,7 @@ impl SyncAgent {
         Arc::new(SyncAgent {
             metrics,
             records,
+            key,
             blobs,
             upstream,
             page_bytes,
@@ -110,6 +114,7 @@ impl SyncAgent {
         let result = tokio::task::spawn_blocking(move || {
             sync_and_record(
                 &agent.records,
+                &agent.key,
                 &agent.blobs,
                 &agent.upstream,
                 &http_client(agent.ca.as_ref()),

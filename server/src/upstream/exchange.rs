@@ -4,7 +4,8 @@
 use super::failure::{not_tideline, refusal};
 use super::failure::{Outcome, SyncFailure};
 use super::files::{pull_files, push_files, FileFetch, FileLink};
-use crate::auth::devices;
+use crate::auth::attest::InstanceAttestor;
+use crate::auth::{devices, InstanceKey};
 use crate::data_dir::SharedRecords;
 use std::time::Instant;
 use tideline_sync::blobs::BlobStore;
@@ -19,8 +20,10 @@ pub(super) const MAX_RESPONSE_BYTES: u64 = 32 * 1024 * 1024;
 
 /// Sync with `upstream` now, until neither side has anything left to send.
 /// `progress` sees the running totals after every exchange.
+#[allow(clippy::too_many_arguments)]
 pub fn sync_once(
     records: &SharedRecords,
+    key: &InstanceKey,
     blobs: &BlobStore,
     upstream: &str,
     http: &reqwest::blocking::Client,
@@ -35,16 +38,10 @@ pub fn sync_once(
         .map_err(|e| SyncFailure::Local(e.to_string()))?
         .ok_or(SyncFailure::NotEnrolled)?;
     let bearer = devices::bearer(&records.identity().device_id, &credential.secret);
-    // A station vouches to its upstream for the boats enrolled at it.
-    let enrolled_here = |actor: &tideline_sync::ActorId| {
-        uuid::Uuid::from_slice(actor.to_bytes())
-            .ok()
-            .and_then(|id| devices::get(store, &id).ok().flatten())
-            .is_some_and(|d| !d.revoked)
-    };
-    let mut downstream = Downstream::new(records.as_ref())
-        .with_page_bytes(page_bytes)
-        .with_vouching(&enrolled_here);
+    // Every request is signed with the instance key; a station passes on
+    // its boats' signatures with their certificates (docs/EVIDENCE.md).
+    let attestor = InstanceAttestor::new(key, store);
+    let mut downstream = Downstream::new(records.as_ref(), &attestor).with_page_bytes(page_bytes);
     let mut outcome = Outcome::default();
     for _ in 0..MAX_EXCHANGES {
         let (request, pending) = downstream.prepare()?;

@@ -74,8 +74,10 @@ pub(super) fn now() -> String {
 }
 
 /// Run one sync and record its result in the status.
+#[allow(clippy::too_many_arguments)]
 pub fn sync_and_record(
     records: &SharedRecords,
+    key: &crate::auth::InstanceKey,
     blobs: &BlobStore,
     upstream: &str,
     http: &reqwest::blocking::Client,
@@ -85,7 +87,9 @@ pub fn sync_and_record(
 ) -> Result<Outcome, SyncFailure> {
     let mut record = load_record(records);
     record.last_attempt = Some(now());
-    let result = sync_once(records, blobs, upstream, http, page_bytes, fetch, progress);
+    let result = sync_once(
+        records, key, blobs, upstream, http, page_bytes, fetch, progress,
+    );
     match &result {
         Ok(outcome) => {
             record.last_success = record.last_attempt.clone();

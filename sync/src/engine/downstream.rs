@@ -9,12 +9,13 @@ use crate::engine::error::SyncError;
 use crate::engine::ledger::{Checkpoint, Ledger};
 use crate::engine::repairs::Repairs;
 use crate::engine::transfer::{outgoing, receive, record_id};
+use crate::evidence::{self, Attestor, AuditHead, Batch, Certificate};
 use crate::feed::feed_page;
 use crate::plan::{frontier, peer_has_all, DEFAULT_PAGE_BYTES, MAX_PAGE_BYTES};
 use crate::protocol::{DocChanges, Rejection, SyncRequest, SyncResponse};
 use crate::records::{Records, RemoteResult};
 use crate::store::DocStore;
-use automerge::{ActorId, ChangeHash};
+use automerge::ChangeHash;
 use std::collections::HashMap;
 use tideline_schemas::RecordId;
 
@@ -35,6 +36,11 @@ pub struct Pending {
     push_upto: u64,
     more_push: bool,
     acked_after: Vec<(RecordId, Vec<ChangeHash>)>,
+    /// The audit head the request anchors, and the batches and
+    /// certificates it passed on: all acknowledged by a response.
+    audit: AuditHead,
+    relayed: Vec<[u8; 32]>,
+    certificates: Vec<[u8; 16]>,
 }
 
 /// The downstream side of sync for one sync run (a series of exchanges).
@@ -42,34 +48,35 @@ pub struct Downstream<'a, S: DocStore> {
     records: &'a Records<S>,
     page_bytes: u64,
     repairs: Repairs,
-    /// Which other authors this instance vouches for to its upstream (the
-    /// devices enrolled here); none unless set.
-    vouch: Option<&'a dyn Fn(&ActorId) -> bool>,
+    /// Signs for this instance (docs/EVIDENCE.md).
+    attestor: &'a dyn Attestor,
 }
 
 /// A page of local changes for the upstream.
 struct PushPage {
     docs: Vec<DocChanges>,
-    vouched: Vec<[u8; 16]>,
+    /// The tips of what is sent, which the request's signature covers.
+    tips: Vec<[u8; 32]>,
+    /// Records with changes by other authors, whose batches go with them.
+    relaying: Vec<RecordId>,
     pending: Pending,
 }
 
 impl<'a, S: DocStore> Downstream<'a, S> {
     /// Start a sync run, resuming any repair an earlier run left unfinished.
-    pub fn new(records: &'a Records<S>) -> Self {
+    /// `attestor` signs each request with the instance key.
+    pub fn new(records: &'a Records<S>, attestor: &'a dyn Attestor) -> Self {
         Downstream {
             records,
             page_bytes: DEFAULT_PAGE_BYTES,
-            vouch: None,
+            attestor,
             repairs: Repairs::resume(&Ledger::new(records.store())),
         }
     }
 
-    /// Vouch to the upstream for the authors `vouch` accepts (a station, for
-    /// the boats enrolled at it) when their changes are pushed.
-    pub fn with_vouching(mut self, vouch: &'a dyn Fn(&ActorId) -> bool) -> Self {
-        self.vouch = Some(vouch);
-        self
+    /// The audit heads the upstream has acknowledged, oldest first.
+    pub fn anchors(records: &Records<S>) -> Result<Vec<AuditHead>, SyncError> {
+        Ledger::new(records.store()).anchors()
     }
 
     pub fn with_page_bytes(mut self, bytes: u64) -> Self {
@@ -124,24 +131,90 @@ impl<'a, S: DocStore> Downstream<'a, S> {
         self.records.store().ensure_durable()?;
         let ledger = Ledger::new(self.records.store());
         let cp = ledger.checkpoint()?;
-        let page = self.push_page(&ledger, cp.push_seq)?;
-        let identity = self.records.identity();
+        let mut page = self.push_page(&ledger, cp.push_seq)?;
+        let fallback = self.repairs.messages(self.records)?;
+        let store = self.records.store();
+        let mut signed_heads = Vec::new();
+        for msg in &fallback {
+            let Some(id) = record_id(&msg.id) else {
+                continue;
+            };
+            if let Some(summary) = store.summary(&id)? {
+                signed_heads.extend(summary.change_hashes().iter().map(|h| h.0));
+            }
+            page.relaying.push(id);
+        }
+        let me = *self.records.identity().device_id.as_bytes();
+        let (relayed, certificates) = self.relayed(&ledger, &page.relaying, &me)?;
+        let audit = self.attestor.audit_head();
+        let audit_check = ledger.anchors()?.last().map(|anchor| {
+            let now = self.attestor.audit_hash_at(anchor.seq).unwrap_or_default();
+            (anchor.seq, now[..16].try_into().unwrap_or_default())
+        });
+        let mut tips = page.tips;
+        tips.extend(signed_heads.iter().copied());
+        let signature = Batch::sign(self.attestor, me, audit, tips).signature;
+        page.pending.audit = audit;
+        page.pending.relayed = relayed.iter().map(Batch::id).collect();
+        page.pending.certificates = certificates.iter().map(|c| c.enrolment.device).collect();
         let request = SyncRequest {
-            instance: *identity.device_id.as_bytes(),
+            instance: me,
             station: self.records.station().to_string(),
             epoch: cp.epoch,
             pull_since: cp.pull_seq,
             max_pull_bytes: self.page_bytes,
             push: page.docs,
-            fallback: self.repairs.messages(self.records)?,
-            vouched: page.vouched,
+            fallback,
+            signature,
+            signed_heads,
+            audit,
+            audit_check,
+            relayed,
+            certificates,
             forms: self.records.form_versions(),
         };
         Ok((request, page.pending))
     }
 
-    /// Local changes after the push checkpoint that the upstream lacks, and
-    /// the other authors of them this instance vouches for.
+    /// The batches of other authors that signed tips of `records` and that
+    /// the upstream has not accepted from us yet, with the certificates of
+    /// their signers (those enrolled here).
+    fn relayed(
+        &self,
+        ledger: &Ledger<'_>,
+        records: &[RecordId],
+        me: &[u8; 16],
+    ) -> Result<(Vec<Batch>, Vec<Certificate>), SyncError> {
+        let store = self.records.store();
+        let mut batches: Vec<Batch> = Vec::new();
+        let mut certificates: Vec<Certificate> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for id in records {
+            for (batch_id, signer) in evidence::record_batches(store, id)? {
+                if signer == *me || !seen.insert(batch_id) || ledger.relayed(&batch_id)? {
+                    continue;
+                }
+                let Some(batch) = evidence::batch(store, &batch_id)? else {
+                    continue;
+                };
+                let known = certificates.iter().any(|c| c.enrolment.device == signer);
+                if !known && !ledger.certificate_sent(&signer)? {
+                    // Enrolled here, or further down (a certificate a
+                    // downstream presented, passed on as it was signed).
+                    let cert = match self.attestor.certificate(&signer) {
+                        Some(cert) => Some(cert),
+                        None => evidence::certificate(store, &signer)?,
+                    };
+                    certificates.extend(cert);
+                }
+                batches.push(batch);
+            }
+        }
+        Ok((batches, certificates))
+    }
+
+    /// Local changes after the push checkpoint that the upstream lacks, the
+    /// tips of what is sent, and the records other authors wrote in.
     fn push_page(&self, ledger: &Ledger<'_>, after: u64) -> Result<PushPage, SyncError> {
         let (store, records, repairs) = (self.records.store(), self.records, &self.repairs);
         let page = feed_page::<_, SyncError>(store, after, self.page_bytes, |entry| {
@@ -158,32 +231,33 @@ impl<'a, S: DocStore> Downstream<'a, S> {
             };
             Ok(Some((
                 out.size,
-                (out.doc, (entry.id, out.shared), out.authors),
+                (out.doc, (entry.id, out.shared), out.authors, out.tips),
             )))
         })?;
         let own = &self.records.identity().actor;
-        let mut vouched: Vec<[u8; 16]> = Vec::new();
         let mut docs = Vec::with_capacity(page.items.len());
         let mut acked_after = Vec::with_capacity(page.items.len());
-        for (doc, acked, authors) in page.items {
-            for actor in authors.iter().filter(|a| *a != own) {
-                let Ok(bytes) = <[u8; 16]>::try_from(actor.to_bytes()) else {
-                    continue;
-                };
-                if !vouched.contains(&bytes) && self.vouch.is_some_and(|v| v(actor)) {
-                    vouched.push(bytes);
-                }
+        let mut tips = Vec::with_capacity(page.items.len());
+        let mut relaying = Vec::new();
+        for (doc, acked, authors, doc_tips) in page.items {
+            if authors.iter().any(|a| a != own) {
+                relaying.push(acked.0);
             }
+            tips.extend(doc_tips.iter().map(|h| h.0));
             docs.push(doc);
             acked_after.push(acked);
         }
         Ok(PushPage {
             docs,
-            vouched,
+            tips,
+            relaying,
             pending: Pending {
                 push_upto: page.upto,
                 more_push: page.more,
                 acked_after,
+                audit: AuditHead::default(),
+                relayed: Vec::new(),
+                certificates: Vec::new(),
             },
         })
     }
@@ -203,6 +277,13 @@ impl<'a, S: DocStore> Downstream<'a, S> {
         }
         self.take_forms(&response.forms);
         let rejected = self.take_rejections(&mut ledger, &response.rejected);
+        for batch in &pending.relayed {
+            ledger.mark_relayed(batch);
+        }
+        for device in &pending.certificates {
+            ledger.mark_certificate_sent(device);
+        }
+        ledger.add_anchor(&pending.audit);
         let mut pushed = 0;
         for (id, heads) in &pending.acked_after {
             if !rejected.contains_key(id) {

@@ -15,4 +15,8 @@ pub enum SyncError {
     /// of the request was applied.
     #[error("record {record} holds a change by {actor}, who the sender may not write as")]
     ForgedAuthor { record: String, actor: String },
+    /// A signature of the request is missing, invalid or not the sender's
+    /// to present; nothing of the request was applied.
+    #[error("{0}; nothing was applied")]
+    Signature(String),
 }

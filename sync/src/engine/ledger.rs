@@ -6,7 +6,11 @@
 //! - `ds/acked/<record>`: heads the upstream is known to have, per record;
 //! - `ds/repair/<record>`: records to repair with Automerge's sync protocol,
 //!   kept until the repair completes so a cut sync resumes it;
-//! - `ds/file/<sha256>`: attachment files the upstream has accepted.
+//! - `ds/file/<sha256>`: attachment files the upstream has accepted;
+//! - `ds/relayed/<batch id>`, `ds/cert/<device>`: other devices' batches and
+//!   certificates the upstream has accepted from us (docs/EVIDENCE.md);
+//! - `ds/anchor/<seq>`: the hash of our audit entry `seq`, for each audit
+//!   head the upstream acknowledged (so `audit verify` can compare).
 //!
 //! An upstream keeps, per downstream (`<peer>` is its instance id):
 //! - `us/known/<peer><record>`: heads the downstream is known to have;
@@ -19,6 +23,7 @@
 //! that each exchange commits its bookkeeping once.
 
 use crate::engine::error::SyncError;
+use crate::evidence::AuditHead;
 use crate::store::{Commit, DocStore, StateWrite};
 use automerge::ChangeHash;
 use serde::{Deserialize, Serialize};
@@ -29,6 +34,9 @@ const CHECKPOINT: &[u8] = b"ds/checkpoint";
 const ACKED: &[u8] = b"ds/acked/";
 const REPAIR: &[u8] = b"ds/repair/";
 const FILE_SENT: &[u8] = b"ds/file/";
+const RELAYED: &[u8] = b"ds/relayed/";
+const CERT_SENT: &[u8] = b"ds/cert/";
+const ANCHOR: &[u8] = b"ds/anchor/";
 const KNOWN: &[u8] = b"us/known/";
 const PENDING: &[u8] = b"us/pending/";
 const SERVED: &[u8] = b"us/served/";
@@ -232,11 +240,51 @@ impl<'s> Ledger<'s> {
         self.put(key(FILE_SENT, &[hash]), Vec::new());
     }
 
+    pub fn relayed(&self, batch: &[u8; 32]) -> Result<bool, SyncError> {
+        Ok(self.get(&key(RELAYED, &[batch]))?.is_some())
+    }
+
+    pub fn mark_relayed(&mut self, batch: &[u8; 32]) {
+        self.put(key(RELAYED, &[batch]), Vec::new());
+    }
+
+    pub fn certificate_sent(&self, device: &[u8; 16]) -> Result<bool, SyncError> {
+        Ok(self.get(&key(CERT_SENT, &[device]))?.is_some())
+    }
+
+    pub fn mark_certificate_sent(&mut self, device: &[u8; 16]) {
+        self.put(key(CERT_SENT, &[device]), Vec::new());
+    }
+
+    /// The audit heads the upstream acknowledged, oldest first.
+    pub fn anchors(&self) -> Result<Vec<AuditHead>, SyncError> {
+        self.keys(ANCHOR)?
+            .into_iter()
+            .map(|k| {
+                let seq = k[ANCHOR.len()..]
+                    .try_into()
+                    .map(u64::from_be_bytes)
+                    .map_err(|_| SyncError::Corrupt("anchor".into()))?;
+                let hash = self
+                    .get(&k)?
+                    .and_then(|v| v.try_into().ok())
+                    .ok_or_else(|| SyncError::Corrupt("anchor".into()))?;
+                Ok(AuditHead { seq, hash })
+            })
+            .collect()
+    }
+
+    pub fn add_anchor(&mut self, head: &AuditHead) {
+        if head.seq > 0 {
+            self.put(key(ANCHOR, &[&head.seq.to_be_bytes()]), head.hash.to_vec());
+        }
+    }
+
     /// Forget everything known about the upstream, keeping only its epoch:
     /// what it acknowledged, the repairs under way and the files it accepted
     /// may all be gone from it.
     pub fn forget_upstream(&mut self, epoch: [u8; 16]) -> Result<(), SyncError> {
-        for prefix in [ACKED, REPAIR, FILE_SENT] {
+        for prefix in [ACKED, REPAIR, FILE_SENT, RELAYED, CERT_SENT] {
             self.delete_all(prefix)?;
         }
         self.set_checkpoint(&Checkpoint {

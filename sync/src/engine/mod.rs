@@ -1,5 +1,5 @@
 //! The sync engine: both ends of one exchange of the sync protocol (protocol
-//! v4, docs/SYNC.md), over a [`Records`](crate::records::Records) service and
+//! v6, docs/SYNC.md), over a [`Records`](crate::records::Records) service and
 //! without any network code. The server moves the bytes; tests call these
 //! functions directly.
 //!
@@ -10,7 +10,8 @@
 //!   exchange committing its share of it once;
 //! - `transfer`: what one side sends of a record, and the checks on what
 //!   arrives; `repairs`: the downstream's repairs with Automerge's own sync
-//!   protocol.
+//!   protocol; `signatures`: how a request is signed and how the upstream
+//!   checks its signatures (docs/EVIDENCE.md).
 //!
 //! What to send and how much goes in a page is decided in [`crate::plan`].
 
@@ -18,11 +19,13 @@ mod downstream;
 mod error;
 mod ledger;
 mod repairs;
+mod signatures;
 mod transfer;
 mod upstream;
 
 pub use self::downstream::{Downstream, Exchange, Pending};
 pub use self::error::SyncError;
 pub use self::ledger::Checkpoint;
+pub use self::signatures::{sign_request, Peer};
 pub use self::upstream::Upstream;
 pub use crate::plan::{DEFAULT_PAGE_BYTES, MAX_PAGE_BYTES};

@@ -2,6 +2,7 @@
 //! record, and how what arrives is checked before anything is applied.
 
 use crate::engine::error::SyncError;
+use crate::evidence::tips_of;
 use crate::integrity::{claimed_change_checksum, plain_document};
 use crate::plan::{frontier, peer_has_all};
 use crate::protocol::DocChanges;
@@ -18,12 +19,14 @@ pub fn record_id(text: &str) -> Option<RecordId> {
 }
 
 /// One record's part of a page: its changes, their size, the heads both sides
-/// will share once they arrive, and who wrote them.
+/// will share once they arrive, who wrote them, and the tips of what is
+/// sent (what the sender's signature covers, docs/EVIDENCE.md).
 pub struct Outgoing {
     pub size: u64,
     pub doc: DocChanges,
     pub shared: Vec<ChangeHash>,
     pub authors: Vec<ActorId>,
+    pub tips: Vec<ChangeHash>,
 }
 
 /// What one side sends of a record: its changes not covered by the heads the
@@ -49,14 +52,16 @@ pub fn outgoing<S: DocStore>(
     if changes.is_empty() {
         return Ok(None);
     }
+    let graph = change_graph(&changes);
     Ok(Some(Outgoing {
         size: changes.iter().map(|c| c.raw_bytes().len() as u64).sum(),
+        tips: tips_of(&graph),
         doc: DocChanges {
             id: id.to_string(),
             changes: changes.iter().map(|c| c.raw_bytes().to_vec()).collect(),
             document: Vec::new(),
         },
-        shared: frontier(known, &change_graph(&changes)),
+        shared: frontier(known, &graph),
         authors: change_authors(&changes),
     }))
 }
@@ -78,6 +83,7 @@ fn whole_document<S: DocStore>(
     };
     Ok(Some(Outgoing {
         size: bytes.len() as u64,
+        tips: tips_of(&read.change_graph()),
         shared: summary.change_hashes(),
         authors: read.authors(),
         doc: DocChanges {
@@ -93,12 +99,16 @@ fn whole_document<S: DocStore>(
 pub struct Received {
     pub docs: Vec<RemoteDoc>,
     pub refused: Vec<String>,
+    /// The tips of every record's part as it came (before copies of one
+    /// record are merged), what the sender signed.
+    pub tips: Vec<ChangeHash>,
 }
 
 /// Decode the records of a push or a pull page; `what` names it in the log.
 pub fn receive(incoming: Vec<DocChanges>, what: &str) -> Received {
     let mut docs = Vec::with_capacity(incoming.len());
     let mut refused = Vec::new();
+    let mut tips = Vec::new();
     for dc in incoming {
         let payload = if dc.document.is_empty() {
             decode_changes(dc.changes).map(Payload::Changes)
@@ -112,10 +122,16 @@ pub fn receive(incoming: Vec<DocChanges>, what: &str) -> Received {
             None
         };
         match record_id(&dc.id).zip(payload) {
-            Some((id, payload)) => docs.push(RemoteDoc { id, payload }),
+            Some((id, payload)) => {
+                let doc = RemoteDoc { id, payload };
+                tips.extend(tips_of(&doc.graph()));
+                docs.push(doc);
+            }
             None => refused.push(dc.id),
         }
     }
+    tips.sort_unstable();
+    tips.dedup();
     let (docs, folded) = merge_copies(docs);
     if folded > 0 {
         tracing::warn!(
@@ -123,7 +139,11 @@ pub fn receive(incoming: Vec<DocChanges>, what: &str) -> Received {
             "{what} named records more than once; merged them"
         );
     }
-    Received { docs, refused }
+    Received {
+        docs,
+        refused,
+        tips,
+    }
 }
 
 /// Decode peer changes, refusing (not panicking on) anything malformed, and

@@ -5,7 +5,9 @@
 
 use crate::engine::error::SyncError;
 use crate::engine::ledger::{encode_heads, Ledger, PeerId, PendingPage};
+use crate::engine::signatures::{Peer, Signing, Verified};
 use crate::engine::transfer::{outgoing, receive, record_id};
+use crate::evidence::{nodes, unsigned};
 use crate::feed::feed_page;
 use crate::integrity::sync_message_intact;
 use crate::plan::{check_checkpoint, frontier, page_budget, page_confirmed, CheckpointVerdict};
@@ -13,7 +15,7 @@ use crate::protocol::{DocChanges, DocSyncMessage, Rejected, Rejection, SyncReque
 use crate::record::RecordMeta;
 use crate::records::{document_changes, Payload, Records, RecordsError, RemoteDoc, RemoteResult};
 use crate::store::DocStore;
-use automerge::{sync, ActorId, Change, ChangeHash};
+use automerge::{sync, Change, ChangeHash};
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -43,7 +45,6 @@ pub struct Upstream {
 struct Sender<'a> {
     peer: PeerId,
     station: &'a str,
-    may_author: &'a dyn Fn(&ActorId) -> bool,
 }
 
 impl Sender<'_> {
@@ -74,17 +75,19 @@ impl Upstream {
     }
 
     /// Apply one request and build its response. Pushed records are durable
-    /// before this returns.
+    /// before this returns, and so are the signatures that cover them.
     ///
-    /// `may_author` says which Automerge actors the authenticated sender may
-    /// push changes of (docs/SECURITY.md); one change by anyone else refuses
-    /// the whole request before anything is applied.
+    /// `peer` is the authenticated sender. Its signature must cover what it
+    /// pushes, and every new change must be covered by a signature of its
+    /// own author (docs/EVIDENCE.md); otherwise the whole request is refused
+    /// before anything is applied.
     pub fn handle<S: DocStore>(
         &self,
         records: &Records<S>,
-        request: SyncRequest,
-        may_author: &dyn Fn(&ActorId) -> bool,
+        mut request: SyncRequest,
+        peer: &Peer<'_>,
     ) -> Result<SyncResponse, SyncError> {
+        let signing = Signing::take(&mut request);
         let lock = self.peer_lock(request.instance);
         let _serial = lock.lock().unwrap_or_else(|p| p.into_inner());
         let mut ledger = Ledger::new(records.store());
@@ -97,7 +100,6 @@ impl Upstream {
         let sender = Sender {
             peer: request.instance,
             station: &request.station,
-            may_author,
         };
         let served = ledger.served(&sender.peer)?;
         if check_checkpoint(request.epoch, epoch, request.pull_since, served)
@@ -109,11 +111,14 @@ impl Upstream {
             return Ok(response);
         }
         confirm_page(&mut ledger, &sender.peer, request.pull_since)?;
-        response.rejected = apply_push(records, &mut ledger, &sender, request.push)?;
+        let (rejected, verified) =
+            apply_push(records, &mut ledger, &sender, request.push, signing, peer)?;
+        response.rejected = rejected;
         response.fallback = self.repair(
             records,
             &mut ledger,
             &sender,
+            &verified,
             request.fallback,
             &mut response.rejected,
         )?;
@@ -151,9 +156,17 @@ impl Upstream {
         records: &Records<S>,
         ledger: &mut Ledger<'_>,
         sender: &Sender<'_>,
+        verified: &Verified,
         messages: Vec<DocSyncMessage>,
         rejected: &mut Vec<Rejected>,
     ) -> Result<Vec<DocSyncMessage>, SyncError> {
+        let store = records.store();
+        // A repair brings changes as Automerge's sync protocol sends them:
+        // each must be under a signature of its author, like a push.
+        let any_unsigned = |changes: &[Change]| {
+            let graph = nodes(changes);
+            !unsigned(&graph, |h, a| verified.signed(store, h, a).unwrap_or(false)).is_empty()
+        };
         let mut repairs = self.repairs.lock().unwrap_or_else(|p| p.into_inner());
         repairs.retain(|_, (_, touched)| touched.elapsed() < REPAIR_IDLE);
         let mut replies = Vec::new();
@@ -175,7 +188,7 @@ impl Upstream {
                 &mut state,
                 Some(&msg.message),
                 |meta| sender.in_scope(meta),
-                sender.may_author,
+                &any_unsigned,
             );
             match step {
                 Ok(Some(reply)) => {
@@ -213,15 +226,31 @@ fn confirm_page(ledger: &mut Ledger<'_>, peer: &PeerId, pull_since: u64) -> Resu
     Ok(())
 }
 
-/// Apply the pushed records, durably, and remember that the peer has what
-/// it sent. Returns the records refused.
+/// Apply the pushed records, durably, with the signatures that cover them,
+/// and remember that the peer has what it sent. Returns the records
+/// refused, and the request's signatures for its repairs.
 fn apply_push<S: DocStore>(
     records: &Records<S>,
     ledger: &mut Ledger<'_>,
     sender: &Sender<'_>,
     push: Vec<DocChanges>,
-) -> Result<Vec<Rejected>, SyncError> {
+    signing: Signing,
+    peer: &Peer<'_>,
+) -> Result<(Vec<Rejected>, Verified), SyncError> {
     let received = receive(push, "a push");
+    let graphs: Vec<(RecordId, Vec<ChangeHash>)> = received
+        .docs
+        .iter()
+        .map(|d| (d.id, d.graph().into_iter().map(|(h, _)| h).collect()))
+        .collect();
+    let verified = Verified::check(
+        records.store(),
+        peer,
+        sender.peer,
+        signing,
+        &received.tips,
+        &graphs,
+    )?;
     let mut rejected: Vec<Rejected> = received
         .refused
         .into_iter()
@@ -233,12 +262,13 @@ fn apply_push<S: DocStore>(
     let mut sent_heads = HashMap::new();
     let mut docs = Vec::with_capacity(received.docs.len());
     for doc in received.docs {
-        let doc = check_authors(records, doc, sender.may_author)?;
+        let doc = check_signed(records, doc, &verified)?;
         sent_heads.insert(doc.id, doc.graph());
         docs.push(doc);
     }
     let station = sender.station;
-    let results = records.apply_remote(docs, |meta| station_owns(station, meta), |_| Vec::new())?;
+    let signatures = verified.writes()?;
+    let results = records.apply_remote(docs, |meta| station_owns(station, meta), |_| signatures)?;
     for (id, result) in results {
         let reason = match result {
             RemoteResult::Applied | RemoteResult::Unchanged => {
@@ -257,43 +287,81 @@ fn apply_push<S: DocStore>(
             reason,
         });
     }
-    Ok(rejected)
+    Ok((rejected, verified))
 }
 
-/// Changes by others are fine only if they are already here (a downstream
-/// resending history after a reset); a new one is a forgery, and nothing of
-/// the request is applied. A whole document whose authors are all the
-/// sender's own is settled by its actor table; one naming anyone else is
-/// taken apart and checked change by change.
-fn check_authors<S: DocStore>(
+/// A new change is accepted only under a signature of its own author, on
+/// it or on a change after it; one that is not is a forgery unless it is
+/// already here (a downstream resending history after a reset), and then
+/// nothing of the request is applied. The sender's changes are always
+/// under its signature of the request's tips; a whole document whose
+/// other authors each signed all its tips is settled without loading it;
+/// anything else is taken apart and checked change by change.
+fn check_signed<S: DocStore>(
     records: &Records<S>,
     doc: RemoteDoc,
-    may_author: &dyn Fn(&ActorId) -> bool,
+    verified: &Verified,
 ) -> Result<RemoteDoc, SyncError> {
-    if doc.authors().iter().all(may_author) {
+    let store = records.store();
+    let sender = automerge::ActorId::from(&verified.sender()[..]);
+    let others: Vec<_> = doc.authors().into_iter().filter(|a| *a != sender).collect();
+    if others.is_empty() {
         return Ok(doc);
     }
     let id = doc.id;
     let changes = match &doc.payload {
         Payload::Changes(changes) => changes.clone(),
-        Payload::Document { bytes, .. } => match document_changes(bytes) {
-            Some(changes) => changes,
-            // It does not load, so applying it refuses it: nothing of it is
-            // stored, and it cannot introduce anyone's change.
-            None => return Ok(doc),
-        },
+        Payload::Document { read, bytes } => {
+            let tips = crate::evidence::tips_of(&read.change_graph());
+            let mut all_signed = true;
+            'authors: for actor in &others {
+                for tip in &tips {
+                    if !verified.signed(store, tip, actor)? {
+                        all_signed = false;
+                        break 'authors;
+                    }
+                }
+            }
+            if all_signed {
+                return Ok(doc);
+            }
+            match document_changes(bytes) {
+                // Every change it brings loaded: a change whose dependencies
+                // are missing is not among those Automerge hands back.
+                Some(changes)
+                    if read
+                        .graph
+                        .iter()
+                        .all(|(h, _)| changes.iter().any(|c| c.hash().0 == *h)) =>
+                {
+                    changes
+                }
+                // It does not load, or not all of it: applying it refuses
+                // it, so nothing of it is stored and it cannot introduce
+                // anyone's change.
+                _ => return Ok(doc),
+            }
+        }
     };
-    let foreign: Vec<&Change> = changes
-        .iter()
-        .filter(|c| !may_author(c.actor_id()))
-        .collect();
-    let hashes: Vec<ChangeHash> = foreign.iter().map(|c| c.hash()).collect();
-    if foreign.is_empty() || records.has_changes(&id, &hashes)? {
-        return Ok(RemoteDoc::changes(id, changes));
+    let graph = nodes(&changes);
+    let mut failed = None;
+    let open: Vec<usize> = unsigned(&graph, |h, a| match verified.signed(store, h, a) {
+        Ok(yes) => yes,
+        Err(e) => {
+            failed.get_or_insert(e);
+            false
+        }
+    });
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    let hashes: Vec<ChangeHash> = open.iter().map(|&i| graph[i].hash).collect();
+    if hashes.is_empty() || records.has_changes(&id, &hashes)? {
+        return Ok(doc);
     }
     Err(SyncError::ForgedAuthor {
         record: id.to_string(),
-        actor: foreign[0].actor_id().to_hex_string(),
+        actor: graph[open[0]].actor.to_hex_string(),
     })
 }
 

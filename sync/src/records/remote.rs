@@ -325,7 +325,7 @@ impl<S: DocStore> Records<S> {
         state: &mut sync::State,
         incoming: Option<&[u8]>,
         allowed: impl Fn(&RecordMeta) -> bool,
-        may_author: &dyn Fn(&ActorId) -> bool,
+        unsigned: &dyn Fn(&[Change]) -> bool,
     ) -> Result<Option<Vec<u8>>, RecordsError> {
         let _guard = self.lock();
         let stored = self.store.load(id)?;
@@ -355,11 +355,7 @@ impl<S: DocStore> Records<S> {
                 }
             }
             // What the message brought is checked before any of it is stored.
-            if doc
-                .changes_since(&heads)
-                .iter()
-                .any(|c| !may_author(c.actor_id()))
-            {
+            if unsigned(&doc.changes_since(&heads)) {
                 return Err(RecordsError::Forbidden(*id));
             }
             if doc.heads() != heads && doc.missing_deps().is_empty() {
