@@ -45,6 +45,14 @@ pub fn sign_request(request: &mut SyncRequest, attestor: &dyn Attestor) {
     request.signature = batch.signature;
 }
 
+/// What the check needs of one pushed record.
+pub(super) struct Pushed {
+    pub id: RecordId,
+    /// The hashes of its change graph as sent.
+    pub hashes: Vec<ChangeHash>,
+    pub authors: Vec<ActorId>,
+}
+
 /// A request's signatures, checked.
 pub(super) struct Verified {
     sender: [u8; 16],
@@ -171,7 +179,7 @@ impl Verified {
         sender: [u8; 16],
         signing: Signing,
         tips: &[ChangeHash],
-        pushed: &[(RecordId, Vec<ChangeHash>)],
+        pushed: &[Pushed],
     ) -> Result<Self, SyncError> {
         let mut tips: Vec<[u8; 32]> = tips.iter().map(|h| h.0).collect();
         tips.extend(signing.signed_heads.iter().copied());
@@ -196,12 +204,12 @@ impl Verified {
         let (keys, certificates) = check_certificates(store, peer, sender, signing.certificates)?;
         // Which record each pushed hash belongs to, to index relayed batches.
         let mut record_of: HashMap<[u8; 32], RecordId> = HashMap::new();
-        for (id, graph) in pushed {
-            for h in graph {
-                record_of.insert(h.0, *id);
+        for p in pushed {
+            for h in &p.hashes {
+                record_of.insert(h.0, p.id);
             }
         }
-        let mut records: Vec<RecordId> = pushed.iter().map(|(id, _)| *id).collect();
+        let mut records: Vec<RecordId> = pushed.iter().map(|p| p.id).collect();
         records.extend(signing.repaired.iter().copied());
         records.sort_unstable();
         records.dedup();
@@ -228,10 +236,20 @@ impl Verified {
                 refused(format!("a signature of device {who} is not valid ({e})"))
             })?;
             signed.extend(batch.tips.iter().map(|t| (*t, batch.signer)));
+            // The records it signed tips of, and those its signer wrote in
+            // (a whole document shows only its own tips, which may be
+            // later changes than the ones this batch signed).
+            let signer = ActorId::from(&batch.signer[..]);
             let mut covered: Vec<RecordId> = batch
                 .tips
                 .iter()
                 .filter_map(|t| record_of.get(t).copied())
+                .chain(
+                    pushed
+                        .iter()
+                        .filter(|p| p.authors.contains(&signer))
+                        .map(|p| p.id),
+                )
                 .collect();
             covered.sort_unstable();
             covered.dedup();

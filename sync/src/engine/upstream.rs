@@ -5,7 +5,7 @@
 
 use crate::engine::error::SyncError;
 use crate::engine::ledger::{encode_heads, Ledger, PeerId, PendingPage};
-use crate::engine::signatures::{Peer, Signing, Verified};
+use crate::engine::signatures::{Peer, Pushed, Signing, Verified};
 use crate::engine::transfer::{outgoing, receive, record_id};
 use crate::evidence::{nodes, unsigned};
 use crate::feed::feed_page;
@@ -238,10 +238,14 @@ fn apply_push<S: DocStore>(
     peer: &Peer<'_>,
 ) -> Result<(Vec<Rejected>, Verified), SyncError> {
     let received = receive(push, "a push");
-    let graphs: Vec<(RecordId, Vec<ChangeHash>)> = received
+    let graphs: Vec<Pushed> = received
         .docs
         .iter()
-        .map(|d| (d.id, d.graph().into_iter().map(|(h, _)| h).collect()))
+        .map(|d| Pushed {
+            id: d.id,
+            hashes: d.graph().into_iter().map(|(h, _)| h).collect(),
+            authors: d.authors(),
+        })
         .collect();
     let verified = Verified::check(
         records.store(),

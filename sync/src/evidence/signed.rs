@@ -10,7 +10,7 @@
 //!
 //! ```
 //! use ed25519_dalek::SigningKey;
-//! use tideline_sync::evidence::{AuditHead, Batch, KeyAttestor};
+//! use tideline_sync::evidence::{Attestor, AuditHead, Batch, KeyAttestor};
 //!
 //! let key = KeyAttestor::new(SigningKey::from_bytes(&[7; 32]));
 //! let batch = Batch::sign(&key, [1; 16], AuditHead::default(), vec![[9; 32], [3; 32]]);

@@ -1,0 +1,185 @@
+//! Signed authorship across real instances (docs/EVIDENCE.md): HQ ← station
+//! ← boat. A boat's changes reach HQ under the boat's own signature, passed
+//! on by the station with the certificate it signed at enrolment; a station
+//! that writes a change in the boat's name is refused at HQ, and so is one
+//! that replays the boat's old signature or cuts its own short.
+
+use automerge::transaction::Transactable;
+use automerge::{ActorId, AutoCommit, ROOT};
+use serde_json::Value;
+use tideline_schemas::RecordId;
+use tideline_server::auth::attest::InstanceAttestor;
+use tideline_server::auth::{devices, InstanceKey};
+use tideline_sync::engine::sign_request;
+use tideline_sync::evidence;
+use tideline_sync::protocol::{self, DocChanges, SyncRequest};
+use tideline_tests::{report, Instance};
+
+/// Post a request to `up` as `down`, with `down`'s credential.
+async fn post(down: &Instance, up: &Instance, request: &SyncRequest) -> (u16, Value) {
+    let store = down.records.store().as_ref();
+    let credential = devices::credential(store).unwrap().unwrap();
+    let id = down.records.identity().device_id;
+    let resp = reqwest::Client::new()
+        .post(up.url("/sync/v1"))
+        .bearer_auth(devices::bearer(&id, &credential.secret))
+        .body(protocol::encode_request(request).unwrap())
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let body = resp.json().await.unwrap_or(Value::Null);
+    (status, body)
+}
+
+/// A request from `down` pushing `changes` of record `id`, signed by `down`.
+fn signed_push(down: &Instance, id: &RecordId, changes: Vec<Vec<u8>>) -> SyncRequest {
+    let mut request = SyncRequest {
+        instance: *down.records.identity().device_id.as_bytes(),
+        station: down.records.station().to_string(),
+        push: vec![DocChanges {
+            id: id.to_string(),
+            changes,
+            document: Vec::new(),
+        }],
+        ..Default::default()
+    };
+    let key = InstanceKey::load(&down.settings.data_dir).unwrap();
+    sign_request(
+        &mut request,
+        &InstanceAttestor::new(&key, down.records.store().as_ref()),
+    );
+    request
+}
+
+async fn refusals(hq: &Instance) -> Vec<Value> {
+    tideline_tests::add_user(&hq.records, "adam", "admin", "HQ");
+    let admin = tideline_tests::client_with(&tideline_tests::login(&hq.base, "adam").await);
+    let body: Value = admin
+        .get(hq.url("/api/v1/audit?action=sync.refused&limit=100"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    body["entries"].as_array().unwrap().clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_station_cannot_write_in_a_boats_name_at_hq() {
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let hq = Instance::start("hq", dirs[0].path(), "HQ").await;
+    let station = Instance::start_under("station", dirs[1].path(), "BB-01", &hq, &hq.base).await;
+    let boat =
+        Instance::start_under("boat", dirs[2].path(), "BB-01", &station, &station.base).await;
+
+    // The honest path: the boat's record reaches HQ through the station,
+    // under the boat's signature and the station's certificate for it.
+    let made = boat.create("boarding-report", report("Sea Breeze")).await;
+    let id: RecordId = made["id"].as_str().unwrap().parse().unwrap();
+    boat.sync_ok().await;
+    station.sync_ok().await;
+    assert_eq!(
+        hq.get(&id.to_string()).await["fields"]["vessel_name"],
+        "Sea Breeze"
+    );
+    let boat_id = *boat.records.identity().device_id.as_bytes();
+    let hq_store = hq.records.store().as_ref();
+    let cert = evidence::certificate(hq_store, &boat_id)
+        .unwrap()
+        .expect("HQ keeps the boat's certificate");
+    assert_eq!(
+        cert.enrolment.issuer,
+        *station.records.identity().device_id.as_bytes()
+    );
+    let kept = evidence::record_batches(hq_store, &id).unwrap();
+    assert!(
+        kept.iter().any(|(_, signer)| *signer == boat_id),
+        "HQ keeps the boat's signature over its record: {kept:?}"
+    );
+
+    // The station writes a change in the boat's name and signs the request
+    // with its own, real key.
+    let bytes = station.records.automerge_bytes(&id).unwrap();
+    let mut doc = AutoCommit::load(&bytes)
+        .unwrap()
+        .with_actor(ActorId::from(&boat_id[..]));
+    doc.put(ROOT, "status", "submitted").unwrap();
+    doc.commit().unwrap();
+    let forged = doc.get_last_local_change().unwrap().raw_bytes().to_vec();
+    let before = hq.get(&id.to_string()).await;
+
+    let request = signed_push(&station, &id, vec![forged.clone()]);
+    let (status, body) = post(&station, &hq, &request).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("no signature of its author covers"),
+        "{body}"
+    );
+
+    // Replaying the boat's genuine signature from before does not cover
+    // the new change either.
+    let mut replay = signed_push(&station, &id, vec![forged.clone()]);
+    let (batch_id, _) = kept.iter().find(|(_, s)| *s == boat_id).unwrap();
+    let old = evidence::batch(station.records.store().as_ref(), batch_id)
+        .unwrap()
+        .expect("the station keeps the boat's signature it passed on");
+    replay.relayed = vec![old.clone()];
+    let (status, body) = post(&station, &hq, &replay).await;
+    assert_eq!(status, 403, "{body}");
+
+    // The boat's old signature stretched over the new change is not the
+    // boat's signature.
+    let mut stretched = signed_push(&station, &id, vec![forged.clone()]);
+    let mut widened = old.clone();
+    let new_hash = automerge::Change::from_bytes(forged.clone())
+        .unwrap()
+        .hash();
+    widened.tips.push(new_hash.0);
+    widened.tips.sort_unstable();
+    stretched.relayed = vec![widened];
+    let (status, body) = post(&station, &hq, &stretched).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("not valid"),
+        "{body}"
+    );
+
+    // A request whose own signature is cut short is refused by name.
+    let mut cut = signed_push(&station, &id, Vec::new());
+    cut.signature.truncate(40);
+    let (status, body) = post(&station, &hq, &cut).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("40 bytes"),
+        "{body}"
+    );
+
+    // Nothing of any of them was stored, and HQ's audit log names each.
+    assert_eq!(hq.get(&id.to_string()).await, before);
+    let refused = refusals(&hq).await;
+    assert_eq!(refused.len(), 4, "{refused:?}");
+    let station_id = station.records.identity().device_id;
+    assert!(refused
+        .iter()
+        .all(|e| e["actor"] == format!("device:{station_id}")));
+
+    // Honest work still flows, a station edit included.
+    boat.patch(&id.to_string(), serde_json::json!({"arrests": 2}))
+        .await;
+    boat.sync_ok().await;
+    station
+        .patch(
+            &id.to_string(),
+            serde_json::json!({"findings": "Checked at the station."}),
+        )
+        .await;
+    station.sync_ok().await;
+    let at_hq = hq.get(&id.to_string()).await;
+    assert_eq!(at_hq["fields"]["arrests"], 2);
+    assert_eq!(at_hq["fields"]["findings"], "Checked at the station.");
+}
