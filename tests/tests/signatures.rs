@@ -183,3 +183,117 @@ async fn a_station_cannot_write_in_a_boats_name_at_hq() {
     assert_eq!(at_hq["fields"]["arrests"], 2);
     assert_eq!(at_hq["fields"]["findings"], "Checked at the station.");
 }
+
+/// The bytes an audit entry's hash covers, as the log writes them: its
+/// fields in a fixed order, compact JSON. What someone rewriting the chain
+/// by hand would reproduce.
+fn hashed(e: &Value, prev: &str) -> Vec<u8> {
+    let text = |v: &Value| serde_json::to_string(v).unwrap();
+    format!(
+        r#"{{"seq":{},"time":{},"actor":{},"action":{},"target":{},"details":{},"prev":{}}}"#,
+        e["seq"],
+        text(&e["time"]),
+        text(&e["actor"]),
+        text(&e["action"]),
+        text(&e["target"]),
+        text(&e["details"]),
+        text(&Value::from(prev)),
+    )
+    .into_bytes()
+}
+
+fn hex_sha256(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Rewrite the audit chain in `store` from entry `from` on, consistently:
+/// entry `from` gets another actor, and every hash and link after it is
+/// made to match, head included.
+fn rewrite_chain(store: &dyn tideline_sync::DocStore, from: u64) {
+    let entries = store.scan_state(b"audit/e/").unwrap();
+    let mut prev = String::new();
+    let mut writes = Vec::new();
+    for (key, bytes) in entries {
+        let mut e: Value = serde_json::from_slice(&bytes).unwrap();
+        let seq = e["seq"].as_u64().unwrap();
+        if seq < from {
+            prev = e["hash"].as_str().unwrap().to_string();
+            continue;
+        }
+        if seq == from {
+            e["actor"] = Value::from("user:nobody");
+        }
+        e["prev"] = Value::from(prev.clone());
+        let hash = hex_sha256(&hashed(&e, &prev));
+        e["hash"] = Value::from(hash.clone());
+        prev = hash;
+        writes.push(tideline_sync::store::StateWrite {
+            key,
+            value: Some(serde_json::to_vec(&e).unwrap()),
+        });
+        let head = serde_json::json!({"seq": seq, "hash": prev});
+        writes.push(tideline_sync::store::StateWrite {
+            key: b"audit/head".to_vec(),
+            value: Some(serde_json::to_vec(&head).unwrap()),
+        });
+    }
+    store
+        .commit(tideline_sync::store::Commit {
+            records: Vec::new(),
+            state: writes,
+        })
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_chain_rewritten_after_a_sync_is_caught_on_both_sides() {
+    use tideline_server::auth::audit;
+    let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let station = Instance::start("station", dirs[0].path(), "BB-01").await;
+    let boat =
+        Instance::start_under("boat", dirs[1].path(), "BB-01", &station, &station.base).await;
+    boat.create("boarding-report", report("Before")).await;
+    boat.sync_ok().await;
+    let store = boat.records.store().as_ref();
+    let anchored = audit::head(store).unwrap();
+    assert!(anchored.seq > 0, "the boat's writes are audited");
+    assert!(audit::verify(store).unwrap().1.is_empty());
+
+    // Someone with the data directory rewrites the chain from the entry the
+    // sync anchored, consistently: every link still holds.
+    rewrite_chain(store, anchored.seq);
+    let (_, problems) = audit::verify(store).unwrap();
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert_eq!(problems[0].seq, anchored.seq);
+    assert!(
+        problems[0].message.contains("rewritten"),
+        "{}",
+        problems[0].message
+    );
+
+    // The next sync reports it in the station's audit log.
+    boat.create("boarding-report", report("After")).await;
+    boat.sync_ok().await;
+    tideline_tests::add_user(&station.records, "adam", "admin", "BB-01");
+    let admin = tideline_tests::client_with(&tideline_tests::login(&station.base, "adam").await);
+    let body: Value = admin
+        .get(station.url("/api/v1/audit?action=audit.rewritten"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let found = body["entries"].as_array().unwrap();
+    assert_eq!(found.len(), 1, "{body}");
+    let boat_id = boat.records.identity().device_id.to_string();
+    assert_eq!(found[0]["target"], boat_id);
+    assert!(found[0]["details"]["finding"]
+        .as_str()
+        .unwrap()
+        .contains(&format!("entry {}", anchored.seq)));
+}

@@ -242,7 +242,9 @@ pub struct Problem {
 /// Walk the whole chain and report every entry that does not fit: unreadable,
 /// altered (its hash no longer matches), out of sequence (entries deleted or
 /// inserted), linked to the wrong predecessor, or a head that does not match
-/// the last entry (entries cut off the end). Empty when the log is intact.
+/// the last entry (entries cut off the end), or an entry that no longer
+/// matches a head the upstream acknowledged (a consistent rewrite). Empty
+/// when the log is intact.
 pub fn verify(store: &dyn DocStore) -> Result<(u64, Vec<Problem>), StoreError> {
     let mut problems = Vec::new();
     let mut expected_seq = 1u64;
@@ -323,6 +325,11 @@ pub fn verify(store: &dyn DocStore) -> Result<(u64, Vec<Problem>), StoreError> {
         }),
         None => {}
     }
+    // A chain rewritten consistently passes every check above; the heads
+    // the upstream acknowledged do not move with it.
+    let anchors = tideline_sync::engine::acknowledged_anchors(store)
+        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    problems.extend(verify_anchors(store, &anchors)?);
     Ok((count, problems))
 }
 

@@ -43,6 +43,11 @@ pub struct Pending {
     certificates: Vec<[u8; 16]>,
 }
 
+/// The audit heads this instance's upstream has acknowledged, oldest first.
+pub fn acknowledged_anchors(store: &dyn DocStore) -> Result<Vec<AuditHead>, SyncError> {
+    Ledger::new(store).anchors()
+}
+
 /// The downstream side of sync for one sync run (a series of exchanges).
 pub struct Downstream<'a, S: DocStore> {
     records: &'a Records<S>,
@@ -72,11 +77,6 @@ impl<'a, S: DocStore> Downstream<'a, S> {
             attestor,
             repairs: Repairs::resume(&Ledger::new(records.store())),
         }
-    }
-
-    /// The audit heads the upstream has acknowledged, oldest first.
-    pub fn anchors(records: &Records<S>) -> Result<Vec<AuditHead>, SyncError> {
-        Ledger::new(records.store()).anchors()
     }
 
     pub fn with_page_bytes(mut self, bytes: u64) -> Self {

@@ -23,7 +23,7 @@ mod signatures;
 mod transfer;
 mod upstream;
 
-pub use self::downstream::{Downstream, Exchange, Pending};
+pub use self::downstream::{acknowledged_anchors, Downstream, Exchange, Pending};
 pub use self::error::SyncError;
 pub use self::ledger::Checkpoint;
 pub use self::signatures::{sign_request, Peer};
