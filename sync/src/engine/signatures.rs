@@ -100,6 +100,9 @@ fn device(id: &[u8; 16]) -> String {
     uuid::Uuid::from_bytes(*id).to_string()
 }
 
+/// Devices' keys by id.
+type Keys = HashMap<[u8; 16], VerifyingKey>;
+
 /// Check the certificates a request presents: each signed by the sender,
 /// or by a device whose certificate is known (a boat enrolled at a station
 /// below the sender), and none for a device already known with another
@@ -109,8 +112,8 @@ fn check_certificates(
     peer: &Peer<'_>,
     sender: [u8; 16],
     presented: Vec<Certificate>,
-) -> Result<(HashMap<[u8; 16], VerifyingKey>, Vec<Certificate>), SyncError> {
-    let mut keys: HashMap<[u8; 16], VerifyingKey> = HashMap::new();
+) -> Result<(Keys, Vec<Certificate>), SyncError> {
+    let mut keys = Keys::new();
     let mut new = Vec::new();
     let mut waiting = presented;
     // Issuers before the devices they enrolled, whatever the order sent.
@@ -196,7 +199,8 @@ impl Verified {
                 "the request's signature does not cover what it carries ({e})"
             ))
         })?;
-        if !peer.relays && !(signing.relayed.is_empty() && signing.certificates.is_empty()) {
+        let relays = !(signing.relayed.is_empty() && signing.certificates.is_empty());
+        if relays && !peer.relays {
             return Err(refused(
                 "a boat passed on other devices' signatures; only a station relays".into(),
             ));

@@ -27,6 +27,10 @@ fn key(prefix: &[u8], parts: &[&[u8]]) -> Vec<u8> {
     k
 }
 
+/// A device id (an Automerge actor) and a batch id.
+pub type DeviceId = [u8; 16];
+pub type BatchId = [u8; 32];
+
 fn corrupt(what: &str) -> StoreError {
     StoreError::Corrupt(format!("stored {what}"))
 }
@@ -68,7 +72,7 @@ pub fn signed_by(
 pub fn signers_of(
     store: &dyn DocStore,
     hash: &ChangeHash,
-) -> Result<Vec<([u8; 16], [u8; 32])>, StoreError> {
+) -> Result<Vec<(DeviceId, BatchId)>, StoreError> {
     store
         .scan_state(&key(TIP, &[&hash.0]))?
         .into_iter()
@@ -91,7 +95,7 @@ pub fn batch(store: &dyn DocStore, id: &[u8; 32]) -> Result<Option<Batch>, Store
 pub fn record_batches(
     store: &dyn DocStore,
     record: &RecordId,
-) -> Result<Vec<([u8; 32], [u8; 16])>, StoreError> {
+) -> Result<Vec<(BatchId, DeviceId)>, StoreError> {
     store
         .scan_state(&key(RECORD, &[record.as_bytes()]))?
         .into_iter()
