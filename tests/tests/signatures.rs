@@ -52,11 +52,12 @@ fn signed_push(down: &Instance, id: &RecordId, changes: Vec<Vec<u8>>) -> SyncReq
     request
 }
 
-async fn refusals(hq: &Instance) -> Vec<Value> {
-    tideline_tests::add_user(&hq.records, "adam", "admin", "HQ");
-    let admin = tideline_tests::client_with(&tideline_tests::login(&hq.base, "adam").await);
+/// The audit entries of `action` at `inst`, read by an admin of `station`.
+async fn audit_entries(inst: &Instance, station: &str, action: &str) -> Vec<Value> {
+    tideline_tests::add_user(&inst.records, "adam", "admin", station);
+    let admin = tideline_tests::client_with(&tideline_tests::login(&inst.base, "adam").await);
     let body: Value = admin
-        .get(hq.url("/api/v1/audit?action=sync.refused&limit=100"))
+        .get(inst.url(&format!("/api/v1/audit?action={action}&limit=100")))
         .send()
         .await
         .unwrap()
@@ -161,7 +162,7 @@ async fn a_station_cannot_write_in_a_boats_name_at_hq() {
 
     // Nothing of any of them was stored, and HQ's audit log names each.
     assert_eq!(hq.get(&id.to_string()).await, before);
-    let refused = refusals(&hq).await;
+    let refused = audit_entries(&hq, "HQ", "sync.refused").await;
     assert_eq!(refused.len(), 4, "{refused:?}");
     let station_id = station.records.identity().device_id;
     assert!(refused
@@ -278,18 +279,8 @@ async fn a_chain_rewritten_after_a_sync_is_caught_on_both_sides() {
     // The next sync reports it in the station's audit log.
     boat.create("boarding-report", report("After")).await;
     boat.sync_ok().await;
-    tideline_tests::add_user(&station.records, "adam", "admin", "BB-01");
-    let admin = tideline_tests::client_with(&tideline_tests::login(&station.base, "adam").await);
-    let body: Value = admin
-        .get(station.url("/api/v1/audit?action=audit.rewritten"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let found = body["entries"].as_array().unwrap();
-    assert_eq!(found.len(), 1, "{body}");
+    let found = audit_entries(&station, "BB-01", "audit.rewritten").await;
+    assert_eq!(found.len(), 1, "{found:?}");
     let boat_id = boat.records.identity().device_id.to_string();
     assert_eq!(found[0]["target"], boat_id);
     assert!(found[0]["details"]["finding"]
