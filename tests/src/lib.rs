@@ -188,6 +188,26 @@ impl Instance {
         *self = again;
     }
 
+    /// Post `request` to `up`'s `/sync/v1` with this instance's device
+    /// credential, as its sync would, whatever the request says.
+    pub async fn post_sync(
+        &self,
+        up: &Instance,
+        request: &tideline_sync::protocol::SyncRequest,
+    ) -> reqwest::Response {
+        use tideline_server::auth::devices;
+        let store = self.records.store().as_ref();
+        let credential = devices::credential(store).unwrap().unwrap();
+        let id = self.records.identity().device_id;
+        reqwest::Client::new()
+            .post(up.url("/sync/v1"))
+            .bearer_auth(devices::bearer(&id, &credential.secret))
+            .body(tideline_sync::protocol::encode_request(request).unwrap())
+            .send()
+            .await
+            .unwrap()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
     }

@@ -7,9 +7,9 @@ use automerge::ActorId;
 use serde_json::{json, Value};
 use tideline_schemas::{FormRegistry, RecordId};
 use tideline_server::auth::attest::InstanceAttestor;
-use tideline_server::auth::{devices, InstanceKey};
+use tideline_server::auth::InstanceKey;
 use tideline_sync::engine::sign_request;
-use tideline_sync::protocol::{self, DocChanges, SyncRequest};
+use tideline_sync::protocol::{DocChanges, SyncRequest};
 use tideline_sync::record::{RecordDoc, RecordMeta};
 use tideline_tests::{add_user, certificates, client_with, login, report, Instance};
 
@@ -71,16 +71,7 @@ async fn a_boat_cannot_push_changes_written_as_another_device() {
         &mut request,
         &InstanceAttestor::new(&key, boat2.records.store().as_ref()),
     );
-    let credential = devices::credential(boat2.records.store().as_ref())
-        .unwrap()
-        .unwrap();
-    let resp = reqwest::Client::new()
-        .post(station.url("/sync/v1"))
-        .bearer_auth(devices::bearer(&boat2_id, &credential.secret))
-        .body(protocol::encode_request(&request).unwrap())
-        .send()
-        .await
-        .unwrap();
+    let resp = boat2.post_sync(&station, &request).await;
     assert_eq!(resp.status(), 403);
     let body: Value = resp.json().await.unwrap();
     assert!(
@@ -98,13 +89,7 @@ async fn a_boat_cannot_push_changes_written_as_another_device() {
     // Naming boat1 as the sender with boat2's credential fails too.
     let mut as_boat1 = request.clone();
     as_boat1.instance = *boat1.records.identity().device_id.as_bytes();
-    let resp = reqwest::Client::new()
-        .post(station.url("/sync/v1"))
-        .bearer_auth(devices::bearer(&boat2_id, &credential.secret))
-        .body(protocol::encode_request(&as_boat1).unwrap())
-        .send()
-        .await
-        .unwrap();
+    let resp = boat2.post_sync(&station, &as_boat1).await;
     assert_eq!(resp.status(), 403);
 
     let refused: Vec<Value> = audit_actions(&station)

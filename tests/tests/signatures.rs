@@ -9,24 +9,15 @@ use automerge::{ActorId, AutoCommit, ROOT};
 use serde_json::Value;
 use tideline_schemas::RecordId;
 use tideline_server::auth::attest::InstanceAttestor;
-use tideline_server::auth::{devices, InstanceKey};
+use tideline_server::auth::InstanceKey;
 use tideline_sync::engine::sign_request;
 use tideline_sync::evidence;
-use tideline_sync::protocol::{self, DocChanges, SyncRequest};
+use tideline_sync::protocol::{DocChanges, SyncRequest};
 use tideline_tests::{report, Instance};
 
 /// Post a request to `up` as `down`, with `down`'s credential.
 async fn post(down: &Instance, up: &Instance, request: &SyncRequest) -> (u16, Value) {
-    let store = down.records.store().as_ref();
-    let credential = devices::credential(store).unwrap().unwrap();
-    let id = down.records.identity().device_id;
-    let resp = reqwest::Client::new()
-        .post(up.url("/sync/v1"))
-        .bearer_auth(devices::bearer(&id, &credential.secret))
-        .body(protocol::encode_request(request).unwrap())
-        .send()
-        .await
-        .unwrap();
+    let resp = down.post_sync(up, request).await;
     let status = resp.status().as_u16();
     let body = resp.json().await.unwrap_or(Value::Null);
     (status, body)

@@ -26,6 +26,7 @@ use tideline_sync::{DocStore, StoreError};
 const ENTRY_PREFIX: &[u8] = b"audit/e/";
 const HEAD_KEY: &[u8] = b"audit/head";
 const ANCHOR_PREFIX: &[u8] = b"audit/anchor/";
+const ANCHOR_LATEST_PREFIX: &[u8] = b"audit/anchor-latest/";
 
 /// One audited event, as stored and as `GET /api/v1/audit` returns it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -333,15 +334,11 @@ pub fn verify(store: &dyn DocStore) -> Result<(u64, Vec<Problem>), StoreError> {
     Ok((count, problems))
 }
 
+/// A SHA-256 in lower-case hex, as entries hold their hashes.
 fn unhex32(text: &str) -> Option<[u8; 32]> {
-    if text.len() != 64 {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (i, byte) in out.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
-    Some(out)
+    text.parse::<tideline_sync::blobs::BlobHash>()
+        .ok()
+        .map(|h| *h.as_bytes())
 }
 
 /// The chain's head as sync anchors it: zeros for an empty log.
@@ -390,6 +387,14 @@ pub fn verify_anchors(
     Ok(None)
 }
 
+/// The latest head kept for a device: read on every sync, so it is not
+/// found by scanning every head kept.
+fn latest_anchor_key(device: &uuid::Uuid) -> Vec<u8> {
+    let mut k = ANCHOR_LATEST_PREFIX.to_vec();
+    k.extend_from_slice(device.as_bytes());
+    k
+}
+
 fn anchor_key(device: &uuid::Uuid, seq: u64) -> Vec<u8> {
     let mut k = ANCHOR_PREFIX.to_vec();
     k.extend_from_slice(device.as_bytes());
@@ -405,15 +410,13 @@ pub fn anchor_finding(
     head: &AuditHead,
     check: Option<(u64, [u8; 16])>,
 ) -> Result<Option<String>, StoreError> {
-    let mut prefix = ANCHOR_PREFIX.to_vec();
-    prefix.extend_from_slice(device.as_bytes());
-    let Some((key, _)) = store.scan_state(&prefix)?.pop() else {
+    let Some(latest) = store.get_state(&latest_anchor_key(device))? else {
         return Ok(None);
     };
-    let latest = key[prefix.len()..]
+    let latest = latest
         .try_into()
         .map(u64::from_be_bytes)
-        .unwrap_or(0);
+        .map_err(|_| StoreError::Corrupt("audit anchor".into()))?;
     if head.seq < latest {
         return Ok(Some(format!(
             "its audit log ends at entry {}, but it reached entry {latest} at an earlier sync",
@@ -444,10 +447,16 @@ pub fn keep_anchor(
     if head.seq == 0 {
         return Ok(());
     }
-    store.put_state_lazy(vec![StateWrite {
-        key: anchor_key(device, head.seq),
-        value: Some(head.hash.to_vec()),
-    }])
+    store.put_state_lazy(vec![
+        StateWrite {
+            key: anchor_key(device, head.seq),
+            value: Some(head.hash.to_vec()),
+        },
+        StateWrite {
+            key: latest_anchor_key(device),
+            value: Some(head.seq.to_be_bytes().to_vec()),
+        },
+    ])
 }
 
 #[cfg(test)]

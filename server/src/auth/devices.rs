@@ -316,12 +316,11 @@ pub fn revoke(store: &dyn DocStore, id: &uuid::Uuid) -> Result<Device, DeviceErr
 /// certificate it signs (docs/EVIDENCE.md). None for a key that is not an
 /// ed25519 key (it could not have enrolled).
 pub fn enrolment(device: &Device, issuer: &uuid::Uuid) -> Option<Enrolment> {
-    let key: [u8; 32] = B64.decode(&device.public_key).ok()?.try_into().ok()?;
     Some(Enrolment {
         device: *device.id.as_bytes(),
         station: device.station.clone(),
         kind: device.kind.to_string(),
-        key,
+        key: verifying_key(device)?.to_bytes(),
         enrolled_at: device.enrolled_at.clone(),
         issuer: *issuer.as_bytes(),
     })

@@ -68,22 +68,6 @@ pub fn signed_by(
     Ok(store.get_state(&key(TIP, &[&hash.0, signer]))?.is_some())
 }
 
-/// Every (signer, batch id) that signed `hash`.
-pub fn signers_of(
-    store: &dyn DocStore,
-    hash: &ChangeHash,
-) -> Result<Vec<(DeviceId, BatchId)>, StoreError> {
-    store
-        .scan_state(&key(TIP, &[&hash.0]))?
-        .into_iter()
-        .map(|(k, v)| {
-            let signer = k[TIP.len() + 32..].try_into().map_err(|_| corrupt("tip"))?;
-            let batch = v.as_slice().try_into().map_err(|_| corrupt("tip"))?;
-            Ok((signer, batch))
-        })
-        .collect()
-}
-
 pub fn batch(store: &dyn DocStore, id: &[u8; 32]) -> Result<Option<Batch>, StoreError> {
     store
         .get_state(&key(BATCH, &[id]))?

@@ -15,7 +15,7 @@ mod signed;
 
 pub use self::cover::{nodes, tips, tips_of, unsigned, Node};
 pub use self::kept::{
-    batch, batch_writes, certificate, certificate_write, record_batches, signed_by, signers_of,
+    batch, batch_writes, certificate, certificate_write, record_batches, signed_by,
 };
 pub use self::signed::{
     Attestor, AuditHead, Batch, Certificate, Enrolment, KeyAttestor, SignatureError, BATCH_DOMAIN,

@@ -87,41 +87,15 @@ pub trait Attestor {
     }
 }
 
-/// An [`Attestor`] that is a key and the certificates it issued, nothing
-/// else: an instance without an audit log, such as the engine's tests.
+/// An [`Attestor`] that is a key and nothing else: an instance without an
+/// audit log or devices of its own.
 pub struct KeyAttestor {
     key: SigningKey,
-    id: [u8; 16],
-    certificates: Vec<Certificate>,
 }
 
 impl KeyAttestor {
     pub fn new(key: SigningKey) -> Self {
-        KeyAttestor {
-            key,
-            id: [0; 16],
-            certificates: Vec::new(),
-        }
-    }
-
-    /// The instance id its certificates name as their issuer.
-    pub fn with_id(mut self, id: [u8; 16]) -> Self {
-        self.id = id;
-        self
-    }
-
-    /// Enrol `device`, a boat of `station`, with `key`.
-    pub fn enrol(&mut self, device: [u8; 16], station: &str, key: &VerifyingKey) {
-        let enrolment = Enrolment {
-            device,
-            station: station.to_string(),
-            kind: "boat".into(),
-            key: key.to_bytes(),
-            enrolled_at: "2026-01-01T00:00:00Z".into(),
-            issuer: self.id,
-        };
-        let cert = Certificate::sign(self, enrolment);
-        self.certificates.push(cert);
+        KeyAttestor { key }
     }
 }
 
@@ -132,13 +106,6 @@ impl Attestor for KeyAttestor {
 
     fn public_key(&self) -> VerifyingKey {
         self.key.verifying_key()
-    }
-
-    fn certificate(&self, device: &[u8; 16]) -> Option<Certificate> {
-        self.certificates
-            .iter()
-            .find(|c| c.enrolment.device == *device)
-            .cloned()
     }
 }
 
